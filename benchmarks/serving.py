@@ -1,0 +1,490 @@
+"""Benchmark: deployer's scoring server against ``mlflow models serve`` on the same model.
+
+Run with one command (about a minute)::
+
+    .venv/bin/python benchmarks/serving.py            # table
+    .venv/bin/python benchmarks/serving.py --json     # one JSON document on stdout
+
+What it does, and why each choice:
+
+* Saves an sklearn iris classifier with real MLflow into a temporary directory, so both
+  servers load the very same files (skops format, signature, input example).
+* Starts each server on a free port on 127.0.0.1, from this same venv, **one at a time**:
+  running them side by side would make them fight over the 2 cores and measure the machine,
+  not the servers. Worker counts are stated in the output; by default both get the machine's
+  CPU count (deployer's own default, and what MLflow's own Docker image uses — plain
+  ``mlflow models serve`` defaults to 1 worker, which ``--mlflow-workers 1`` reproduces).
+* Drives both with the same load generator: ``wrk`` (Debian's package) with a Lua script that
+  POSTs one fixed body; if wrk is missing, a small asyncio HTTP/1.1 client in a separate
+  process. 1-row requests, 8 keep-alive connections, a bounded duration.
+* One 10,000-row ``dataframe_split`` request: the median of several runs on a warm server.
+* Idle RSS: the sum of VmRSS over the server's whole process tree (launcher, supervisor,
+  workers) read from /proc after start-up and one 1-row request; PSS is reported too
+  because forked workers share pages (the model, imported modules) that RSS counts once per
+  process.
+* Checks that both servers return identical predictions, so a fast wrong answer cannot pass.
+
+Targets (from issue 3): throughput >= 20x MLflow's, deployer p99 <= 5 ms at c=8, the 10k-row
+request in <= 1/3 of MLflow's time, idle memory <= 0.4x MLflow's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HOST = "127.0.0.1"
+COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+ONE_ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+# --------------------------------------------------------------------------- model + bodies
+def save_iris_model(dest: Path) -> Path:
+    """Train and save the iris model with MLflow's own sklearn flavor."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_iris(as_frame=True)
+    X = data.data.set_axis(COLUMNS, axis=1)
+    clf = LogisticRegression(max_iter=500).fit(X, data.target)
+    path = dest / "iris"
+    mlflow.sklearn.save_model(
+        clf, str(path), signature=infer_signature(X, clf.predict(X)), input_example=X.head(3)
+    )
+    return path
+
+
+def one_row_body() -> bytes:
+    return json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [ONE_ROW]}}).encode()
+
+
+def many_rows_body(rows: int) -> bytes:
+    import random
+
+    rnd = random.Random(42)
+    data = [[round(rnd.uniform(4.0, 8.0), 2), round(rnd.uniform(2.0, 4.5), 2),
+             round(rnd.uniform(1.0, 7.0), 2), round(rnd.uniform(0.1, 2.5), 2)] for _ in range(rows)]
+    return json.dumps({"dataframe_split": {"columns": COLUMNS, "data": data}}).encode()
+
+
+# --------------------------------------------------------------------------- processes
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process below it, from /proc (ppid links)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # the command name may contain spaces/parentheses: ppid follows the last ')'
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _kb_field(path: str, name: str) -> int:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_memory_mb(root: int) -> tuple[float, float, int]:
+    """(sum of RSS, sum of PSS, process count) over the tree, in MiB."""
+    pids = descendants(root)
+    rss = sum(_kb_field(f"/proc/{p}/status", "VmRSS") for p in pids)
+    pss = sum(_kb_field(f"/proc/{p}/smaps_rollup", "Pss") for p in pids)
+    return rss / 1024, pss / 1024, len(pids)
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    port: int
+    workers: int
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log: Any = None
+
+    def start(self, logdir: Path, timeout: float = 120.0) -> float:
+        """Start the server; return seconds until GET /ping answered 200."""
+        self.log = open(logdir / f"{self.name}.log", "wb")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, **self.env}
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            self.argv, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}; log: {logdir / (self.name + '.log')}"
+                )
+            try:
+                status, _ = request(self.port, "GET", "/ping", None, timeout=2)
+                if status == 200:
+                    return time.perf_counter() - t0
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer /ping within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            # the server runs in its own session: signal only that process group
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.log is not None:
+            self.log.close()
+
+
+def request(port: int, method: str, path: str, body: bytes | None,
+            timeout: float = 60.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- load generators
+WRK_SCRIPT = """\
+-- generated by benchmarks/serving.py: POST one fixed JSON body on every request
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+"""
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"cannot parse wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(port: int, body_file: Path, workdir: Path, *, connections: int, duration: int,
+            threads: int) -> dict[str, Any]:
+    script = workdir / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+            "-s", str(script), f"http://{HOST}:{port}/invocations"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True,
+                         env={**os.environ, "BENCH_BODY_FILE": str(body_file)},
+                         timeout=duration + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"tool": "wrk", "rps": rps, "p50_ms": p50, "p99_ms": p99, "requests": total,
+            "non_2xx": int(bad.group(1)) if bad else 0,
+            "socket_errors": errors.group(1).strip() if errors else None}
+
+
+# The fallback client runs in its own process (``python benchmarks/serving.py --_loadgen``),
+# so its CPU use is not charged to the benchmark driver and it behaves like wrk would.
+async def _loadgen(port: int, body: bytes, connections: int, duration: float) -> dict[str, Any]:
+    import asyncio
+
+    head = (f"POST /invocations HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    latencies: list[float] = []
+    non_2xx = 0
+    stop_at = time.perf_counter() + duration
+
+    async def one_connection() -> None:
+        nonlocal non_2xx
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                writer.write(head + body)
+                status_line = await reader.readline()
+                length = 0
+                while True:
+                    line = await reader.readline()
+                    if line in (b"\r\n", b""):
+                        break
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                latencies.append((time.perf_counter() - t0) * 1e3)
+                if not status_line.split()[1].startswith(b"2"):
+                    non_2xx += 1
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    elapsed = time.perf_counter() - t0
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
+    return {"tool": "python-asyncio", "rps": len(latencies) / elapsed, "p50_ms": pick(0.50),
+            "p99_ms": pick(0.99), "requests": len(latencies), "non_2xx": non_2xx,
+            "socket_errors": None}
+
+
+def run_python_loadgen(port: int, body_file: Path, *, connections: int,
+                       duration: int) -> dict[str, Any]:
+    argv = [sys.executable, __file__, "--_loadgen", str(port), str(body_file),
+            str(connections), str(duration)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 30)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- measurement
+@dataclass
+class Result:
+    name: str
+    workers: int
+    startup_s: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    load_tool: str
+    load_requests: int
+    load_non_2xx: int
+    big_request_ms: float
+    big_request_runs: list[float]
+    idle_rss_mb: float
+    idle_pss_mb: float
+    processes: int
+    predictions_sha: str
+
+
+def measure(server: Server, workdir: Path, bodies: dict[str, Path], args: argparse.Namespace,
+            use_wrk: bool) -> Result:
+    import hashlib
+
+    log = lambda msg: print(f"[{server.name}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    log(f"starting: {' '.join(server.argv)}")
+    startup = server.start(workdir)
+    log(f"ready in {startup:.1f}s")
+    try:
+        small = bodies["one"].read_bytes()
+        big = bodies["big"].read_bytes()
+        status, answer = request(server.port, "POST", "/invocations", small)
+        if status != 200:
+            raise RuntimeError(f"{server.name}: 1-row request -> {status}: {answer[:300]!r}")
+        # idle = loaded and warm (one request served), before any big allocation
+        time.sleep(args.settle)
+        rss, pss, nproc = tree_memory_mb(server.proc.pid)  # type: ignore[union-attr]
+        log(f"idle RSS {rss:.0f} MiB (PSS {pss:.0f} MiB) over {nproc} processes")
+        status, big_answer = request(server.port, "POST", "/invocations", big)
+        if status != 200:
+            raise RuntimeError(f"{server.name}: 10k-row request -> {status}: {big_answer[:300]!r}")
+        predictions = json.loads(big_answer)["predictions"]
+        sha = hashlib.sha256(json.dumps(predictions).encode()).hexdigest()[:16]
+
+        runs = []
+        for _ in range(args.big_runs):
+            t0 = time.perf_counter()
+            status, _ = request(server.port, "POST", "/invocations", big)
+            runs.append((time.perf_counter() - t0) * 1e3)
+            if status != 200:
+                raise RuntimeError(f"{server.name}: 10k-row request -> {status}")
+        log(f"10k rows: median {statistics.median(runs):.1f} ms")
+
+        # a short warm-up so every worker has served requests before the measured run
+        if use_wrk:
+            run_wrk(server.port, bodies["one"], workdir, connections=args.connections,
+                    duration=1, threads=args.threads)
+            load = run_wrk(server.port, bodies["one"], workdir, connections=args.connections,
+                           duration=args.duration, threads=args.threads)
+        else:
+            run_python_loadgen(server.port, bodies["one"], connections=args.connections, duration=1)
+            load = run_python_loadgen(server.port, bodies["one"], connections=args.connections,
+                                      duration=args.duration)
+        log(f"{load['rps']:.0f} req/s, p50 {load['p50_ms']:.2f} ms, p99 {load['p99_ms']:.2f} ms")
+        if load["non_2xx"]:
+            raise RuntimeError(f"{server.name}: {load['non_2xx']} non-2xx responses under load")
+    finally:
+        server.stop()
+    return Result(
+        name=server.name, workers=server.workers, startup_s=round(startup, 2),
+        rps=round(load["rps"], 1), p50_ms=round(load["p50_ms"], 3), p99_ms=round(load["p99_ms"], 3),
+        load_tool=load["tool"], load_requests=load["requests"], load_non_2xx=load["non_2xx"],
+        big_request_ms=round(statistics.median(runs), 2), big_request_runs=[round(r, 2) for r in runs],
+        idle_rss_mb=round(rss, 1), idle_pss_mb=round(pss, 1), processes=nproc,
+        predictions_sha=sha,
+    )
+
+
+def deployer_server(model: Path, workers: int) -> Server:
+    port = free_port()
+    argv = [sys.executable, "-m", "deployer.serving", "serve", "--model-dir", str(model),
+            "--host", HOST, "--port", str(port), "--workers", str(workers)]
+    return Server("deployer", argv, port, workers)
+
+
+def mlflow_server(model: Path, workers: int) -> Server:
+    port = free_port()
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    argv = [str(mlflow_cli), "models", "serve", "-m", str(model), "--env-manager", "local",
+            "--host", HOST, "--port", str(port), "--workers", str(workers)]
+    # the mlflow CLI launches `uvicorn` by name: make sure it is this venv's
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return Server("mlflow", argv, port, workers, env={"PATH": path})
+
+
+# --------------------------------------------------------------------------- report
+TARGETS = {
+    "throughput": ">= 20x",
+    "p99": "<= 5 ms",
+    "big_request": "<= 1/3",
+    "idle_rss": "<= 0.4x",
+}
+
+
+def verdicts(d: Result, m: Result) -> dict[str, dict[str, Any]]:
+    tput = d.rps / m.rps if m.rps else float("inf")
+    big = d.big_request_ms / m.big_request_ms
+    rss = d.idle_rss_mb / m.idle_rss_mb
+    return {
+        "throughput": {"ratio": round(tput, 2), "target": TARGETS["throughput"], "pass": tput >= 20},
+        "p50": {"ratio": round(d.p50_ms / m.p50_ms, 3), "target": None, "pass": None},
+        "p99": {"ratio": round(d.p99_ms / m.p99_ms, 3), "target": TARGETS["p99"],
+                "pass": d.p99_ms <= 5.0},
+        "big_request": {"ratio": round(big, 3), "target": TARGETS["big_request"],
+                        "pass": big <= 1 / 3},
+        "idle_rss": {"ratio": round(rss, 3), "target": TARGETS["idle_rss"], "pass": rss <= 0.4},
+    }
+
+
+def render_table(d: Result, m: Result, v: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
+    def mark(key: str) -> str:
+        p = v[key]["pass"]
+        return "" if p is None else ("PASS" if p else "FAIL")
+
+    rows = [
+        ("metric", "deployer", "mlflow", "ratio d/m", "target", ""),
+        (f"1-row req/s (c={args.connections})", f"{d.rps:,.0f}", f"{m.rps:,.0f}",
+         f"{v['throughput']['ratio']:.1f}x", TARGETS["throughput"], mark("throughput")),
+        ("1-row p50", f"{d.p50_ms:.2f} ms", f"{m.p50_ms:.2f} ms", f"{v['p50']['ratio']:.3f}", "", ""),
+        ("1-row p99", f"{d.p99_ms:.2f} ms", f"{m.p99_ms:.2f} ms", f"{v['p99']['ratio']:.3f}",
+         "deployer " + TARGETS["p99"], mark("p99")),
+        (f"{args.rows:,}-row request (median of {args.big_runs})", f"{d.big_request_ms:.1f} ms",
+         f"{m.big_request_ms:.1f} ms", f"{v['big_request']['ratio']:.3f}", TARGETS["big_request"],
+         mark("big_request")),
+        ("idle RSS (process tree)", f"{d.idle_rss_mb:.0f} MiB", f"{m.idle_rss_mb:.0f} MiB",
+         f"{v['idle_rss']['ratio']:.3f}", TARGETS["idle_rss"], mark("idle_rss")),
+        ("idle PSS (process tree)", f"{d.idle_pss_mb:.0f} MiB", f"{m.idle_pss_mb:.0f} MiB",
+         f"{d.idle_pss_mb / m.idle_pss_mb:.3f}", "", ""),
+        ("processes / workers", f"{d.processes} / {d.workers}", f"{m.processes} / {m.workers}", "", "", ""),
+        ("start-up to first /ping", f"{d.startup_s:.1f} s", f"{m.startup_s:.1f} s", "", "", ""),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append(f"load generator: {d.load_tool}, {args.connections} connections, {args.duration}s, "
+                 f"127.0.0.1; cpus: {os.cpu_count()}; servers measured one at a time")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of 1-row load per server")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--rows", type=int, default=10_000, help="rows in the big request")
+    parser.add_argument("--big-runs", type=int, default=7, help="runs of the big request (median)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="deployer workers (default: CPU count, deployer's default)")
+    parser.add_argument("--mlflow-workers", type=int, default=os.cpu_count() or 1,
+                        help="mlflow workers (default: CPU count, as MLflow's Docker image; "
+                             "`mlflow models serve` alone defaults to 1)")
+    parser.add_argument("--settle", type=float, default=2.0, help="idle seconds before reading RSS")
+    parser.add_argument("--no-wrk", action="store_true", help="use the Python load generator")
+    parser.add_argument("--model-dir", type=Path, help="use this saved iris-like model instead")
+    parser.add_argument("--only", choices=["deployer", "mlflow"],
+                        help="measure one server only (no comparison)")
+    args = parser.parse_args(argv)
+
+    use_wrk = not args.no_wrk and shutil.which("wrk") is not None
+    with tempfile.TemporaryDirectory(prefix="deployer-bench-") as tmp:
+        workdir = Path(tmp)
+        model = args.model_dir or save_iris_model(workdir)
+        bodies = {"one": workdir / "one.json", "big": workdir / "big.json"}
+        bodies["one"].write_bytes(one_row_body())
+        bodies["big"].write_bytes(many_rows_body(args.rows))
+        servers = [mlflow_server(model, args.mlflow_workers), deployer_server(model, args.workers)]
+        servers = [s for s in servers if args.only in (None, s.name)]
+        results = {s.name: measure(s, workdir, bodies, args, use_wrk) for s in servers}
+
+    if args.only:
+        print(json.dumps(asdict(results[args.only]), indent=2))
+        return 0
+
+    d, m = results["deployer"], results["mlflow"]
+    if d.predictions_sha != m.predictions_sha:
+        print("error: deployer and mlflow returned different predictions for the same request",
+              file=sys.stderr)
+        return 1
+    v = verdicts(d, m)
+    if args.json:
+        print(json.dumps({"deployer": asdict(d), "mlflow": asdict(m), "comparison": v,
+                          "settings": {k: (str(val) if isinstance(val, Path) else val)
+                                       for k, val in vars(args).items()},
+                          "cpus": os.cpu_count()}, indent=2))
+    else:
+        print(render_table(d, m, v, args))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--_loadgen":
+        import asyncio
+
+        _port, _body, _conns, _dur = sys.argv[2:]
+        print(json.dumps(asyncio.run(_loadgen(int(_port), Path(_body).read_bytes(), int(_conns),
+                                              float(_dur)))))
+        sys.exit(0)
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""``deployer predict``: score a file with a model on this host, streamed in chunks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deployer.cli.common import command as deployer_command
+from deployer.cli.common import get_console, model_option
+from deployer.errors import MissingDependencyError, ServingError
+
+log = logging.getLogger("deployer")
+
+
+@deployer_command("predict")
+@model_option
+@click.option("-i", "--input", "input_path", required=True, metavar="FILE|-",
+              help="Input file, or - for stdin.")
+@click.option("-o", "--output-file", "output_path", default="-", show_default=True,
+              metavar="FILE|-", help="Where to write predictions (- for stdout). A file is "
+              "written atomically: it appears only once every row is scored.")
+@click.option("--content-type", type=click.Choice(["json", "csv", "parquet"]), default=None,
+              help="Input format (default: from the file extension, else sniffed).")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Rows read, scored and written at a time (bounds memory).")
+@click.option("--format", "output_format", type=click.Choice(["jsonl", "csv"]), default=None,
+              help="Output format (default: csv for a .csv output file, else jsonl).")
+def command(model_uri: str, input_path: str, output_path: str, content_type: str | None,
+            chunk_rows: int, output_format: str | None) -> None:
+    """Batch-score a CSV, Parquet or JSON file with the model, in this Python environment.
+
+    \b
+    The input is streamed --chunk-rows rows at a time, so files larger than memory work.
+    Inputs: CSV (header + rows); Parquet; JSON = one MLflow request (dataframe_split,
+    dataframe_records, instances, inputs, with params), or JSON lines of records
+    ({"col": value} per line) or of MLflow requests.
+    Output: JSON lines (one prediction per row) or CSV (a "prediction" column, or the model's
+    own output columns).
+
+    \b
+    Examples:
+      deployer predict -m ./model -i data.csv -o predictions.jsonl
+      cat rows.jsonl | deployer predict -m ./model -i - --content-type json --format csv
+    """
+    from deployer.serving.batch import STDIO, plan_batch, run_batch
+
+    console = get_console()
+    # the core logs each rejected request at INFO (right for a server, noise here: the
+    # error is reported once, below); -v shows everything
+    logging.getLogger("deployer.serving").setLevel(
+        logging.WARNING if console.verbosity <= 0 else logging.NOTSET)
+    spec = plan_batch(input_path, output_path, content_type=content_type,
+                      output_format=output_format, chunk_rows=chunk_rows)
+    core = _load_core(model_uri)
+    try:
+        result = run_batch(core, spec)
+    except BrokenPipeError:
+        # the reader of stdout went away (e.g. `| head`): stop quietly, like other tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise click.exceptions.Exit(1) from None
+    data = {
+        "input": spec.input, "output": result.output, "content_type": result.content_type,
+        "format": result.output_format, "rows": result.rows, "predictions": result.predictions,
+        "chunks": result.chunks, "seconds": result.seconds,
+    }
+    summary = (f"scored {result.rows} rows in {result.chunks} chunk(s), {result.seconds:.1f}s: "
+               f"{result.predictions} predictions ({result.output_format})")
+    if spec.output == STDIO:
+        # stdout carries the predictions: the summary goes to stderr only
+        log.info(summary)
+    else:
+        console.result(data, text=f"{summary} -> {result.output}")
+
+
+def _load_core(model_uri: str) -> Any:
+    from deployer.model.loader import require_pyfunc
+    from deployer.model.mlmodel import parse_mlmodel
+    from deployer.model.uri import resolve_model_uri
+
+    path = resolve_model_uri(model_uri)
+    require_pyfunc(parse_mlmodel(path), str(Path(path) / "MLmodel"))
+    try:
+        from deployer.serving.core import ScoringCore
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "mlflow-skinny", "serve",
+                                     "deployer predict") from None
+    log.debug("loading %s", path)
+    try:
+        return ScoringCore.load(path)
+    except ImportError as exc:
+        raise ServingError(
+            f"the model needs the Python package '{exc.name}', which is not installed here",
+            where=str(path),
+            fix="install the model's requirements in this environment "
+            f"(see: deployer inspect -m {model_uri})",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one actionable error
+        raise ServingError(
+            f"MLflow could not load the model: {type(exc).__name__}: {exc}",
+            where=str(path),
+            fix="check that this environment has the model's requirements "
+            f"(deployer inspect -m {model_uri})",
+        ) from None
