@@ -20,10 +20,11 @@ log = logging.getLogger(LOGGER_NAME)
 
 
 def _default(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
+    # to_dict first: it is where objects redact what must never be printed (credentials).
     if hasattr(obj, "to_dict"):
         return obj.to_dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     return str(obj)

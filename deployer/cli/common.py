@@ -18,7 +18,7 @@ from click.core import ParameterSource
 
 from deployer.config import Config, env_var_name, load_config
 from deployer.console import Console, configure_logging
-from deployer.errors import DeployerError
+from deployer.errors import ConfigError, DeployerError
 
 # Options that never read an env var or config value.
 _NO_ENV = {"help", "version", "config"}
@@ -55,6 +55,14 @@ class DeployerCommand(click.Command):
                 param.envvar = env_var_name(param.name or "")
 
     def invoke(self, ctx: click.Context) -> Any:
+        root_ctx = ctx.find_root()
+        # Until the command's own flags are merged, errors (e.g. a bad config file) are reported
+        # with the group-level flags, not with whatever a previous invocation left here.
+        pre = root_ctx.params or {}
+        CommandState.console = Console(
+            output=pre.get("output") or "text",
+            verbosity=-1 if pre.get("quiet") else int(pre.get("verbose") or 0),
+        )
         cfg = _config_for(ctx)
         target = ctx.params.get("target")
         for param in self.params:
@@ -64,19 +72,23 @@ class DeployerCommand(click.Command):
             source = ctx.get_parameter_source(name)
             if source not in (ParameterSource.DEFAULT, None):
                 continue
+            # `deployer --output json inspect` (group-level flag or env) beats the config file too
+            if root_ctx is not ctx and root_ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None):
+                continue
             found, value = cfg.lookup(name, command=self.name, target=target)
             if found:
                 try:
                     ctx.params[name] = param.type_cast_value(ctx, value)
                 except click.BadParameter as exc:
-                    raise DeployerError(
+                    raise ConfigError(
                         f"invalid value {value!r} for '{name}': {exc.message}",
                         where=str(cfg.source),
                         fix=f"fix '{name}' in the config file",
                     ) from exc
         root = ctx.find_root().params or {}
         verbosity = int(root.get("verbose") or 0) + int(ctx.params.pop("verbose", 0) or 0)
-        if root.get("quiet") or ctx.params.pop("quiet", False):
+        quiet = ctx.params.pop("quiet", False)  # pop first: `deployer -q cmd` must not leak it
+        if root.get("quiet") or quiet:
             verbosity = -1
         output = ctx.params.pop("output", None) or root.get("output") or "text"
         console = Console(output=output, verbosity=verbosity)
