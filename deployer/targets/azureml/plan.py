@@ -1,0 +1,368 @@
+"""Pure planning of an Azure ML rollout: what exists + what was asked -> the SDK calls, in order.
+
+Nothing here imports azure-ai-ml or talks to Azure: :func:`plan_deploy` gets a snapshot of
+the endpoint (:class:`EndpointState`, read by the target) and the validated request
+(:class:`DeploySpec`) and returns a :class:`~deployer.targets.base.DeployPlan` whose calls
+name azure-ai-ml operations (``online_deployments.begin_create_or_update``...) with plain,
+JSON-printable parameters. ``--dry-run`` prints exactly this; :mod:`.apply` runs it.
+
+The default rollout is blue/green, as Azure recommends for managed online endpoints:
+
+1. create the endpoint if it does not exist (undone if the rollout fails);
+2. register what the deployment runs: an environment for a bring-your-own-container image
+   (image + inference_config routes), or the MLflow model (``mlflow_model``: Azure builds the
+   environment and scores with its no-code server);
+3. create the new deployment (the idle one of blue/green) with **0 %** traffic and wait until
+   it reaches Succeeded; a deployment that fails provisioning is deleted;
+4. smoke-test it: one request built from the model's input example, sent to the endpoint's
+   scoring URI with the ``azureml-model-deployment`` header, so it reaches only the new
+   deployment; a failure deletes the new deployment and leaves traffic untouched;
+5. commit: set the endpoint's traffic map (all to the new deployment, or ``--traffic``).
+
+The previous deployment is kept at 0 %: shifting back is one ``--traffic`` away, and the
+next rollout replaces it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployer.targets.azureml import traffic as tr
+from deployer.targets.base import DeployPlan, PlannedCall
+
+TARGET = "azureml"
+SERVICE = "azure-ai-ml"
+DATA_PLANE = "scoring-uri"
+
+#: Markers in deployment params for results of earlier calls of the same plan.
+FROM_ENVIRONMENT = "@environments.create_or_update"
+FROM_MODEL = "@models.create_or_update"
+
+
+@dataclass(frozen=True)
+class ImageRoutes:
+    """The inference_config of a bring-your-own-container environment: where Azure probes
+    liveness/readiness and sends scoring requests inside the container."""
+
+    port: int = 8080  # what `deployer build --target azureml` images listen on (azmlinfsrv)
+    liveness: str = "/"
+    readiness: str = "/"
+    scoring: str = "/score"
+
+    def inference_config(self) -> dict[str, Any]:
+        return {
+            "liveness_route": {"path": self.liveness, "port": self.port},
+            "readiness_route": {"path": self.readiness, "port": self.port},
+            "scoring_route": {"path": self.scoring, "port": self.port},
+        }
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Deploy a pushed image (BYOC): Azure runs it as is and probes the routes."""
+
+    image: str
+    routes: ImageRoutes = ImageRoutes()
+    environment_name: str = ""
+
+
+@dataclass(frozen=True)
+class MlflowSource:
+    """Deploy an MLflow model with Azure's no-code path: register it as ``mlflow_model``."""
+
+    path: str  # local model directory
+    model_name: str
+
+
+@dataclass(frozen=True)
+class RegisteredSource:
+    """A model already registered in the workspace (``azureml:NAME:VERSION``)."""
+
+    reference: str
+
+
+Source = ImageSource | MlflowSource | RegisteredSource
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    """What the target read about the endpoint before planning."""
+
+    name: str
+    exists: bool = False
+    provisioning_state: str | None = None
+    traffic: Mapping[str, int] = field(default_factory=dict)
+    deployments: Mapping[str, str] = field(default_factory=dict)  # name -> provisioning state
+    scoring_uri: str | None = None
+    auth_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class DeploySpec:
+    """A validated ``deployer deploy --target azureml`` request."""
+
+    endpoint: str
+    source: Source | None  # None: only change traffic
+    deployment: str | None = None
+    instance_type: str = "Standard_DS3_v2"
+    instance_count: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
+    traffic: Mapping[str, int] | None = None
+    auth_mode: str = "key"
+    wait: bool = True
+    timeout: float = 1800.0
+    smoke_body: Any = None  # JSON body for the smoke test; None: no example, test skipped
+    request_timeout_ms: int | None = None
+    max_concurrent_requests: int | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    local: bool = False  # azure-ai-ml local endpoints: the local Docker engine, no Azure calls
+    model_path: str | None = None  # local model folder (local mode mounts it)
+
+
+def plan_deploy(spec: DeploySpec, state: EndpointState) -> DeployPlan:
+    """The ordered SDK calls that take ``state`` to what ``spec`` asks for."""
+    if spec.local:
+        return _plan_local(spec, state)
+    if spec.source is None:
+        return _plan_traffic_only(spec, state)
+    existing = list(state.deployments)
+    new = spec.deployment or tr.choose_deployment(state.traffic, existing)
+    tr.check_name(new, kind="deployment", flag="--deployment")
+    new = _match(new, existing) or new
+    current = tr.normalize(state.traffic, existing)
+    # Updating a deployment that serves users (only when named with --deployment) is a rolling
+    # update, not blue/green: nothing can be rolled back, so it gets no undo.
+    in_place = current.get(new, 0) > 0
+    final = tr.shifted(current, new, existing, spec.traffic) if spec.wait else current
+
+    calls: list[PlannedCall] = []
+    if not state.exists:
+        calls.append(
+            PlannedCall(
+                SERVICE,
+                "online_endpoints.begin_create_or_update",
+                {"name": spec.endpoint, "auth_mode": spec.auth_mode, "tags": dict(spec.tags)},
+                f"create endpoint {spec.endpoint} (auth: {spec.auth_mode})",
+                phase="create",
+                undo=PlannedCall(SERVICE, "online_endpoints.begin_delete", {"name": spec.endpoint},
+                                 f"delete endpoint {spec.endpoint}", phase="cleanup"),
+            )
+        )
+    deployment: dict[str, Any] = {
+        "name": new,
+        "endpoint_name": spec.endpoint,
+        "instance_type": spec.instance_type,
+        "instance_count": spec.instance_count,
+        "environment_variables": dict(spec.env),
+        "wait": spec.wait,
+        "timeout": spec.timeout,
+    }
+    if spec.request_timeout_ms or spec.max_concurrent_requests:
+        deployment["request_settings"] = {
+            k: v
+            for k, v in (
+                ("request_timeout_ms", spec.request_timeout_ms),
+                ("max_concurrent_requests_per_instance", spec.max_concurrent_requests),
+            )
+            if v
+        }
+    source = spec.source
+    if isinstance(source, ImageSource):
+        env_name = source.environment_name or f"{spec.endpoint}-{new}-env"
+        calls.append(
+            PlannedCall(
+                SERVICE,
+                "environments.create_or_update",
+                {"name": env_name, "image": source.image, "inference_config": source.routes.inference_config()},
+                f"register environment {env_name} for image {source.image}",
+                phase="create",
+            )
+        )
+        deployment["environment"] = FROM_ENVIRONMENT
+        what = f"image {source.image}"
+    elif isinstance(source, MlflowSource):
+        calls.append(
+            PlannedCall(
+                SERVICE,
+                "models.create_or_update",
+                {"name": source.model_name, "path": source.path, "type": "mlflow_model"},
+                f"register MLflow model {source.model_name} from {source.path} (uploads it)",
+                phase="create",
+            )
+        )
+        deployment["model"] = FROM_MODEL
+        what = f"MLflow model {source.model_name} (Azure no-code scoring)"
+    else:
+        deployment["model"] = source.reference
+        what = f"registered model {source.reference}"
+    verb = "update" if new in existing else "create"
+    calls.append(
+        PlannedCall(
+            SERVICE,
+            "online_deployments.begin_create_or_update",
+            deployment,
+            f"{verb} deployment {new} ({spec.instance_count} x {spec.instance_type}) running {what}"
+            + (" in place (it serves traffic: no rollback possible)" if in_place
+               else " at 0% traffic" if current.get(new, 0) == 0 else "")
+            + (", wait for Succeeded" if spec.wait else ", not waiting"),
+            phase="create",
+            undo=None if in_place else PlannedCall(
+                SERVICE, "online_deployments.begin_delete", {"name": new, "endpoint_name": spec.endpoint},
+                f"delete deployment {new}", phase="cleanup"),
+        )
+    )
+    smoke = "skipped: --no-wait"
+    if spec.wait:
+        if spec.smoke_body is not None:
+            calls.append(
+                PlannedCall(
+                    DATA_PLANE,
+                    "smoke_test",
+                    {"endpoint": spec.endpoint, "deployment": new, "body": spec.smoke_body},
+                    f"send the model's input example to deployment {new} through the endpoint's scoring URI",
+                    phase="create",
+                )
+            )
+            smoke = "input example"
+        else:
+            smoke = "skipped: the model has no input example"
+        if final != current or not state.exists:
+            calls.append(
+                PlannedCall(
+                    SERVICE,
+                    "online_endpoints.update_traffic",
+                    {"name": spec.endpoint, "traffic": final},
+                    f"set traffic {tr.format_traffic(final)} (was {tr.format_traffic(current)})",
+                    phase="commit",
+                )
+            )
+    action = "create" if not state.exists else "update"
+    summary = (
+        f"{action} endpoint {spec.endpoint}: deployment {new} <- {what}; "
+        + (f"traffic {tr.format_traffic(current)} -> {tr.format_traffic(final)}" if spec.wait
+           else "traffic unchanged (--no-wait: shift it later with --traffic)")
+    )
+    facts = {
+        "endpoint": spec.endpoint,
+        "deployment": new,
+        "endpoint_exists": state.exists,
+        "previous_traffic": current,
+        "traffic": final,
+        "smoke_test": smoke,
+        "in_place_update": in_place,
+        "wait": spec.wait,
+    }
+    return DeployPlan(TARGET, spec.endpoint, action, tuple(calls), summary, facts)
+
+
+def _plan_local(spec: DeploySpec, state: EndpointState) -> DeployPlan:
+    """A local endpoint (azure-ai-ml ``local=True``): one container in the local Docker engine.
+
+    Local endpoints have no traffic map and no keys, so there is no blue/green: the single
+    deployment is created or replaced, then smoke-tested through its local scoring URI.
+    """
+    from deployer.errors import UsageError
+
+    if not isinstance(spec.source, ImageSource) or not spec.model_path:
+        raise UsageError(
+            "a local Azure ML endpoint runs a built image with the model mounted: pass both --image-uri and -m",
+            where="--local",
+            fix="deployer build --target azureml -m MODEL, then deploy --local --image-uri IMAGE -m MODEL",
+        )
+    name = spec.deployment or tr.BLUE_GREEN[0]
+    calls: list[PlannedCall] = []
+    if not state.exists:
+        calls.append(PlannedCall(
+            SERVICE, "online_endpoints.begin_create_or_update",
+            {"name": spec.endpoint, "auth_mode": spec.auth_mode, "tags": dict(spec.tags), "local": True},
+            f"create local endpoint {spec.endpoint} (Docker)", phase="create",
+            undo=PlannedCall(SERVICE, "online_endpoints.begin_delete", {"name": spec.endpoint, "local": True},
+                             f"delete local endpoint {spec.endpoint}", phase="cleanup"),
+        ))
+    calls.append(PlannedCall(
+        SERVICE, "online_deployments.begin_create_or_update",
+        {"name": name, "endpoint_name": spec.endpoint, "instance_type": spec.instance_type,
+         "instance_count": spec.instance_count, "environment_variables": dict(spec.env), "local": True,
+         "image": spec.source.image, "inference_config": spec.source.routes.inference_config(),
+         "model_path": spec.model_path, "wait": True, "timeout": spec.timeout},
+        f"run image {spec.source.image} as local deployment {name} with the model mounted", phase="create",
+        undo=None if state.exists else PlannedCall(
+            SERVICE, "online_deployments.begin_delete", {"name": name, "endpoint_name": spec.endpoint, "local": True},
+            f"delete local deployment {name}", phase="cleanup"),
+    ))
+    if spec.smoke_body is not None:
+        calls.append(PlannedCall(
+            DATA_PLANE, "smoke_test",
+            {"endpoint": spec.endpoint, "deployment": name, "body": spec.smoke_body, "local": True},
+            f"send the model's input example to local deployment {name}", phase="create",
+        ))
+    return DeployPlan(
+        TARGET, spec.endpoint, "update" if state.exists else "create", tuple(calls),
+        f"local endpoint {spec.endpoint}: deployment {name} <- image {spec.source.image}",
+        {"endpoint": spec.endpoint, "deployment": name, "local": True, "endpoint_exists": state.exists,
+         "smoke_test": "input example" if spec.smoke_body is not None else "skipped: the model has no input example",
+         "wait": True},
+    )
+
+
+def _plan_traffic_only(spec: DeploySpec, state: EndpointState) -> DeployPlan:
+    from deployer.errors import UsageError
+
+    if not state.exists:
+        raise UsageError(
+            f"endpoint {spec.endpoint!r} does not exist, so there is no traffic to shift",
+            where="--name",
+            fix="deploy a model first: deployer deploy --target azureml --name NAME -m MODEL",
+        )
+    if not spec.traffic:
+        raise UsageError(
+            "nothing to deploy: no model (-m), no image (--image-uri) and no --traffic",
+            where="deployer deploy --target azureml",
+            fix="pass -m MODEL or --image-uri IMAGE to roll out, or --traffic NAME=PCT,... to shift traffic",
+        )
+    existing = list(state.deployments)
+    unknown = [k for k in spec.traffic if _match(k, existing) is None]
+    if unknown:
+        raise UsageError(
+            f"--traffic names deployment(s) {', '.join(sorted(unknown))}, which endpoint {spec.endpoint} does not have",
+            where="--traffic",
+            fix=f"use the existing deployments: {', '.join(existing) or '(none)'}",
+        )
+    not_ready = [k for k, v in spec.traffic.items() if v and state.deployments.get(_match(k, existing) or k) != "Succeeded"]
+    if not_ready:
+        raise UsageError(
+            f"deployment(s) {', '.join(not_ready)} are not in the Succeeded state and cannot take traffic",
+            where="--traffic",
+            fix="wait for them (deployer status --target azureml --name ...), or fix and redeploy",
+        )
+    current = tr.normalize(state.traffic, existing)
+    final = tr.normalize({(_match(k, existing) or k): v for k, v in spec.traffic.items()}, existing)
+    calls: tuple[PlannedCall, ...] = ()
+    if final != current:
+        calls = (
+            PlannedCall(
+                SERVICE,
+                "online_endpoints.update_traffic",
+                {"name": spec.endpoint, "traffic": final},
+                f"set traffic {tr.format_traffic(final)} (was {tr.format_traffic(current)})",
+                phase="commit",
+            ),
+        )
+    return DeployPlan(
+        TARGET,
+        spec.endpoint,
+        "traffic" if calls else "noop",
+        calls,
+        f"traffic {tr.format_traffic(current)} -> {tr.format_traffic(final)}",
+        {"endpoint": spec.endpoint, "previous_traffic": current, "traffic": final},
+    )
+
+
+def _match(name: str, existing: list[str]) -> str | None:
+    """Azure treats deployment names case-insensitively: the stored spelling, if any."""
+    for e in existing:
+        if e.lower() == name.lower():
+            return e
+    return None
