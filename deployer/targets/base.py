@@ -7,6 +7,44 @@ the plan and stops. Results are frozen dataclasses, so ``--output json`` is a du
 Targets are discovered through the ``deployer.targets`` entry-point group (see
 :mod:`deployer.targets.registry`); built-in targets are registered there exactly like
 third-party ones.
+
+Writing a target (the contract the CLI relies on)
+-------------------------------------------------
+* The entry point names a *factory*, normally the target class. The CLI reads the class
+  attribute ``options`` (a tuple of :class:`OptionSpec`) **without instantiating it**, so
+  ``deployer deploy --help`` works with no credentials and no SDK import. Import cloud SDKs
+  inside methods, never at module import.
+* Every ``OptionSpec`` becomes a command-line option of the commands named in its
+  ``commands`` field (``--instance-type`` for ``name="instance_type"``), with an env var
+  ``DEPLOYER_<NAME>`` and a config-file default under ``[targets.<target>]``. Options are
+  declared as data: no click in targets. Several targets may declare the same option name if
+  the declarations agree on ``type``, ``multiple`` and ``connection`` (the help shows each
+  target's text); a clashing declaration is dropped (targets merge in name order) and its
+  target fails with a clear error when selected. Names of the generic options (``name``,
+  ``model_uri``, ``image_uri``, ``dry_run``, ``wait``, ``timeout``, ``output``, ``target``...)
+  are reserved. Using an option no declaration of the selected target owns is a usage error
+  that names the target(s) it belongs to; env-var or config-file values of other targets'
+  options are ignored.
+* Where values go:
+
+  - ``connection=True`` options (region, subscription, workspace...) are passed as keyword
+    arguments to the factory: ``factory(region="eu-west-1")``. Options the user did not set
+    are left out, so factories should have defaults.
+  - on ``deploy``, the other options go to ``DeployRequest.options`` (every declared deploy
+    option of that target is present, with its default when not set).
+  - on ``status`` / ``list`` / ``delete`` / ``predict``, the other options are keyword
+    arguments of the method (``target.delete(name, archive=True)``); a target declaring none
+    is called with the base signature below. ``delete --dry-run`` calls the optional
+    ``plan_delete(name, **options) -> DeployPlan``.
+  - on ``batch``, they go to ``BatchRequest.options``.
+  - ``--wait/--no-wait`` and ``--timeout`` are generic: ``DeployRequest.wait`` /
+    ``DeployRequest.timeout`` (None: the target's default); targets must not declare them.
+* ``plan`` may read the cloud, never change it. ``apply`` runs ``plan.calls`` in order;
+  if a ``phase="create"`` call fails, the ``undo`` of every call already made runs in
+  reverse order, and a ``TargetError`` says what was created and removed.
+* Translate SDK errors into :class:`deployer.errors.TargetError` (with what/where/fix).
+* Optional capabilities are separate protocols checked with ``isinstance``:
+  :class:`BatchTarget` (``deployer batch``).
 """
 
 from __future__ import annotations
@@ -14,6 +52,37 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+#: Commands whose options a target may declare.
+TARGET_COMMANDS = ("deploy", "status", "list", "delete", "predict", "batch")
+
+#: Option types an :class:`OptionSpec` may use.
+OPTION_TYPES = ("str", "int", "float", "bool", "path", "choice")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """A target-specific command-line option, declared as data.
+
+    ``name`` is a Python identifier (``instance_type`` -> ``--instance-type``). ``type`` is one
+    of :data:`OPTION_TYPES`; ``bool`` makes an on/off flag (``--archive/--no-archive``), ``path``
+    an existing file, ``choice`` one of ``choices``. ``multiple`` collects repeated options into
+    a tuple (``--env A=1 --env B=2``). ``commands`` lists the commands that carry the option.
+    """
+
+    name: str
+    help: str
+    type: str = "str"
+    multiple: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    commands: tuple[str, ...] = ("deploy",)
+    connection: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -24,16 +93,31 @@ class DeployRequest:
     model_uri: str | None = None
     image_uri: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    wait: bool = True
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
 class PlannedCall:
-    """One cloud operation in the order it will run: e.g. ("sagemaker", "create_model", {...})."""
+    """One cloud operation in the order it will run: e.g. ("sagemaker", "create_model", {...}).
+
+    ``phase`` says how the executor treats a failure of this call:
+
+    * ``"create"``  - makes a new resource; ``undo`` (if any) removes it again when a later
+      step of the same run fails;
+    * ``"commit"``  - switches what serves traffic (create/update an endpoint); a failure
+      rolls back everything created before it;
+    * ``"wait"``    - not a cloud change: waits for the commit to settle;
+    * ``"cleanup"`` - removes resources replaced by this run, only after success; failures are
+      reported as warnings, never undone.
+    """
 
     service: str
     operation: str
     params: Mapping[str, Any]
     description: str = ""
+    phase: str = "create"
+    undo: PlannedCall | None = None
 
 
 @dataclass(frozen=True)
@@ -64,9 +148,26 @@ class EndpointStatus:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BatchRequest:
+    """A batch scoring job: read ``input``, write predictions to ``output``."""
+
+    model_uri: str | None
+    input: str
+    output: str
+    image_uri: str | None = None
+    name: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    wait: bool = True
+    timeout: float | None = None
+
+
 @runtime_checkable
 class Target(Protocol):
-    """A deployment target. Implementations translate their SDK's errors into TargetError."""
+    """A deployment target. Implementations translate their SDK's errors into TargetError.
+
+    Class attribute (optional, read before instantiation): ``options: tuple[OptionSpec, ...]``.
+    """
 
     name: str
 
@@ -81,3 +182,17 @@ class Target(Protocol):
     def delete(self, name: str) -> DeployResult: ...
 
     def predict(self, name: str, body: bytes, content_type: str) -> bytes: ...
+
+
+@runtime_checkable
+class BatchTarget(Protocol):
+    """Optional: a target that runs batch scoring jobs (``deployer batch``).
+
+    ``plan_batch`` is pure like ``plan``; the plan is run by the target's ``apply``.
+    """
+
+    def plan_batch(self, request: BatchRequest) -> DeployPlan: ...
+
+    def apply(self, plan: DeployPlan) -> DeployResult: ...
+
+    def stop_batch(self, job_name: str) -> DeployResult: ...

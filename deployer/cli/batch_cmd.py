@@ -1,0 +1,80 @@
+"""``deployer batch``: score files with a target's batch service; ``--stop`` a running job.
+
+``--output`` here is where predictions go (``s3://...``), as in the cloud APIs; the result
+format is chosen with ``--format`` (or the global ``deployer --output json batch ...``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from deployer.cli.common import DeployerCommand, get_console
+from deployer.cli.targets_common import (
+    render_mapping,
+    render_plan,
+    require_target,
+    split_target_values,
+    target_options,
+)
+from deployer.targets.base import BatchRequest
+
+
+@click.command("batch", cls=DeployerCommand)
+@click.option("--target", "-t", "target", metavar="TARGET", help="Deployment target (e.g. sagemaker).")
+@click.option("-m", "--model", "model_uri", metavar="URI", help="Model to score with.")
+@click.option("--image-uri", metavar="IMAGE", help="Use this prebuilt image (no build).")
+@click.option("--input", "input_uri", metavar="URI", help="Input data (e.g. s3://bucket/prefix).")
+@click.option("--output", "output_uri", metavar="URI", help="Where predictions go (e.g. s3://bucket/prefix).")
+@click.option("--name", "-n", "name", metavar="NAME", help="Job name (default: generated, unique).")
+@click.option("--stop", "stop", metavar="JOB", help="Stop the running job JOB instead of starting one.")
+@click.option("--dry-run", is_flag=True, help="Print the ordered plan of cloud calls; change nothing.")
+@click.option("--wait/--no-wait", default=True, help="Wait for the job to finish (default: wait).")
+@click.option("--timeout", type=float, metavar="SECONDS", help="Give up waiting after this long.")
+@target_options("batch")
+@click.option("--format", "output", type=click.Choice(["text", "json"]), default=None,
+              help="Result format (--output is the destination here).")
+@click.option("-v", "--verbose", count=True, help="More logs (repeatable); tracebacks on error.")
+@click.option("-q", "--quiet", is_flag=True, default=False, help="Only warnings and errors.")
+def command(target: str | None, model_uri: str | None, image_uri: str | None, input_uri: str | None,
+            output_uri: str | None, name: str | None, stop: str | None, dry_run: bool, wait: bool,
+            timeout: float | None, **target_values: Any) -> None:
+    """Run a batch scoring job, or stop one.
+
+    \b
+      deployer batch --target sagemaker -m ./model --input s3://b/in/ --output s3://b/out/
+      deployer batch --target sagemaker --stop my-job
+    """
+    from deployer.errors import UsageError
+    from deployer.targets.base import BatchTarget
+    from deployer.targets.registry import get_target
+
+    ctx = click.get_current_context()
+    target = require_target(target, "batch")
+    connection, options = split_target_values(ctx, target, "batch", target_values)
+    plugin = get_target(target, **connection)
+    if not isinstance(plugin, BatchTarget):
+        raise UsageError(f"target {target!r} does not run batch jobs", where="--target",
+                         fix="use a target with batch support (e.g. sagemaker)")
+    console = get_console()
+    if stop:
+        if model_uri or image_uri or input_uri or output_uri:
+            raise UsageError("--stop takes only the job name", where="--stop",
+                             fix="drop -m/--image-uri/--input/--output when stopping a job")
+        result = plugin.stop_batch(stop)
+        console.result(result, text=lambda: render_mapping(f"job {result.name}: {result.status}",
+                                                           dict(result.details)))
+        return
+    if not input_uri or not output_uri:
+        raise UsageError("a batch job needs --input and --output", where="--input/--output",
+                         fix="pass --input s3://bucket/in/ --output s3://bucket/out/")
+    request = BatchRequest(model_uri=model_uri, input=input_uri, output=output_uri, image_uri=image_uri,
+                           name=name, options=options, wait=wait, timeout=timeout)
+    plan = plugin.plan_batch(request)
+    if dry_run:
+        console.result({"dry_run": True, "plan": plan}, text=lambda: render_plan(plan))
+        return
+    result = plugin.apply(plan)
+    console.result(result, text=lambda: render_mapping(f"job {result.name}: {result.status}",
+                                                       dict(result.details)))

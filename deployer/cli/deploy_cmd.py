@@ -1,0 +1,59 @@
+"""``deployer deploy``: plan a deployment to a target, print it (--dry-run) or apply it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from deployer.cli.common import command, get_console
+from deployer.cli.targets_common import (
+    render_mapping,
+    render_plan,
+    require_target,
+    split_target_values,
+    target_options,
+)
+from deployer.targets.base import DeployRequest
+
+
+@command("deploy")
+@click.option("--target", "-t", "target", metavar="TARGET", help="Where to deploy (e.g. sagemaker).")
+@click.option("--name", "-n", "name", metavar="NAME", help="Endpoint name.")
+@click.option("-m", "--model", "model_uri", metavar="URI", help="Model to deploy (local path, runs:/, models:/...).")
+@click.option("--image-uri", metavar="IMAGE", help="Deploy this prebuilt image (no build).")
+@click.option("--dry-run", is_flag=True, help="Print the ordered plan of cloud calls; change nothing.")
+@click.option("--wait/--no-wait", default=True, help="Wait until the endpoint serves (default: wait).")
+@click.option("--timeout", type=float, metavar="SECONDS", help="Give up waiting after this long.")
+@target_options("deploy")
+def command(target: str | None, name: str | None, model_uri: str | None, image_uri: str | None,
+            dry_run: bool, wait: bool, timeout: float | None, **target_values: Any) -> None:
+    """Deploy a model (or a prebuilt image) to an endpoint.
+
+    \b
+      deployer deploy --target sagemaker --name iris -m ./model --dry-run
+      deployer deploy --target sagemaker --name iris -m ./model --mode replace
+
+    Options in [brackets] belong to the named target; a target's options are refused
+    for another target.
+    """
+    from deployer.errors import UsageError
+    from deployer.targets.registry import get_target
+
+    ctx = click.get_current_context()
+    target = require_target(target, "deploy")
+    connection, options = split_target_values(ctx, target, "deploy", target_values)
+    if not name:
+        raise UsageError("`deployer deploy` needs --name", where="--name", fix="pass --name ENDPOINT")
+    request = DeployRequest(name=name, model_uri=model_uri, image_uri=image_uri, options=options,
+                            wait=wait, timeout=timeout)
+    plugin = get_target(target, **connection)
+    plan = plugin.plan(request)
+    console = get_console()
+    if dry_run:
+        console.result({"dry_run": True, "plan": plan}, text=lambda: render_plan(plan))
+        return
+    result = plugin.apply(plan)
+    console.result(result, text=lambda: render_mapping(
+        f"{result.action}: {result.target} endpoint {result.name} is {result.status}",
+        {"url": result.endpoint_url, **dict(result.details)}))

@@ -1,0 +1,34 @@
+"""``deployer status``: the state of one deployed endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from deployer.cli.common import command, get_console
+from deployer.cli.targets_common import (
+    render_mapping,
+    require_target,
+    split_target_values,
+    target_options,
+)
+
+
+@command("status")
+@click.option("--target", "-t", "target", metavar="TARGET", help="Deployment target (e.g. sagemaker).")
+@click.option("--name", "-n", "name", metavar="NAME", help="Endpoint name.")
+@target_options("status")
+def command(target: str | None, name: str | None, **target_values: Any) -> None:
+    """Show an endpoint's status, what it serves, and how it is configured."""
+    from deployer.errors import UsageError
+    from deployer.targets.registry import get_target
+
+    ctx = click.get_current_context()
+    target = require_target(target, "status")
+    connection, options = split_target_values(ctx, target, "status", target_values)
+    if not name:
+        raise UsageError("`deployer status` needs --name", where="--name", fix="pass --name ENDPOINT")
+    status = get_target(target, **connection).status(name, **options)
+    get_console().result(status, text=lambda: render_mapping(
+        f"{status.target} endpoint {status.name}: {status.status}", status.details))

@@ -1,0 +1,129 @@
+"""Batch transform: score files in S3 with the model, and stop a running job.
+
+The job is planned like a deploy (same image, upload and model steps, same undo rules); the
+transform job is the commit step. With ``--wait`` the SageMaker model made for the job (and
+its model.tar.gz) is removed once the job ends, unless ``--archive``: a transform job needs
+its model only while it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any
+
+from deployer import __version__
+from deployer.errors import TargetError, UsageError
+from deployer.targets.base import BatchRequest, DeployPlan, DeployResult, PlannedCall
+from deployer.targets.sagemaker.names import resource_name, suggest, unique_suffix, validate_name
+from deployer.targets.sagemaker.plan import (
+    TARGET,
+    DeployContext,
+    base_tags,
+    image_calls,
+    model_calls,
+    tag_list,
+)
+from deployer.targets.sagemaker.spec import DeploySpec, parse_batch, s3_parts
+from deployer.targets.sagemaker.state import TAG_MODEL_DATA, TAG_VERSION, list_tags
+
+
+def plan_batch_job(target: Any, request: BatchRequest) -> DeployPlan:
+    spec = parse_batch(request.input, request.output, request.options)
+    if not request.model_uri and not request.image_uri:
+        raise UsageError("nothing to run", where="batch", fix="pass -m MODEL or --image-uri IMAGE")
+    aws = target.aws
+    model = target._model_ref(request.model_uri)
+    base = request.name or (model.path.rstrip("/").rsplit("/", 1)[-1] if model.path else "batch")
+    image = target._image_plan(request.image_uri, spec, model, suggest(base)[:40].strip("-") or "batch")
+    role = spec.execution_role_arn or aws.resolve_execution_role()
+    bucket, create_bucket = target._bucket(spec, model, image)
+    digest = hashlib.sha256(json.dumps(
+        {**asdict(spec), "image": image.uri, "model": model.digest, "role": role},
+        sort_keys=True, default=str).encode()).hexdigest()
+    suffix = unique_suffix(digest)
+    job = validate_name(request.name, what="job name") if request.name else resource_name(base, "batch", suffix)
+    model_spec = DeploySpec(env=spec.env, tags=spec.tags, model_in_image=spec.model_in_image)
+    ctx = DeployContext(app=job, region=aws.region, spec=model_spec, role=role, image=image, model=model,
+                        bucket=bucket, create_bucket=create_bucket, state=None, config_hash=digest,
+                        suffix=suffix, version=__version__, wait=request.wait, timeout=request.timeout)
+    tags = base_tags(ctx)
+    model_name = resource_name(base, "model", suffix)
+    calls = image_calls(image, model)
+    mcalls, model_data_url = model_calls(ctx, model_name, tags)
+    calls += mcalls
+    in_bucket, _ = s3_parts(spec.input, "--input")
+    transform_input: dict[str, Any] = {
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": spec.input}},
+        "ContentType": spec.content_type,
+        "SplitType": spec.split_type,
+    }
+    transform_output: dict[str, Any] = {"S3OutputPath": spec.output, "Accept": "application/json"}
+    if spec.split_type == "Line":
+        transform_output["AssembleWith"] = "Line"
+    params: dict[str, Any] = {
+        "TransformJobName": job,
+        "ModelName": model_name,
+        "TransformInput": transform_input,
+        "TransformOutput": transform_output,
+        "TransformResources": {"InstanceType": spec.instance_type, "InstanceCount": spec.instance_count},
+        "Tags": tag_list(tags),
+    }
+    if spec.env:
+        params["Environment"] = dict(spec.env)
+    if spec.max_payload_mb:
+        params["MaxPayloadInMB"] = spec.max_payload_mb
+    if spec.split_type == "Line":
+        params["BatchStrategy"] = "MultiRecord"
+    calls.append(PlannedCall("sagemaker", "create_transform_job", params, phase="commit",
+                             description="start the batch transform job"))
+    if request.wait:
+        calls.append(PlannedCall("sagemaker", "wait_transform_job",
+                                 {"TransformJobName": job, "Timeout": request.timeout}, phase="wait",
+                                 description="poll describe_transform_job until it ends (reads only)"))
+        if not spec.archive:
+            calls.append(PlannedCall("sagemaker", "delete_model", {"ModelName": model_name}, phase="cleanup",
+                                     description="the job's model is not needed once the job ended"))
+            if model_data_url:
+                b, k = s3_parts(model_data_url, "model data")
+                calls.append(PlannedCall("s3", "delete_object", {"Bucket": b, "Key": k}, phase="cleanup",
+                                         description="remove the job's model.tar.gz"))
+    return DeployPlan(TARGET, job, "batch", tuple(calls),
+                      summary=f"transform {spec.input} -> {spec.output} with job {job} (model {model_name})",
+                      facts={"job": job, "model_name": model_name, "input": spec.input, "output": spec.output,
+                             "image": image.uri, "archive": spec.archive, "region": aws.region,
+                             "input_bucket": in_bucket, "model_data_url": model_data_url})
+
+
+def stop_job(target: Any, job_name: str) -> DeployResult:
+    """Stop a running transform job, wait until it stopped, then remove deployer's model."""
+    from deployer.targets.sagemaker.apply import Executor
+
+    aws = target.aws
+    name = validate_name(job_name, what="job name", option="--stop")
+    desc = aws.call("sagemaker", "describe_transform_job", where=f"transform job {name}", TransformJobName=name)
+    status = str(desc.get("TransformJobStatus"))
+    if status != "InProgress":
+        raise TargetError(f"transform job {name} is {status}; only a running job can be stopped",
+                          where=f"transform job {name}", fix="nothing to do")
+    executor: Executor = target._executor()
+    executor.do(PlannedCall("sagemaker", "stop_transform_job", {"TransformJobName": name}))
+    final = executor.do(PlannedCall("sagemaker", "wait_transform_job",
+                                    {"TransformJobName": name, "Timeout": 900, "AcceptStopped": True}))
+    removed: list[str] = []
+    model_name = str(desc.get("ModelName") or "")
+    if model_name:
+        try:
+            model = aws.call("sagemaker", "describe_model", where=f"model {model_name}", ModelName=model_name)
+        except TargetError:
+            model = None
+        tags = list_tags(aws, model["ModelArn"]) if model else {}
+        if TAG_VERSION in tags:
+            aws.call("sagemaker", "delete_model", where=f"model {model_name}", ModelName=model_name)
+            removed.append(model_name)
+            if tags.get(TAG_MODEL_DATA):
+                b, k = s3_parts(tags[TAG_MODEL_DATA], "model data")
+                aws.call("s3", "delete_object", where=tags[TAG_MODEL_DATA], Bucket=b, Key=k)
+                removed.append(tags[TAG_MODEL_DATA])
+    return DeployResult(TARGET, name, "stop", final, details={"removed": removed, "previous_status": status})
