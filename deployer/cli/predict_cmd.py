@@ -11,14 +11,21 @@ from typing import Any
 import click
 
 from deployer.cli.common import command as deployer_command
-from deployer.cli.common import get_console, model_option
-from deployer.errors import MissingDependencyError, ServingError
+from deployer.cli.common import get_console
+from deployer.cli.targets_common import require_target, split_target_values, target_options
+from deployer.errors import MissingDependencyError, ServingError, UsageError
 
 log = logging.getLogger("deployer")
 
 
 @deployer_command("predict")
-@model_option
+@click.option("-m", "--model", "model_uri", default=None, metavar="URI",
+              help="Model to score with on this host (a path or any model URI).")
+@click.option("--target", "-t", "target", default=None, metavar="TARGET",
+              help="Score through a deployed endpoint instead (e.g. sagemaker, azureml).")
+@click.option("--name", "-n", "name", default=None, metavar="NAME",
+              help="Endpoint name (with --target).")
+@target_options("predict")
 @click.option("-i", "--input", "input_path", required=True, metavar="FILE|-",
               help="Input file, or - for stdin.")
 @click.option("-o", "--output-file", "output_path", default="-", show_default=True,
@@ -30,8 +37,9 @@ log = logging.getLogger("deployer")
               help="Rows read, scored and written at a time (bounds memory).")
 @click.option("--format", "output_format", type=click.Choice(["jsonl", "csv"]), default=None,
               help="Output format (default: csv for a .csv output file, else jsonl).")
-def command(model_uri: str, input_path: str, output_path: str, content_type: str | None,
-            chunk_rows: int, output_format: str | None) -> None:
+def command(model_uri: str | None, target: str | None, name: str | None, input_path: str,
+            output_path: str, content_type: str | None, chunk_rows: int,
+            output_format: str | None, **target_values: Any) -> None:
     """Batch-score a CSV, Parquet or JSON file with the model, in this Python environment.
 
     \b
@@ -43,10 +51,23 @@ def command(model_uri: str, input_path: str, output_path: str, content_type: str
     own output columns).
 
     \b
+    With --target and --name, the file is sent as one request to a deployed endpoint
+    (SageMaker: invoke_endpoint; Azure ML: the scoring URI with input_data) and the
+    endpoint's response is written out as it came.
+
+    \b
     Examples:
       deployer predict -m ./model -i data.csv -o predictions.jsonl
       cat rows.jsonl | deployer predict -m ./model -i - --content-type json --format csv
+      deployer predict --target sagemaker --name iris -i request.json
     """
+    if target and target != "local":
+        _predict_remote(target, name, model_uri, input_path, output_path, content_type,
+                        target_values)
+        return
+    if not model_uri:
+        raise UsageError("`deployer predict` needs -m/--model (or --target and --name)",
+                         where="-m/--model", fix="pass -m ./model, or --target T --name ENDPOINT")
     from deployer.serving.batch import STDIO, plan_batch, run_batch
 
     console = get_console()
@@ -76,6 +97,47 @@ def command(model_uri: str, input_path: str, output_path: str, content_type: str
         log.info(summary)
     else:
         console.result(data, text=f"{summary} -> {result.output}")
+
+
+_CONTENT_TYPES = {"json": "application/json", "csv": "text/csv",
+                  "parquet": "application/vnd.apache.parquet"}
+
+
+def _predict_remote(target: str, name: str | None, model_uri: str | None, input_path: str,
+                    output_path: str, content_type: str | None,
+                    target_values: dict[str, Any]) -> None:
+    """One request to a deployed endpoint; the response body is written as received."""
+    from deployer.serving.batch import STDIO
+    from deployer.targets.registry import get_target
+
+    ctx = click.get_current_context()
+    target = require_target(target, "predict")
+    connection, options = split_target_values(ctx, target, "predict", target_values)
+    if not name:
+        raise UsageError("`deployer predict --target` needs --name", where="--name",
+                         fix="pass --name ENDPOINT")
+    if model_uri:
+        raise UsageError("-m/--model and --target are exclusive", where="-m/--model",
+                         fix="score locally with -m, or remotely with --target and --name")
+    try:
+        body = sys.stdin.buffer.read() if input_path == STDIO else Path(input_path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read the input: {exc.strerror}", where=input_path,
+                         fix="check the -i/--input path") from None
+    kind = content_type or {".csv": "csv", ".parquet": "parquet"}.get(
+        Path(input_path).suffix.lower(), "json")
+    response = get_target(target, **connection).predict(name, body, _CONTENT_TYPES[kind], **options)
+    if output_path == STDIO:
+        sys.stdout.buffer.write(response if response.endswith(b"\n") else response + b"\n")
+        sys.stdout.flush()
+        return
+    out = Path(output_path)
+    tmp = out.with_name(f".{out.name}.partial")
+    tmp.write_bytes(response)
+    os.replace(tmp, out)
+    get_console().result({"target": target, "name": name, "output": str(out),
+                          "bytes": len(response)},
+                         text=f"{len(response)} bytes from {target} endpoint {name} -> {out}")
 
 
 def _load_core(model_uri: str) -> Any:

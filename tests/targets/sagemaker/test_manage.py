@@ -87,3 +87,32 @@ def test_predict_goes_through_sagemaker_runtime(sm, target, bucket, sklearn_mode
     sm.set_results([{"Body": "1\n0\n", "ContentType": "text/csv", "InvokedProductionVariant": "v",
                      "CustomAttributes": ""}])
     assert target.predict("iris", b"a\n1\n2\n", "text/csv") == b"1\n0\n"
+
+
+def test_predict_cli_sends_the_file_to_the_endpoint(sm, bucket, sklearn_model, tmp_path):
+    assert run_cli(*deploy_args("iris", sklearn_model, "--bucket", bucket)).exit_code == 0
+    canned = json.dumps({"predictions": [1]})
+    sm.set_results([{"Body": canned, "ContentType": "application/json",
+                     "InvokedProductionVariant": "v", "CustomAttributes": ""}])
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"dataframe_split": {"columns": ["a"], "data": [[7]]}}))
+    res = run_cli("predict", "--target", "sagemaker", "--name", "iris", "-i", str(request))
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout) == {"predictions": [1]}
+    out = tmp_path / "out.json"
+    res = run_cli("predict", "--target", "sagemaker", "--name", "iris", "-i", str(request),
+                  "-o", str(out), "--output", "json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(out.read_text()) == {"predictions": [1]}
+    assert res.json()["bytes"] == len(canned)
+
+
+def test_predict_cli_usage_errors(sm, tmp_path):
+    request = tmp_path / "r.json"
+    request.write_text("{}")
+    res = run_cli("predict", "--target", "sagemaker", "-i", str(request))
+    assert res.exit_code == 2 and "--name" in res.stderr
+    res = run_cli("predict", "-i", str(request))
+    assert res.exit_code == 2 and "-m/--model" in res.stderr
+    res = run_cli("predict", "--target", "sagemaker", "--name", "x", "-i", str(tmp_path / "missing.json"))
+    assert res.exit_code == 2 and "missing.json" in res.stderr
