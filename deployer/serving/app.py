@@ -1,0 +1,408 @@
+"""The HTTP adapter: a raw ASGI application over one :class:`~deployer.serving.core.ScoringCore`.
+
+Routes (MLflow's server answers the first four the same way):
+
+    GET  /ping, /health            200 "\\n"
+    GET  /version                  200 MLflow's version string
+    POST /invocations              MLflow scoring protocol (also SageMaker's contract)
+    GET  /openapi.json             OpenAPI 3.1 generated from the signature
+    GET  /metrics                  Prometheus text format
+    GET  /v2, /v2/health/{live,ready}, /v2/models/{name}[/versions/{v}][/ready]
+    POST /v2/models/{name}[/versions/{v}]/infer        Open Inference Protocol (V2)
+
+Why a raw ASGI callable rather than a framework: the hot path is one dict lookup, one body
+read, one call into the core; a framework's routing, middleware and request objects cost more
+than the model on small requests (MLflow's FastAPI server spends ~3 ms per one-row request).
+
+Limits live here because they are transport concerns: the body limit is checked against
+Content-Length before reading and counted while streaming (413 without buffering the rest),
+and the request timeout (504) covers reading the body and scoring. Prediction runs in a small
+thread pool so /ping and /metrics answer while a model is busy, and so a slow model can be
+timed out - except small requests to a model whose fast path has proven quick, which run on
+the event loop (a thread hand-off costs a third of such a request) and may be batched with
+the other requests of the same loop turn (see ``_observe_fast`` and ``_batching``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+
+from deployer.serving._batching import MAX_BATCH_ROWS
+from deployer.serving.core import ScoringCore, ScoringResult
+
+_logger = logging.getLogger("deployer.serving")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON = b"application/json"
+_NOT_FOUND = b'{"detail":"Not Found"}'
+#: Inline policy (see ScoringApp._observe_fast).
+INLINE_MAX_BODY = 64 * 1024
+INLINE_MAX_SECONDS = 0.005
+INLINE_STRIKES = 3
+INLINE_WARMUP = 20
+_NOT_ALLOWED = b'{"detail":"Method Not Allowed"}'
+
+
+class _Disconnected(Exception):
+    """The client went away while we were reading its body."""
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class ScoringApp:
+    """ASGI 3 application. ``metrics`` is a :class:`deployer.serving.metrics.Metrics` or None."""
+
+    def __init__(
+        self,
+        core: ScoringCore,
+        *,
+        max_body_bytes: int = 100 * 1024 * 1024,
+        timeout: float = 60.0,
+        threads: int = 4,
+        metrics: Any = None,
+        batching: bool = True,
+    ) -> None:
+        from mlflow.version import VERSION
+
+        from deployer.serving.v2 import V2Adapter
+
+        self.core = core
+        self.max_body_bytes = max_body_bytes
+        self.timeout = timeout
+        self.metrics = metrics
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
+        self._version = VERSION.encode()
+        self._openapi: bytes | None = None
+        self._inline = False
+        self._quick_streak = 0
+        self._slow_streak = 0
+        self.batching = batching
+        self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
+        self._pending_rows = 0
+        self._v2 = V2Adapter(core)
+        # path -> {method: handler}; handlers return (status, body, content_type, headers)
+        self._routes: dict[str, dict[str, Any]] = {
+            "/invocations": {"POST": self._invocations},
+            "/ping": {"GET": self._ping},
+            "/health": {"GET": self._ping},
+            "/version": {"GET": self._get_version},
+            "/openapi.json": {"GET": self._get_openapi},
+            "/metrics": {"GET": self._get_metrics},
+            "/v2": {"GET": self._v2_get},
+            "/v2/health/live": {"GET": self._v2_get},
+            "/v2/health/ready": {"GET": self._v2_get},
+        }
+        self._v2_infer_methods: dict[str, Any] = {"POST": self._v2_infer}
+        self._v2_get_methods: dict[str, Any] = {"GET": self._v2_get}
+
+    # ------------------------------------------------------------------ ASGI entry
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "lifespan":
+                await _lifespan(receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        metrics = self.metrics
+        start = time.perf_counter()
+        if metrics is not None:
+            metrics.started()
+        status = 500
+        route = "other"
+        try:
+            methods: dict[str, Any] | None = self._routes.get(path)
+            headers: Any = ()
+            route = path
+            if methods is None:
+                route = "other"
+                if path.startswith("/v2/models/"):
+                    kind = self._v2.route(path)
+                    if kind == "infer":
+                        methods, route = self._v2_infer_methods, "/v2/models/infer"
+                    elif kind == "get":
+                        methods, route = self._v2_get_methods, "/v2/models"
+            if methods is None:
+                status, body, ctype, headers = 404, _NOT_FOUND, JSON, ()
+            else:
+                handler = methods.get(method)
+                if handler is None:
+                    allow = ", ".join(methods).encode()
+                    status, body, ctype, headers = 405, _NOT_ALLOWED, JSON, ((b"allow", allow),)
+                else:
+                    status, body, ctype, headers = await handler(scope, receive)
+            await _respond(send, status, body, ctype, headers)
+        except _Disconnected:
+            status = 499
+        except Exception:  # noqa: BLE001 - the last line of defence: answer, never die
+            _logger.exception("unhandled error on %s %s", method, path)
+            status = 500
+            try:
+                await _respond(send, 500, b'{"error_code":"INTERNAL_ERROR","message":'
+                               b'"internal server error"}', JSON, ())
+            except Exception:  # noqa: BLE001 - response already started / client gone
+                pass
+        finally:
+            if metrics is not None:
+                metrics.finished(route, method, status, time.perf_counter() - start)
+
+    # ------------------------------------------------------------------ body + limits
+    async def _read_body(self, scope: Scope, receive: Receive, deadline: float) -> bytes:
+        limit = self.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    if int(value) > limit:
+                        raise _TooLarge
+                except ValueError:
+                    pass
+                break
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        body = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > limit:
+                raise _TooLarge
+            return body  # type: ignore[no-any-return]
+        chunks = [body]
+        total = len(body)
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise asyncio.TimeoutError
+            message = await asyncio.wait_for(receive(), remaining)
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _score(self, scope: Scope, receive: Receive,
+                     work: Callable[[bytes, str | None], Any]) -> tuple[Any, ...]:
+        """Read the body and run ``work(body, content_type)`` in the pool, within the limits."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        try:
+            body = await self._read_body(scope, receive, deadline)
+            content_type = _header(scope, b"content-type")
+            future = loop.run_in_executor(self._executor, work, body, content_type)
+            return await asyncio.wait_for(future, max(deadline - loop.time(), 0.001))
+        except _TooLarge:
+            message = (
+                f"Request body is larger than the limit of {self.max_body_bytes} bytes. "
+                "Send fewer rows per request, or raise the limit with --max-body-bytes "
+                "(DEPLOYER_SERVE_MAX_BODY_BYTES)."
+            )
+            body = orjson.dumps({"error_code": "RESOURCE_EXHAUSTED", "message": message})
+            return 413, body, JSON, ((b"connection", b"close"),)
+        except asyncio.TimeoutError:
+            return _timeout_response(self.timeout)
+
+    # ------------------------------------------------------------------ handlers
+    async def _invocations(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
+        if self._inline and _content_length(scope) <= min(INLINE_MAX_BODY, self.max_body_bytes):
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                result = await self._inline_invoke(message.get("body", b""),
+                                                   _header(scope, b"content-type"))
+            else:
+                result = await self._score(scope, _replaying(message, receive),
+                                           self._pooled_invoke)
+        else:
+            result = await self._score(scope, receive, self._pooled_invoke)
+        if isinstance(result, ScoringResult):
+            return result.status, result.body, result.content_type.encode(), ()
+        return result  # type: ignore[no-any-return]
+
+    async def _inline_invoke(self, body: bytes, content_type: str | None) -> Any:
+        """A small request for a proven-quick model, on the event loop (batched if allowed)."""
+        core = self.core
+        if self.batching and core.batchable:
+            prepared = core.try_prepare(body, content_type)
+            if isinstance(prepared, ScoringResult):
+                return prepared
+            if prepared is not None:
+                loop = asyncio.get_running_loop()
+                future = loop.create_future()
+                self._pending.append((prepared, future))
+                self._pending_rows += prepared.matrix.shape[0]
+                if len(self._pending) == 1:
+                    loop.call_soon(self._flush)
+                if self._pending_rows >= MAX_BATCH_ROWS:
+                    self._flush()
+                return await future
+        started = time.perf_counter()
+        result = core.try_fast(body, content_type)
+        self._observe_fast(started, result is not None)
+        if result is None:
+            result = await self._run(core.invoke_general, body, content_type)
+        return result
+
+    def _flush(self) -> None:
+        """Score every request parsed in this event-loop turn in one call."""
+        batch, self._pending, self._pending_rows = self._pending, [], 0
+        if not batch:
+            return
+        started = time.perf_counter()
+        try:
+            results = self.core.run_batch([prepared for prepared, _ in batch])
+        except BaseException as exc:  # noqa: BLE001 - never leave a request hanging
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self._observe_fast(started, True)
+        if self.metrics is not None:
+            self.metrics.batched(len(batch))
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    def _pooled_invoke(self, body: bytes, content_type: str | None) -> ScoringResult:
+        """In the pool: fast path (timed, to decide about inlining) then MLflow's path."""
+        if self.core.has_fast_path:
+            started = time.perf_counter()
+            result = self.core.try_fast(body, content_type)
+            self._observe_fast(started, result is not None)
+            if result is not None:
+                return result
+        return self.core.invoke_general(body, content_type)
+
+    def _observe_fast(self, started: float, answered: bool) -> None:
+        """Inline policy: run the fast path on the event loop only while it is proven quick.
+
+        Thread hand-off costs ~70 us per request, a third of a one-row request's cost. But a
+        call on the event loop cannot be timed out, so it is reserved for models whose fast
+        path is plain scikit-learn arithmetic (``core.inline_safe``: user Python code may
+        sleep, do I/O or hang, and must stay where a timeout can answer for it) and that
+        answered INLINE_WARMUP requests in a row within INLINE_MAX_SECONDS. INLINE_STRIKES
+        slow calls in a row send the worker back to the pool until another warm-up streak (a
+        single one is more likely this process losing the CPU for a moment than the model).
+        """
+        if not answered:
+            return
+        if time.perf_counter() - started > INLINE_MAX_SECONDS:
+            self._quick_streak = 0
+            self._slow_streak += 1
+            if self._slow_streak >= INLINE_STRIKES or not self._inline:
+                self._inline = False
+            return
+        self._slow_streak = 0
+        if not self._inline:
+            self._quick_streak += 1
+            if self._quick_streak >= INLINE_WARMUP and self.core.inline_safe:
+                self._inline = True
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self._executor, fn, *args),
+                                          self.timeout)
+        except asyncio.TimeoutError:
+            return _timeout_response(self.timeout)
+
+    async def _ping(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
+        return 200, b"\n", JSON, ()
+
+    async def _get_version(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
+        return 200, self._version, JSON, ()
+
+    async def _get_openapi(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
+        if self._openapi is None:
+            from deployer.serving.openapi import openapi_document
+
+            self._openapi = orjson.dumps(openapi_document(self.core, self))
+        return 200, self._openapi, JSON, ()
+
+    async def _get_metrics(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
+        if self.metrics is None:
+            return 404, _NOT_FOUND, JSON, ()
+        body, ctype = self.metrics.render()
+        return 200, body, ctype.encode(), ()
+
+    async def _v2_get(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
+        status, body = self._v2.get(scope["path"])
+        return status, body, JSON, ()
+
+    async def _v2_infer(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
+        result = await self._score(scope, receive, self._v2.infer_function(scope["path"]))
+        if isinstance(result, ScoringResult):
+            return result.status, result.body, result.content_type.encode(), ()
+        return result
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _timeout_response(timeout: float) -> tuple[Any, ...]:
+    message = (
+        f"Request processing time exceeded limit ({timeout:g} s). Send fewer rows "
+        "per request, or raise the limit with --timeout (DEPLOYER_SERVE_TIMEOUT)."
+    )
+    return 504, orjson.dumps({"error_code": "DEADLINE_EXCEEDED", "message": message}), JSON, ()
+
+
+def _content_length(scope: Scope) -> int:
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 1 << 62
+    return 1 << 62  # chunked: unknown size, never inline
+
+
+def _replaying(first: dict[str, Any], receive: Receive) -> Receive:
+    """A receive() that yields ``first`` again, then continues with the real stream."""
+    pending = [first]
+
+    async def replay() -> dict[str, Any]:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replay
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes,
+                   headers: Any) -> None:
+    raw = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+    if headers:
+        raw.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

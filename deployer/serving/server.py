@@ -1,0 +1,339 @@
+"""Run the scoring server: load once, bind once, fork workers, shut down gracefully.
+
+Process model (the reasons):
+
+* **Preload, then fork.** The supervisor loads the model with MLflow before any worker exists,
+  freezes the garbage collector's view of the heap (``gc.freeze``) and forks the workers, so the
+  model and the ~180 MB of imported Python modules are shared copy-on-write instead of loaded N
+  times (uvicorn's own ``--workers`` spawns fresh interpreters that each load the model). A
+  model that cannot load fails once, clearly, before the port is opened.
+* **One listening socket, inherited.** Workers accept on the same socket; the kernel spreads
+  connections. ``--workers 1`` runs the server in this process, with no supervisor.
+* **Threads are budgeted.** BLAS/OpenMP pools default to ``cores // workers`` threads per
+  worker (set before numpy is imported, and again through threadpoolctl when it already is),
+  so N workers never oversubscribe the machine.
+* **SIGTERM is graceful.** Workers stop accepting, finish in-flight requests (up to the
+  graceful timeout, < SageMaker's 30 s) and exit; the supervisor forwards the signal, waits,
+  and exits 0. A worker that dies unexpectedly is replaced.
+* **httptools + uvloop.** The built-in HTTP server (:mod:`deployer.serving.httpserver`) is
+  the default; ``--http uvicorn`` runs the same ASGI app under uvicorn instead, with httptools
+  and uvloop forced on (uvicorn without them falls back to pure-Python parsing: an order of
+  magnitude slower here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from deployer.errors import DeployerError, ServingError
+from deployer.serving.options import ServeOptions
+
+_logger = logging.getLogger("deployer.serving")
+
+_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+             "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def configure_threads(n: int) -> None:
+    """Cap BLAS/OpenMP pools at ``n`` threads (the user's own settings win)."""
+    for var in _BLAS_ENV:
+        os.environ.setdefault(var, str(n))
+    if "numpy" in sys.modules:  # too late for the variables: limit the loaded pools
+        with contextlib.suppress(Exception):
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=n)
+
+
+def configure_logging(level: str) -> None:
+    logger = logging.getLogger("deployer")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level.upper() if isinstance(level, str) else level)
+
+
+def prepare_environment(options: ServeOptions) -> str | None:
+    """Everything that must happen before numpy/mlflow/prometheus are imported.
+
+    Returns the metrics directory this call created (to remove at exit), if any.
+    """
+    configure_threads(options.effective_blas_threads)
+    # MLflow's usage telemetry would start a background thread (unsafe across fork) and
+    # phone home from inside images; the user's explicit setting wins.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if options.effective_workers > 1:
+        from deployer.serving.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+        existed = bool(os.environ.get(MULTIPROC_ENV) or os.environ.get(MULTIPROC_ENV.lower()))
+        path = prepare_multiprocess_dir()
+        return None if existed else path
+    return None
+
+
+def load_core(options: ServeOptions) -> Any:
+    from deployer.serving.core import ScoringCore
+
+    started = time.monotonic()
+    try:
+        core = ScoringCore.load(options.model_dir, name=options.model_name,
+                                version=options.model_version)
+    except DeployerError:
+        raise
+    except Exception as exc:
+        raise ServingError(
+            f"could not load the model: {type(exc).__name__}: {exc}",
+            where=str(options.model_dir),
+            fix="check that the directory holds an MLflow model (an MLmodel file) and that "
+                "this Python environment has the model's requirements installed",
+        ) from exc
+    _logger.info("model %r loaded in %.1f s (flavor %s)", core.model_name,
+                 time.monotonic() - started, core.flavor)
+    return core
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServingError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            where="--host/--port",
+            fix="pick a free port with --port (or stop whatever is using it)",
+        ) from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_app(core: Any, options: ServeOptions, *, metrics: bool = True) -> Any:
+    from deployer.serving.app import ScoringApp
+    from deployer.serving.metrics import Metrics
+
+    return ScoringApp(
+        core,
+        max_body_bytes=options.max_body_bytes,
+        timeout=options.timeout,
+        threads=options.threads,
+        metrics=Metrics(model_name=core.model_name, model_version=core.model_version,
+                        flavor=core.flavor) if metrics else None,
+        batching=options.batching,
+    )
+
+
+def _uvicorn_config(app: Any, options: ServeOptions) -> Any:
+    import uvicorn
+
+    try:
+        import httptools  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - the serve extra installs it
+        raise ServingError("httptools is not installed", fix="pip install 'deployer[serve]'") from exc
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:  # pragma: no cover - Windows
+        loop = "asyncio"
+    return uvicorn.Config(
+        app,
+        http="httptools",
+        loop=loop,
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        log_level=logging.WARNING,
+        server_header=False,
+        proxy_headers=False,  # no client-address rewriting: one less ASGI layer per request
+        timeout_keep_alive=75,  # longer than common load balancer idle timeouts (60 s)
+        timeout_graceful_shutdown=max(1, int(options.effective_graceful_timeout)),
+        backlog=2048,
+    )
+
+
+def run_worker(core: Any, sock: socket.socket, options: ServeOptions) -> None:
+    """Serve on ``sock`` in this process until SIGTERM/SIGINT, then finish in-flight work."""
+    # A signal that arrives before the event loop handles signals must still stop us (and
+    # uvicorn re-raises the signal it caught after a graceful shutdown: that must not kill
+    # the process, which exits 0 - SageMaker and Kubernetes read a signal death as a crash).
+    stop_requested: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+    app = build_app(core, options)
+    try:
+        if options.http == "uvicorn":
+            import uvicorn
+
+            server = uvicorn.Server(_uvicorn_config(app, options))
+            if not stop_requested:
+                server.run(sockets=[sock])
+        else:
+            from deployer.serving.httpserver import serve as serve_http
+
+            _run_loop(serve_http(app, sock, graceful_timeout=options.effective_graceful_timeout,
+                                 stop_requested=lambda: bool(stop_requested)))
+    finally:
+        app.close()
+
+
+def _run_loop(main: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows
+        import asyncio
+
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
+def serve(options: ServeOptions) -> None:
+    """Start the server described by ``options``; returns after a graceful shutdown."""
+    options = options.validate()
+    configure_logging(options.log_level)
+    metrics_dir = prepare_environment(options)
+    try:
+        _serve(options)
+    finally:
+        if metrics_dir:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(options: ServeOptions) -> None:
+    core = load_core(options)
+    sock = bind_socket(options.host, options.port)
+    host, port = sock.getsockname()[:2]
+    workers = options.effective_workers
+    _logger.info("listening on http://%s:%d (%d worker%s, %d BLAS thread%s each)",
+                 host if ":" not in host else f"[{host}]", port, workers,
+                 "s" if workers > 1 else "", options.effective_blas_threads,
+                 "s" if options.effective_blas_threads > 1 else "")
+    if workers == 1:
+        run_worker(core, sock, options)
+        _logger.info("server stopped")
+        return
+    Supervisor(core, sock, options, workers).run()
+
+
+class Supervisor:
+    """Forks and watches the workers; forwards SIGTERM/SIGINT; replaces crashed workers."""
+
+    #: A worker that dies sooner than this after starting counts as a crash loop.
+    MIN_UPTIME = 2.0
+    MAX_QUICK_DEATHS = 5
+
+    def __init__(self, core: Any, sock: socket.socket, options: ServeOptions, workers: int):
+        self.core = core
+        self.sock = sock
+        self.options = options
+        self.workers = workers
+        self.children: dict[int, float] = {}
+        self.stopping = False
+        self.quick_deaths = 0
+
+    def _spawn(self) -> None:
+        # Signals stay blocked across fork until the child has its own handlers, so a
+        # SIGTERM can never run the supervisor's handler inside a worker.
+        signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+            raise
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                _die_with_parent()
+                signal.signal(signal.SIGHUP, signal.SIG_DFL)
+                run_worker(self.core, self.sock, self.options)  # unblocks once it handles them
+            except BaseException:  # noqa: BLE001 - never return into the supervisor's code
+                _logger.exception("worker failed")
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+        self.children[pid] = time.monotonic()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        _logger.info("signal %d: stopping workers gracefully", signum)
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def run(self) -> None:
+        from deployer.serving.metrics import mark_process_dead
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        gc.collect()
+        gc.freeze()  # keep the preloaded heap shared: the collector won't touch these pages
+        for _ in range(self.workers):
+            self._spawn()
+        deadline: float | None = None
+        while self.children:
+            if self.stopping and deadline is None:
+                deadline = time.monotonic() + self.options.effective_graceful_timeout + 5
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                if deadline is not None and time.monotonic() > deadline:
+                    for child in list(self.children):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(child, signal.SIGKILL)
+                time.sleep(0.05)
+                continue
+            started = self.children.pop(pid, time.monotonic())
+            mark_process_dead(pid)
+            if self.stopping:
+                continue
+            _logger.error("worker %d exited unexpectedly (%s); starting a new one", pid,
+                          _describe(status))
+            if time.monotonic() - started < self.MIN_UPTIME:
+                self.quick_deaths += 1
+                if self.quick_deaths >= self.MAX_QUICK_DEATHS:
+                    self._on_signal(signal.SIGTERM, None)
+                    raise ServingError("workers keep crashing at start; giving up",
+                                       fix="run with --workers 1 to see the error")
+            self._spawn()
+        self.sock.close()
+        _logger.info("server stopped")
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit code {os.WEXITSTATUS(status)}"
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this worker if the supervisor dies (no orphaned servers)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
