@@ -3,85 +3,15 @@
 #
 # On a fresh Debian machine (as root) this installs what the tests need and runs
 # them; on a machine where everything is already there it costs a second or two
-# before pytest starts. Steps:
-#   1. python3 with venv support (apt-get install python3-venv when missing)
-#   2. a venv at .venv, created once, reused afterwards
-#   3. pip install -e '.[test]', skipped while pyproject.toml is unchanged
-#   4. a Docker engine via docker/ensure-engine.sh (its exports are eval'd)
-#   5. pytest "$@"; exit code passed through, except "no tests collected" (5),
-#      which is a failure here: a test command that ran nothing proved nothing.
+# before pytest starts. scripts/setup-env.sh does the venv, install and engine steps;
+# then pytest "$@" runs; its exit code is passed through, except "no tests collected"
+# (5), which is a failure here: a test command that ran nothing proved nothing.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$(pwd)
-VENV="$ROOT/.venv"
-STAMP="$VENV/.deployer-install-stamp"
-
-log() { printf 'test.sh: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-# Microseconds since the epoch, from bash itself (5.0+): no bc/python needed.
-now() { echo "${EPOCHREALTIME/[.,]/}"; }
-TIMINGS=()
-T0=$(now)
-phase_start=$T0
-phase_done() {
-    local t d
-    t=$(now)
-    d=$(( (t - phase_start) / 100000 ))
-    TIMINGS+=("$(printf '%-8s %4d.%ds' "$1" $((d / 10)) $((d % 10)))")
-    phase_start=$t
-}
-summary() {
-    local line d
-    d=$(( ($(now) - T0) / 100000 ))
-    log "timing (total $((d / 10)).$((d % 10))s):"
-    for line in "${TIMINGS[@]}"; do printf '  %s\n' "$line" >&2; done
-}
-
-APT_UPDATED=0
-apt_install() {
-    [ "$(id -u)" -eq 0 ] || die "need root to apt-get install $* (or install them yourself)"
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $* by hand"
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        log "apt-get update"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-        APT_UPDATED=1
-    fi
-    log "apt-get install -y $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
-}
-
-# 1. python3 + venv
-if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    if [ ! -x "$VENV/bin/python" ]; then
-        apt_install python3 python3-venv
-    fi
-fi
-
-# 2. the venv (recreated if broken, e.g. its interpreter vanished)
-if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
-    log "creating venv at $VENV"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-fi
-phase_done venv
-
-# 3. the project and its test extras; the stamp holds what they were installed from
-want=$( { cat pyproject.toml; "$VENV/bin/python" -VV; } | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ] \
-    || ! "$VENV/bin/python" -c 'import deployer, pytest' >/dev/null 2>&1; then
-    log "pip install -e '.[test]'"
-    "$VENV/bin/python" -m pip install -q -e '.[test]' >&2
-    echo "$want" >"$STAMP"
-else
-    log "venv up to date with pyproject.toml; skipping pip install"
-fi
-phase_done install
-
-# 4. the Docker engine
-exports=$(bash docker/ensure-engine.sh) || die "could not get a Docker engine (see the messages above)"
-eval "$exports"
-phase_done engine
+EXTRAS="test"
+# shellcheck source=scripts/setup-env.sh
+source scripts/setup-env.sh
 
 # 5. the tests
 set +e

@@ -1,0 +1,176 @@
+"""What Python packages go into an image: the model's requirements, adjusted, plus the runtime.
+
+Adjustments, each for a reason:
+
+* ``mlflow==X`` -> ``mlflow-skinny==X``. Scoring only loads the model through pyfunc; full
+  ``mlflow`` adds the tracking server, UI, SQL and plotting stacks (~350 MB) that nothing in
+  the container uses. Opt out with ``keep_full_mlflow`` when model code relies on them.
+* A model that names no mlflow at all gets ``mlflow-skinny==<MLmodel's mlflow_version>``.
+* python_env.yaml's ``build_dependencies`` (pip, setuptools, wheel) are dropped: they are
+  tools for building sdists, and deployer installs wheels only.
+* deployer's serving runtime (the ``serve`` extra of deployer's own metadata, so there is one
+  source of truth; ``parquet=False`` leaves out pyarrow, ~160 MB installed, unless the model
+  itself needs it), ``dumb-init`` (PID 1 as a wheel, so air-gapped builds need no apt), and
+  for Azure ML ``azureml-inference-server-http`` are added.
+
+Everything here is pure: no network, no files written.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass, field
+
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from deployer.environment.redact import redact_text
+from deployer.environment.requirements import parse_requirement_line
+from deployer.environment.spec import IndexOptions
+from deployer.errors import EnvironmentSpecError
+
+#: Used only when deployer's own metadata is unavailable (e.g. running from a bare checkout).
+SERVE_FALLBACK = (
+    "mlflow-skinny>=2.9",
+    "pandas>=1.5",
+    "uvicorn>=0.30",
+    "httptools>=0.6",
+    "uvloop>=0.19",
+    "orjson>=3.9",
+    "prometheus-client>=0.20",
+    "pyarrow>=14",
+)
+PID1_REQUIREMENT = "dumb-init>=1.2"
+AZURE_SERVER_REQUIREMENT = "azureml-inference-server-http>=1.3"
+#: Build-stage-only tools: resolved into the lock's build tools, never installed in the image.
+BUILD_TOOLS = ("uv>=0.4",)
+_DROPPED = {"pip", "setuptools", "wheel"}
+
+
+@dataclass(frozen=True)
+class ImageRequirements:
+    """The requirement set to lock, with where each adjustment came from (for --dry-run)."""
+
+    python_version: str
+    requirements: tuple[str, ...]
+    constraints: tuple[str, ...] = ()
+    index_options: IndexOptions = field(default_factory=IndexOptions)
+    build_tools: tuple[str, ...] = BUILD_TOOLS
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "python_version": self.python_version,
+            "requirements": [redact_text(r) for r in self.requirements],
+            "constraints": [redact_text(c) for c in self.constraints],
+            "index_options": self.index_options.to_dict(redact=True),
+            "build_tools": list(self.build_tools),
+            "notes": list(self.notes),
+        }
+
+
+def _target_env(python_version: str) -> dict[str, str]:
+    env = dict(default_environment())
+    env.update({"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+                "python_version": python_version, "implementation_name": "cpython",
+                "platform_python_implementation": "CPython", "extra": ""})
+    return env
+
+
+def serving_requirements(python_version: str, extra: str = "serve") -> tuple[str, ...]:
+    """deployer's ``[serve]`` extra, markers evaluated for a Linux CPython ``python_version``."""
+    try:
+        declared = importlib.metadata.requires("deployer") or []
+    except importlib.metadata.PackageNotFoundError:
+        declared = []
+    env = _target_env(python_version)
+    out: list[str] = []
+    for line in declared:
+        req = Requirement(line)
+        if req.marker is None or not req.marker.evaluate({**env, "extra": extra}):
+            continue
+        if req.marker.evaluate({**env, "extra": ""}):
+            continue  # a base dependency of deployer (the CLI), not part of the extra
+        req.marker = None
+        out.append(str(req))
+    return tuple(out) or SERVE_FALLBACK
+
+
+def _name(line: str) -> str | None:
+    try:
+        return canonicalize_name(Requirement(line.split(" --hash", 1)[0]).name)
+    except InvalidRequirement:
+        return None  # a direct URL or local archive: its name is only known after download
+
+
+def image_requirements(
+    model_requirements: tuple[str, ...],
+    *,
+    python_version: str,
+    mlflow_version: str | None,
+    constraints: tuple[str, ...] = (),
+    index_options: IndexOptions | None = None,
+    target: str = "local",
+    keep_full_mlflow: bool = False,
+    parquet: bool = True,
+    extra_requirements: tuple[str, ...] = (),
+    where: str = "model requirements",
+) -> ImageRequirements:
+    """Combine the model's requirements with what the image itself needs (see module doc)."""
+    notes: list[str] = []
+    out: list[str] = []
+    names: set[str] = set()
+    for line in (*model_requirements, *extra_requirements):
+        normalized = parse_requirement_line(line, where=where)
+        if normalized is None:
+            continue
+        name = _name(normalized)
+        if name in _DROPPED:
+            notes.append(f"dropped build tool requirement {normalized!r} (wheels need no build tools)")
+            continue
+        if name == "mlflow" and not keep_full_mlflow:
+            req = Requirement(normalized)
+            if req.extras:
+                notes.append(f"kept {normalized!r}: mlflow extras need the full package")
+            else:
+                req.name = "mlflow-skinny"
+                skinny = str(req)
+                notes.append(f"replaced {normalized!r} with {skinny!r} (scoring needs only pyfunc loading; "
+                             "--keep-full-mlflow keeps it)")
+                normalized, name = skinny, "mlflow-skinny"
+        if name:
+            names.add(name)
+        if normalized not in out:
+            out.append(normalized)
+    if not names & {"mlflow", "mlflow-skinny"}:
+        pin = f"mlflow-skinny=={mlflow_version}" if mlflow_version else "mlflow-skinny"
+        notes.append(f"added {pin!r}: the model's requirements name no mlflow package")
+        out.append(pin)
+        names.add("mlflow-skinny")
+    added = [*serving_requirements(python_version), PID1_REQUIREMENT]
+    if target == "azureml":
+        added.append(AZURE_SERVER_REQUIREMENT)
+    for line in added:
+        name = _name(line)
+        if name in names:
+            continue  # the model's own pin wins; the resolver checks it is compatible
+        if name == "pyarrow" and not parquet:
+            notes.append("left out pyarrow (--no-parquet): the image answers JSON and CSV requests only")
+            continue
+        out.append(line)
+        if name:
+            names.add(name)
+    for line in constraints:
+        if parse_requirement_line(line, where=f"{where} (constraints)") is None:
+            continue
+    if not python_version:
+        raise EnvironmentSpecError("no Python version to build for", where=where,
+                                   fix="declare python in python_env.yaml or pass --python")
+    return ImageRequirements(
+        python_version=python_version,
+        requirements=tuple(out),
+        constraints=tuple(c for c in constraints if c.strip()),
+        index_options=index_options or IndexOptions(),
+        notes=tuple(notes),
+    )

@@ -1,0 +1,254 @@
+"""``execute_build``: hand a written context to an engine, then describe the image it made.
+
+Thin on purpose: every decision was made by :func:`~deployer.building.plan.plan_build` and
+written by :func:`~deployer.building.context.write_context`; this only builds and measures
+(size, layers, size over the base) so the CLI can print a summary and tests can assert on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from deployer.building.context import (
+    BuildContext,
+    dockerfile_context,
+    resolve_lock,
+    uv_sha256_of,
+    write_context,
+)
+from deployer.building.engine import BuildEngine, BuildRequest, detect_engine, docker_client
+from deployer.building.plan import BuildPlan
+from deployer.building.wheelhouse import Resolver
+from deployer.errors import BuildError
+from deployer.rendering.render import render_template
+
+LineSink = Callable[[str], None]
+log = logging.getLogger("deployer")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    image_id: str
+    size: int
+    layers: tuple[str, ...]
+    labels: dict[str, str]
+
+    @classmethod
+    def inspect(cls, client: Any, ref: str) -> ImageInfo:
+        try:
+            image = client.images.get(ref)
+        except Exception as exc:  # noqa: BLE001 - docker.errors.ImageNotFound / APIError
+            raise BuildError(f"image {ref!r} not found in the engine", fix="build it first") from exc
+        attrs = image.attrs
+        return cls(image_id=image.id, size=int(attrs.get("Size") or 0),
+                   layers=tuple(attrs.get("RootFS", {}).get("Layers") or ()),
+                   labels=dict(attrs.get("Config", {}).get("Labels") or {}))
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image: str  # the tag
+    digest: str  # image ID (config digest); a registry digest exists only after a push
+    size: int
+    size_over_base: int
+    layers: int
+    new_layers: int  # layers not in the base image
+    seconds: float
+    engine: str
+    lock_digest: str | None
+    skipped: bool = False
+
+    @property
+    def tag(self) -> str:
+        return self.image
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image, "digest": self.digest, "size": self.size,
+            "size_over_base": self.size_over_base, "layers": self.layers, "new_layers": self.new_layers,
+            "seconds": round(self.seconds, 2), "engine": self.engine, "lock_digest": self.lock_digest,
+            "skipped": self.skipped,
+        }
+
+
+def execute_build(
+    plan: BuildPlan,
+    context: BuildContext | None = None,
+    engine: BuildEngine | None = None,
+    *,
+    on_line: LineSink | None = None,
+    client: Any = None,
+    resolver: Resolver | None = None,
+    started: float | None = None,
+    nocache: bool = False,
+) -> BuildResult:
+    """Build ``plan``. ``context``: an already written context (else a temporary one is written
+    for ``engine``); ``engine``: default :func:`detect_engine`; ``started``: a monotonic start
+    time so the reported seconds can include resolution done before this call."""
+    t0 = started if started is not None else time.monotonic()
+    engine = engine or detect_engine()
+    if context is None:
+        with tempfile.TemporaryDirectory(prefix="deployer-context-") as tmp:
+            ctx = write_context(plan, Path(tmp) / "context", buildkit=engine.buildkit, resolver=resolver,
+                                on_line=on_line)
+            return execute_build(ctx.plan, ctx, engine, on_line=on_line, client=client, started=t0,
+                                 nocache=nocache)
+    plan = context.plan
+    if engine.buildkit != context.buildkit:
+        raise BuildError(
+            f"the context was written for {'BuildKit' if context.buildkit else 'the classic builder'} "
+            f"but the engine is {engine.name}", fix="write the context with buildkit=engine.buildkit")
+    client = client or docker_client()
+    try:
+        image_id = _build(engine, context, plan, nocache, on_line)
+    except BuildError as exc:
+        if _base_info(client, plan.base_image) is None:
+            raise BuildError(
+                f"{exc.what}\n(the base image {plan.base_image} is not in the local engine, and pulling it failed)",
+                fix="pass --base-image with an image you have (`docker images`), e.g. one made from "
+                "Debian packages by docker/base-image.sh, or `docker pull` it first") from exc
+        raise
+    info = ImageInfo.inspect(client, image_id)
+    base = _base_info(client, plan.base_image)
+    base_layers = set(base.layers) if base else set()
+    return BuildResult(
+        image=plan.tag, digest=info.image_id, size=info.size,
+        size_over_base=info.size - (base.size if base else 0), layers=len(info.layers),
+        new_layers=sum(1 for layer in info.layers if layer not in base_layers),
+        seconds=time.monotonic() - t0, engine=engine.name,
+        lock_digest=plan.lock.digest if plan.lock else None,
+    )
+
+
+def _build(engine: BuildEngine, context: BuildContext, plan: BuildPlan, nocache: bool,
+           on_line: LineSink | None) -> str:
+    return engine.build(
+        # --platform only for a foreign architecture (needs buildx/qemu); native builds omit it
+        # so locally imported base images without platform metadata still resolve.
+        BuildRequest(context=context.path, tag=plan.tag, nocache=nocache,
+                     platform=None if plan.platform.arch == "x86_64" else plan.platform.docker_platform),
+        on_line or (lambda _line: None),
+    )
+
+
+def _pull(client: Any, ref: str) -> ImageInfo:
+    """Pull a missing base image once; a failure becomes an actionable BuildError."""
+    log.info("pulling the base image %s", ref)
+    try:
+        client.images.pull(ref)
+    except Exception as exc:  # noqa: BLE001 - docker.errors.* / requests errors
+        raise BuildError(
+            f"the base image {ref} is not in the local engine and could not be pulled: {exc}",
+            fix="pass --base-image with an image you have (`docker images`), e.g. one made from "
+            "Debian packages by docker/base-image.sh, or `docker pull` it first") from exc
+    return ImageInfo.inspect(client, ref)
+
+
+def _base_info(client: Any, ref: str) -> ImageInfo | None:
+    try:
+        return ImageInfo.inspect(client, ref)
+    except BuildError:
+        return None
+
+
+def existing_build(client: Any, tag: str, fingerprint: str) -> ImageInfo | None:
+    """The image already tagged ``tag`` if it was built from the same plan fingerprint."""
+    try:
+        info = ImageInfo.inspect(client, tag)
+    except BuildError:
+        return None
+    return info if info.labels.get("io.deployer.build.fingerprint") == fingerprint else None
+
+
+def build_model_image(
+    model_uri: str,
+    options: Any = None,
+    *,
+    engine: BuildEngine | None = None,
+    if_needed: bool = False,
+    step: LineSink | None = None,
+    on_line: LineSink | None = None,
+    client: Any = None,
+    resolver: Resolver | None = None,
+    nocache: bool = False,
+    split: bool = True,
+) -> tuple[BuildPlan, BuildResult]:
+    """Load, plan and build a model image in one call (what the CLI and targets use).
+
+    ``if_needed``: when an image with the plan's tag and fingerprint label exists (same model,
+    dependencies, runtime and options), return it without building (``skipped=True``).
+
+    ``split`` (default): build in two parts. Part 1 is the base image plus the Python
+    environment, tagged ``deployer-env:<digest of what it contains>``; it is built only when
+    no image with that tag exists, so a model with the same dependencies skips it entirely --
+    the wheels are not even sent to the engine again. Part 2 adds the runtime and the model.
+    The layers are exactly those of the single-Dockerfile build (``deployer generate``).
+    """
+    from deployer.building.plan import BuildOptions, plan_build
+    from deployer.model import load_model
+
+    t0 = time.monotonic()
+    say = step or (lambda _line: None)
+    loaded = load_model(model_uri)
+    for warning in loaded.warnings:
+        log.warning(warning)
+    plan = plan_build(loaded, options or BuildOptions())
+    client = client or docker_client()
+    if if_needed:
+        found = existing_build(client, plan.tag, plan.fingerprint)
+        if found is not None:
+            say(f"image {plan.tag} is up to date (same model, dependencies and options)")
+            base = _base_info(client, plan.base_image)
+            base_layers = set(base.layers) if base else set()
+            return plan, BuildResult(
+                image=plan.tag, digest=found.image_id, size=found.size,
+                size_over_base=found.size - (base.size if base else 0), layers=len(found.layers),
+                new_layers=sum(1 for x in found.layers if x not in base_layers),
+                seconds=time.monotonic() - t0, engine="(existing image)",
+                lock_digest=found.labels.get("io.deployer.lock.digest"), skipped=True)
+    engine = engine or detect_engine()
+    resolver = resolver or Resolver()
+    say(f"building {plan.tag} with {engine.name}")
+    with tempfile.TemporaryDirectory(prefix="deployer-context-") as tmp:
+        if not split or plan.env_kind != "virtualenv":
+            ctx = write_context(plan, Path(tmp) / "context", buildkit=engine.buildkit, resolver=resolver,
+                                on_line=say)
+            result = execute_build(ctx.plan, ctx, engine, on_line=on_line, client=client, started=t0,
+                                   nocache=nocache)
+            return ctx.plan, result
+        plan = plan.with_lock(resolve_lock(plan, resolver, say))
+        deps_tag = environment_image_tag(client, plan, engine.buildkit)
+        if nocache or _base_info(client, deps_tag) is None:
+            say(f"building the Python environment image {deps_tag}")
+            deps_ctx = write_context(plan, Path(tmp) / "deps", buildkit=engine.buildkit, resolver=resolver,
+                                     on_line=say, part="deps")
+            _build(engine, deps_ctx, replace(plan, tag=deps_tag), nocache, on_line)
+        else:
+            say(f"reusing the Python environment image {deps_tag}")
+        ctx = write_context(plan, Path(tmp) / "model", buildkit=engine.buildkit, resolver=resolver,
+                            on_line=say, part="model", deps_image=deps_tag)
+        result = execute_build(ctx.plan, ctx, engine, on_line=on_line, client=client, started=t0,
+                               nocache=nocache)
+    return ctx.plan, result
+
+
+def environment_image_tag(client: Any, plan: BuildPlan, buildkit: bool) -> str:
+    """``deployer-env:<hash>`` of everything part 1 is made of: the base image's ID (not its
+    tag, which can move), the rendered part-1 Dockerfile (user, installer arguments, uv hash),
+    the installer script and the exact lock."""
+    base = _base_info(client, plan.base_image) or _pull(client, plan.base_image)
+    assert plan.lock is not None
+    dockerfile = render_template("Dockerfile.j2", **dockerfile_context(
+        plan, buildkit=buildkit, uv_sha256=uv_sha256_of(plan.lock), part="deps"))
+    h = hashlib.sha256()
+    for part in (base.image_id, dockerfile, plan.lock.canonical_text(),
+                 Path(__file__).with_name("_build_venv.py").read_text()):
+        h.update(part.encode() + b"\0")
+    return f"deployer-env:{h.hexdigest()[:20]}"

