@@ -143,6 +143,11 @@ class ScoringApp:
                     status, body, ctype, headers = 405, _NOT_ALLOWED, JSON, ((b"allow", allow),)
                 else:
                     status, body, ctype, headers = await handler(scope, receive)
+            # Count the request before answering it: a client that reads /metrics right
+            # after its response (possibly from another worker) must already see it.
+            if metrics is not None:
+                metrics.finished(route, method, status, time.perf_counter() - start)
+                metrics = None
             await _respond(send, status, body, ctype, headers)
         except _Disconnected:
             status = 499
