@@ -37,5 +37,5 @@ echo
 summary
 cat <<MSG
 The model is served at $url  (routes: /invocations /ping /openapi.json /metrics /v2/...)
-Stop it with:  DOCKER_HOST=$DOCKER_HOST docker rm -f $name
+Stop it with:  DOCKER_HOST=$DOCKER_HOST .venv/bin/deployer delete --target local --name $name
 MSG

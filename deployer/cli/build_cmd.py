@@ -60,7 +60,7 @@ def image_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--env", "env_vars", multiple=True, metavar="KEY=VALUE",
                      help="Environment variable baked into the image (never secrets: refused)."),
         click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Extra image label."),
-        click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+        click.option("--container-port", "port", type=click.IntRange(1, 65535), default=8080, show_default=True,
                      help="Port the server listens on inside the container."),
     ]
     for opt in reversed(opts):
