@@ -3,7 +3,8 @@
 Destinations: ``--registry HOST[/NAMESPACE]`` (any registry: credentials from
 ``--username`` + ``--password-stdin``, else ``docker login``'s config and credential helpers)
 or ``--target sagemaker`` (Amazon ECR: the repository is created if missing, login through
-``ecr:GetAuthorizationToken``). ``--registry-override`` sends the bytes of an ECR push to
+``ecr:GetAuthorizationToken``); an Azure Container Registry (``*.azurecr.io``) without stored
+credentials logs in through azure-identity (the BYOC images of ``--target azureml``). ``--registry-override`` sends the bytes of an ECR push to
 another host (a mirror, the tests' registry) while the ECR API calls still go to AWS.
 
 The image tag is content-addressed (model files + environment + deployer version), so when
@@ -89,6 +90,11 @@ def command(model_uri: str, registry: str | None, repository: str | None, userna
         assert registry is not None
         host = creds.registry_host(registry.rstrip("/") + "/x")
         login = creds.resolve(host, username=username, password=password)
+        if login is None:
+            from deployer.registries.acr import acr_login, is_acr
+
+            if is_acr(host):  # Azure Container Registry: log in through azure-identity
+                login = acr_login(host)
         dest = f"{registry.rstrip('/')}/{repo}:{tag}"
 
     console = get_console()

@@ -21,7 +21,7 @@ from deployer.targets.base import DeployRequest
 @click.option("--target", "-t", "target", metavar="TARGET", help="Where to deploy (e.g. sagemaker).")
 @click.option("--name", "-n", "name", metavar="NAME", help="Endpoint name.")
 @click.option("-m", "--model", "model_uri", metavar="URI", help="Model to deploy (local path, runs:/, models:/...).")
-@click.option("--image-uri", metavar="IMAGE", help="Deploy this prebuilt image (no build).")
+@click.option("--image-uri", "--image", "image_uri", metavar="IMAGE", help="Deploy this prebuilt, pushed image (no build; Azure ML: bring-your-own-container).")
 @click.option("--dry-run", is_flag=True, help="Print the ordered plan of cloud calls; change nothing.")
 @click.option("--wait/--no-wait", default=True, help="Wait until the endpoint serves (default: wait).")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Give up waiting after this long.")

@@ -57,3 +57,15 @@ def test_build_and_push_to_ecr_with_a_registry_override(aws, registry, sklearn_m
     assert out["image"].startswith(f"{registry.host}/deployer/iris:")
     repos = boto3.client("ecr").describe_repositories()["repositories"]
     assert [r["repositoryName"] for r in repos] == ["deployer/iris"]
+
+
+def test_build_and_push_to_acr_logs_in_through_azure_identity(
+        no_azure_credentials, sklearn_model, base_image, docker_config):
+    """An *.azurecr.io registry with no stored credentials goes through acr_login (the token
+    exchange itself is tested in test_acr.py): with no Azure identity, a clean error, exit 1,
+    before anything is built or pushed."""
+    res = _cli("build-and-push", "-m", str(sklearn_model), "--base-image", base_image,
+               "--registry", "deployertest.azurecr.io/ml", "--target", "azureml")
+    assert res.exit_code == 1, res.output
+    assert "no usable Azure credentials" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -110,17 +110,10 @@ def test_arm_errors_become_target_errors(make_target, arm, sklearn_model):
     assert "AzureML Data Scientist" in msg  # the hint
 
 
-def test_missing_credentials_say_how_to_sign_in(monkeypatch, arm):
+def test_missing_credentials_say_how_to_sign_in(no_azure_credentials, arm):
     """The real DefaultAzureCredential, with nothing to sign in with, through the real SDK."""
     from deployer.targets.azureml import AzureMLTarget
 
-    for var in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_USERNAME",
-                "AZURE_FEDERATED_TOKEN_FILE", "IDENTITY_ENDPOINT", "MSI_ENDPOINT", "IDENTITY_HEADER"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AZURE_CONFIG_DIR", "/nonexistent-azure-config")
-    monkeypatch.setenv("PATH", "/nonexistent")  # no az, azd, pwsh to fall back on
-    # IMDS (managed identity) would be probed over the network: point it at a closed port.
-    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9")
     target = AzureMLTarget(arm.subscription, arm.resource_group, arm.workspace, transport=arm)
     with pytest.raises(TargetError) as err:
         target.status(EP)

@@ -253,6 +253,11 @@ def test_region_option_and_bad_values(sm, bucket, sklearn_model):
                                "--output", "json", "--dry-run"))
     assert res.exit_code == 0, res.stderr
     assert res.json()["plan"]["facts"]["region"] == "eu-west-1"
+    # --image is an alias of --image-uri (the name issue #7's Azure docs use)
+    alias = [a if a != "--image-uri" else "--image" for a in deploy_args("x", sklearn_model)]
+    res = run_cli(*alias, "--bucket", bucket, "--output", "json", "--dry-run")
+    assert res.exit_code == 0, res.stderr
+    assert ECR_IMAGE in res.stdout
     assert sm.mutating_actions() == []
 
 
