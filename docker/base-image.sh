@@ -33,21 +33,10 @@ PACKAGES=(python3 python3-venv python3-pip ca-certificates)
 # Bump when the recipe below changes in a way the package list does not show.
 RECIPE_VERSION=3
 
-log() { printf 'base-image: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
-APT_UPDATED=0
-apt_install() {
-    [ "$(id -u)" -eq 0 ] || die "need root to apt-get install $*"
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $* by hand"
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        log "apt-get update"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-        APT_UPDATED=1
-    fi
-    log "apt-get install -y $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
-}
+LOG_PREFIX=base-image
+# shellcheck source=docker/lib.sh
+source "$HERE/lib.sh"
 
 # The engine: reuse the caller's, else bring ours up.
 if ! timeout 15 docker info >/dev/null 2>&1; then

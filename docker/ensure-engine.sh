@@ -30,22 +30,10 @@ SOCKET="$RUN_DIR/docker.sock"
 PIDFILE="$RUN_DIR/docker.pid"
 OUR_HOST="unix://$SOCKET"
 
-log() { printf 'ensure-engine: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
-APT_UPDATED=0
-# Install Debian packages only when missing; `apt-get update` at most once per run.
-apt_install() {
-    [ "$(id -u)" -eq 0 ] || die "need root to apt-get install $*; install them by hand or run as root"
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $* with your package manager"
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        log "apt-get update"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-        APT_UPDATED=1
-    fi
-    log "apt-get install -y $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
-}
+LOG_PREFIX=ensure-engine
+# shellcheck source=docker/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Pick a docker CLI for probing: the one on PATH, else Debian's.
 find_cli() {

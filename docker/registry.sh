@@ -23,26 +23,15 @@
 # match, else restarts it; stop on a stopped registry is a no-op.
 set -euo pipefail
 
-log() { printf 'registry: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 usage() {
     echo "usage: $0 start STATE_DIR [--user U (--password P | --password-stdin)] [--no-auth]" >&2
     echo "       $0 stop STATE_DIR" >&2
     exit 2
 }
 
-APT_UPDATED=0
-apt_install() {
-    [ "$(id -u)" -eq 0 ] || die "need root to apt-get install $*"
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $* by hand"
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        log "apt-get update"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-        APT_UPDATED=1
-    fi
-    log "apt-get install -y $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
-}
+LOG_PREFIX=registry
+# shellcheck source=docker/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ $# -ge 2 ] || usage
 ACTION=$1

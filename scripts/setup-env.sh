@@ -10,8 +10,6 @@ ROOT=$(pwd)
 VENV="$ROOT/.venv"
 STAMP="$VENV/.deployer-install-stamp"
 
-log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 # Microseconds since the epoch, from bash itself (5.0+): no bc/python needed.
 now() { echo "${EPOCHREALTIME/[.,]/}"; }
 TIMINGS=()
@@ -31,18 +29,9 @@ summary() {
     for line in "${TIMINGS[@]}"; do printf '  %s\n' "$line" >&2; done
 }
 
-APT_UPDATED=0
-apt_install() {
-    [ "$(id -u)" -eq 0 ] || die "need root to apt-get install $* (or install them yourself)"
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $* by hand"
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        log "apt-get update"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-        APT_UPDATED=1
-    fi
-    log "apt-get install -y $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
-}
+LOG_PREFIX="${0##*/}"
+# shellcheck source=docker/lib.sh
+source "docker/lib.sh"
 
 # 1. python3 + venv
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
