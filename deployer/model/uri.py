@@ -33,6 +33,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import unquote, urlparse
 
+# One redaction for every message (URL userinfo, tokens, signed-URL secrets, secret env values).
+from deployer.environment.redact import redact_text as redact
 from deployer.errors import (
     DeployerError,
     MissingDependencyError,
@@ -89,34 +91,6 @@ def _local(path: Path, uri: str) -> Path:
             fix="point -m at the directory that contains the MLmodel file",
         )
     return path.resolve()
-
-
-# ------------------------------------------------------------------------------ redaction
-
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]+@")
-_QUERY_SECRET = re.compile(
-    r"((?:X-Amz-(?:Signature|Credential|Security-Token)|Signature|sig|token|access_token)=)"
-    r"[^&\s'\"]+",
-    re.IGNORECASE,
-)
-_SECRET_ENV = (
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN",
-)
-
-
-def redact(text: str) -> str:
-    """Hide URL userinfo, signed-URL query secrets and the values of secret env variables."""
-    text = _USERINFO.sub(r"\1***@", text)
-    text = _QUERY_SECRET.sub(r"\1***", text)
-    for name in _SECRET_ENV:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
 
 
 # ------------------------------------------------------------------------------------ S3
