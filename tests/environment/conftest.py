@@ -52,3 +52,19 @@ def conda_packages_model(models_root: Path, model_code_dir: Path) -> Path:
         },
     )
     return path
+
+
+# What MLflow writes into the fixture models depends on the environment that saved them (the
+# test venv): read those versions from it instead of hard-coding one machine's.
+def _versions() -> tuple[str, str, tuple[str, ...]]:
+    import platform
+    from importlib.metadata import version
+
+    from mlflow.utils.environment import _PythonEnv
+
+    return (platform.python_version(), version("scikit-learn"),
+            tuple(_PythonEnv.current().build_dependencies))
+
+
+PYTHON_VERSION, SKLEARN_VERSION, MLFLOW_BUILD_DEPS = _versions()
+PIP_CAP = f"pip<={__import__('importlib.metadata').metadata.version('pip')}"

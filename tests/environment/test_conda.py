@@ -9,6 +9,7 @@ import pytest
 from deployer.environment.conda import CondaEnv, parse_conda_file
 from deployer.environment.python_env import parse_python_env_file
 from deployer.errors import EnvironmentSpecError
+from tests.environment.conftest import MLFLOW_BUILD_DEPS, PIP_CAP, PYTHON_VERSION, SKLEARN_VERSION
 
 
 def _file(tmp_path: Path, text: str, name: str = "conda.yaml") -> Path:
@@ -19,11 +20,11 @@ def _file(tmp_path: Path, text: str, name: str = "conda.yaml") -> Path:
 
 def test_mlflow_written_conda_yaml(sklearn_model: Path) -> None:
     env = parse_conda_file(sklearn_model / "conda.yaml")
-    assert env.python_version == "3.11.7"
+    assert env.python_version == PYTHON_VERSION
     assert env.channels == ("conda-forge",)
     assert env.conda_packages == ()
-    assert env.build_packages == ("pip<=26.3",)
-    assert "mlflow==3.17.2" in env.pip and "scikit-learn==1.9.1" in env.pip
+    assert env.build_packages == (PIP_CAP,)
+    assert "mlflow==3.17.2" in env.pip and f"scikit-learn=={SKLEARN_VERSION}" in env.pip
 
 
 def test_conda_only_packages(conda_packages_model: Path) -> None:
@@ -120,8 +121,8 @@ def test_variables_ignored_with_warning(tmp_path: Path) -> None:
 
 def test_mlflow_written_python_env(sklearn_model: Path) -> None:
     env = parse_python_env_file(sklearn_model / "python_env.yaml")
-    assert env.python_version == "3.11.7"
-    assert env.build_dependencies == ("pip==26.3", "setuptools==65.5.0", "wheel")
+    assert env.python_version == PYTHON_VERSION
+    assert env.build_dependencies == MLFLOW_BUILD_DEPS
     assert env.dependencies == ("-r requirements.txt",)
 
 

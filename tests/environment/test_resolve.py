@@ -11,7 +11,13 @@ import pytest
 from deployer.environment import EnvironmentSpec, IndexOptions, resolve_environment
 from deployer.errors import EnvironmentSpecError, UnsafePathError
 from deployer.model.mlmodel import parse_mlmodel
-from tests.environment.conftest import INDEX_WITH_SECRET
+from tests.environment.conftest import (
+    INDEX_WITH_SECRET,
+    MLFLOW_BUILD_DEPS,
+    PIP_CAP,
+    PYTHON_VERSION,
+    SKLEARN_VERSION,
+)
 from tests.model._edit import altered, copy_model
 
 
@@ -26,9 +32,9 @@ def _lines(path: Path) -> tuple[str, ...]:
 def test_mlflow3_model_is_a_pip_environment(sklearn_model: Path) -> None:
     spec = _resolve(sklearn_model)
     assert spec.kind == "virtualenv"
-    assert spec.python_version == "3.11.7"
+    assert spec.python_version == PYTHON_VERSION
     assert spec.pip_requirements == _lines(sklearn_model / "requirements.txt")
-    assert spec.build_dependencies == ("pip==26.3", "setuptools==65.5.0", "wheel")
+    assert spec.build_dependencies == MLFLOW_BUILD_DEPS
     assert spec.constraints == ()
     assert spec.conda_packages == () and spec.conda_channels == ()
     assert not spec.index_options
@@ -59,7 +65,7 @@ def test_credentials_hidden_in_every_rendering(constraints_model: Path) -> None:
 def test_conda_only_packages_make_a_conda_environment(conda_packages_model: Path) -> None:
     spec = _resolve(conda_packages_model)
     assert spec.kind == "conda"
-    assert spec.python_version == "3.11.7"
+    assert spec.python_version == PYTHON_VERSION
     assert spec.conda_packages == ("cudatoolkit=11.8", "conda-forge::libgomp")
     assert spec.conda_channels == ("conda-forge", "nvidia")
     assert spec.pip_requirements == ("mlflow==3.17.2", "pandas==3.1.1")
@@ -76,10 +82,10 @@ def test_conda_yaml_with_only_python_and_pip_is_a_pip_environment(tmp_path: Path
     (model / "requirements.txt").unlink()
     spec = _resolve(model)
     assert spec.kind == "virtualenv"
-    assert spec.python_version == "3.11.7"
+    assert spec.python_version == PYTHON_VERSION
     assert spec.conda_packages == () and spec.conda_channels == ()
-    assert "scikit-learn==1.9.1" in spec.pip_requirements
-    assert spec.build_dependencies == ("pip<=26.3",)
+    assert f"scikit-learn=={SKLEARN_VERSION}" in spec.pip_requirements
+    assert spec.build_dependencies == (PIP_CAP,)
     assert spec.source == "conda.yaml"
 
 
@@ -108,8 +114,8 @@ def test_fallback_for_custom_pyfunc_adds_cloudpickle(tmp_path: Path, custom_pyfu
         (model / name).unlink()
     spec = _resolve(model)
     assert spec.pip_requirements == ("mlflow", "cloudpickle")
-    assert spec.python_version == "3.11.7"  # from the flavor
-    assert any("using 3.11.7 from MLmodel" in w for w in spec.warnings)
+    assert spec.python_version == PYTHON_VERSION  # from the flavor
+    assert any(f"using {PYTHON_VERSION} from MLmodel" in w for w in spec.warnings)
 
 
 def test_empty_python_env_dependencies_fall_back(tmp_path: Path, sklearn_model: Path) -> None:
@@ -129,7 +135,7 @@ def test_requirements_txt_only(tmp_path: Path, sklearn_model: Path) -> None:
     spec = _resolve(model)
     assert spec.source == "requirements.txt"
     assert spec.pip_requirements == _lines(sklearn_model / "requirements.txt")
-    assert spec.python_version == "3.11.7"
+    assert spec.python_version == PYTHON_VERSION
 
 
 def test_undeclared_default_files_are_used(tmp_path: Path, sklearn_model: Path) -> None:
@@ -188,11 +194,11 @@ def test_unreferenced_constraints_file_warns(tmp_path: Path, sklearn_model: Path
 
 def test_python_version_mismatch_warns(tmp_path: Path, sklearn_model: Path) -> None:
     model = copy_model(sklearn_model, tmp_path / "m")
-    text = (model / "python_env.yaml").read_text().replace("python: 3.11.7", "python: '3.12.1'")
+    text = (model / "python_env.yaml").read_text().replace(f"python: {PYTHON_VERSION}", "python: '3.12.1'")
     (model / "python_env.yaml").write_text(text)
     spec = _resolve(model)
     assert spec.python_version == "3.12.1"
-    assert any("Python 3.12.1" in w and "3.11.7" in w for w in spec.warnings)
+    assert any("Python 3.12.1" in w and PYTHON_VERSION in w for w in spec.warnings)
 
 
 def test_env_file_symlinked_outside_refused(tmp_path: Path, sklearn_model: Path) -> None:
