@@ -25,6 +25,7 @@ from deployer.building.context import (
 )
 from deployer.building.engine import BuildEngine, BuildRequest, detect_engine, docker_client
 from deployer.building.plan import BuildPlan
+from deployer.building.platform_check import check_build_platform
 from deployer.building.wheelhouse import Resolver
 from deployer.errors import BuildError
 from deployer.rendering.render import render_template
@@ -94,6 +95,8 @@ def execute_build(
     time so the reported seconds can include resolution done before this call."""
     t0 = started if started is not None else time.monotonic()
     engine = engine or detect_engine()
+    client = client or docker_client()
+    build_platform = check_build_platform(client, engine, plan.platform.docker_platform)
     if context is None:
         with tempfile.TemporaryDirectory(prefix="deployer-context-") as tmp:
             ctx = write_context(plan, Path(tmp) / "context", buildkit=engine.buildkit, resolver=resolver,
@@ -105,9 +108,8 @@ def execute_build(
         raise BuildError(
             f"the context was written for {'BuildKit' if context.buildkit else 'the classic builder'} "
             f"but the engine is {engine.name}", fix="write the context with buildkit=engine.buildkit")
-    client = client or docker_client()
     try:
-        image_id = _build(engine, context, plan, nocache, on_line)
+        image_id = _build(engine, context, plan, nocache, on_line, build_platform)
     except BuildError as exc:
         if _base_info(client, plan.base_image) is None:
             raise BuildError(
@@ -128,12 +130,12 @@ def execute_build(
 
 
 def _build(engine: BuildEngine, context: BuildContext, plan: BuildPlan, nocache: bool,
-           on_line: LineSink | None) -> str:
+           on_line: LineSink | None, platform: str | None) -> str:
+    # ``platform``: from check_build_platform -- only for a foreign architecture (buildx + QEMU
+    # checked); native builds omit it so locally imported base images without platform
+    # metadata still resolve.
     return engine.build(
-        # --platform only for a foreign architecture (needs buildx/qemu); native builds omit it
-        # so locally imported base images without platform metadata still resolve.
-        BuildRequest(context=context.path, tag=plan.tag, nocache=nocache,
-                     platform=None if plan.platform.arch == "x86_64" else plan.platform.docker_platform),
+        BuildRequest(context=context.path, tag=plan.tag, nocache=nocache, platform=platform),
         on_line or (lambda _line: None),
     )
 
@@ -149,6 +151,34 @@ def _pull(client: Any, ref: str) -> ImageInfo:
             fix="pass --base-image with an image you have (`docker images`), e.g. one made from "
             "Debian packages by docker/base-image.sh, or `docker pull` it first") from exc
     return ImageInfo.inspect(client, ref)
+
+
+def check_base_python(client: Any, plan: BuildPlan) -> None:
+    """The base image must have ``python3`` X.Y of the plan (the venv is made from it).
+
+    _build_venv.py checks the same inside the build, but only after every wheel was downloaded
+    and sent; for GPU builds (CUDA bases ship no Python, or another one) it is checked up
+    front by running ``python3`` in the base image (pulled once if missing).
+    """
+    want = plan.platform.python
+    fix = (f"pass --base-image with a CUDA image that has Python {want} as python3 (for example one built "
+           f"FROM {plan.base_image} that installs python{want} and python{want}-venv)")
+    if _base_info(client, plan.base_image) is None:
+        try:
+            _pull(client, plan.base_image)
+        except BuildError as exc:
+            raise BuildError(exc.what, where="--base-image", fix=fix) from exc
+    code = "import sys; print('%d.%d' % sys.version_info[:2])"
+    try:
+        out = client.containers.run(plan.base_image, ["python3", "-c", code], entrypoint=[], remove=True,
+                                    network_disabled=True, stdout=True, stderr=False)
+    except Exception as exc:  # noqa: BLE001 - ContainerError / APIError (no python3 in the image)
+        raise BuildError(f"the base image {plan.base_image} has no usable python3 (the model needs Python {want})",
+                         where="--base-image", fix=fix) from exc
+    have = out.decode(errors="replace").strip() if isinstance(out, bytes) else str(out).strip()
+    if have != want:
+        raise BuildError(f"the base image {plan.base_image} has Python {have}, the model needs Python {want}",
+                         where="--base-image", fix=fix)
 
 
 def _base_info(client: Any, ref: str) -> ImageInfo | None:
@@ -214,6 +244,10 @@ def build_model_image(
                 seconds=time.monotonic() - t0, engine="(existing image)",
                 lock_digest=found.labels.get("io.deployer.lock.digest"), skipped=True)
     engine = engine or detect_engine()
+    # Before anything is resolved or downloaded: can this engine build the platform at all?
+    build_platform = check_build_platform(client, engine, plan.platform.docker_platform)
+    if plan.gpu and plan.env_kind == "virtualenv":
+        check_base_python(client, plan)
     resolver = resolver or Resolver()
     say(f"building {plan.tag} with {engine.name}")
     with tempfile.TemporaryDirectory(prefix="deployer-context-") as tmp:
@@ -229,7 +263,7 @@ def build_model_image(
             say(f"building the Python environment image {deps_tag}")
             deps_ctx = write_context(plan, Path(tmp) / "deps", buildkit=engine.buildkit, resolver=resolver,
                                      on_line=say, part="deps")
-            _build(engine, deps_ctx, replace(plan, tag=deps_tag), nocache, on_line)
+            _build(engine, deps_ctx, replace(plan, tag=deps_tag), nocache, on_line, build_platform)
         else:
             say(f"reusing the Python environment image {deps_tag}")
         ctx = write_context(plan, Path(tmp) / "model", buildkit=engine.buildkit, resolver=resolver,

@@ -48,6 +48,9 @@ USER_NAME = "model"
 USER_HOME = "/home/model"
 DEFAULT_MICROMAMBA = "mambaorg/micromamba:1.5.10"
 DEFAULT_CONDA_BASE = "debian:bookworm-slim"
+# --gpu default base: CUDA + cuDNN runtime libraries. It ships no Python of the model's version,
+# which the build checks up front (execute.check_base_python); users pass --base-image then.
+DEFAULT_GPU_BASE = "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04"
 LABEL_PREFIX = "io.deployer"
 # Files never copied from a model directory (bytecode differs per machine, VCS metadata).
 SKIPPED_NAMES = frozenset({"__pycache__", ".git", ".DS_Store"})
@@ -78,6 +81,7 @@ class BuildOptions:
     env: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     extra_requirements: tuple[str, ...] = ()
+    gpu: bool = False  # CUDA base by default, io.deployer.gpu label; run-local requests GPUs
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ class BuildPlan:
     refresh_lock: bool = False
     warnings: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    gpu: bool = False
 
     def with_lock(self, lock: Lock) -> BuildPlan:
         """The plan once dependencies are resolved: lock digest recorded in a label."""
@@ -135,6 +140,7 @@ class BuildPlan:
             "model": {"name": self.model_name, "uri": self.model_uri, "path": str(self.model_path),
                       "digest": self.model_digest},
             "base_image": self.base_image,
+            "gpu": self.gpu,
             "env_kind": self.env_kind,
             "platform": self.platform.to_dict(),
             "requirements": self.requirements.to_dict(),
@@ -290,6 +296,8 @@ def _labels(loaded: LoadedModel, plan_bits: dict[str, str], options: BuildOption
         f"{LABEL_PREFIX}.model.flavors": ",".join(sorted(ml.flavors)),
         f"{LABEL_PREFIX}.build.fingerprint": plan_bits["fingerprint"],
     }
+    if options.gpu:
+        labels[f"{LABEL_PREFIX}.gpu"] = "true"
     for key, value in (("model.uuid", ml.model_uuid), ("model.run-id", ml.run_id),
                        ("model.id", ml.model_id), ("mlflow.version", ml.mlflow_version)):
         if value:
@@ -343,15 +351,15 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         where=str(loaded.path),
     )
     if env_kind == "conda":
-        base = options.base_image or DEFAULT_CONDA_BASE
+        base = options.base_image or (DEFAULT_GPU_BASE if options.gpu else DEFAULT_CONDA_BASE)
         env_prefix, python = CONDA_PREFIX, f"{CONDA_PREFIX}/bin/python"
     elif env_kind == "local":
-        base = options.base_image or f"python:{platform.python}-slim"
+        base = options.base_image or (DEFAULT_GPU_BASE if options.gpu else f"python:{platform.python}-slim")
         env_prefix, python = "", "python3"
         warnings.append("env kind 'local': nothing is installed; the base image must already have "
                         "the model's packages and deployer's serving runtime")
     else:
-        base = options.base_image or f"python:{platform.python}-slim"
+        base = options.base_image or (DEFAULT_GPU_BASE if options.gpu else f"python:{platform.python}-slim")
         env_prefix, python = VENV_DIR, f"{VENV_DIR}/bin/python"
     check_image_ref(base, "base image")
     check_image_ref(options.micromamba_image, "micromamba image")
@@ -380,7 +388,7 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
     fingerprint_src = repr((
         __version__, digest, runtime.digest, base, env_kind, platform.to_dict(), reqs.to_dict(),
         lock.digest if lock else None, options.target, user, sorted(env.items()), options.port,
-        options.labels, options.micromamba_image,
+        options.labels, options.micromamba_image, options.gpu,
     ))
     fingerprint = "sha256:" + hashlib.sha256(fingerprint_src.encode()).hexdigest()
     tag = options.tag or f"{name}:{fingerprint[7:19]}"
@@ -412,5 +420,5 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         healthcheck=_healthcheck(python, health_path, options.port), python=python, env_prefix=env_prefix,
         fingerprint=fingerprint, lock=lock, lock_file=options.lock_file, wheelhouse=options.wheelhouse,
         conda_lock=options.conda_lock, micromamba_image=options.micromamba_image,
-        refresh_lock=options.refresh_lock, warnings=tuple(dict.fromkeys(warnings)),
+        refresh_lock=options.refresh_lock, warnings=tuple(dict.fromkeys(warnings)), gpu=options.gpu,
     )

@@ -34,11 +34,16 @@ def image_options(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("-t", "--tag", default=None, help="Image name[:tag] (default: <model>:<content hash>)."),
         click.option("--base-image", default=None,
-                     help="Base image (default: python:<model's X.Y>-slim). Must have python3 X.Y."),
+                     help="Base image (default: python:<model's X.Y>-slim; with --gpu "
+                     "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04). Must have python3 X.Y."),
+        click.option("--gpu", is_flag=True, default=False,
+                     help="GPU image: CUDA base by default (needs python3 X.Y: pass --base-image), "
+                     "labelled io.deployer.gpu; run-local then requests the engine's GPUs."),
         click.option("--target", type=click.Choice(["local", "sagemaker", "azureml"]), default="local",
                      show_default=True, help="Where the image will run (sets its command and server)."),
         click.option("--platform", default="linux/amd64", show_default=True,
-                     help="Platform of the wheels (linux/amd64 or linux/arm64)."),
+                     help="Image platform (linux/amd64 or linux/arm64); another architecture than the "
+                     "engine's needs docker buildx + QEMU."),
         click.option("--python", "python_version", default=None,
                      help="Python X.Y to build for (default: the model's)."),
         click.option("--lock", "lock_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -80,13 +85,13 @@ def build_options(params: dict[str, Any]) -> Any:
         run_as_root=bool(params.get("run_as_root")), refresh_lock=bool(params.get("refresh_lock")),
         env=_pairs(tuple(params.get("env_vars") or ()), "--env"),
         labels=_pairs(tuple(params.get("labels") or ()), "--label"),
-        port=int(params.get("port") or 8080),
+        port=int(params.get("port") or 8080), gpu=bool(params.get("gpu")),
     )
 
 
 def plan_text(plan: Any) -> str:
     lines = [f"image      {plan.tag}", f"target     {plan.target}", f"model      {plan.model_uri}",
-             f"base       {plan.base_image}",
+             f"base       {plan.base_image}" + ("  (gpu)" if plan.gpu else ""),
              f"python     {plan.platform.python} ({plan.platform.docker_platform}, {plan.env_kind})",
              "layers:"]
     lines += [f"  {i}. {layer.name:<12} {layer.description}" for i, layer in enumerate(plan.layers, 1)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -12,7 +13,7 @@ from deployer.cli.common import command, get_console, model_option
 @command("lock")
 @model_option
 @click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the lock here (default: print it on stdout).")
+              help="Write the lock here (default: stdout; conda models: ./conda-lock.yml).")
 @click.option("--platform", default="linux/amd64", show_default=True, help="linux/amd64 or linux/arm64.")
 @click.option("--python", "python_version", default=None, help="Python X.Y (default: the model's).")
 @click.option("--target", type=click.Choice(["local", "sagemaker", "azureml"]), default="local",
@@ -41,11 +42,14 @@ def command(model_uri: str, out_file: Path | None, platform: str, python_version
         console.warn(warning)
     plan = plan_build(loaded, BuildOptions(platform=platform, python_version=python_version, target=target,
                                            keep_full_mlflow=keep_full_mlflow, wheelhouse=wheelhouse))
+    if plan.env_kind == "conda":
+        _lock_conda(loaded, plan, out_file)
+        return
     if plan.env_kind != "virtualenv":
         from deployer.errors import UsageError
 
-        raise UsageError(f"`deployer lock` pins pip environments; this model is a {plan.env_kind} model",
-                         fix="for conda models, create conda-lock.yml with conda-lock")
+        raise UsageError(f"`deployer lock` pins pip and conda environments; this model is a {plan.env_kind} model",
+                         fix="drop --env-kind local: a 'local' environment has nothing to lock")
     console.info(f"resolving {len(plan.requirements.requirements)} requirements for "
                  f"{plan.platform.docker_platform}, Python {plan.platform.python}")
     runner = PipRunner(on_line=(lambda line: console.info(line)) if console.verbosity > 0 else None)
@@ -57,3 +61,18 @@ def command(model_uri: str, out_file: Path | None, platform: str, python_version
                        text=f"wrote {out_file}: {len(lock.packages)} packages, {lock.digest}")
     else:
         console.result(lock.to_dict(), text=lock.to_text())
+
+
+def _lock_conda(loaded: Any, plan: Any, out_file: Path | None) -> None:
+    """conda models: conda-lock solves the channels (default output ./conda-lock.yml)."""
+    from deployer.environment.conda_lock import CONDA_PLATFORMS, run_conda_lock
+
+    console = get_console()
+    out = out_file or Path("conda-lock.yml")
+    spec = loaded.environment
+    console.info(f"solving {len(spec.conda_packages)} conda packages with conda-lock for "
+                 f"{CONDA_PLATFORMS[plan.platform.arch]}, Python {plan.platform.python}")
+    run_conda_lock(spec, plan.platform, out)
+    console.result({"path": str(out), "kind": "conda", "platform": CONDA_PLATFORMS[plan.platform.arch],
+                    "python": plan.platform.python, "channels": list(spec.conda_channels)},
+                   text=f"wrote {out} (build with: deployer build -m MODEL --conda-lock {out})")

@@ -105,7 +105,9 @@ class LocalTarget:
             from deployer.model import load_model
 
             build_opts = opts.get("build_options") or BuildOptions(
-                target=serve_as, base_image=opts.get("base_image") or None)
+                target=serve_as, base_image=opts.get("base_image") or None, gpu=bool(opts.get("gpu")))
+            if build_opts.gpu:
+                self._check_gpu_runtime()
             plan = plan_build(load_model(request.model_uri), build_opts)
             image = plan.tag
             fresh = existing_build(self.client, plan.tag, plan.fingerprint) is not None
@@ -117,14 +119,17 @@ class LocalTarget:
         else:
             raise UsageError("the local target needs a model (-m) or an image (--image-uri)",
                              fix="pass -m MODEL or --image-uri IMAGE")
+        gpu = bool(opts.get("gpu")) or bool(getattr(opts.get("build_options"), "gpu", False))
+        if gpu and request.image_uri:
+            self._check_gpu_runtime()
         existing = self._container(name)
         if existing is not None:
             calls.append(PlannedCall("docker", "remove_container", {"name": existing.name},
                                      f"replace the running container {existing.name}"))
         calls.append(PlannedCall("docker", "run", {
             "image": image, "name": CONTAINER_PREFIX + name, "command": ["serve"], "port": port,
-            "serve_as": serve_as, "wait": request.wait, "timeout": request.timeout,
-        }, f"run {image} as {serve_as} on 127.0.0.1:{port or '<any>'}"))
+            "serve_as": serve_as, "wait": request.wait, "timeout": request.timeout, "gpu": gpu,
+        }, f"run {image} as {serve_as} on 127.0.0.1:{port or '<any>'}" + (" with all GPUs" if gpu else "")))
         facts["build_options"] = opts.get("build_options")
         return DeployPlan(target=self.name, name=name, action="replace" if existing else "create",
                           calls=tuple(calls), summary=f"run {image} locally", facts=facts)
@@ -200,6 +205,20 @@ class LocalTarget:
                 "serve_as": serve_as, "url": f"http://127.0.0.1:{host_port}" if host_port else None,
                 "health": health}
 
+    def _check_gpu_runtime(self) -> None:
+        """--gpu needs the NVIDIA container runtime in the engine; refuse before building."""
+        try:
+            runtimes = self.client.info().get("Runtimes") or {}
+        except Exception as exc:  # noqa: BLE001 - docker.errors.* / requests errors
+            raise TargetError(f"cannot ask the Docker engine for its runtimes: {exc}",
+                              fix="check the Docker engine (docker info)") from exc
+        if "nvidia" not in runtimes:
+            raise TargetError(
+                "this Docker engine has no NVIDIA GPU runtime (docker info lists runtimes: "
+                f"{', '.join(sorted(runtimes)) or 'none'})", where="--gpu",
+                fix="install the NVIDIA driver and nvidia-container-toolkit on the engine's host "
+                "(nvidia-ctk runtime configure --runtime=docker, then restart Docker), or run without --gpu")
+
     def _remove(self, container_name: str) -> None:
         try:
             container = self.client.containers.get(container_name)
@@ -222,9 +241,14 @@ class LocalTarget:
         if labels.get("io.deployer.target") == "azureml" and serve_as != "azureml":
             say("note: this image was built for azureml; it serves Azure's protocol")
             serve_as = "azureml"
+        extra: dict[str, Any] = {}
+        if params.get("gpu"):
+            import docker
+
+            extra["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
         try:
             container = self.client.containers.run(
-                image, command=list(params["command"]), name=str(params["name"]), detach=True,
+                image, command=list(params["command"]), name=str(params["name"]), detach=True, **extra,
                 ports={f"{container_port}/tcp": ("127.0.0.1", port or None)},
                 labels={ENDPOINT_LABEL: name, "io.deployer.serve-as": serve_as,
                         "io.deployer.container-port": str(container_port)},
