@@ -7,7 +7,6 @@ conda channels are unreachable from this project's machines, so the end-to-end b
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -88,22 +87,6 @@ def test_bad_lockfiles_are_refused(tmp_path: Path, mutate, message: str) -> None
     mutate(data)
     with pytest.raises(EnvironmentSpecError, match=message):
         parse_conda_lock(_write(tmp_path, data))
-
-
-@pytest.fixture
-def conda_model(sklearn_model: Path, tmp_path: Path) -> Path:
-    """The sklearn model, but with a conda.yaml that needs a real conda package."""
-    model = tmp_path / "conda_model"
-    shutil.copytree(sklearn_model, model)
-    for name in ("python_env.yaml", "requirements.txt"):
-        (model / name).unlink()
-    ml = yaml.safe_load((model / "MLmodel").read_text())
-    ml["flavors"]["python_function"]["env"] = {"conda": "conda.yaml"}
-    (model / "MLmodel").write_text(yaml.safe_dump(ml))
-    (model / "conda.yaml").write_text(yaml.safe_dump({
-        "name": "m", "channels": ["conda-forge"],
-        "dependencies": ["python=3.11", "libgomp", "pip", {"pip": ["mlflow-skinny", "scikit-learn"]}]}))
-    return model
 
 
 def test_conda_model_plans_a_conda_build(conda_model: Path) -> None:

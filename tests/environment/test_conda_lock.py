@@ -8,11 +8,9 @@ channel: it is marked ``needs_conda_channel`` and runs only with ``DEPLOYER_COND
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from deployer.cli import cli
@@ -20,22 +18,6 @@ from deployer.environment.conda_lock import conda_environment, find_conda_lock, 
 from deployer.environment.lock import TargetPlatform
 from deployer.errors import MissingDependencyError
 from deployer.model import load_model
-
-
-@pytest.fixture
-def conda_model(sklearn_model: Path, tmp_path: Path) -> Path:
-    """The sklearn model, but with a conda.yaml that needs a real conda package."""
-    model = tmp_path / "conda_model"
-    shutil.copytree(sklearn_model, model)
-    for name in ("python_env.yaml", "requirements.txt"):
-        (model / name).unlink()
-    ml = yaml.safe_load((model / "MLmodel").read_text())
-    ml["flavors"]["python_function"]["env"] = {"conda": "conda.yaml"}
-    (model / "MLmodel").write_text(yaml.safe_dump(ml))
-    (model / "conda.yaml").write_text(yaml.safe_dump({
-        "name": "m", "channels": ["conda-forge"],
-        "dependencies": ["python=3.11", "libgomp", "pip", {"pip": ["mlflow-skinny", "scikit-learn"]}]}))
-    return model
 
 
 def test_the_conda_yaml_given_to_conda_lock_comes_from_the_spec(conda_model: Path) -> None:
