@@ -17,6 +17,10 @@ Steps, and why:
    them; nothing imports them at run time). ``--keep-tests`` keeps them.
 5. Byte-compile everything left (unchecked-hash pycs: valid whatever the file times), so the
    container starts without compiling, and without needing a writable site-packages.
+6. Keep a copy of the lock in the environment (``<prefix>/deployer-requirements.lock``), so
+   any image can be rebuilt with exactly its dependencies:
+   ``docker run --rm --entrypoint cat IMAGE <prefix>/deployer-requirements.lock > model.lock``
+   then ``deployer build --lock model.lock``. (Package names, versions and hashes only.)
 
 No network is used, so no index URL, proxy, CA bundle or credential is needed or left behind.
 Usage: python3 build_venv.py --wheels DIR --lock FILE --prefix DIR --python-version X.Y
@@ -77,6 +81,10 @@ def run(cmd, env=None):
         fail("command failed with exit code {}: {}".format(code, " ".join(cmd)))
 
 
+#: Where the lock is kept inside the environment (step 6).
+LOCK_COPY = "deployer-requirements.lock"
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--wheels", required=True)
@@ -127,6 +135,7 @@ def main():
                             "--invalidation-mode", "unchecked-hash", site])
     if code != 0:
         sys.stdout.write("note: some files could not be byte-compiled (they are not Python 3 modules)\n")
+    shutil.copyfile(args.lock, os.path.join(args.prefix, LOCK_COPY))
 
 
 def strip_tests(site):

@@ -131,6 +131,8 @@ class BuildPlan:
         """The plan once dependencies are resolved: lock digest recorded in a label."""
         labels = dict(self.labels)
         labels[f"{LABEL_PREFIX}.lock.digest"] = lock.digest
+        if self.env_prefix:  # build_venv.py keeps the lock there: rebuild with `build --lock`
+            labels[f"{LABEL_PREFIX}.lock.path"] = f"{self.env_prefix}/deployer-requirements.lock"
         return replace(self, lock=lock, labels=tuple(sorted(labels.items())))
 
     def to_dict(self) -> dict[str, Any]:

@@ -205,3 +205,19 @@ def test_no_secret_in_layers_history_labels_or_logs(docker_client, sk_image: Bui
     # 4. everything the build printed (-v: every pip and docker line)
     _scan_bytes(sk_image.output.encode(), needles, "build output", hits)
     assert not hits, hits
+
+
+def test_image_keeps_its_lock_for_bit_for_bit_rebuilds(docker_client, sk_image: BuiltImage, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Built without --lock, the image still carries the lock it was built from (a file at the
+    path its label names, matching the lock digest label), and that lock is what
+    `deployer build --lock` takes."""
+    from deployer.environment.lock import read_lock
+
+    labels = docker_client.images.get(sk_image.tag).attrs["Config"]["Labels"]
+    path = labels["io.deployer.lock.path"]
+    text = docker_client.containers.run(sk_image.tag, ["cat", path], entrypoint=[], remove=True)
+    saved = tmp_path / "model.lock"
+    saved.write_bytes(text)
+    lock = read_lock(saved)
+    assert lock.digest == labels["io.deployer.lock.digest"]
+    assert any(p.name.lower() in ("scikit-learn", "scikit_learn") for p in lock.packages)
