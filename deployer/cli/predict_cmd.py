@@ -107,7 +107,7 @@ def _predict_remote(target: str, name: str | None, model_uri: str | None, input_
                     output_path: str, content_type: str | None,
                     target_values: dict[str, Any]) -> None:
     """One request to a deployed endpoint; the response body is written as received."""
-    from deployer.serving.batch import STDIO
+    from deployer.serving.batch import STDIO, plan_batch, sniff
     from deployer.targets.registry import get_target
 
     ctx = click.get_current_context()
@@ -124,8 +124,8 @@ def _predict_remote(target: str, name: str | None, model_uri: str | None, input_
     except OSError as exc:
         raise UsageError(f"cannot read the input: {exc.strerror}", where=input_path,
                          fix="check the -i/--input path") from None
-    kind = content_type or {".csv": "csv", ".parquet": "parquet"}.get(
-        Path(input_path).suffix.lower(), "json")
+    # the same detection as local scoring: --content-type, else the file name, else the bytes
+    kind = plan_batch(input_path, output_path, content_type=content_type).content_type or sniff(body[:64])
     response = get_target(target, **connection).predict(name, body, _CONTENT_TYPES[kind], **options)
     if output_path == STDIO:
         sys.stdout.buffer.write(response if response.endswith(b"\n") else response + b"\n")

@@ -179,7 +179,7 @@ def _open_input(spec: BatchSpec, stdin: IO[bytes] | None) -> Iterator[tuple[Any,
     if spec.input == STDIO:
         stream = stdin if stdin is not None else sys.stdin.buffer
         buffered: Any = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[arg-type,type-var]
-        content_type: str = spec.content_type or _sniff(buffered.peek(64)[:64])
+        content_type: str = spec.content_type or sniff(buffered.peek(64)[:64])
         if content_type == "parquet":
             # Parquet needs random access (its footer is at the end): spool stdin to disk,
             # never to memory.
@@ -200,14 +200,15 @@ def _open_input(spec: BatchSpec, stdin: IO[bytes] | None) -> Iterator[tuple[Any,
     if sniffed is None:
         try:
             with path.open("rb") as fh:
-                sniffed = _sniff(fh.read(64))
+                sniffed = sniff(fh.read(64))
         except OSError as exc:
             raise DeployerError(f"cannot read the input: {exc.strerror}", where=spec.input,
                                 fix="check the file's permissions") from None
     yield str(path), sniffed
 
 
-def _sniff(head: bytes) -> str:
+def sniff(head: bytes) -> str:
+    """Input kind from the first bytes: parquet magic, a JSON document, else CSV."""
     if head.startswith(b"PAR1"):
         return "parquet"
     if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 
 from deployer.cli import cli
 from deployer.errors import UsageError
-from deployer.serving.batch import _sniff, plan_batch
+from deployer.serving.batch import plan_batch, sniff
 from deployer.serving.core import ScoringCore
 
 IRIS_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -274,7 +274,7 @@ def test_plan_batch_resolves_formats() -> None:
     (b"PAR1\x15\x04", "parquet"), (b'  \n{"a"', "json"), (b"\xef\xbb\xbf[1]", "json"),
     (b"a,b\n1,2", "csv"), (b"", "csv")])
 def test_sniff(head: bytes, kind: str) -> None:
-    assert _sniff(head) == kind
+    assert sniff(head) == kind
 
 
 # ----------------------------------------------------------------------------- memory
