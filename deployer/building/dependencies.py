@@ -9,9 +9,12 @@ Adjustments, each for a reason:
 * python_env.yaml's ``build_dependencies`` (pip, setuptools, wheel) are dropped: they are
   tools for building sdists, and deployer installs wheels only.
 * deployer's serving runtime (the ``serve`` extra of deployer's own metadata, so there is one
-  source of truth; ``parquet=False`` leaves out pyarrow, ~160 MB installed, unless the model
-  itself needs it), ``dumb-init`` (PID 1 as a wheel, so air-gapped builds need no apt), and
+  source of truth), ``dumb-init`` (PID 1 as a wheel, so air-gapped builds need no apt), and
   for Azure ML ``azureml-inference-server-http`` are added.
+* pyarrow, in the ``serve`` extra for Parquet request bodies, is ~160 MB installed (more than
+  the rest of the runtime and mlflow-skinny together) and is left out unless ``parquet=True``
+  (``--parquet``) or the model itself needs it; the server then answers Parquet requests with
+  a 415 that says how to get them.
 
 Everything here is pure: no network, no files written.
 """
@@ -113,7 +116,7 @@ def image_requirements(
     index_options: IndexOptions | None = None,
     target: str = "local",
     keep_full_mlflow: bool = False,
-    parquet: bool = True,
+    parquet: bool = False,
     extra_requirements: tuple[str, ...] = (),
     where: str = "model requirements",
 ) -> ImageRequirements:
@@ -156,7 +159,8 @@ def image_requirements(
         if name in names:
             continue  # the model's own pin wins; the resolver checks it is compatible
         if name == "pyarrow" and not parquet:
-            notes.append("left out pyarrow (--no-parquet): the image answers JSON and CSV requests only")
+            notes.append("left out pyarrow: the image answers JSON and CSV requests (--parquet adds "
+                         "Parquet support, ~160 MB)")
             continue
         out.append(line)
         if name:

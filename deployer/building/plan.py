@@ -74,7 +74,7 @@ class BuildOptions:
     conda_lock: Path | None = None
     micromamba_image: str = DEFAULT_MICROMAMBA
     keep_full_mlflow: bool = False
-    parquet: bool = True  # False: no pyarrow unless the model needs it (smaller image)
+    parquet: bool = False  # True adds pyarrow for Parquet requests (~160 MB); the model's own pin wins
     run_as_root: bool = False
     refresh_lock: bool = False
     port: int = DEFAULT_PORT

@@ -38,6 +38,8 @@ CONTENT_TYPE_JSON = "application/json"
 CONTENT_TYPE_CSV = "text/csv"
 CONTENT_TYPE_PARQUET = "application/vnd.apache.parquet"
 CONTENT_TYPES = [CONTENT_TYPE_CSV, CONTENT_TYPE_JSON, CONTENT_TYPE_PARQUET]
+#: pandas reads Parquet with either engine; images leave both out unless asked (``--parquet``).
+_PARQUET_ENGINES = ("pyarrow", "fastparquet")
 
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _ZEROS = b"0" * 19
@@ -141,7 +143,32 @@ def check_content_type(content_type: str | None) -> tuple[str | None, ScoringRes
             "This predictor only supports the following content types:"
             f" Types: {CONTENT_TYPES}. Got '{content_type}'.",
         )
+    if parts[0] == CONTENT_TYPE_PARQUET and not parquet_supported():
+        return None, _text(
+            415,
+            "This predictor was built without Parquet support (no pyarrow in its environment):"
+            f" send {CONTENT_TYPE_JSON} or {CONTENT_TYPE_CSV}, or rebuild the image with"
+            " `deployer build --parquet`.",
+        )
     return parts[0], None
+
+
+_parquet_supported: bool | None = None
+
+
+def parquet_supported() -> bool:
+    """Whether pandas can read Parquet here (an engine is installed); checked once."""
+    global _parquet_supported
+    if _parquet_supported is None:
+        import importlib.util
+
+        _parquet_supported = any(importlib.util.find_spec(name) is not None
+                                 for name in _PARQUET_ENGINES)
+    return _parquet_supported
+
+
+def supported_content_types() -> list[str]:
+    return [t for t in CONTENT_TYPES if t != CONTENT_TYPE_PARQUET or parquet_supported()]
 
 
 def decode_json(body: bytes | str) -> Any:

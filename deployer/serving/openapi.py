@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from deployer.serving.core import parquet_supported
+
 _REF = "#/components/schemas/"
 
 
@@ -252,16 +254,18 @@ def openapi_document(core: Any, app: Any = None) -> dict[str, Any]:
     plain = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
     v2_error = _json({"type": "object", "properties": {"error": {"type": "string"}}},
                      "Error")
+    request_content: dict[str, Any] = {
+        "application/json": json_request,
+        "text/csv": {"schema": {"type": "string"}},
+    }
+    if parquet_supported():  # an image built without --parquet refuses it (415)
+        request_content["application/vnd.apache.parquet"] = {"schema": {
+            "type": "string", "contentMediaType": "application/vnd.apache.parquet"}}
     paths = {
         "/invocations": {"post": {
             "summary": "Score a batch of rows (MLflow scoring protocol)",
             "operationId": "invocations",
-            "requestBody": {"required": True, "content": {
-                "application/json": json_request,
-                "text/csv": {"schema": {"type": "string"}},
-                "application/vnd.apache.parquet": {"schema": {
-                    "type": "string", "contentMediaType": "application/vnd.apache.parquet"}},
-            }},
+            "requestBody": {"required": True, "content": request_content},
             "responses": {
                 "200": _json("Predictions", "Predictions"),
                 "400": _error("Bad request, schema mismatch, or the model failed on this input"),

@@ -6,6 +6,7 @@ dependency layer (and only add runtime + model layers): the suite stays within i
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.request
 from pathlib import Path
@@ -31,11 +32,14 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
     "sklearn_pickle_model": (IRIS, [0, 2]),
     "no_signature_model": (IRIS, [0, 2]),
 }
+#: Built with --parquet (pyarrow added); the others are built with the default (no pyarrow).
+PARQUET = "sklearn_pickle_model"
+PARQUET_TYPE = "application/vnd.apache.parquet"
 
 
-def _post(url: str, payload: dict[str, Any]) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+def _post(url: str, payload: dict[str, Any] | bytes, ctype: str = "application/json") -> tuple[int, Any]:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": ctype}, method="POST")
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(req, timeout=60) as resp:
@@ -44,13 +48,30 @@ def _post(url: str, payload: dict[str, Any]) -> tuple[int, Any]:
         return exc.code, exc.read().decode(errors="replace")
 
 
+def _get(url: str) -> Any:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
+def _iris_parquet() -> bytes:
+    import pandas as pd
+
+    out = io.BytesIO()
+    pd.DataFrame(**IRIS["dataframe_split"]).to_parquet(out)
+    return out.getvalue()
+
+
 @pytest.mark.parametrize("fixture", list(CASES))
 def test_fixture_model_image_answers(fixture: str, request: pytest.FixtureRequest, docker_client,  # type: ignore[no-untyped-def]
                                      base_image: str, build_cache: Path) -> None:
     model: Path = request.getfixturevalue(fixture)
     payload, expected = CASES[fixture]
-    plan, result = build_model_image(str(model), BuildOptions(base_image=base_image), client=docker_client)
+    parquet = fixture == PARQUET
+    plan, result = build_model_image(str(model), BuildOptions(base_image=base_image, parquet=parquet),
+                                     client=docker_client)
     assert result.image == plan.tag
+    assert any(r.startswith("pyarrow") for r in plan.requirements.requirements) is parquet
     target = LocalTarget(client=docker_client, ready_timeout=240)
     name = "t-" + fixture.replace("_", "-")
     deploy = target.plan(DeployRequest(name=name, image_uri=plan.tag, options={"port": 0}))
@@ -59,6 +80,15 @@ def test_fixture_model_image_answers(fixture: str, request: pytest.FixtureReques
         status, body = _post(f"{url}/invocations", payload)
         assert status == 200, body
         assert body["predictions"] == expected
+        # Parquet: answered with --parquet; otherwise a 415 that says how to get it
+        status, body = _post(f"{url}/invocations", _iris_parquet(), PARQUET_TYPE)
+        advertised = _get(f"{url}/openapi.json")["paths"]["/invocations"]["post"]["requestBody"]["content"]
+        if parquet:
+            assert status == 200 and body["predictions"] == [0, 2], body
+            assert PARQUET_TYPE in advertised
+        else:
+            assert status == 415 and "--parquet" in body, body
+            assert PARQUET_TYPE not in advertised
         # the Target protocol's predict goes through the same route
         raw = target.predict(name, json.dumps(payload).encode(), "application/json")
         assert json.loads(raw)["predictions"] == expected

@@ -194,12 +194,13 @@ def test_credentials_in_model_env_files_are_scrubbed_from_the_image_copy(sklearn
     assert "s3cret" not in repr(plan.to_dict())
 
 
-def test_no_parquet_drops_pyarrow_unless_the_model_needs_it(sklearn_model: Path, tmp_path: Path) -> None:
+def test_pyarrow_only_with_parquet_or_when_the_model_needs_it(sklearn_model: Path, tmp_path: Path) -> None:
     loaded = load_model(str(sklearn_model))
-    assert any(r.startswith("pyarrow") for r in plan_build(loaded).requirements.requirements)
-    slim = plan_build(loaded, BuildOptions(parquet=False))
+    slim = plan_build(loaded)  # the default: no pyarrow, and the plan says so
     assert not any(r.startswith("pyarrow") for r in slim.requirements.requirements)
-    assert any("pyarrow" in n for n in slim.requirements.notes)
+    assert any("pyarrow" in n and "--parquet" in n for n in slim.requirements.notes)
+    full = plan_build(loaded, BuildOptions(parquet=True))
+    assert any(r.startswith("pyarrow") for r in full.requirements.requirements)
     model = _copy(sklearn_model, tmp_path / "m")
     (model / "requirements.txt").write_text((model / "requirements.txt").read_text() + "\npyarrow==21.0.0\n")
     needs = plan_build(load_model(str(model)), BuildOptions(parquet=False))
