@@ -11,9 +11,12 @@ What it does, and why each choice:
   servers load the very same files (skops format, signature, input example).
 * Starts each server on a free port on 127.0.0.1, from this same venv, **one at a time**:
   running them side by side would make them fight over the 2 cores and measure the machine,
-  not the servers. Worker counts are stated in the output; by default both get the machine's
-  CPU count (deployer's own default, and what MLflow's own Docker image uses — plain
-  ``mlflow models serve`` defaults to 1 worker, which ``--mlflow-workers 1`` reproduces).
+  not the servers. Two comparisons in one run:
+  - **as shipped** (the issue's targets are judged here): both commands with their default
+    worker counts, ``deployer serve`` (CPU count) and ``mlflow models serve --env-manager
+    local`` (1 worker: ``workers or 1`` in mlflow/pyfunc/backend.py);
+  - **equal workers**: MLflow with deployer's worker count too (``--workers N``, what
+    MLflow's own Docker image does), printed alongside for transparency.
 * Drives both with the same load generator: ``wrk`` (Debian's package) with a Lua script that
   POSTs one fixed body; if wrk is missing, a small asyncio HTTP/1.1 client in a separate
   process. 1-row requests, 8 keep-alive connections, a bounded duration.
@@ -22,6 +25,10 @@ What it does, and why each choice:
   workers) read from /proc after start-up and one 1-row request; PSS is reported too
   because forked workers share pages (the model, imported modules) that RSS counts once per
   process.
+* The **loader floor**: one bare process that only runs ``import mlflow.pyfunc;
+  mlflow.pyfunc.load_model(model)`` (what the issue requires every server to use), its RSS
+  and its time. No server built on MLflow's loader can start faster or hold less than that,
+  so the table shows how far each target is from what is physically possible.
 * Checks that both servers return identical predictions, so a fast wrong answer cannot pass.
 
 Targets (from issue 3): throughput >= 20x MLflow's, deployer p99 <= 5 ms at c=8, the 10k-row
@@ -356,21 +363,51 @@ def measure(server: Server, workdir: Path, bodies: dict[str, Path], args: argpar
     )
 
 
-def deployer_server(model: Path, workers: int) -> Server:
+def deployer_server(model: Path, workers: int | None) -> Server:
+    """``workers=None``: no --workers flag, deployer's default (the CPU count)."""
     port = free_port()
     argv = [sys.executable, "-m", "deployer.serving", "serve", "--model-dir", str(model),
-            "--host", HOST, "--port", str(port), "--workers", str(workers)]
-    return Server("deployer", argv, port, workers)
+            "--host", HOST, "--port", str(port)]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    return Server("deployer", argv, port, workers or os.cpu_count() or 1)
 
 
-def mlflow_server(model: Path, workers: int) -> Server:
+def mlflow_server(model: Path, workers: int | None) -> Server:
+    """``workers=None``: no --workers flag, MLflow's default (1)."""
     port = free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     argv = [str(mlflow_cli), "models", "serve", "-m", str(model), "--env-manager", "local",
-            "--host", HOST, "--port", str(port), "--workers", str(workers)]
+            "--host", HOST, "--port", str(port)]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
     # the mlflow CLI launches `uvicorn` by name: make sure it is this venv's
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return Server("mlflow", argv, port, workers, env={"PATH": path})
+    name = "mlflow" if workers is None else f"mlflow-{workers}w"
+    return Server(name, argv, port, workers or 1, env={"PATH": path})
+
+
+_FLOOR = """
+import sys, time
+t0 = time.perf_counter()
+import mlflow.pyfunc
+mlflow.pyfunc.load_model(sys.argv[1])
+seconds = time.perf_counter() - t0
+rss = [l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]
+print(seconds, int(rss) / 1024)
+"""
+
+
+def loader_floor(model: Path, runs: int = 3) -> dict[str, float]:
+    """The cost of MLflow's loader alone: median seconds (import + load) and RSS (MiB)."""
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", _FLOOR, str(model)], capture_output=True,
+                             text=True, env=env, timeout=300, check=True).stdout.split()
+        samples.append((float(out[-2]), float(out[-1])))
+    return {"load_s": round(statistics.median(s for s, _ in samples), 2),
+            "rss_mb": round(statistics.median(r for _, r in samples), 1)}
 
 
 # --------------------------------------------------------------------------- report
@@ -394,37 +431,64 @@ def verdicts(d: Result, m: Result) -> dict[str, dict[str, Any]]:
         "big_request": {"ratio": round(big, 3), "target": TARGETS["big_request"],
                         "pass": big <= 1 / 3},
         "idle_rss": {"ratio": round(rss, 3), "target": TARGETS["idle_rss"], "pass": rss <= 0.4},
+        "idle_pss": {"ratio": round(d.idle_pss_mb / m.idle_pss_mb, 3), "target": None, "pass": None},
     }
 
 
-def render_table(d: Result, m: Result, v: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
+def render_table(d: Result, mlflows: list[Result], floor: dict[str, float],
+                 args: argparse.Namespace) -> str:
+    """One column per MLflow configuration; the verdicts are against the first (its default)."""
+    v = verdicts(d, mlflows[0])
+
     def mark(key: str) -> str:
         p = v[key]["pass"]
         return "" if p is None else ("PASS" if p else "FAIL")
 
+    def ratio(fmt: str, key: str, m: Result) -> str:
+        return fmt.format(verdicts(d, m)[key]["ratio"])
+
+    def per(label: str, dv: str, mv: Any, key: str | None, fmt: str, target: str = "",
+            verdict: str = "") -> tuple[str, ...]:
+        cells = [label, dv]
+        for m in mlflows:
+            cells += [mv(m), ratio(fmt, key, m) if key else ""]
+        return (*cells, target, verdict)
+
+    header = ["metric", f"deployer ({d.workers}w)"]
+    for m in mlflows:
+        header += [f"{m.name} ({m.workers}w)", "ratio"]
     rows = [
-        ("metric", "deployer", "mlflow", "ratio d/m", "target", ""),
-        (f"1-row req/s (c={args.connections})", f"{d.rps:,.0f}", f"{m.rps:,.0f}",
-         f"{v['throughput']['ratio']:.1f}x", TARGETS["throughput"], mark("throughput")),
-        ("1-row p50", f"{d.p50_ms:.2f} ms", f"{m.p50_ms:.2f} ms", f"{v['p50']['ratio']:.3f}", "", ""),
-        ("1-row p99", f"{d.p99_ms:.2f} ms", f"{m.p99_ms:.2f} ms", f"{v['p99']['ratio']:.3f}",
-         "deployer " + TARGETS["p99"], mark("p99")),
-        (f"{args.rows:,}-row request (median of {args.big_runs})", f"{d.big_request_ms:.1f} ms",
-         f"{m.big_request_ms:.1f} ms", f"{v['big_request']['ratio']:.3f}", TARGETS["big_request"],
-         mark("big_request")),
-        ("idle RSS (process tree)", f"{d.idle_rss_mb:.0f} MiB", f"{m.idle_rss_mb:.0f} MiB",
-         f"{v['idle_rss']['ratio']:.3f}", TARGETS["idle_rss"], mark("idle_rss")),
-        ("idle PSS (process tree)", f"{d.idle_pss_mb:.0f} MiB", f"{m.idle_pss_mb:.0f} MiB",
-         f"{d.idle_pss_mb / m.idle_pss_mb:.3f}", "", ""),
-        ("processes / workers", f"{d.processes} / {d.workers}", f"{m.processes} / {m.workers}", "", "", ""),
-        ("start-up to first /ping", f"{d.startup_s:.1f} s", f"{m.startup_s:.1f} s", "", "", ""),
+        tuple([*header, "target", ""]),
+        per(f"1-row req/s (c={args.connections})", f"{d.rps:,.0f}", lambda m: f"{m.rps:,.0f}",
+            "throughput", "{:.1f}x", TARGETS["throughput"], mark("throughput")),
+        per("1-row p50", f"{d.p50_ms:.2f} ms", lambda m: f"{m.p50_ms:.2f} ms", "p50", "{:.3f}"),
+        per("1-row p99", f"{d.p99_ms:.2f} ms", lambda m: f"{m.p99_ms:.2f} ms", "p99", "{:.3f}",
+            "deployer " + TARGETS["p99"], mark("p99")),
+        per(f"{args.rows:,}-row request (median of {args.big_runs})", f"{d.big_request_ms:.1f} ms",
+            lambda m: f"{m.big_request_ms:.1f} ms", "big_request", "{:.3f}", TARGETS["big_request"],
+            mark("big_request")),
+        per("idle RSS (process tree)", f"{d.idle_rss_mb:.0f} MiB", lambda m: f"{m.idle_rss_mb:.0f} MiB",
+            "idle_rss", "{:.3f}", TARGETS["idle_rss"], mark("idle_rss")),
+        per("idle PSS (process tree)", f"{d.idle_pss_mb:.0f} MiB", lambda m: f"{m.idle_pss_mb:.0f} MiB",
+            "idle_pss", "{:.3f}"),
+        per("processes", str(d.processes), lambda m: str(m.processes), None, ""),
+        per("start-up to first /ping", f"{d.startup_s:.1f} s", lambda m: f"{m.startup_s:.1f} s", None, ""),
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    n = len(rows[0])
+    widths = [max(len(r[i]) for r in rows) for i in range(n)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("")
-    lines.append(f"load generator: {d.load_tool}, {args.connections} connections, {args.duration}s, "
-                 f"127.0.0.1; cpus: {os.cpu_count()}; servers measured one at a time")
+    base = mlflows[0]
+    lines += [
+        "",
+        f"verdicts: against `{base.name}` as shipped ({base.workers} worker{'s' if base.workers > 1 else ''}).",
+        f"loader floor (`import mlflow.pyfunc; load_model()` alone, one process): "
+        f"{floor['load_s']:.2f} s, RSS {floor['rss_mb']:.0f} MiB = "
+        f"{floor['rss_mb'] / base.idle_rss_mb:.2f}x of {base.name}'s idle RSS: a memory target below "
+        "that ratio is out of reach for any server that loads with MLflow's loader.",
+        f"load generator: {d.load_tool}, {args.connections} connections, {args.duration}s, "
+        f"127.0.0.1; cpus: {os.cpu_count()}; servers measured one at a time",
+    ]
     return "\n".join(lines)
 
 
@@ -436,11 +500,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--rows", type=int, default=10_000, help="rows in the big request")
     parser.add_argument("--big-runs", type=int, default=7, help="runs of the big request (median)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="deployer workers (default: CPU count, deployer's default)")
-    parser.add_argument("--mlflow-workers", type=int, default=os.cpu_count() or 1,
-                        help="mlflow workers (default: CPU count, as MLflow's Docker image; "
-                             "`mlflow models serve` alone defaults to 1)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="deployer workers (default: deployer's own default, the CPU count)")
+    parser.add_argument("--mlflow-workers", type=int, default=None,
+                        help="the equal-workers MLflow run (default: deployer's worker count; "
+                             "0 skips it). MLflow as shipped always runs too.")
     parser.add_argument("--settle", type=float, default=2.0, help="idle seconds before reading RSS")
     parser.add_argument("--no-wrk", action="store_true", help="use the Python load generator")
     parser.add_argument("--model-dir", type=Path, help="use this saved iris-like model instead")
@@ -449,33 +513,40 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     use_wrk = not args.no_wrk and shutil.which("wrk") is not None
+    deployer_workers = args.workers or os.cpu_count() or 1
+    equal = deployer_workers if args.mlflow_workers is None else args.mlflow_workers
     with tempfile.TemporaryDirectory(prefix="deployer-bench-") as tmp:
         workdir = Path(tmp)
         model = args.model_dir or save_iris_model(workdir)
         bodies = {"one": workdir / "one.json", "big": workdir / "big.json"}
         bodies["one"].write_bytes(one_row_body())
         bodies["big"].write_bytes(many_rows_body(args.rows))
-        servers = [mlflow_server(model, args.mlflow_workers), deployer_server(model, args.workers)]
-        servers = [s for s in servers if args.only in (None, s.name)]
-        results = {s.name: measure(s, workdir, bodies, args, use_wrk) for s in servers}
+        if args.only:
+            server = (deployer_server(model, args.workers) if args.only == "deployer"
+                      else mlflow_server(model, args.mlflow_workers))
+            print(json.dumps(asdict(measure(server, workdir, bodies, args, use_wrk)), indent=2))
+            return 0
+        servers = [mlflow_server(model, None)]
+        if equal and equal != 1:
+            servers.append(mlflow_server(model, equal))
+        servers.append(deployer_server(model, args.workers))
+        results = [measure(s, workdir, bodies, args, use_wrk) for s in servers]
+        floor = loader_floor(model)
 
-    if args.only:
-        print(json.dumps(asdict(results[args.only]), indent=2))
-        return 0
-
-    d, m = results["deployer"], results["mlflow"]
-    if d.predictions_sha != m.predictions_sha:
+    d, mlflows = results[-1], results[:-1]
+    if any(m.predictions_sha != d.predictions_sha for m in mlflows):
         print("error: deployer and mlflow returned different predictions for the same request",
               file=sys.stderr)
         return 1
-    v = verdicts(d, m)
     if args.json:
-        print(json.dumps({"deployer": asdict(d), "mlflow": asdict(m), "comparison": v,
+        print(json.dumps({"deployer": asdict(d), "mlflow": [asdict(m) for m in mlflows],
+                          "comparison": {m.name: verdicts(d, m) for m in mlflows},
+                          "loader_floor": floor,
                           "settings": {k: (str(val) if isinstance(val, Path) else val)
                                        for k, val in vars(args).items()},
                           "cpus": os.cpu_count()}, indent=2))
     else:
-        print(render_table(d, m, v, args))
+        print(render_table(d, mlflows, floor, args))
     return 0
 
 
