@@ -7,8 +7,12 @@ written by :func:`~deployer.building.context.write_context`; this only builds an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
+import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,7 +30,7 @@ from deployer.building.context import (
 from deployer.building.engine import BuildEngine, BuildRequest, detect_engine, docker_client
 from deployer.building.plan import BuildPlan
 from deployer.building.platform_check import check_build_platform
-from deployer.building.wheelhouse import Resolver
+from deployer.building.wheelhouse import Resolver, default_cache_root
 from deployer.errors import BuildError
 from deployer.rendering.render import render_template
 
@@ -153,32 +157,60 @@ def _pull(client: Any, ref: str) -> ImageInfo:
     return ImageInfo.inspect(client, ref)
 
 
-def check_base_python(client: Any, plan: BuildPlan) -> None:
+def check_base_python(client: Any, plan: BuildPlan, cache_root: Path | None = None) -> None:
     """The base image must have ``python3`` X.Y of the plan (the venv is made from it).
 
     _build_venv.py checks the same inside the build, but only after every wheel was downloaded
-    and sent; for GPU builds (CUDA bases ship no Python, or another one) it is checked up
-    front by running ``python3`` in the base image (pulled once if missing).
+    and sent, so it is checked up front by running ``python3`` in the base image (pulled once
+    if missing). The answer is cached per image ID (``base-python.json`` in the build cache):
+    an image ID names immutable content, so each base costs one ``docker run``, ever.
     """
     want = plan.platform.python
-    fix = (f"pass --base-image with a CUDA image that has Python {want} as python3 (for example one built "
-           f"FROM {plan.base_image} that installs python{want} and python{want}-venv)")
-    if _base_info(client, plan.base_image) is None:
-        try:
-            _pull(client, plan.base_image)
-        except BuildError as exc:
-            raise BuildError(exc.what, where="--base-image", fix=fix) from exc
-    code = "import sys; print('%d.%d' % sys.version_info[:2])"
+    if plan.gpu:
+        fix = (f"pass --base-image with a CUDA image that has Python {want} as python3 (for example one built "
+               f"FROM {plan.base_image} that installs python{want} and python{want}-venv)")
+    else:
+        fix = (f"pass --base-image with an image whose python3 is {want} (e.g. python:{want}-slim), or "
+               "--python X.Y if the model really runs on the base image's Python")
     try:
-        out = client.containers.run(plan.base_image, ["python3", "-c", code], entrypoint=[], remove=True,
-                                    network_disabled=True, stdout=True, stderr=False)
-    except Exception as exc:  # noqa: BLE001 - ContainerError / APIError (no python3 in the image)
-        raise BuildError(f"the base image {plan.base_image} has no usable python3 (the model needs Python {want})",
-                         where="--base-image", fix=fix) from exc
-    have = out.decode(errors="replace").strip() if isinstance(out, bytes) else str(out).strip()
+        base = _base_info(client, plan.base_image) or _pull(client, plan.base_image)
+    except BuildError as exc:  # CUDA bases are the likely miss: say which one works
+        raise BuildError(exc.what, where="--base-image", fix=fix if plan.gpu else exc.fix) from exc
+    cache = (cache_root or default_cache_root()) / "base-python.json"
+    known = _read_json(cache)
+    have = known.get(base.image_id)
+    if not isinstance(have, str):
+        code = "import sys; print('%d.%d' % sys.version_info[:2])"
+        try:
+            out = client.containers.run(base.image_id, ["python3", "-c", code], entrypoint=[], remove=True,
+                                        network_disabled=True, stdout=True, stderr=False)
+        except Exception as exc:  # noqa: BLE001 - ContainerError / APIError (no python3 in the image)
+            raise BuildError(f"the base image {plan.base_image} has no usable python3 (the model needs Python {want})",
+                             where="--base-image", fix=fix) from exc
+        have = out.decode(errors="replace").strip() if isinstance(out, bytes) else str(out).strip()
+        if re.fullmatch(r"\d+\.\d+", have):
+            _write_json(cache, {**known, base.image_id: have})
     if have != want:
         raise BuildError(f"the base image {plan.base_image} has Python {have}, the model needs Python {want}",
                          where="--base-image", fix=fix)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic (write + rename): concurrent builds never read a torn file. Best effort: the
+    cache only saves a ``docker run``."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".base-python-", delete=False) as fh:
+            json.dump(data, fh)
+        os.replace(fh.name, path)
 
 
 def _base_info(client: Any, ref: str) -> ImageInfo | None:
@@ -246,8 +278,8 @@ def build_model_image(
     engine = engine or detect_engine()
     # Before anything is resolved or downloaded: can this engine build the platform at all?
     build_platform = check_build_platform(client, engine, plan.platform.docker_platform)
-    if plan.gpu and plan.env_kind == "virtualenv":
-        check_base_python(client, plan)
+    if plan.env_kind == "virtualenv" and (build_platform is None or plan.gpu):
+        check_base_python(client, plan)  # native bases only: a foreign one would run under QEMU
     resolver = resolver or Resolver()
     say(f"building {plan.tag} with {engine.name}")
     with tempfile.TemporaryDirectory(prefix="deployer-context-") as tmp:

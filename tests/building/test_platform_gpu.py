@@ -152,3 +152,32 @@ def test_run_local_gpu_without_nvidia_runtime_is_refused(sklearn_model: Path, do
     assert "no NVIDIA GPU runtime" in err and "nvidia-container-toolkit" in err
     assert time.monotonic() - t0 < 60
     assert not docker_client.containers.list(all=True, filters={"name": "deployer-gpu-refused"})
+
+
+@pytest.mark.docker
+def test_every_build_checks_the_base_python_first_once_per_image(  # type: ignore[no-untyped-def]
+        sklearn_model: Path, docker_client, base_image: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only --gpu: a base whose python3 is not the model's X.Y fails before any download,
+    and the answer is cached by image ID (one `docker run` per base, ever)."""
+    from deployer.building.execute import check_base_python
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DEPLOYER_BUILD_CACHE", str(cache))
+    have = docker_client.containers.run(
+        base_image, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        entrypoint=[], remove=True).decode().strip()
+    other = "3.9" if have != "3.9" else "3.10"
+    code, _out, err = _run("build", "-m", str(sklearn_model), "--base-image", base_image,
+                           "--python", other)
+    assert code == 1, err
+    assert f"has Python {have}, the model needs Python {other}" in err
+    assert f"python:{other}-slim" in err and "--base-image" in err
+    assert not (cache / "wheels").exists()  # failed before resolving or downloading anything
+    image_id = docker_client.images.get(base_image).id
+    assert json.loads((cache / "base-python.json").read_text()) == {image_id: have}
+
+    # the cached answer is what later builds use: no container runs for a known image ID
+    (cache / "base-python.json").write_text(json.dumps({image_id: other}))
+    plan = plan_build(load_model(str(sklearn_model)), BuildOptions(base_image=base_image, python_version=other))
+    check_base_python(docker_client, plan, cache_root=cache)
