@@ -99,6 +99,8 @@ class WheelStore:
             return None
         for path in folder.iterdir():
             if not path.name.startswith("."):
+                with contextlib.suppress(OSError):
+                    os.utime(folder)  # last use, for `deployer prune`
                 return path
         return None
 

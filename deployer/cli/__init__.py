@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "list": "deployer.cli.list_cmd",
     "delete": "deployer.cli.delete_cmd",
     "batch": "deployer.cli.batch_cmd",
+    "prune": "deployer.cli.prune_cmd",
 }
 
 

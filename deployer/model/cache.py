@@ -91,7 +91,11 @@ class ModelCache:
 
     def lookup(self, key: str) -> Path | None:
         path = self.entry(key)
-        return path if (path / MLMODEL).is_file() else None
+        if not (path / MLMODEL).is_file():
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path.parent)  # last use, for `deployer prune`
+        return path
 
     def fetch(
         self, key: str, download: Downloader, *, describe: dict[str, Any], uri: str
