@@ -23,7 +23,13 @@ def command(older_than: float, dry_run: bool, no_images: bool) -> None:
     directories left by killed builds. Kept: every image you tagged, every environment image
     an image is built on (removing it would free nothing), anything used recently.
     """
-    from deployer.building.prune import Inventory, cached_paths, env_images, execute_prune, plan_prune
+    from deployer.building.prune import (
+        Inventory,
+        cached_paths,
+        env_images,
+        execute_prune,
+        plan_prune,
+    )
     from deployer.building.wheelhouse import default_cache_root
     from deployer.model.cache import default_cache_dir
 

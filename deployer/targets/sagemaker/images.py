@@ -18,18 +18,21 @@ from deployer.targets.sagemaker.plan import ImagePlan, ModelRef
 log = logging.getLogger("deployer")
 
 
-def _build_plan(model_uri: str, base_image: str | None) -> Any:
-    from deployer.building.plan import BuildOptions, plan_build
-    from deployer.model import load_model
+def build_options(base_image: str | None, parquet: bool) -> Any:
+    """The builder's options for SageMaker images (planning and building use the same)."""
+    from deployer.building.plan import BuildOptions
 
-    options = BuildOptions(target="sagemaker", base_image=base_image or None)
-    return plan_build(load_model(model_uri), options)
+    return BuildOptions(target="sagemaker", base_image=base_image or None, parquet=parquet)
 
 
 def plan_image(aws: Any, model: ModelRef, *, repository: str | None, app: str,
-               registry_override: str | None, base_image: str | None = None) -> ImagePlan:
+               registry_override: str | None, base_image: str | None = None,
+               parquet: bool = False) -> ImagePlan:
+    from deployer.building.plan import plan_build
+    from deployer.model import load_model
+
     assert model.uri
-    build = _build_plan(model.uri, base_image)
+    build = plan_build(load_model(model.uri), build_options(base_image, parquet))
     tag = build.tag.rsplit(":", 1)[-1]
     repo = validate_repository(repository or f"deployer/{app.lower()}")
     uri = f"{ecr_host(aws.account_id(), aws.region)}/{repo}:{tag}"
@@ -37,17 +40,16 @@ def plan_image(aws: Any, model: ModelRef, *, repository: str | None, app: str,
     push_to = f"{registry_override.rstrip('/')}/{repo}:{tag}" if registry_override else None
     return ImagePlan(uri=uri, ecr=True, build=True, push=True, repository=repo,
                      create_repository=not exists, push_to=push_to, local_image=build.tag,
-                     base_image=base_image)
+                     base_image=base_image, parquet=parquet)
 
 
 def image_handlers(aws: Any) -> Mapping[tuple[str, str], Any]:
     """Executor handlers for the image steps of a plan."""
 
     def build(params: Mapping[str, Any]) -> str:
-        from deployer.building import BuildOptions
         from deployer.building.execute import build_model_image
 
-        options = BuildOptions(target="sagemaker", base_image=params.get("BaseImage") or None)
+        options = build_options(params.get("BaseImage") or None, bool(params.get("Parquet")))
         plan, result = build_model_image(str(params["ModelUri"]), options, if_needed=True, step=log.info)
         if plan.tag != params.get("LocalImage"):
             log.warning("the image tag changed since planning (%s, planned %s): the model or its "

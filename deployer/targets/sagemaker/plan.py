@@ -46,6 +46,7 @@ class ImagePlan:
     local_image: str | None = None
     """The local tag the builder gives the image (pushed as ``uri`` / ``push_to``)."""
     base_image: str | None = None
+    parquet: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ def image_calls(ctx_image: ImagePlan, model: ModelRef) -> list[PlannedCall]:
     if ctx_image.build:
         calls.append(PlannedCall(
             "deployer", "build_image",
-            {"ModelUri": model.uri, "LocalImage": ctx_image.local_image, "BaseImage": ctx_image.base_image},
+            {"ModelUri": model.uri, "LocalImage": ctx_image.local_image, "BaseImage": ctx_image.base_image,
+             "Parquet": ctx_image.parquet},
             description="build the serving image on the local Docker engine",
         ))
     if ctx_image.create_repository:

@@ -23,6 +23,8 @@ _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 # SageMaker's tag pattern: letters, numbers, spaces representable in UTF-8, and _ . : / = + - @
 _TAG_TEXT = re.compile(r"^[\w .:/=+\-@]*$", re.UNICODE)
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<key>.*))?$")
+#: The MLflow scoring protocol's Parquet content type (images need pyarrow to read it).
+PARQUET = "application/vnd.apache.parquet"
 _INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/\S+$")
 _ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
@@ -62,6 +64,7 @@ class DeploySpec:
     registry_override: str | None = None
     registry_credentials_arn: str | None = None
     base_image: str | None = None
+    parquet: bool = False  # images built from -m get pyarrow (Parquet request bodies)
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class BatchSpec:
     repository: str | None = None
     registry_override: str | None = None
     base_image: str | None = None
+    parquet: bool = False  # set for a Parquet --content-type: the image must read it
 
 
 def s3_parts(uri: str, option: str) -> tuple[str, str]:
@@ -265,6 +269,7 @@ def parse_deploy(options: Mapping[str, Any]) -> DeploySpec:
         registry_override=options.get("registry_override") or None,
         registry_credentials_arn=options.get("registry_credentials_arn") or None,
         base_image=options.get("base_image") or None,
+        parquet=bool(options.get("parquet")),
     )
     if spec.model_in_image and spec.bucket:
         raise UsageError("--model-in-image and --bucket exclude each other", where="--bucket",
@@ -280,10 +285,11 @@ def parse_batch(input_uri: str, output_uri: str, options: Mapping[str, Any]) -> 
         raise UsageError(f"unknown split type {split!r}", where="--split-type",
                          fix="use None, Line, RecordIO or TFRecord")
     max_payload = options.get("max_payload_mb")
+    content_type = str(options.get("content_type") or "application/json")
     spec = BatchSpec(
         input=input_uri,
         output=output_uri,
-        content_type=str(options.get("content_type") or "application/json"),
+        content_type=content_type,
         split_type=split,
         instance_type=_instance_type(options.get("instance_type") or "ml.m5.large"),
         instance_count=_count(1 if options.get("instance_count") is None else options["instance_count"]),
@@ -297,6 +303,7 @@ def parse_batch(input_uri: str, output_uri: str, options: Mapping[str, Any]) -> 
         repository=options.get("repository") or None,
         registry_override=options.get("registry_override") or None,
         base_image=options.get("base_image") or None,
+        parquet=bool(options.get("parquet")) or content_type.split(";")[0].strip() == PARQUET,
     )
     if spec.model_in_image and spec.bucket:
         raise UsageError("--model-in-image and --bucket exclude each other", where="--bucket",

@@ -89,6 +89,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                metavar="IMAGE", commands=("deploy", "batch")),
     OptionSpec("registry_credentials_arn", "Lambda ARN giving SageMaker credentials for a private "
                "(non-ECR) registry.", metavar="ARN"),
+    OptionSpec("parquet", "Add pyarrow to images built from -m so they also take Parquet bodies "
+               "(automatic for batch jobs whose --content-type is Parquet).", type="bool", default=False,
+               commands=("deploy", "batch")),
     OptionSpec("content_type", "Content type of the batch input.", default="application/json",
                commands=("batch",)),
     OptionSpec("split_type", "How to split batch input files.", type="choice",
@@ -141,7 +144,8 @@ class SageMakerTarget:
         from deployer.targets.sagemaker.images import plan_image
 
         return plan_image(self.aws, model, repository=spec.repository, app=app,
-                          registry_override=spec.registry_override, base_image=spec.base_image)
+                          registry_override=spec.registry_override, base_image=spec.base_image,
+                          parquet=spec.parquet)
 
     def _bucket(self, spec: Any, model: ModelRef, image: ImagePlan) -> tuple[str | None, bool]:
         """Where model.tar.gz goes, and whether that bucket must be created first."""

@@ -70,3 +70,27 @@ def test_batch_dry_run_and_usage_errors(sm, bucket, sklearn_model):
     assert res.exit_code == 2 and "not an S3 URI" in res.stderr
     res = run_cli("batch", "--target", "sagemaker", "--stop", "j", "-m", str(sklearn_model))
     assert res.exit_code == 2
+
+
+def test_parquet_batch_jobs_get_an_image_that_reads_parquet(sm, bucket, sklearn_model):
+    """Images leave pyarrow out by default; a Parquet batch job (or --parquet) plans a build
+    with it, so the job cannot fail record by record on 415s."""
+    def build_step(*extra: str) -> dict:
+        res = run_cli("batch", "--target", "sagemaker", "-m", str(sklearn_model), "--execution-role-arn", ROLE,
+                      "--bucket", "models", "--input", "s3://data/in/", "--output", "s3://data/out/",
+                      "--dry-run", "--format", "json", *extra)
+        assert res.exit_code == 0, res.stderr
+        calls = res.json()["plan"]["calls"]
+        return next(c for c in calls if c["operation"] == "build_image")["params"]
+
+    plain = build_step("--content-type", "text/csv")
+    parquet = build_step("--content-type", "application/vnd.apache.parquet")
+    flagged = build_step("--parquet")
+    assert plain["Parquet"] is False and parquet["Parquet"] is True and flagged["Parquet"] is True
+    assert parquet["LocalImage"] == flagged["LocalImage"] != plain["LocalImage"]  # a different image
+    res = run_cli("deploy", "--target", "sagemaker", "--name", "pq", "-m", str(sklearn_model),
+                  "--execution-role-arn", ROLE, "--parquet", "--dry-run", "--output", "json")
+    assert res.exit_code == 0, res.stderr
+    step = next(c for c in res.json()["plan"]["calls"] if c["operation"] == "build_image")
+    assert step["params"]["Parquet"] is True
+    assert sm.mutating_actions() == []
