@@ -47,6 +47,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("serve_as", "Start the container as this platform would.", type="choice",
                choices=("local", "sagemaker", "azureml"), default="local"),
     OptionSpec("base_image", "Base image for the build (default: python:<X.Y>-slim)."),
+    OptionSpec("parquet", "Add pyarrow to the image so it also takes Parquet bodies.", type="bool",
+               default=False),
 )
 
 
@@ -105,7 +107,8 @@ class LocalTarget:
             from deployer.model import load_model
 
             build_opts = opts.get("build_options") or BuildOptions(
-                target=serve_as, base_image=opts.get("base_image") or None, gpu=bool(opts.get("gpu")))
+                target=serve_as, base_image=opts.get("base_image") or None, gpu=bool(opts.get("gpu")),
+                parquet=bool(opts.get("parquet")))
             if build_opts.gpu:
                 self._check_gpu_runtime()
             plan = plan_build(load_model(request.model_uri), build_opts)
