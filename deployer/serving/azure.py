@@ -216,7 +216,11 @@ class AzureScorer:
                 fix="run under Azure ML, or locally: azmlinfsrv --entry_script score.py "
                 "--model_dir DIR",
             )
-        return cls.load(root, os.environ.get(SUBDIR_ENV) or default_subdir, model_name=model_name)
+        scorer = cls.load(root, os.environ.get(SUBDIR_ENV) or default_subdir, model_name=model_name)
+        from deployer.serving.core import freeze_loaded_heap
+
+        freeze_loaded_heap()  # azmlinfsrv's worker serves from here on
+        return scorer
 
     def score(self, raw_data: str | bytes) -> ScoreOutcome:
         """One request body -> predictions (a JSON-ready list) or an error; never raises

@@ -171,6 +171,20 @@ def supported_content_types() -> list[str]:
     return [t for t in CONTENT_TYPES if t != CONTENT_TYPE_PARQUET or parquet_supported()]
 
 
+def freeze_loaded_heap() -> None:
+    """Call once the model is loaded, in a process that will serve requests.
+
+    The loaded heap (mlflow, pandas, the model: millions of objects) never becomes garbage.
+    Frozen, the garbage collector stops walking it; unfrozen, every full collection stalls a
+    request for ~120 ms (measured: 10k-row requests at p90 141 ms, 7 ms frozen). Forked
+    workers also keep those pages shared instead of dirtying them.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def decode_json(body: bytes | str) -> Any:
     """Parse a JSON body: orjson first, the stdlib when orjson refuses.
 
