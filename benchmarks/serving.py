@@ -438,14 +438,15 @@ def verdicts(d: Result, m: Result) -> dict[str, dict[str, Any]]:
 def render_table(d: Result, mlflows: list[Result], floor: dict[str, float],
                  args: argparse.Namespace) -> str:
     """One column per MLflow configuration; the verdicts are against the first (its default)."""
-    v = verdicts(d, mlflows[0])
+    against = {m.name: verdicts(d, m) for m in mlflows}
+    v = against[mlflows[0].name]
 
     def mark(key: str) -> str:
         p = v[key]["pass"]
         return "" if p is None else ("PASS" if p else "FAIL")
 
     def ratio(fmt: str, key: str, m: Result) -> str:
-        return fmt.format(verdicts(d, m)[key]["ratio"])
+        return fmt.format(against[m.name][key]["ratio"])
 
     def per(label: str, dv: str, mv: Any, key: str | None, fmt: str, target: str = "",
             verdict: str = "") -> tuple[str, ...]:

@@ -146,8 +146,8 @@ def cached_paths(build_cache: Path, model_cache: Path) -> list[CachedPath]:
                 continue
 
     if build_cache.is_dir():
-        add("wheel", sorted((build_cache / "wheels").glob("*")) if (build_cache / "wheels").is_dir() else [])
-        add("lock", sorted((build_cache / "locks").glob("*.lock")) if (build_cache / "locks").is_dir() else [])
+        add("wheel", sorted((build_cache / "wheels").glob("*")))  # a missing folder globs nothing
+        add("lock", sorted((build_cache / "locks").glob("*.lock")))
         add("tmp", sorted(build_cache.glob("tmp-*")))
     if model_cache.is_dir():
         add("model", sorted(p for p in model_cache.iterdir()

@@ -42,7 +42,7 @@ def command(older_than: float, dry_run: bool, no_images: bool) -> None:
 
         client = docker_client()
         ours, others = env_images(client)
-    inventory = Inventory(env_images=tuple(ours), other_layers=tuple(tuple(o) for o in others),
+    inventory = Inventory(env_images=tuple(ours), other_layers=tuple(others),
                           cached=tuple(cached_paths(default_cache_root(), default_cache_dir())))
     plan = plan_prune(inventory, older_than_days=older_than)
     failed: list[str] = []

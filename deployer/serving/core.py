@@ -167,10 +167,6 @@ def parquet_supported() -> bool:
     return _parquet_supported
 
 
-def supported_content_types() -> list[str]:
-    return [t for t in CONTENT_TYPES if t != CONTENT_TYPE_PARQUET or parquet_supported()]
-
-
 def freeze_loaded_heap() -> None:
     """Call once the model is loaded, in a process that will serve requests.
 

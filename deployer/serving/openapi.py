@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployer.serving.core import parquet_supported
+from deployer.serving.core import CONTENT_TYPE_PARQUET, parquet_supported
 
 _REF = "#/components/schemas/"
 
@@ -259,8 +259,8 @@ def openapi_document(core: Any, app: Any = None) -> dict[str, Any]:
         "text/csv": {"schema": {"type": "string"}},
     }
     if parquet_supported():  # an image built without --parquet refuses it (415)
-        request_content["application/vnd.apache.parquet"] = {"schema": {
-            "type": "string", "contentMediaType": "application/vnd.apache.parquet"}}
+        request_content[CONTENT_TYPE_PARQUET] = {"schema": {
+            "type": "string", "contentMediaType": CONTENT_TYPE_PARQUET}}
     paths = {
         "/invocations": {"post": {
             "summary": "Score a batch of rows (MLflow scoring protocol)",
