@@ -239,6 +239,28 @@ def _bucket(value: Any) -> str | None:
     return text
 
 
+def _shared(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields deploy and batch have in common, parsed and checked in one place."""
+    shared = {
+        "instance_type": _instance_type(options.get("instance_type") or "ml.m5.large"),
+        "instance_count": _count(1 if options.get("instance_count") is None else options["instance_count"]),
+        "execution_role_arn": _role(options.get("execution_role_arn")),
+        "bucket": _bucket(options.get("bucket")),
+        "model_in_image": bool(options.get("model_in_image")),
+        "env": _env(options.get("env")),
+        "tags": _tags(options.get("tags")),
+        "archive": bool(options.get("archive")),
+        "repository": options.get("repository") or None,
+        "registry_override": options.get("registry_override") or None,
+        "base_image": options.get("base_image") or None,
+        "parquet": bool(options.get("parquet")),
+    }
+    if shared["model_in_image"] and shared["bucket"]:
+        raise UsageError("--model-in-image and --bucket exclude each other", where="--bucket",
+                         fix="drop --bucket (the model is baked into the image) or --model-in-image")
+    return shared
+
+
 def parse_deploy(options: Mapping[str, Any]) -> DeploySpec:
     """``DeployRequest.options`` -> :class:`DeploySpec` (UsageError on any bad value)."""
     mode = str(options.get("mode") or "create")
@@ -250,31 +272,16 @@ def parse_deploy(options: Mapping[str, Any]) -> DeploySpec:
     weight = float(options.get("variant_weight") if options.get("variant_weight") is not None else 1.0)
     if weight < 0:
         raise UsageError(f"variant weight {weight} must be >= 0", where="--variant-weight", fix="use e.g. 1.0")
-    spec = DeploySpec(
+    return DeploySpec(
         mode=mode,
-        instance_type=_instance_type(options.get("instance_type") or "ml.m5.large"),
-        instance_count=_count(1 if options.get("instance_count") is None else options["instance_count"]),
-        execution_role_arn=_role(options.get("execution_role_arn")),
-        bucket=_bucket(options.get("bucket")),
-        model_in_image=bool(options.get("model_in_image")),
+        **_shared(options),
         vpc_config=_vpc_config(options.get("vpc_config")),
         serverless=_serverless(options.get("serverless")),
         async_output=str(async_output) if async_output else None,
         data_capture=_data_capture(options.get("data_capture")),
-        env=_env(options.get("env")),
-        tags=_tags(options.get("tags")),
-        archive=bool(options.get("archive")),
         variant_weight=weight,
-        repository=options.get("repository") or None,
-        registry_override=options.get("registry_override") or None,
         registry_credentials_arn=options.get("registry_credentials_arn") or None,
-        base_image=options.get("base_image") or None,
-        parquet=bool(options.get("parquet")),
     )
-    if spec.model_in_image and spec.bucket:
-        raise UsageError("--model-in-image and --bucket exclude each other", where="--bucket",
-                         fix="drop --bucket (the model is baked into the image) or --model-in-image")
-    return spec
 
 
 def parse_batch(input_uri: str, output_uri: str, options: Mapping[str, Any]) -> BatchSpec:
@@ -286,29 +293,17 @@ def parse_batch(input_uri: str, output_uri: str, options: Mapping[str, Any]) -> 
                          fix="use None, Line, RecordIO or TFRecord")
     max_payload = options.get("max_payload_mb")
     content_type = str(options.get("content_type") or "application/json")
-    spec = BatchSpec(
+    shared = _shared(options)
+    # a Parquet job needs an image that reads Parquet, flag or not
+    shared["parquet"] = shared["parquet"] or content_type.split(";")[0].strip() == PARQUET
+    return BatchSpec(
         input=input_uri,
         output=output_uri,
         content_type=content_type,
         split_type=split,
-        instance_type=_instance_type(options.get("instance_type") or "ml.m5.large"),
-        instance_count=_count(1 if options.get("instance_count") is None else options["instance_count"]),
-        execution_role_arn=_role(options.get("execution_role_arn")),
-        bucket=_bucket(options.get("bucket")),
-        model_in_image=bool(options.get("model_in_image")),
-        env=_env(options.get("env")),
-        tags=_tags(options.get("tags")),
         max_payload_mb=int(max_payload) if max_payload else None,
-        archive=bool(options.get("archive")),
-        repository=options.get("repository") or None,
-        registry_override=options.get("registry_override") or None,
-        base_image=options.get("base_image") or None,
-        parquet=bool(options.get("parquet")) or content_type.split(";")[0].strip() == PARQUET,
+        **shared,
     )
-    if spec.model_in_image and spec.bucket:
-        raise UsageError("--model-in-image and --bucket exclude each other", where="--bucket",
-                         fix="drop --bucket (the model is baked into the image) or --model-in-image")
-    return spec
 
 
 def config_hash(spec: DeploySpec, *, image: str, model_digest: str | None, role: str) -> str:
