@@ -6,7 +6,6 @@ approved. Regenerate after an intended change with: UPDATE_GOLDEN=1 pytest tests
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from deployer.building.runtime import RuntimeFiles
 from deployer.environment.lock import TargetPlatform
 from deployer.errors import RenderError
 from deployer.rendering.render import render_template
+from tests.golden import assert_golden
 
 GOLDEN = Path(__file__).with_name("golden")
 UV_SHA = "f" * 64
@@ -86,12 +86,7 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden(name: str) -> None:
     rendered = CASES[name]().replace("0.1.0", "<version>")
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN"):
-        GOLDEN.mkdir(exist_ok=True)
-        path.write_text(rendered)
-    assert path.is_file(), f"missing golden file {path}; run with UPDATE_GOLDEN=1"
-    assert rendered == path.read_text(), f"{name} changed; review and run with UPDATE_GOLDEN=1"
+    assert_golden(rendered, GOLDEN / name)
 
 
 def test_dockerfile_layer_order_and_invariants() -> None:

@@ -5,7 +5,6 @@ Regenerate after an intended change with: UPDATE_GOLDEN=1 pytest tests/targets/a
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from deployer.errors import RenderError
 from deployer.rendering.render import render_template
 from deployer.targets.azureml.plan import ImageRoutes
+from tests.golden import assert_golden
 
 GOLDEN = Path(__file__).with_name("golden")
 COMMON = {"deployer_version": "0.0.0-test", "model_label": "iris", "endpoint": "iris-ep", "deployment": "blue"}
@@ -41,12 +41,7 @@ CASES = {
 def test_golden(name: str) -> None:
     template, context = CASES[name]
     rendered = render_template(template, **context)
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN"):
-        GOLDEN.mkdir(exist_ok=True)
-        path.write_text(rendered)
-    assert path.is_file(), f"missing golden file {path}; run with UPDATE_GOLDEN=1"
-    assert rendered == path.read_text(), f"{name} changed; review and run with UPDATE_GOLDEN=1"
+    assert_golden(rendered, GOLDEN / name)
 
 
 def test_templates_refuse_unsafe_names() -> None:
