@@ -229,15 +229,7 @@ def plan_deploy(spec: DeploySpec, state: EndpointState) -> DeployPlan:
         else:
             smoke = "skipped: the model has no input example"
         if final != current or not state.exists:
-            calls.append(
-                PlannedCall(
-                    SERVICE,
-                    "online_endpoints.update_traffic",
-                    {"name": spec.endpoint, "traffic": final},
-                    f"set traffic {tr.format_traffic(final)} (was {tr.format_traffic(current)})",
-                    phase="commit",
-                )
-            )
+            calls.append(_traffic_call(spec.endpoint, final, current))
     action = "create" if not state.exists else "update"
     summary = (
         f"{action} endpoint {spec.endpoint}: deployment {new} <- {what}; "
@@ -341,15 +333,7 @@ def _plan_traffic_only(spec: DeploySpec, state: EndpointState) -> DeployPlan:
     final = tr.normalize({(_match(k, existing) or k): v for k, v in spec.traffic.items()}, existing)
     calls: tuple[PlannedCall, ...] = ()
     if final != current:
-        calls = (
-            PlannedCall(
-                SERVICE,
-                "online_endpoints.update_traffic",
-                {"name": spec.endpoint, "traffic": final},
-                f"set traffic {tr.format_traffic(final)} (was {tr.format_traffic(current)})",
-                phase="commit",
-            ),
-        )
+        calls = (_traffic_call(spec.endpoint, final, current),)
     return DeployPlan(
         TARGET,
         spec.endpoint,
@@ -366,3 +350,14 @@ def _match(name: str, existing: list[str]) -> str | None:
         if e.lower() == name.lower():
             return e
     return None
+
+
+def _traffic_call(endpoint: str, final: dict[str, int], current: dict[str, int]) -> PlannedCall:
+    """The commit step of a deploy and of a traffic change: one ``update_traffic`` call."""
+    return PlannedCall(
+        SERVICE,
+        "online_endpoints.update_traffic",
+        {"name": endpoint, "traffic": final},
+        f"set traffic {tr.format_traffic(final)} (was {tr.format_traffic(current)})",
+        phase="commit",
+    )
