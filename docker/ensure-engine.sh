@@ -124,7 +124,7 @@ pid=""
 if [ -s "$PIDFILE" ]; then
     pid=$(cat "$PIDFILE")
     # /run may survive a reboot here: the pid may be gone, or reused by another program.
-    if ! kill -0 "$pid" 2>/dev/null || [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != dockerd ]; then
+    if ! alive "$pid" || [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != dockerd ]; then
         log "removing stale pidfile $PIDFILE (pid $pid is not a running dockerd)"
         rm -f "$PIDFILE"
         pid=""
@@ -149,7 +149,7 @@ fi
 
 deadline=$((start + TIMEOUT))
 until engine_answers "$OUR_HOST"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! alive "$pid"; then
         log "dockerd exited during startup; last lines of $LOG_FILE:"
         tail -n 20 "$LOG_FILE" >&2 || true
         die "dockerd failed to start (see $LOG_FILE)"

@@ -16,5 +16,22 @@ apt_install() {
         APT_UPDATED=1
     fi
     log "apt-get install -y $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+    # dpkg's per-package chatter is not silenced by -qq: keep it in a log, show it on failure
+    local out
+    out=$(mktemp)
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >"$out" 2>&1; then
+        tail -n 30 "$out" >&2
+        rm -f "$out"
+        die "apt-get install $* failed (output above)"
+    fi
+    rm -f "$out"
+}
+
+# Is PID a live process? `kill -0` alone also succeeds for a zombie (a process that exited
+# but was not reaped, e.g. in a container whose PID 1 does not reap): read its state too.
+alive() {
+    local state
+    kill -0 "$1" 2>/dev/null || return 1
+    state=$(sed -E 's/^.*\) (.).*$/\1/' "/proc/$1/stat" 2>/dev/null) || return 0
+    [ "$state" != Z ] && [ "$state" != X ]
 }

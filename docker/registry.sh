@@ -58,7 +58,7 @@ running_pid() {
     local pid
     [ -s "$PIDFILE" ] || return 1
     pid=$(cat "$PIDFILE")
-    kill -0 "$pid" 2>/dev/null || return 1
+    alive "$pid" || return 1
     # Guard against pid reuse: it must be a registry serving our config.
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$STATE_DIR/config.yml" || return 1
     echo "$pid"
@@ -75,7 +75,7 @@ stop() {
     if pid=$(running_pid); then
         kill "$pid" 2>/dev/null || true
         for i in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
+            alive "$pid" || break
             if [ "$i" -eq 50 ]; then kill -9 "$pid" 2>/dev/null || true; fi
             sleep 0.1
         done
@@ -195,10 +195,10 @@ for attempt in 1 2 3 4 5; do
     echo "$pid" >"$PIDFILE"
     for _ in $(seq 1 100); do
         answers "$port" && break
-        kill -0 "$pid" 2>/dev/null || break
+        alive "$pid" || break
         sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null && answers "$port"; then
+    if alive "$pid" && answers "$port"; then
         echo "$port" >"$PORTFILE"
         log "registry pid $pid on 127.0.0.1:$port (auth: $([ "$AUTH" -eq 1 ] && echo htpasswd || echo none)) in $(python3 -c "import sys; print(round($(date +%s.%N) - $start_t, 2))")s"
         echo "REGISTRY=127.0.0.1:$port"

@@ -2,11 +2,15 @@
 # The README's main job, end to end on a fresh Debian machine (as root):
 #   set up the venv and a Docker engine, make sure a Python base image exists, save an
 #   example iris model with MLflow, `deployer run-local` it (build + run + wait for
-#   readiness), send one prediction, and print how to stop it.
+#   readiness), send one prediction with `deployer predict`, and print how to stop it.
+# Installs only what this job needs: deployer and the `example` extra (MLflow-skinny,
+# scikit-learn, skops: what saves the example model), not the test stack. Needs nothing a
+# minimal Debian lacks (no curl, jq or compiler): the prediction is sent by deployer itself.
 # Usage: ./scripts/quickstart.sh [PORT]      (default: any free port)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-EXTRAS="test"
+EXTRAS="example"
+IMPORTS="deployer mlflow sklearn skops"
 # shellcheck source=scripts/setup-env.sh
 source scripts/setup-env.sh
 export PATH="$VENV/bin:$PATH"
@@ -30,10 +34,9 @@ url=$(printf '%s' "$result" | python -c 'import json,sys; print(json.load(sys.st
 name=$(printf '%s' "$result" | python -c 'import json,sys; print(json.load(sys.stdin)["name"])')
 phase_done run-local
 
-echo "POST $url/invocations"
-curl -sS --fail-with-body -X POST "$url/invocations" -H 'Content-Type: application/json' \
-    --data @"$MODEL/serving_input_example.json"
-echo
+echo "POST $url/invocations  (deployer predict --target local --name $name)"
+deployer predict --target local --name "$name" -i "$MODEL/serving_input_example.json"
+phase_done predict
 summary
 cat <<MSG
 The model is served at $url  (routes: /invocations /ping /openapi.json /metrics /v2/...)

@@ -1,14 +1,17 @@
 # Shared set-up for scripts/test.sh and scripts/quickstart.sh (sourced, not run).
 # Expects the caller to have cd'ed to the repository root and set EXTRAS (pip extras to
-# install, e.g. "test"). Steps:
+# install, e.g. "test") and IMPORTS (modules that prove the install, e.g. "deployer pytest").
+# Steps:
 #   1. python3 with venv support (apt-get install python3-venv when missing)
 #   2. a venv at .venv, created once, reused afterwards
-#   3. pip install -e ".[$EXTRAS]", skipped while pyproject.toml is unchanged
+#   3. pip upgraded in it (the pip 23.2 of `python3 -m venv` can fail to resolve the big
+#      extras with InconsistentCandidate), then pip install -e ".[$EXTRAS]", skipped while
+#      pyproject.toml is unchanged (one stamp per set of extras)
 #   4. a Docker engine via docker/ensure-engine.sh (its exports are eval'd)
 # shellcheck shell=bash
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
-STAMP="$VENV/.deployer-install-stamp"
+STAMP="$VENV/.deployer-install-stamp-${EXTRAS//[^a-z,]/_}"
 
 # Microseconds since the epoch, from bash itself (5.0+): no bc/python needed.
 now() { echo "${EPOCHREALTIME/[.,]/}"; }
@@ -51,8 +54,9 @@ phase_done venv
 # 3. the project and its test extras; the stamp holds what they were installed from
 want=$( { cat pyproject.toml; echo "$EXTRAS"; "$VENV/bin/python" -VV; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ] \
-    || ! "$VENV/bin/python" -c 'import deployer, pytest' >/dev/null 2>&1; then
-    log "pip install -e '.[${EXTRAS}]'"
+    || ! "$VENV/bin/python" -c "import ${IMPORTS// /, }" >/dev/null 2>&1; then
+    log "pip install --upgrade pip; pip install -e '.[${EXTRAS}]'"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >&2
     "$VENV/bin/python" -m pip install -q -e ".[${EXTRAS}]" >&2
     echo "$want" >"$STAMP"
 else

@@ -10,10 +10,21 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 EXTRAS="test"
+IMPORTS="deployer pytest mlflow moto"
 # shellcheck source=scripts/setup-env.sh
 source scripts/setup-env.sh
 
-# 5. the tests
+# 5. host tools the tests call: ps (the engine's `docker top` runs it), shellcheck (the
+#    generated shell scripts are checked with it). A minimal Debian has neither.
+missing=()
+command -v ps >/dev/null 2>&1 || missing+=(procps)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+if [ "${#missing[@]}" -gt 0 ]; then
+    apt_install "${missing[@]}"
+fi
+phase_done tools
+
+# 6. the tests
 set +e
 "$VENV/bin/python" -m pytest "$@"
 rc=$?

@@ -31,6 +31,7 @@ from deployer.building.engine import BuildEngine, BuildRequest, detect_engine, d
 from deployer.building.plan import BuildPlan
 from deployer.building.platform_check import check_build_platform
 from deployer.building.wheelhouse import Resolver, default_cache_root
+from deployer.environment.redact import redact_text
 from deployer.errors import BuildError
 from deployer.rendering.render import render_template
 
@@ -180,19 +181,68 @@ def check_base_python(client: Any, plan: BuildPlan, cache_root: Path | None = No
     known = _read_json(cache)
     have = known.get(base.image_id)
     if not isinstance(have, str):
-        code = "import sys; print('%d.%d' % sys.version_info[:2])"
-        try:
-            out = client.containers.run(base.image_id, ["python3", "-c", code], entrypoint=[], remove=True,
-                                        network_disabled=True, stdout=True, stderr=False)
-        except Exception as exc:  # noqa: BLE001 - ContainerError / APIError (no python3 in the image)
-            raise BuildError(f"the base image {plan.base_image} has no usable python3 (the model needs Python {want})",
-                             where="--base-image", fix=fix) from exc
-        have = out.decode(errors="replace").strip() if isinstance(out, bytes) else str(out).strip()
-        if re.fullmatch(r"\d+\.\d+", have):
-            _write_json(cache, {**known, base.image_id: have})
+        have = _run_base_python(client, plan.base_image, base.image_id, want, fix)
+        _write_json(cache, {**known, base.image_id: have})  # only a real answer is cached
     if have != want:
         raise BuildError(f"the base image {plan.base_image} has Python {have}, the model needs Python {want}",
                          where="--base-image", fix=fix)
+
+
+# What runc / the engine say when the command itself is not in the image.
+_NO_EXECUTABLE = re.compile(r"executable file not found|no such file or directory", re.IGNORECASE)
+
+
+def _run_base_python(client: Any, ref: str, image_id: str, want: str, fix: str) -> str:
+    """``python3 -c 'print X.Y'`` in the base image. Three failures, told apart because each
+    has another fix: the image has no python3; its python3 runs but fails; the engine cannot
+    run a container at all (cgroup/runtime errors, engine gone): then the engine's own
+    message is the news, not the image."""
+    import docker.errors
+
+    code = "import sys; print('%d.%d' % sys.version_info[:2])"
+    container = None
+    try:
+        # create + start + wait rather than containers.run(remove=True), which leaves the
+        # created container behind when the engine fails to start it
+        container = client.containers.create(image_id, ["python3", "-c", code], entrypoint=[],
+                                             network_disabled=True)
+        container.start()
+        status = int(container.wait(timeout=120).get("StatusCode", -1))
+        out = container.logs(stdout=True, stderr=True)
+    except docker.errors.APIError as exc:  # the engine refused to create or start the container
+        engine = redact_text(str(exc.explanation or exc)).strip()
+        if _NO_EXECUTABLE.search(engine) and "python3" in engine:
+            raise BuildError(f"the base image {ref} has no python3 (the model needs Python {want})",
+                             where="--base-image", fix=fix) from None
+        raise BuildError(f"the Docker engine could not run a container from the base image {ref}: {engine}",
+                         where="Docker engine",
+                         fix="this is the engine's own error, not the image's: fix the engine (its log, "
+                             "`docker run --rm IMAGE true` reproduces it) and build again") from None
+    except Exception as exc:  # noqa: BLE001 - requests/docker connection errors: engine unreachable
+        raise BuildError(f"lost the Docker engine while checking the base image {ref}: "
+                         f"{redact_text(str(exc))}", where="Docker engine",
+                         fix="check that the engine runs (docker info) and build again") from None
+    finally:
+        if container is not None:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+    if status != 0:  # python3 started and failed
+        tail = _last_line(out)
+        raise BuildError(f"python3 in the base image {ref} exits with code {status}"
+                         + (f": {tail}" if tail else "") + f" (the model needs Python {want})",
+                         where="--base-image", fix=fix)
+    text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+    found = re.findall(r"^(\d+\.\d+)\s*$", text, flags=re.MULTILINE)
+    if not found:
+        raise BuildError(f"python3 in the base image {ref} did not print its version (it printed "
+                         f"{_last_line(text)!r}; the model needs Python {want})", where="--base-image", fix=fix)
+    return str(found[-1])
+
+
+def _last_line(data: Any) -> str:
+    text = data.decode(errors="replace") if isinstance(data, bytes) else str(data or "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return redact_text(lines[-1])[:300] if lines else ""
 
 
 def _read_json(path: Path) -> dict[str, Any]:

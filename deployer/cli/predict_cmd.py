@@ -52,16 +52,19 @@ def command(model_uri: str | None, target: str | None, name: str | None, input_p
 
     \b
     With --target and --name, the file is sent as one request to a deployed endpoint
-    (SageMaker: invoke_endpoint; Azure ML: the scoring URI with input_data) and the
-    endpoint's response is written out as it came.
+    (local: the container's scoring route; SageMaker: invoke_endpoint; Azure ML: the
+    scoring URI with input_data) and the endpoint's response is written out as it came.
 
     \b
     Examples:
       deployer predict -m ./model -i data.csv -o predictions.jsonl
       cat rows.jsonl | deployer predict -m ./model -i - --content-type json --format csv
       deployer predict --target sagemaker --name iris -i request.json
+      deployer predict --target local --name iris -i serving_input_example.json
     """
-    if target and target != "local":
+    # --target local with --name: the running container of `run-local`/`deploy --target local`;
+    # --target local without --name: this host, like no --target at all
+    if target and (target != "local" or name):
         _predict_remote(target, name, model_uri, input_path, output_path, content_type,
                         target_values)
         return

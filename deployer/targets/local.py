@@ -192,7 +192,10 @@ class LocalTarget:
             with _opener().open(req, timeout=120) as resp:
                 return bytes(resp.read())
         except urllib.error.HTTPError as exc:
-            return bytes(exc.read())
+            detail = exc.read(2000).decode(errors="replace").strip()
+            raise TargetError(f"local endpoint {name!r} answered HTTP {exc.code}: {detail}", where=url,
+                              fix="check the request against the model's signature (deployer inspect -m MODEL) "
+                                  f"and the container's logs (docker logs {container.name})") from None
         except OSError as exc:
             raise TargetError(f"cannot reach {url}: {exc}", fix="check the container logs") from exc
 

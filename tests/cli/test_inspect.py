@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from deployer.cli import cli
 from deployer.cli.inspect_cmd import command as inspect_command
+from tests.environment.conftest import PYTHON_VERSION, SKLEARN_VERSION
 from tests.fixtures.models import ALL_SAVED_MODELS
 from tests.model._edit import altered, copy_model
 
@@ -46,7 +47,7 @@ def test_json_facts_for_every_saved_model(fixture: str, request: pytest.FixtureR
     assert data["path"] == str(model.resolve())
     assert data["flavors"] == sorted(mlmodel["flavors"])
     assert data["loader_module"] == mlmodel["flavors"]["python_function"]["loader_module"]
-    assert data["python_version"] == "3.11.7"
+    assert data["python_version"] == PYTHON_VERSION
     assert data["model"]["model_uuid"] == mlmodel["model_uuid"]
     assert data["model"]["mlflow_version"] == "3.17.2"
     env = data["environment"]
@@ -64,8 +65,8 @@ def test_sklearn_text_output(sklearn_model: Path) -> None:
     out = result.stdout
     assert "Flavors:        python_function, sklearn" in out
     assert "Loader:         mlflow.sklearn (predict_fn: predict)" in out
-    assert "Python:         3.11.7" in out
-    assert "scikit-learn==1.9.1" in out
+    assert f"Python:         {PYTHON_VERSION}" in out
+    assert f"scikit-learn=={SKLEARN_VERSION}" in out
     assert "Conda-only packages: (none)" in out
     assert "Inputs (column-based):" in out
     assert [line.split() for line in out.splitlines() if "sepal_length" in line] == [["sepal_length", "double", "yes"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import platform
 import sys
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def conda_packages_model(models_root: Path, model_code_dir: Path) -> Path:
         conda_env={
             "name": "gpu-env",
             "channels": ["conda-forge", "nvidia"],
-            "dependencies": ["python=3.11.7", "pip<=24.0", "cudatoolkit=11.8", "conda-forge::libgomp",
+            "dependencies": [f"python={platform.python_version()}", "pip<=24.0", "cudatoolkit=11.8", "conda-forge::libgomp",
                              {"pip": ["mlflow==3.17.2", "pandas==3.1.1"]}],
         },
     )
@@ -57,7 +58,6 @@ def conda_packages_model(models_root: Path, model_code_dir: Path) -> Path:
 # What MLflow writes into the fixture models depends on the environment that saved them (the
 # test venv): read those versions from it instead of hard-coding one machine's.
 def _versions() -> tuple[str, str, tuple[str, ...]]:
-    import platform
     from importlib.metadata import version
 
     from mlflow.utils.environment import _PythonEnv

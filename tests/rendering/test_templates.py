@@ -138,7 +138,7 @@ def test_rendered_scripts_pass_shellcheck(tmp_path: Path) -> None:
     import subprocess
 
     if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck is not installed")
+        pytest.fail("shellcheck is not installed (scripts/test.sh installs it: apt-get install shellcheck)")
     for name in ("serve.local", "serve.azureml", "create_service.sh"):
         script = tmp_path / name
         script.write_text(CASES[name]())
