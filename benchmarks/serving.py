@@ -30,6 +30,8 @@ What it does, and why each choice:
   and its time. No server built on MLflow's loader can start faster or hold less than that,
   so the table shows how far each target is from what is physically possible.
 * Checks that both servers return identical predictions, so a fast wrong answer cannot pass.
+* deployer's access log is off (``DEPLOYER_SERVE_ACCESS_LOG=0``; MLflow's server writes
+  none) unless ``--access-log`` measures it on.
 
 Targets (from issue 3): throughput >= 20x MLflow's, deployer p99 <= 5 ms at c=8, the 10k-row
 request in <= 1/3 of MLflow's time, idle memory <= 0.4x MLflow's.
@@ -363,14 +365,18 @@ def measure(server: Server, workdir: Path, bodies: dict[str, Path], args: argpar
     )
 
 
-def deployer_server(model: Path, workers: int | None) -> Server:
-    """``workers=None``: no --workers flag, deployer's default (the CPU count)."""
+def deployer_server(model: Path, workers: int | None, access_log: bool = False) -> Server:
+    """``workers=None``: no --workers flag, deployer's default (the CPU count).
+
+    The access log is off unless ``access_log`` (MLflow's server writes none either); it is
+    switched through the environment so the same script measures older versions too."""
     port = free_port()
     argv = [sys.executable, "-m", "deployer.serving", "serve", "--model-dir", str(model),
             "--host", HOST, "--port", str(port)]
     if workers is not None:
         argv += ["--workers", str(workers)]
-    return Server("deployer", argv, port, workers or os.cpu_count() or 1)
+    return Server("deployer", argv, port, workers or os.cpu_count() or 1,
+                  env={"DEPLOYER_SERVE_ACCESS_LOG": "1" if access_log else "0"})
 
 
 def mlflow_server(model: Path, workers: int | None) -> Server:
@@ -509,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=2.0, help="idle seconds before reading RSS")
     parser.add_argument("--no-wrk", action="store_true", help="use the Python load generator")
     parser.add_argument("--model-dir", type=Path, help="use this saved iris-like model instead")
+    parser.add_argument("--access-log", action="store_true",
+                        help="measure deployer with its access log on (default: off)")
     parser.add_argument("--only", choices=["deployer", "mlflow"],
                         help="measure one server only (no comparison)")
     args = parser.parse_args(argv)
@@ -523,14 +531,15 @@ def main(argv: list[str] | None = None) -> int:
         bodies["one"].write_bytes(one_row_body())
         bodies["big"].write_bytes(many_rows_body(args.rows))
         if args.only:
-            server = (deployer_server(model, args.workers) if args.only == "deployer"
+            server = (deployer_server(model, args.workers, args.access_log)
+                      if args.only == "deployer"
                       else mlflow_server(model, args.mlflow_workers))
             print(json.dumps(asdict(measure(server, workdir, bodies, args, use_wrk)), indent=2))
             return 0
         servers = [mlflow_server(model, None)]
         if equal and equal != 1:
             servers.append(mlflow_server(model, equal))
-        servers.append(deployer_server(model, args.workers))
+        servers.append(deployer_server(model, args.workers, args.access_log))
         results = [measure(s, workdir, bodies, args, use_wrk) for s in servers]
         floor = loader_floor(model)
 

@@ -19,6 +19,7 @@ source scripts/setup-env.sh
 missing=()
 command -v ps >/dev/null 2>&1 || missing+=(procps)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
 fi

@@ -3,10 +3,14 @@
 * infra.py    - Docker engine, local registry (htpasswd), Debian-built Python base image
 * services.py - moto's AWS server over HTTP, a real MLflow tracking server (sqlite)
 * models.py   - models saved by real MLflow (session-scoped, generated, never committed)
+* streaming_models.py - a ChatModel and a PythonModel with predict_stream (real MLflow)
+* packaging.py - deployer's own wheel, built from this checkout
 """
 
 pytest_plugins = [
     "tests.fixtures.infra",
     "tests.fixtures.services",
     "tests.fixtures.models",
+    "tests.fixtures.streaming_models",
+    "tests.fixtures.packaging",
 ]

@@ -14,15 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
-                   check=True, capture_output=True, timeout=600)
-    (whl,) = out.glob("deployer-*.whl")
-    return whl
-
-
 def test_wheel_contains_every_template(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {str(p.relative_to(ROOT / "templates")) for p in (ROOT / "templates").rglob("*") if p.is_file()}
@@ -34,6 +25,9 @@ def test_wheel_contains_every_template(wheel: Path) -> None:
     assert "deployer = deployer.cli:main" in text
     for target in ("local", "sagemaker", "azureml"):
         assert f"{target} = deployer.targets." in text
+        # the MLflow deployments plugin ships with the package (mlflow deployments -t deployer-...)
+        assert f"deployer-{target} = deployer.integrations.mlflow_deployments:{target}" in text
+    assert "[mlflow.deployments]" in text
 
 
 def test_installed_wheel_finds_its_templates_and_runs(wheel: Path, tmp_path: Path) -> None:

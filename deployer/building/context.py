@@ -147,6 +147,7 @@ def dockerfile_context(plan: BuildPlan, *, buildkit: bool, uv_sha256: str, part:
         "compile_argv": [compile_python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
                          RUNTIME_DIR],
         "create_user_argv": create_user,
+        "os_packages_argv": plan.os_packages.apt_argv() if plan.os_packages else [],
         "env_prefix": env_prefix or "/",
         "runtime_dir": RUNTIME_DIR,
         "model_dir": MODEL_DIR,

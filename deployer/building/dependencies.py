@@ -11,6 +11,9 @@ Adjustments, each for a reason:
 * deployer's serving runtime (the ``serve`` extra of deployer's own metadata, so there is one
   source of truth), ``dumb-init`` (PID 1 as a wheel, so air-gapped builds need no apt), and
   for Azure ML ``azureml-inference-server-http`` are added.
+* ``--pip REQ`` and ``--pip-requirements-override FILE`` (``overrides``), with MLflow's
+  semantics: a requirement naming a package the model lists replaces the model's line, the
+  others are added.
 * pyarrow, in the ``serve`` extra for Parquet request bodies, is ~160 MB installed (more than
   the rest of the runtime and mlflow-skinny together) and is left out unless ``parquet=True``
   (``--parquet``) or the model itself needs it; the server then answers Parquet requests with
@@ -118,17 +121,25 @@ def image_requirements(
     keep_full_mlflow: bool = False,
     parquet: bool = False,
     extra_requirements: tuple[str, ...] = (),
+    overrides: tuple[str, ...] = (),
     where: str = "model requirements",
 ) -> ImageRequirements:
     """Combine the model's requirements with what the image itself needs (see module doc)."""
     notes: list[str] = []
     out: list[str] = []
     names: set[str] = set()
-    for line in (*model_requirements, *extra_requirements):
-        normalized = parse_requirement_line(line, where=where)
+    override_by_name = {_name(line): line for line in overrides}
+    own = [(line, where, False) for line in (*model_requirements, *extra_requirements)]
+    given = [(line, "--pip / --pip-requirements-override", True) for line in overrides]
+    for line, source, is_override in [*own, *given]:
+        normalized = parse_requirement_line(line, where=source)
         if normalized is None:
             continue
         name = _name(normalized)
+        if not is_override and name is not None and name in override_by_name:
+            notes.append(f"replaced {normalized!r} with {override_by_name[name]!r} (--pip / "
+                         "--pip-requirements-override)")
+            continue
         if name in _DROPPED:
             notes.append(f"dropped build tool requirement {normalized!r} (wheels need no build tools)")
             continue

@@ -30,6 +30,14 @@ from deployer.building.context import (
 from deployer.building.engine import BuildEngine, BuildRequest, detect_engine, docker_client
 from deployer.building.plan import BuildPlan
 from deployer.building.platform_check import check_build_platform
+from deployer.building.verify import (
+    SKIPPED,
+    VerifyResult,
+    label_image,
+    recorded,
+    staging_tag,
+    verify_image,
+)
 from deployer.building.wheelhouse import Resolver, default_cache_root
 from deployer.environment.redact import redact_text
 from deployer.errors import BuildError
@@ -70,6 +78,7 @@ class BuildResult:
     engine: str
     lock_digest: str | None
     skipped: bool = False
+    verification: VerifyResult | None = None  # None: an image built outside build_model_image
 
     @property
     def tag(self) -> str:
@@ -81,6 +90,7 @@ class BuildResult:
             "size_over_base": self.size_over_base, "layers": self.layers, "new_layers": self.new_layers,
             "seconds": round(self.seconds, 2), "engine": self.engine, "lock_digest": self.lock_digest,
             "skipped": self.skipped,
+            "verification": self.verification.to_dict() if self.verification else None,
         }
 
 
@@ -302,6 +312,12 @@ def build_model_image(
     no image with that tag exists, so a model with the same dependencies skips it entirely --
     the wheels are not even sent to the engine again. Part 2 adds the runtime and the model.
     The layers are exactly those of the single-Dockerfile build (``deployer generate``).
+
+    Verification (on unless ``options.verify`` is off; :mod:`deployer.building.verify`): the
+    image is built under a staging tag, run once offline and scored; only then does a
+    LABEL-only build recording the check get ``plan.tag``. A failure raises BuildError and the
+    requested tag is never applied. An existing image (``if_needed``) whose labels say it
+    passed is not verified again; one built with --no-verify is verified now.
     """
     from deployer.building.plan import BuildOptions, plan_build
     from deployer.model import load_model
@@ -312,11 +328,19 @@ def build_model_image(
     for warning in loaded.warnings:
         log.warning(warning)
     plan = plan_build(loaded, options or BuildOptions())
+    for warning in plan.warnings:
+        if warning not in loaded.warnings:
+            log.warning(warning)
     client = client or docker_client()
     if if_needed:
         found = existing_build(client, plan.tag, plan.fingerprint)
         if found is not None:
             say(f"image {plan.tag} is up to date (same model, dependencies and options)")
+            verification: VerifyResult | None = None
+            if plan.verify is not None and recorded(found.labels) != "passed":
+                verification = verify_image(client, found.image_id, plan, say=say, shown=plan.tag)
+                label_image(engine or detect_engine(), plan.tag, plan.tag, verification.labels())
+                found = ImageInfo.inspect(client, plan.tag)
             base = _base_info(client, plan.base_image)
             base_layers = set(base.layers) if base else set()
             return plan, BuildResult(
@@ -324,21 +348,25 @@ def build_model_image(
                 size_over_base=found.size - (base.size if base else 0), layers=len(found.layers),
                 new_layers=sum(1 for x in found.layers if x not in base_layers),
                 seconds=time.monotonic() - t0, engine="(existing image)",
-                lock_digest=found.labels.get("io.deployer.lock.digest"), skipped=True)
+                lock_digest=found.labels.get("io.deployer.lock.digest"), skipped=True,
+                verification=verification or _recorded_result(found.labels))
     engine = engine or detect_engine()
     # Before anything is resolved or downloaded: can this engine build the platform at all?
     build_platform = check_build_platform(client, engine, plan.platform.docker_platform)
     if plan.env_kind == "virtualenv" and (build_platform is None or plan.gpu):
         check_base_python(client, plan)  # native bases only: a foreign one would run under QEMU
     resolver = resolver or Resolver()
-    say(f"building {plan.tag} with {engine.name}")
+    say(f"building {plan.tag} with {engine.name}" + ("" if plan.verify else " (not verified: --no-verify)"))
+    requested = plan.tag
+    if plan.verify is not None:  # build under a staging tag: the requested one only once verified
+        plan = replace(plan, tag=staging_tag(plan))
     with tempfile.TemporaryDirectory(prefix="deployer-context-") as tmp:
         if not split or plan.env_kind != "virtualenv":
             ctx = write_context(plan, Path(tmp) / "context", buildkit=engine.buildkit, resolver=resolver,
                                 on_line=say)
             result = execute_build(ctx.plan, ctx, engine, on_line=on_line, client=client, started=t0,
                                    nocache=nocache)
-            return ctx.plan, result
+            return _verified(ctx.plan, result, requested, engine, client, build_platform, say, t0)
         plan = plan.with_lock(resolve_lock(plan, resolver, say))
         deps_tag = environment_image_tag(client, plan, engine.buildkit)
         if nocache or _base_info(client, deps_tag) is None:
@@ -352,7 +380,36 @@ def build_model_image(
                             on_line=say, part="model", deps_image=deps_tag)
         result = execute_build(ctx.plan, ctx, engine, on_line=on_line, client=client, started=t0,
                                nocache=nocache)
-    return ctx.plan, result
+    return _verified(ctx.plan, result, requested, engine, client, build_platform, say, t0)
+
+
+def _verified(plan: BuildPlan, result: BuildResult, requested: str, engine: BuildEngine, client: Any,
+              platform: str | None, say: LineSink, t0: float) -> tuple[BuildPlan, BuildResult]:
+    """Verify the image built under ``plan.tag`` (a staging tag) and give it the ``requested``
+    tag with the outcome in its labels; --no-verify builds carry their ``skipped`` label already."""
+    if plan.verify is None:
+        return plan, replace(result, verification=SKIPPED)
+    staged = plan.tag
+    try:
+        verification = verify_image(client, result.digest, plan, say=say, shown=requested)
+        image_id = label_image(engine, staged, requested, verification.labels(), platform)
+    finally:
+        with contextlib.suppress(Exception):
+            client.images.remove(staged, noprune=True)
+    return replace(plan, tag=requested), replace(
+        result, image=requested, digest=image_id, verification=verification, seconds=time.monotonic() - t0)
+
+
+def _recorded_result(labels: dict[str, str]) -> VerifyResult | None:
+    status = recorded(labels)
+    if status is None:
+        return None
+    from deployer.building.verify import LABEL
+
+    return VerifyResult(status=status, route=labels.get(f"{LABEL}.route", ""),
+                        http_status=int(labels[f"{LABEL}.http-status"]) if labels.get(f"{LABEL}.http-status") else None,
+                        payload_digest=labels.get(f"{LABEL}.payload", "").rpartition(" ")[2],
+                        payload_source=labels.get(f"{LABEL}.payload", "").rpartition(" ")[0])
 
 
 def environment_image_tag(client: Any, plan: BuildPlan, buildkit: bool) -> str:

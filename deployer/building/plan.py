@@ -28,8 +28,12 @@ from urllib.parse import urlsplit, urlunsplit
 from deployer import __version__
 from deployer.building.dependencies import ImageRequirements, image_requirements
 from deployer.building.runtime import RuntimeFiles, runtime_files
+from deployer.building.verify import LABEL as VERIFY_LABEL
+from deployer.building.verify import VerifyPlan, plan_verify
+from deployer.environment import loader_deps
+from deployer.environment.loader_deps import LoaderRequirement
 from deployer.environment.lock import DEFAULT_GLIBC, Lock, TargetPlatform, read_lock
-from deployer.errors import RenderError, UnsafePathError, UsageError
+from deployer.errors import EnvironmentSpecError, RenderError, UnsafePathError, UsageError
 from deployer.model.loader import LoadedModel
 from deployer.rendering.filters import check_env_var, check_image_ref, check_label_key
 
@@ -82,6 +86,100 @@ class BuildOptions:
     labels: tuple[tuple[str, str], ...] = ()
     extra_requirements: tuple[str, ...] = ()
     gpu: bool = False  # CUDA base by default, io.deployer.gpu label; run-local requests GPUs
+    auto_deps: bool = True  # add what the flavor's loader imports but the requirements miss
+    verify: bool = True  # run the built image once, offline, before it is tagged (building.verify)
+    pip: tuple[str, ...] = ()  # --pip REQ: replaces the model's line for that package, or adds it
+    pip_override_file: Path | None = None  # --pip-requirements-override FILE: the same, from a file
+    system_packages: tuple[str, ...] = ()  # --system-package NAME: Debian packages (apt), an OS layer
+    java: bool = True  # a JRE for flavors that need a JVM (spark, h2o, ...); --no-java: the base has one
+
+
+# Debian policy for package names: lower case letters, digits, '+', '-', '.'; at least two
+# characters, starting with a letter or digit. Nothing else reaches the apt command line.
+_DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]{1,99}")
+#: Flavors whose loader starts a JVM, and so need Java in the image (as MLflow's --install-java).
+JVM_FLAVORS = ("spark", "h2o", "johnsnowlabs", "mleap")
+#: Flavors whose loader starts a local Spark session inside the server.
+SPARK_FLAVORS = ("spark", "johnsnowlabs")
+#: The distribution's default headless JRE: Java 17 on Debian 12, 21 on Debian 13 (Spark 4 needs 17+).
+JRE_PACKAGE = "default-jre-headless"
+
+
+@dataclass(frozen=True)
+class OsPackages:
+    """Debian packages installed with apt in one layer right above the base image."""
+
+    packages: tuple[str, ...]
+    reasons: tuple[str, ...] = ()  # why each non-requested package is there, for the plan
+
+    def __bool__(self) -> bool:
+        return bool(self.packages)
+
+    def apt_argv(self) -> list[str]:
+        """One shell command: install, then remove apt's lists and caches in the same layer
+        (a later layer cannot make an earlier one smaller). ``mkdir man1``: slim images drop
+        man pages, and the JRE's postinst links one there."""
+        names = " ".join(self.packages)  # each matched _DEBIAN_PACKAGE: no shell metacharacters
+        script = ("set -e; mkdir -p /usr/share/man/man1; apt-get update; "
+                  f"DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {names}; "
+                  "apt-get clean; rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/log/apt/*")
+        return ["/bin/sh", "-c", script]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"packages": list(self.packages), "reasons": list(self.reasons)}
+
+
+def check_debian_package(name: str, where: str = "--system-package") -> str:
+    if not isinstance(name, str) or not _DEBIAN_PACKAGE.fullmatch(name):
+        raise UsageError(f"{name!r} is not a Debian package name", where=where,
+                         fix="give a package name as apt knows it: lower case letters, digits, '+', '-', '.' "
+                             "(e.g. libgomp1); versions and options are not accepted")
+    return name
+
+
+def plan_os_packages(loaded: LoadedModel, options: BuildOptions, warnings: list[str]) -> OsPackages:
+    """--system-package names, plus a JRE when a flavor needs a JVM (unless --no-java)."""
+    requested = [check_debian_package(name) for name in options.system_packages]
+    reasons: list[str] = []
+    jvm = [f for f in JVM_FLAVORS if f in loaded.mlmodel.flavors]
+    if jvm and options.java:
+        if JRE_PACKAGE not in requested:
+            requested.append(JRE_PACKAGE)
+        reasons.append(f"{JRE_PACKAGE}: the {', '.join(jvm)} flavor needs a JVM (--no-java skips it)")
+    elif jvm:
+        warnings.append(f"the {', '.join(jvm)} flavor needs a JVM and --no-java leaves Java out: the base "
+                        "image must provide `java` on PATH")
+    return OsPackages(tuple(sorted(set(requested))), tuple(reasons))
+
+
+def pip_overrides(options: BuildOptions) -> tuple[str, ...]:
+    """--pip-requirements-override FILE lines, then --pip values: requirements only (no pip
+    options, no local paths, no credentials in URLs: the image keeps its requirements)."""
+    from deployer.environment.requirements import parse_requirement_line, split_file_lines
+
+    sources: list[tuple[str, str]] = []
+    if options.pip_override_file is not None:
+        path = options.pip_override_file
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the requirements override file: {exc}", where=str(path),
+                             fix="pass a readable requirements file to --pip-requirements-override") from None
+        sources += [(line, f"{path}:{n}") for n, line in enumerate(split_file_lines(text), 1)]
+    sources += [(value, "--pip") for value in options.pip]
+    out: list[str] = []
+    for line, where in sources:
+        normalized = parse_requirement_line(line, where=where)
+        if normalized is None:
+            continue
+        if "://" not in normalized and ("/" in normalized.split(";")[0] or normalized.endswith((".whl", ".tar.gz"))):
+            raise UsageError(f"{normalized!r} is a local path", where=where,
+                             fix="give a requirement such as 'pandas==2.2.3' (or a package URL)")
+        if _URL_USERINFO.search(normalized.encode()):
+            raise UsageError(f"a URL in {where} carries credentials", where=where,
+                             fix="keep credentials in this host's pip configuration or netrc, not in requirements")
+        out.append(normalized)
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -126,6 +224,10 @@ class BuildPlan:
     warnings: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
     gpu: bool = False
+    os_packages: OsPackages = field(default_factory=lambda: OsPackages(()))
+    loader_requirements: tuple[LoaderRequirement, ...] = ()
+    auto_added: tuple[str, ...] = ()  # loader requirements added by the static check
+    verify: VerifyPlan | None = None  # None: --no-verify
 
     def with_lock(self, lock: Lock) -> BuildPlan:
         """The plan once dependencies are resolved: lock digest recorded in a label."""
@@ -143,6 +245,7 @@ class BuildPlan:
                       "digest": self.model_digest},
             "base_image": self.base_image,
             "gpu": self.gpu,
+            "os_packages": self.os_packages.to_dict(),
             "env_kind": self.env_kind,
             "platform": self.platform.to_dict(),
             "requirements": self.requirements.to_dict(),
@@ -160,6 +263,9 @@ class BuildPlan:
             "cmd": list(self.cmd),
             "runtime_files": list(self.runtime.files),
             "fingerprint": self.fingerprint,
+            "loader_requirements": [r.to_dict() for r in self.loader_requirements],
+            "auto_added": list(self.auto_added),
+            "verify": self.verify.to_dict() if self.verify else {"skipped": True},
             "warnings": list(self.warnings),
         }
 
@@ -300,6 +406,8 @@ def _labels(loaded: LoadedModel, plan_bits: dict[str, str], options: BuildOption
     }
     if options.gpu:
         labels[f"{LABEL_PREFIX}.gpu"] = "true"
+    if plan_bits.get("os_packages"):
+        labels[f"{LABEL_PREFIX}.os-packages"] = plan_bits["os_packages"]
     for key, value in (("model.uuid", ml.model_uuid), ("model.run-id", ml.run_id),
                        ("model.id", ml.model_id), ("mlflow.version", ml.mlflow_version)):
         if value:
@@ -345,13 +453,22 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         platform = lock.platform
 
     pip_reqs = env_spec.pip_requirements
-    reqs = image_requirements(
-        pip_reqs, python_version=platform.python, mlflow_version=loaded.mlmodel.mlflow_version,
-        constraints=env_spec.constraints, index_options=env_spec.index_options, target=options.target,
-        keep_full_mlflow=options.keep_full_mlflow, parquet=options.parquet,
-        extra_requirements=options.extra_requirements,
-        where=str(loaded.path),
-    )
+    overrides = pip_overrides(options)
+
+    def requirements(extra: tuple[str, ...]) -> ImageRequirements:
+        return image_requirements(
+            pip_reqs, python_version=platform.python, mlflow_version=loaded.mlmodel.mlflow_version,
+            constraints=env_spec.constraints, index_options=env_spec.index_options, target=options.target,
+            keep_full_mlflow=options.keep_full_mlflow, parquet=options.parquet,
+            extra_requirements=extra, overrides=overrides, where=str(loaded.path),
+        )
+
+    reqs = requirements(options.extra_requirements)
+    loader_deps.check_model_files(loaded.path, loaded.mlmodel)
+    needed, added = check_loader_requirements(loaded, reqs, lock, env_kind, options, warnings)
+    if added:
+        reqs = requirements((*options.extra_requirements, *added))
+    os_packages = plan_os_packages(loaded, options, warnings)
     if env_kind == "conda":
         base = options.base_image or (DEFAULT_GPU_BASE if options.gpu else DEFAULT_CONDA_BASE)
         env_prefix, python = CONDA_PREFIX, f"{CONDA_PREFIX}/bin/python"
@@ -373,6 +490,11 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         "DEPLOYER_TARGET": options.target,
         "DEPLOYER_MODEL_DIR": MODEL_DIR,
     }
+    if any(f in loaded.mlmodel.flavors for f in SPARK_FLAVORS):
+        # The loader starts a local Spark session, which resolves the container's hostname
+        # unless told its address: without a network (verification, SageMaker network
+        # isolation) that lookup fails and the JVM exits. --env SPARK_LOCAL_IP=... overrides.
+        env["SPARK_LOCAL_IP"] = "127.0.0.1"
     for key, value in options.env:
         k, v = check_env_var(key, value)
         env[k] = v
@@ -390,7 +512,7 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
     fingerprint_src = repr((
         __version__, digest, runtime.digest, base, env_kind, platform.to_dict(), reqs.to_dict(),
         lock.digest if lock else None, options.target, user, sorted(env.items()), options.port,
-        options.labels, options.micromamba_image, options.gpu,
+        options.labels, options.micromamba_image, options.gpu, os_packages.packages,
     ))
     fingerprint = "sha256:" + hashlib.sha256(fingerprint_src.encode()).hexdigest()
     tag = options.tag or f"{name}:{fingerprint[7:19]}"
@@ -404,8 +526,13 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         "local": "none: the base image's Python is used as is",
     }[env_kind]
     deps_fp = lock.digest if lock else "sha256:" + hashlib.sha256(repr(reqs.to_dict()).encode()).hexdigest()
+    os_layer = () if not os_packages else (Layer(
+        "os", "apt: " + ", ".join(os_packages.packages)
+        + "".join(f" ({why})" for why in os_packages.reasons) + "; apt lists removed in the same layer",
+        "sha256:" + hashlib.sha256(" ".join(os_packages.packages).encode()).hexdigest()),)
     layers = (
         Layer("base", f"FROM {base}"),
+        *os_layer,
         Layer("user", "non-root user (uid 1000)" if not options.run_as_root else "runs as root (--run-as-root)"),
         Layer("environment", env_desc, deps_fp if env_kind != "local" else ""),
         Layer("runtime", f"deployer {__version__} serving runtime ({len(runtime.files)} files, byte-compiled)",
@@ -413,7 +540,10 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         Layer("model", f"model files -> {MODEL_DIR}", digest),
     )
     labels = _labels(loaded, {"name": name, "base": base, "env_kind": env_kind, "python": platform.python,
-                              "digest": digest, "fingerprint": fingerprint}, options)
+                              "digest": digest, "fingerprint": fingerprint,
+                              "os_packages": ",".join(os_packages.packages)}, options)
+    if not options.verify:  # a verified image gets its io.deployer.verify.* labels after the check
+        labels = tuple(sorted({**dict(labels), f"{VERIFY_LABEL}.status": "skipped"}.items()))
     return BuildPlan(
         model_name=name, model_uri=strip_credentials(loaded.uri), model_path=loaded.path,
         model_digest=digest, target=options.target, tag=tag, base_image=base, env_kind=env_kind,
@@ -423,4 +553,48 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         fingerprint=fingerprint, lock=lock, lock_file=options.lock_file, wheelhouse=options.wheelhouse,
         conda_lock=options.conda_lock, micromamba_image=options.micromamba_image,
         refresh_lock=options.refresh_lock, warnings=tuple(dict.fromkeys(warnings)), gpu=options.gpu,
+        loader_requirements=needed, auto_added=added, os_packages=os_packages,
+        verify=plan_verify(loaded, options.target, options.port) if options.verify else None,
     )
+
+
+def check_loader_requirements(
+    loaded: LoadedModel, reqs: ImageRequirements, lock: Lock | None, env_kind: str,
+    options: BuildOptions, warnings: list[str],
+) -> tuple[tuple[LoaderRequirement, ...], tuple[str, ...]]:
+    """Static check: does the image get what the flavor's loader imports? (pure)
+
+    Compared with the image's requirements (plus conda packages), or with every package of a
+    ``--lock`` file. A missing one is added (unpinned: the lock decides its version) with a
+    warning naming the MLmodel field, unless ``auto_deps`` is off or a ``--lock`` fixes the
+    set: then it is an error. Returns (what the loader needs, what was added).
+    """
+    needed = loader_deps.loader_requirements(loaded.mlmodel)  # (a JVM: plan_os_packages adds a JRE)
+    if env_kind == "local" or not needed:
+        return needed, ()
+    if lock is not None:
+        have = loader_deps.distribution_names(p.name for p in lock.packages)
+    else:
+        have = loader_deps.distribution_names(
+            (*reqs.requirements, *loaded.environment.conda_packages))
+    absent = loader_deps.missing(needed, have)
+    if not absent:
+        return needed, ()
+    listed = ", ".join(loader_deps.describe(r) for r in absent)
+    names = " ".join(r.package for r in absent)
+    source = loaded.environment.source
+    if lock is not None:
+        raise EnvironmentSpecError(
+            f"the lock file has no {listed}: the image could not load the model",
+            where=str(options.lock_file),
+            fix=f"add {names} to the model's requirements ({source}) and run `deployer lock` again")
+    if not options.auto_deps:
+        raise EnvironmentSpecError(
+            f"the model's requirements ({source}) do not list {listed}: the image could not load the model",
+            where=str(loaded.path / "MLmodel"),
+            fix=f"add {names} to the model's requirements ({source}; or pip_requirements= / "
+                "extra_pip_requirements= when saving with mlflow), or drop --no-auto-deps to let deployer add it")
+    for req in absent:
+        warnings.append(f"{req.field} needs '{req.package}', which the model's requirements ({source}) do not "
+                        f"list: added requirement '{req.package}' (version pinned by the lock)")
+    return needed, tuple(r.package for r in absent)

@@ -11,10 +11,14 @@ What deployer keeps between runs, on purpose, as caches:
   day only: expired ones are dead), and ``tmp-*`` work directories that a killed build left.
 * the model download cache (``$DEPLOYER_CACHE_DIR``): ``<key>/`` entries, touched on every hit.
 
+And one kind of debris: ``deployer-unverified:*`` tags, the staging tags an image has while
+its verification runs (building/verify.py); one older than an hour was left by a build that
+was killed during verification.
+
 Pure planning, thin execution: :func:`plan_prune` decides from an :class:`Inventory` gathered
 up front (what exists, how old, which layers are shared) and says why for each item;
 :func:`execute_prune` removes exactly the plan. ``--dry-run`` prints the plan. Nothing outside
-the ``deployer-env`` repository and the two cache roots is ever touched; model images (the
+the ``deployer-env`` and ``deployer-unverified`` repositories and the two cache roots is ever touched; model images (the
 user's tags) are never removed.
 """
 
@@ -31,6 +35,8 @@ from typing import Any
 from deployer.building.wheelhouse import LOCK_TTL
 
 ENV_REPOSITORY = "deployer-env"
+STAGING_REPOSITORY = "deployer-unverified"  # == building.verify.STAGING_REPO (a test checks)
+STAGING_DEBRIS_AGE = 3600.0  # a verification takes minutes: an older staging tag is debris
 DAY = 86400.0
 #: A build's work directory older than this is debris (builds take minutes).
 TMP_DEBRIS_AGE = DAY
@@ -64,7 +70,7 @@ class Inventory:
 
 @dataclass(frozen=True)
 class PruneItem:
-    kind: str  # "env-image" | "wheel" | "lock" | "tmp" | "model"
+    kind: str  # "env-image" | "staging-image" | "wheel" | "lock" | "tmp" | "model"
     what: str
     size: int
     reason: str
@@ -96,6 +102,14 @@ def plan_prune(inv: Inventory, *, older_than_days: float) -> PrunePlan:
     remove: list[PruneItem] = []
     keep: list[PruneItem] = []
     for img in inv.env_images:
+        if img.tag.split(":", 1)[0] == STAGING_REPOSITORY:
+            age = inv.now - img.created
+            if age > STAGING_DEBRIS_AGE:
+                remove.append(PruneItem("staging-image", img.tag, img.size,
+                                        "staging tag left by a build killed during its verification"))
+            else:
+                keep.append(PruneItem("staging-image", img.tag, img.size, "a build may be verifying it"))
+            continue
         used = any(chain[:len(img.layers)] == img.layers for chain in inv.other_layers if chain)
         age = inv.now - img.created
         if used:
@@ -167,11 +181,15 @@ def _epoch(created: str) -> float:
 
 
 def env_images(client: Any) -> tuple[list[EnvImage], list[tuple[str, ...]]]:
-    """deployer-env images (only tagged there), and the layer chains of every other image."""
+    """deployer-env images (only tagged there) and deployer-unverified staging tags, and the
+    layer chains of every other image."""
     ours: list[EnvImage] = []
     others: list[tuple[str, ...]] = []
     for image in client.images.list():
         layers = tuple(image.attrs.get("RootFS", {}).get("Layers") or ())
+        staging = [t for t in image.tags if t.split(":", 1)[0] == STAGING_REPOSITORY]
+        ours.extend(EnvImage(tag, image.id, _epoch(image.attrs.get("Created", "")),
+                             int(image.attrs.get("Size") or 0), layers) for tag in staging)
         tags = [t for t in image.tags if t.split(":", 1)[0] == ENV_REPOSITORY]
         if tags and len(tags) == len(image.tags):
             created = _epoch(image.attrs.get("Created", ""))
@@ -187,7 +205,7 @@ def execute_prune(plan: PrunePlan, client: Any) -> list[str]:
     failed: list[str] = []
     for item in plan.remove:
         try:
-            if item.kind == "env-image":
+            if item.kind in ("env-image", "staging-image"):
                 client.images.remove(item.what, noprune=False)
             else:
                 path = Path(item.what)

@@ -1,4 +1,5 @@
-"""``deployer batch``: score files with a target's batch service; ``--stop`` a running job.
+"""``deployer batch``: score files with a target's batch service; ``--stop`` a running job,
+``--status JOB``, ``--list`` deployer's jobs, ``--clean`` up after finished ``--no-wait`` jobs.
 
 ``--output`` here is where predictions go (``s3://...``), as in the cloud APIs; the result
 format is chosen with ``--format`` (or the global ``deployer --output json batch ...``).
@@ -11,6 +12,7 @@ from typing import Any
 import click
 
 from deployer.cli.common import DeployerCommand, get_console
+from deployer.cli.spark_batch import SPARK_TARGET, pop_spark_values, run_spark, spark_options
 from deployer.cli.targets_common import (
     render_mapping,
     render_plan,
@@ -29,28 +31,44 @@ from deployer.targets.base import BatchRequest
 @click.option("--output", "output_uri", metavar="URI", help="Where predictions go (e.g. s3://bucket/prefix).")
 @click.option("--name", "-n", "name", metavar="NAME", help="Job name (default: generated, unique).")
 @click.option("--stop", "stop", metavar="JOB", help="Stop the running job JOB instead of starting one.")
+@click.option("--status", "status_job", metavar="JOB", help="Show the state of job JOB.")
+@click.option("--list", "list_jobs", is_flag=True, help="List the jobs deployer started.")
+@click.option("--clean", "clean", is_flag=True,
+              help="Remove the models and model archives of finished jobs (all of deployer's, or --name JOB).")
 @click.option("--dry-run", is_flag=True, help="Print the ordered plan of cloud calls; change nothing.")
 @click.option("--wait/--no-wait", default=True, help="Wait for the job to finish (default: wait).")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Give up waiting after this long.")
 @target_options("batch")
+@spark_options
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default=None,
               help="Result format (--output is the destination here).")
 @click.option("-v", "--verbose", count=True, help="More logs (repeatable); tracebacks on error.")
 @click.option("-q", "--quiet", is_flag=True, default=False, help="Only warnings and errors.")
 def command(target: str | None, model_uri: str | None, image_uri: str | None, input_uri: str | None,
-            output_uri: str | None, name: str | None, stop: str | None, dry_run: bool, wait: bool,
-            timeout: float | None, **target_values: Any) -> None:
+            output_uri: str | None, name: str | None, stop: str | None, status_job: str | None,
+            list_jobs: bool, clean: bool, dry_run: bool, wait: bool, timeout: float | None,
+            **target_values: Any) -> None:
     """Run a batch scoring job, or stop one.
 
     \b
       deployer batch --target sagemaker -m ./model --input s3://b/in/ --output s3://b/out/
       deployer batch --target sagemaker --stop my-job
+      deployer batch --target sagemaker --status my-job
+      deployer batch --target sagemaker --list
+      deployer batch --target sagemaker --clean [--name my-job] [--dry-run]
     """
     from deployer.errors import UsageError
     from deployer.targets.base import BatchTarget
     from deployer.targets.registry import get_target
 
     ctx = click.get_current_context()
+    spark_values = pop_spark_values(ctx, target, target_values)
+    if target == SPARK_TARGET:  # not a deployment target: its own options and runner
+        others = dict(target_values, image_uri=image_uri, name=name, stop=stop, status_job=status_job,
+                      list_jobs=list_jobs, clean=clean, wait=wait, timeout=timeout)
+        run_spark(ctx, model_uri=model_uri, input_uri=input_uri, output_uri=output_uri, dry_run=dry_run,
+                  spark_values=spark_values, other_values=others)
+        return
     target = require_target(target, "batch")
     connection, options = split_target_values(ctx, target, "batch", target_values)
     plugin = get_target(target, **connection)
@@ -58,6 +76,14 @@ def command(target: str | None, model_uri: str | None, image_uri: str | None, in
         raise UsageError(f"target {target!r} does not run batch jobs", where="--target",
                          fix="use a target with batch support (e.g. sagemaker)")
     console = get_console()
+    chosen = [flag for flag, on in (("--stop", stop), ("--status", status_job), ("--list", list_jobs),
+                                    ("--clean", clean)) if on]
+    if len(chosen) > 1:
+        raise UsageError(f"{' and '.join(chosen)} exclude each other", where=chosen[1], fix="pass one of them")
+    if chosen and chosen[0] != "--stop":
+        _manage(plugin, target, chosen[0], status_job, name, dry_run,
+                bool(model_uri or image_uri or input_uri or output_uri))
+        return
     if stop:
         if model_uri or image_uri or input_uri or output_uri:
             raise UsageError("--stop takes only the job name", where="--stop",
@@ -78,3 +104,31 @@ def command(target: str | None, model_uri: str | None, image_uri: str | None, in
     result = plugin.apply(plan)
     console.result(result, text=lambda: render_mapping(f"job {result.name}: {result.status}",
                                                        dict(result.details)))
+
+
+def _manage(plugin: Any, target: str, flag: str, job: str | None, name: str | None, dry_run: bool,
+            has_job_args: bool) -> None:
+    """--status / --list / --clean: optional target methods, refused clearly when missing."""
+    from deployer.errors import UsageError
+
+    if has_job_args:
+        raise UsageError(f"{flag} starts no job", where=flag, fix="drop -m/--image-uri/--input/--output")
+    method = {"--status": "batch_status", "--list": "list_batch", "--clean": "plan_clean_batch"}[flag]
+    if getattr(plugin, method, None) is None:
+        raise UsageError(f"target {target!r} does not support batch {flag}", where=flag, fix="use a target that does")
+    console = get_console()
+    if flag == "--status":
+        status = plugin.batch_status(job)
+        console.result(status, text=lambda: render_mapping(f"job {status.name}: {status.status}",
+                                                           dict(status.details)))
+    elif flag == "--list":
+        jobs = list(plugin.list_batch())
+        console.result({"jobs": jobs}, text=lambda: "\n".join(
+            f"{j.name}  {j.status}  {j.details.get('created', '')}" for j in jobs) or "no jobs")
+    else:
+        plan = plugin.plan_clean_batch(name)
+        if dry_run or plan.action == "noop":
+            console.result({"dry_run": dry_run, "plan": plan}, text=lambda: render_plan(plan))
+            return
+        result = plugin.apply(plan)
+        console.result(result, text=lambda: render_mapping(f"{result.name}: {result.status}", dict(result.details)))

@@ -8,7 +8,9 @@ credentials logs in through azure-identity (the BYOC images of ``--target azurem
 another host (a mirror, the tests' registry) while the ECR API calls still go to AWS.
 
 The image tag is content-addressed (model files + environment + deployer version), so when
-the registry already has that tag, nothing is built and nothing is pushed.
+the registry already has that tag, nothing is built and nothing is pushed. A built image is
+verified (run offline, input example scored) before the push; a local image of the same
+content whose labels say it passed is pushed without verifying it again.
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ def command(model_uri: str, registry: str | None, repository: str | None, userna
     else:
         _plan, build = run_build(model_uri, build_params, if_needed=True)
         pushed = push_image(build.image, dest, credentials=login, retries=retries)
-        result.update(digest=pushed.digest, built=not build.skipped, pushed=True, attempts=pushed.attempts)
+        result.update(digest=pushed.digest, built=not build.skipped, pushed=True, attempts=pushed.attempts,
+                      verification=build.verification.to_dict() if build.verification else None)
     console.result(result, text=lambda: f"{result['image']}\n  digest {result['digest']}"
                    + ("" if result["pushed"] else "\n  (already in the registry: no build, no push)"))
 

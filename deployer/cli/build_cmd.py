@@ -68,6 +68,25 @@ def image_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Extra image label."),
         click.option("--container-port", "port", type=click.IntRange(1, 65535), default=8080, show_default=True,
                      help="Port the server listens on inside the container."),
+        click.option("--verify/--no-verify", "verify", default=True, show_default=True,
+                     help="Run the built image once offline and score its input example before tagging "
+                     "(or pushing) it; --no-verify skips that and records it in the io.deployer.verify.status label."),
+        click.option("--auto-deps/--no-auto-deps", "auto_deps", default=True, show_default=True,
+                     help="Add packages the model's loader imports but its requirements miss (e.g. skops for "
+                     "serialization_format: skops), with a warning; --no-auto-deps makes that an error."),
+        click.option("--pip", "pip", multiple=True, metavar="REQ",
+                     help="Extra pip requirement (repeatable); one naming a package the model lists "
+                     "replaces the model's version (as MLflow's --pip-requirements-override)."),
+        click.option("--pip-requirements-override", "pip_override_file", metavar="FILE",
+                     type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Requirements file: overrides the versions of the packages the model lists, "
+                     "adds the rest."),
+        click.option("--system-package", "system_packages", multiple=True, metavar="NAME",
+                     help="Debian package installed with apt in an OS layer below the Python environment "
+                     "(repeatable), e.g. libgomp1 for lightgbm/xgboost."),
+        click.option("--java/--no-java", "java", default=True, show_default=True,
+                     help="Install a headless JRE for flavors that need a JVM (spark, h2o, johnsnowlabs, "
+                     "mleap); --no-java when the base image has one."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -87,6 +106,9 @@ def build_options(params: dict[str, Any]) -> Any:
         env=_pairs(tuple(params.get("env_vars") or ()), "--env"),
         labels=_pairs(tuple(params.get("labels") or ()), "--label"),
         port=int(params.get("port") or 8080), gpu=bool(params.get("gpu")),
+        verify=params.get("verify") is not False, auto_deps=params.get("auto_deps") is not False,
+        pip=tuple(params.get("pip") or ()), pip_override_file=params.get("pip_override_file"),
+        system_packages=tuple(params.get("system_packages") or ()), java=params.get("java") is not False,
     )
 
 
@@ -100,7 +122,12 @@ def plan_text(plan: Any) -> str:
     lines += [f"  {r}" for r in plan.to_dict()["requirements"]["requirements"]]
     for note in plan.requirements.notes:
         lines.append(f"note: {note}")
+    if plan.loader_requirements:
+        lines.append("loader needs: " + ", ".join(
+            r.package + (" (added)" if r.package in plan.auto_added else "") for r in plan.loader_requirements))
     lines.append(f"runs as    {plan.user}, port {plan.port}, command {' '.join(plan.cmd)}")
+    lines.append("verify     " + (plan.verify.describe() + ", then tag" if plan.verify
+                                  else "skipped (--no-verify; label io.deployer.verify.status=skipped)"))
     return "\n".join(lines)
 
 
@@ -121,9 +148,16 @@ def run_build(model_uri: str, params: dict[str, Any], *, engine_pref: str | None
 
 def result_text(result: Any) -> str:
     mb = 1024 * 1024
-    return (f"{result.image}\n  digest  {result.digest}\n"
+    text = (f"{result.image}\n  digest  {result.digest}\n"
             f"  size    {result.size / mb:.0f} MiB ({result.size_over_base / mb:.0f} MiB over the base), "
             f"{result.layers} layers\n  built in {result.seconds:.1f}s with {result.engine}")
+    check = getattr(result, "verification", None)
+    if check is not None and check.status == "passed":
+        timing = f" (ready after {check.cold_start:.1f}s, check {check.seconds:.1f}s)" if check.cold_start else ""
+        text += f"\n  verified {check.route} -> {check.http_status}{timing}"
+    elif check is not None:
+        text += "\n  not verified (--no-verify)"
+    return text
 
 
 @command("build")
@@ -140,7 +174,9 @@ def command(model_uri: str, dry_run: bool, builder: str, no_cache: bool, **param
     Dependencies are resolved and downloaded on this host (your pip configuration, proxy and
     CA bundle apply), then installed offline in the image: no credential, index URL, proxy
     setting or CA bundle ever enters it. The image serves on port 8080; `serve` (SageMaker's
-    start command) works too.
+    start command) works too. Before it gets its tag, the image is run once offline and its
+    input example scored (--no-verify skips that); packages the model's loader imports but its
+    requirements miss are added with a warning (--no-auto-deps: an error).
 
     \b
     Examples:
@@ -157,6 +193,9 @@ def command(model_uri: str, dry_run: bool, builder: str, no_cache: bool, **param
         for warning in loaded.warnings:
             console.warn(warning)
         plan = plan_build(loaded, build_options(params))
+        for warning in plan.warnings:
+            if warning not in loaded.warnings:
+                console.warn(warning)
         console.result({"dry_run": True, "plan": plan.to_dict()}, text=lambda: plan_text(plan))
         return
     _plan, result = run_build(model_uri, params, engine_pref=None if builder == "auto" else builder,

@@ -24,23 +24,19 @@ from deployer.cli.targets_common import (
 def command(target: str | None, name: str | None, dry_run: bool, **target_values: Any) -> None:
     """Delete an endpoint, its configuration and models (unless the target keeps them)."""
     from deployer.errors import UsageError
-    from deployer.targets.registry import get_target
+    from deployer.targets.actions import delete_endpoint
+    from deployer.targets.base import DeployPlan
 
     ctx = click.get_current_context()
     target = require_target(target, "delete")
     connection, options = split_target_values(ctx, target, "delete", target_values)
     if not name:
         raise UsageError("`deployer delete` needs --name", where="--name", fix="pass --name ENDPOINT")
-    plugin = get_target(target, **connection)
     console = get_console()
-    if dry_run:
-        planner = getattr(plugin, "plan_delete", None)
-        if planner is None:
-            raise UsageError(f"target {target!r} cannot plan a delete", where="--dry-run",
-                             fix="run without --dry-run")
-        plan = planner(name, **options)
+    result = delete_endpoint(target, name, connection, options, dry_run=dry_run)
+    if isinstance(result, DeployPlan):
+        plan = result
         console.result({"dry_run": True, "plan": plan}, text=lambda: render_plan(plan))
         return
-    result = plugin.delete(name, **options)
     console.result(result, text=lambda: render_mapping(
         f"deleted {result.target} endpoint {result.name}", dict(result.details)))

@@ -38,7 +38,7 @@ def command(target: str | None, name: str | None, model_uri: str | None, image_u
     for another target.
     """
     from deployer.errors import UsageError
-    from deployer.targets.registry import get_target
+    from deployer.targets.actions import plan_deploy
 
     ctx = click.get_current_context()
     target = require_target(target, "deploy")
@@ -47,8 +47,7 @@ def command(target: str | None, name: str | None, model_uri: str | None, image_u
         raise UsageError("`deployer deploy` needs --name", where="--name", fix="pass --name ENDPOINT")
     request = DeployRequest(name=name, model_uri=model_uri, image_uri=image_uri, options=options,
                             wait=wait, timeout=timeout)
-    plugin = get_target(target, **connection)
-    plan = plugin.plan(request)
+    plugin, plan = plan_deploy(target, request, connection)
     console = get_console()
     if dry_run:
         console.result({"dry_run": True, "plan": plan}, text=lambda: render_plan(plan))

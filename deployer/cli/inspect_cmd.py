@@ -46,6 +46,10 @@ def command(model_uri: str) -> None:
                        a param {name, type, default, shape}
       input_example    {present, type, pandas_orient, artifact_path, serving_input_path,
                         serving_input_present}
+      loader_requirements  [{package, field, saved_version, listed}]: what the flavor's loader
+                       imports (field: the MLmodel field that needs it); listed=false ones are
+                       added at build time (or refused with --no-auto-deps)
+      auto_deps        [packages the build would add]
       warnings         [messages]
     """
     console = get_console()
@@ -98,8 +102,20 @@ def inspect_data(model: LoadedModel) -> dict[str, Any]:
             "serving_input_path": info.serving_input_path if info else None,
             "serving_input_present": model.serving_input_path is not None,
         },
+        **_loader(model),
         "warnings": list(model.warnings),
     }
+
+
+def _loader(model: LoadedModel) -> dict[str, Any]:
+    from deployer.environment import loader_deps
+
+    needed = loader_deps.loader_requirements(model.mlmodel)
+    env = model.environment
+    absent = set(loader_deps.missing(needed, loader_deps.distribution_names((*env.pip_requirements,
+                                                                             *env.conda_packages))))
+    return {"loader_requirements": [{**r.to_dict(), "listed": r not in absent} for r in needed],
+            "auto_deps": [r.package for r in needed if r in absent]}
 
 
 def _schema(schema: Schema | None) -> dict[str, Any] | None:
@@ -194,6 +210,11 @@ def render_text(d: dict[str, Any]) -> str:
             rows = [[p["name"], p["type"], json.dumps(p["default"]),
                      "(" + ", ".join(map(str, p["shape"])) + ")" if p["shape"] else "-"] for p in sig["params"]]
             lines += _table(["name", "type", "default", "shape"], rows)
+    if d["loader_requirements"]:
+        lines.append("Loader needs:   " + ", ".join(
+            r["package"] + ("" if r["listed"] else " (not in the requirements)") for r in d["loader_requirements"]))
+    if d["auto_deps"]:
+        lines.append(f"  added at build time: {', '.join(d['auto_deps'])} (--no-auto-deps makes this an error)")
     ex = d["input_example"]
     if ex["present"]:
         kind = f"{ex['type']}, " if ex["type"] else ""

@@ -15,12 +15,12 @@ from deployer.cli.targets_common import require_target, split_target_values, tar
 @target_options("list")
 def command(target: str | None, **target_values: Any) -> None:
     """List endpoints (marking those deployer manages)."""
-    from deployer.targets.registry import get_target
+    from deployer.targets.actions import list_endpoints
 
     ctx = click.get_current_context()
     target = require_target(target, "list")
     connection, options = split_target_values(ctx, target, "list", target_values)
-    endpoints = list(get_target(target, **connection).list(**options))
+    endpoints = list_endpoints(target, connection, options)
 
     def text() -> str:
         if not endpoints:

@@ -37,9 +37,12 @@ log = logging.getLogger("deployer")
               help="Rows read, scored and written at a time (bounds memory).")
 @click.option("--format", "output_format", type=click.Choice(["jsonl", "csv"]), default=None,
               help="Output format (default: csv for a .csv output file, else jsonl).")
+@click.option("--stream", "stream", is_flag=True, default=False,
+              help="With --target sagemaker: InvokeEndpointWithResponseStream; the model's "
+                   "server-sent events are written as they arrive.")
 def command(model_uri: str | None, target: str | None, name: str | None, input_path: str,
             output_path: str, content_type: str | None, chunk_rows: int,
-            output_format: str | None, **target_values: Any) -> None:
+            output_format: str | None, stream: bool = False, **target_values: Any) -> None:
     """Batch-score a CSV, Parquet or JSON file with the model, in this Python environment.
 
     \b
@@ -66,8 +69,11 @@ def command(model_uri: str | None, target: str | None, name: str | None, input_p
     # --target local without --name: this host, like no --target at all
     if target and (target != "local" or name):
         _predict_remote(target, name, model_uri, input_path, output_path, content_type,
-                        target_values)
+                        target_values, stream)
         return
+    if stream:
+        raise UsageError("--stream needs a deployed endpoint", where="--stream",
+                         fix="pass --target sagemaker --name ENDPOINT, or drop --stream")
     if not model_uri:
         raise UsageError("`deployer predict` needs -m/--model (or --target and --name)",
                          where="-m/--model", fix="pass -m ./model, or --target T --name ENDPOINT")
@@ -108,10 +114,10 @@ _CONTENT_TYPES = {"json": "application/json", "csv": "text/csv",
 
 def _predict_remote(target: str, name: str | None, model_uri: str | None, input_path: str,
                     output_path: str, content_type: str | None,
-                    target_values: dict[str, Any]) -> None:
+                    target_values: dict[str, Any], stream: bool = False) -> None:
     """One request to a deployed endpoint; the response body is written as received."""
     from deployer.serving.batch import STDIO, plan_batch, sniff
-    from deployer.targets.registry import get_target
+    from deployer.targets.actions import predict_endpoint
 
     ctx = click.get_current_context()
     target = require_target(target, "predict")
@@ -129,7 +135,10 @@ def _predict_remote(target: str, name: str | None, model_uri: str | None, input_
                          fix="check the -i/--input path") from None
     # the same detection as local scoring: --content-type, else the file name, else the bytes
     kind = plan_batch(input_path, output_path, content_type=content_type).content_type or sniff(body[:64])
-    response = get_target(target, **connection).predict(name, body, _CONTENT_TYPES[kind], **options)
+    if stream:
+        _write_stream(target, name, body, _CONTENT_TYPES[kind], connection, output_path)
+        return
+    response = predict_endpoint(target, name, body, _CONTENT_TYPES[kind], connection, options)
     if output_path == STDIO:
         sys.stdout.buffer.write(response if response.endswith(b"\n") else response + b"\n")
         sys.stdout.flush()
@@ -141,6 +150,31 @@ def _predict_remote(target: str, name: str | None, model_uri: str | None, input_
     get_console().result({"target": target, "name": name, "output": str(out),
                           "bytes": len(response)},
                          text=f"{len(response)} bytes from {target} endpoint {name} -> {out}")
+
+
+def _write_stream(target: str, name: str, body: bytes, content_type: str,
+                  connection: dict[str, Any], output_path: str) -> None:
+    """The endpoint's stream, written part by part (stdout) or atomically (a file)."""
+    from deployer.serving.batch import STDIO
+    from deployer.targets.actions import predict_endpoint_stream
+
+    parts = predict_endpoint_stream(target, name, body, content_type, connection)
+    if output_path == STDIO:
+        for part in parts:
+            sys.stdout.buffer.write(part)
+            sys.stdout.flush()
+        return
+    out = Path(output_path)
+    tmp = out.with_name(f".{out.name}.partial")
+    size = 0
+    with open(tmp, "wb") as fh:
+        for part in parts:
+            fh.write(part)
+            size += len(part)
+    os.replace(tmp, out)
+    get_console().result({"target": target, "name": name, "output": str(out), "bytes": size,
+                          "stream": True},
+                         text=f"{size} bytes streamed from {target} endpoint {name} -> {out}")
 
 
 def _load_core(model_uri: str) -> Any:

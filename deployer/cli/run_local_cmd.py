@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -48,43 +47,17 @@ def command(model_uri: str, host_port: int, name: str | None, detach: bool, read
     until Ctrl-C, which stops and removes the container.
     """
     from deployer.building.progress import Progress
-    from deployer.targets.base import DeployRequest
-    from deployer.targets.local import ROUTES, LocalTarget
+    from deployer.targets.actions import follow_local, start_local
 
     console = get_console()
     options = build_options({**params, "port": 8080})
-    target = LocalTarget(ready_timeout=ready_timeout)
     with Progress(verbosity=console.verbosity) as progress:
-        from deployer.building.plan import plan_build
-        from deployer.model import load_model
-
-        loaded = load_model(model_uri)
-        endpoint = name or plan_build(loaded, options).model_name
-        request = DeployRequest(name=endpoint, model_uri=model_uri, timeout=ready_timeout,
-                                options={"port": host_port, "serve_as": options.target, "build_options": options})
-        plan = target.plan(request)
-        result = target.apply(plan, step=progress.step, on_line=progress.line)
-    serve_as = str(result.details.get("serve_as", options.target))
-    url = str(result.endpoint_url)
-    data = {"name": endpoint, "url": url, "container": result.details.get("container"),
-            "image": result.details.get("image"), "serve_as": serve_as,
-            "predict_route": ROUTES[serve_as][1], "detached": detach}
-    curl = sample_curl(url, ROUTES[serve_as][1], loaded.path)
-    console.result(data, text=lambda: f"serving {loaded.uri} at {url}  (container {data['container']})\n"
+        run = start_local(model_uri, options, name=name, port=host_port, ready_timeout=ready_timeout,
+                          step=progress.step, on_line=progress.line)
+    data = {**run.to_dict(), "detached": detach}
+    curl = sample_curl(run.url, run.predict_route, run.model_path)
+    console.result(data, text=lambda: f"serving {run.model_uri} at {run.url}  (container {data['container']})\n"
                    f"try:  {curl}\n" + ("" if detach else "streaming logs; Ctrl-C stops and removes the container"))
     if detach:
         return
-    container = target.client.containers.get(data["container"])
-    try:
-        for chunk in container.logs(stream=True, follow=True):
-            click.echo(chunk.decode(errors="replace"), nl=False, err=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        # A second Ctrl-C must not leave a stopped-but-not-removed container behind.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            console.info(f"stopping and removing {data['container']}")
-            target.delete(endpoint)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+    follow_local(run, lambda chunk: click.echo(chunk.decode(errors="replace"), nl=False, err=True), console.info)

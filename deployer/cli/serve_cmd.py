@@ -1,42 +1,64 @@
 """``deployer serve``: the scoring server on this host, in this Python environment.
 
 The same server the images run (``python -m deployer.serving serve``), after resolving the
-model URI (local path, s3://, runs:/, models:/) to a local directory.
+model URI (local path, s3://, runs:/, models:/) to a local directory. Its flags, environment
+variables (``DEPLOYER_SERVE_*``) and ``[serve]`` config keys are derived from
+:class:`deployer.serving.options.ServeOptions`, so the two entry points cannot drift apart.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from deployer.cli.common import command as deployer_command
 from deployer.cli.common import get_console, model_option
+from deployer.serving import options as serve_options
+
+
+def click_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """One click option per ServeOptions field: ``--name``, env DEPLOYER_SERVE_NAME (then the
+    platform variables), config key ``[serve] name``; defaults are ``deployer serve``'s."""
+    for spec in reversed(list(serve_options.option_fields())):
+        name = spec.name
+        kind = serve_options.value_type(name)
+        flag = f"--{serve_options.flag_name(name)}"
+        default = serve_options.default_of(name, cli=True)
+        if name == "log_level":
+            default = None  # unset: follows -v/-q
+        envvar = list(serve_options.env_names(name))
+        help_text = spec.metadata["help"][:1].upper() + spec.metadata["help"][1:] + "."
+        if kind is bool:
+            f = click.option(f"{flag}/--no-{serve_options.flag_name(name)}", name,
+                             default=default, show_default=True, envvar=envvar,
+                             help=help_text)(f)
+            continue
+        choices = spec.metadata["choices"]
+        click_type: Any = click.Choice(choices) if choices else {
+            int: click.INT, float: click.FLOAT}.get(kind, click.STRING)
+        f = click.option(flag, name, type=click_type, default=default,
+                         show_default=default is not None, envvar=envvar,
+                         metavar=spec.metadata["metavar"], help=help_text)(f)
+    return f
 
 
 @deployer_command("serve")
 @model_option
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (0.0.0.0 for every interface).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
-              help="Port (0 picks a free one; the log says which).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes (default: the CPU count).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
-              show_default=True, help="Request timeout in seconds (504 after it).")
-@click.option("--max-body-bytes", type=click.IntRange(min=1), default=100 * 1024 * 1024,
-              show_default=True, help="Largest request body (413 above it).")
-@click.option("--blas-threads", type=click.IntRange(min=1), default=None,
-              help="BLAS/OpenMP threads per worker (default: CPUs // workers).")
-@click.option("--model-name", default=None,
-              help="Name in V2 routes and metrics (default: the model directory's name).")
-@click.option("--model-version", default=None, help="Version reported by the V2 routes.")
-def command(model_uri: str, host: str, port: int, workers: int | None, timeout: float,
-            max_body_bytes: int, blas_threads: int | None, model_name: str | None,
-            model_version: str | None) -> None:
+@click_options
+@click.option("--dry-run", is_flag=True, default=False,
+              help="Print the resolved server options (flags, environment, config file) "
+                   "and exit, without loading the model.")
+def command(model_uri: str, dry_run: bool, **values: Any) -> None:
     """Serve a model over HTTP on this host (no container), like `mlflow models serve`.
 
     \b
-    Routes: POST /invocations (MLflow protocol), GET /ping /health /version,
-    GET /openapi.json, GET /metrics, and the Open Inference Protocol under /v2.
+    Routes: POST /invocations (MLflow protocol; "stream": true streams server-sent events
+    for models with predict_stream), GET /ping /health /version, GET /openapi.json,
+    GET /metrics, and the Open Inference Protocol under /v2.
+    Every option is also DEPLOYER_SERVE_<OPTION> and a key of [serve] in deployer.toml
+    (flag > environment > config file > default). DEPLOYER_API_KEY turns on auth too.
 
     \b
     Example:
@@ -51,14 +73,23 @@ def command(model_uri: str, host: str, port: int, workers: int | None, timeout: 
     from deployer.serving.server import serve
 
     console = get_console()
+    if values.get("log_level") is None:
+        values["log_level"] = ("debug" if console.verbosity > 0 else "warning"
+                               if console.verbosity < 0 else "info")
+    ServeOptions(model_dir="", **values).validate()  # bad options fail before any download
+    if dry_run:
+        from dataclasses import asdict
+
+        from deployer.serving.options import read_api_key
+
+        data = {k: v for k, v in asdict(ServeOptions(model_dir="", **values)).items()
+                if k not in ("model_dir", "extra")}
+        data["model"] = model_uri
+        data["auth"] = bool(read_api_key(ServeOptions(model_dir="", **values)))
+        console.result(data, text="\n".join(f"{k} = {v}" for k, v in data.items()))
+        return
     model_dir = resolve_model_uri(model_uri)
-    options = ServeOptions(
-        model_dir=str(model_dir), host=host, port=port, workers=workers, timeout=timeout,
-        max_body_bytes=max_body_bytes, blas_threads=blas_threads, model_name=model_name,
-        model_version=model_version,
-        log_level="debug" if console.verbosity > 0 else "warning" if console.verbosity < 0
-        else "info",
-    ).validate()
+    options = ServeOptions(model_dir=str(model_dir), **values).validate()
     # the CLI already configured the "deployer" logger: the server logs through it
     logging.getLogger("deployer.serving").setLevel(options.log_level.upper())
     serve(options)

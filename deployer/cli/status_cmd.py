@@ -22,13 +22,13 @@ from deployer.cli.targets_common import (
 def command(target: str | None, name: str | None, **target_values: Any) -> None:
     """Show an endpoint's status, what it serves, and how it is configured."""
     from deployer.errors import UsageError
-    from deployer.targets.registry import get_target
+    from deployer.targets.actions import endpoint_status
 
     ctx = click.get_current_context()
     target = require_target(target, "status")
     connection, options = split_target_values(ctx, target, "status", target_values)
     if not name:
         raise UsageError("`deployer status` needs --name", where="--name", fix="pass --name ENDPOINT")
-    status = get_target(target, **connection).status(name, **options)
+    status = endpoint_status(target, name, connection, options)
     get_console().result(status, text=lambda: render_mapping(
         f"{status.target} endpoint {status.name}: {status.status}", status.details))

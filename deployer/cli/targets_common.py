@@ -75,6 +75,47 @@ def merged_options(command: str) -> dict[str, MergedOption]:
     return _merge(command)[0]
 
 
+def option_type(spec: OptionSpec) -> click.ParamType:
+    """The click type that parses values of ``spec`` (one value of a ``multiple`` option)."""
+    types: dict[str, click.ParamType] = {
+        "str": click.STRING, "int": click.INT, "float": click.FLOAT, "bool": click.BOOL,
+        "path": click.Path(exists=True, dir_okay=False),
+        "choice": click.Choice(list(spec.choices)),
+    }
+    return types[spec.type]
+
+
+def coerce_option(spec: OptionSpec, value: Any, where: str) -> Any:
+    """Parse ``value`` (text or already typed) for ``spec`` exactly as the command line would.
+
+    A ``multiple`` option takes a list/tuple, a JSON list in text (``'["A=1", "B=2"]'``) or
+    one value. Bad values raise :class:`UsageError` naming ``where``.
+    """
+    import json
+
+    if spec.multiple:
+        items = value
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                items = json.loads(value)
+            except ValueError as exc:
+                raise UsageError(f"{value!r} is not a JSON list ({exc})", where=where,
+                                 fix='write one value, or a JSON list such as ["A=1", "B=2"]') from None
+        if not isinstance(items, (list, tuple)):
+            items = (items,)
+        return tuple(_convert(spec, item, where) for item in items)
+    return _convert(spec, value, where)
+
+
+def _convert(spec: OptionSpec, value: Any, where: str) -> Any:
+    try:
+        return option_type(spec).convert(value, None, None)
+    except click.BadParameter as exc:
+        expected = f"one of {', '.join(spec.choices)}" if spec.type == "choice" else f"a {spec.type} value"
+        raise UsageError(f"invalid value {value!r}: {exc.format_message()}", where=where,
+                         fix=f"pass {expected} for {spec.name}") from None
+
+
 def _click_option(opt: MergedOption) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     spec = opt.spec
     owners = ", ".join(sorted(opt.owners))
@@ -91,12 +132,7 @@ def _click_option(opt: MergedOption) -> Callable[[Callable[..., Any]], Callable[
     if spec.type == "bool":
         flag = spec.flag
         return click.option(f"{flag}/--no-{flag[2:]}", spec.name, **kwargs)
-    types: dict[str, Any] = {
-        "str": click.STRING, "int": click.INT, "float": click.FLOAT,
-        "path": click.Path(exists=True, dir_okay=False),
-        "choice": click.Choice(list(spec.choices)),
-    }
-    kwargs["type"] = types[spec.type]
+    kwargs["type"] = option_type(spec)
     if spec.multiple:
         kwargs["multiple"] = True
     return click.option(spec.flag, spec.name, **kwargs)
@@ -133,21 +169,20 @@ def split_target_values(
     unset); factory kwargs only the connection options that were set.
     """
     merged, conflicts = _merge(command)
-    from deployer.targets.registry import declared_options, load_factory
+    from deployer.targets.actions import own_options, resolve_options
+    from deployer.targets.registry import load_factory
 
     load_factory(target)  # surfaces "unknown target" / import errors before anything else
     if target in conflicts:
         raise conflicts[target]
-    own = {s.name: s for s in declared_options(target) if command in s.commands}
-    connection: dict[str, Any] = {}
-    options: dict[str, Any] = {}
+    own = own_options(target, command)
+    given: dict[str, Any] = {}
     for name in list(values):
         if name not in merged:
             continue
         value = values.pop(name)
         is_set = value is not None and value != ()
-        spec = own.get(name)
-        if spec is None:
+        if name not in own:
             if is_set and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
                 owners = ", ".join(sorted(merged[name].owners))
                 plural = "s" if len(merged[name].owners) > 1 else ""
@@ -156,15 +191,8 @@ def split_target_values(
                     where=merged[name].spec.flag,
                     fix=f"drop {merged[name].spec.flag}, or use --target {sorted(merged[name].owners)[0]}")
             continue
-        if spec.connection:
-            if is_set:
-                connection[name] = value
-            continue
-        if is_set:
-            options[name] = value
-        else:
-            options[name] = () if spec.multiple and spec.default is None else spec.default
-    return connection, options
+        given[name] = value
+    return resolve_options(target, command, given)
 
 
 # ------------------------------------------------------------------------------ rendering

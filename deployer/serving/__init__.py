@@ -16,7 +16,11 @@ Module                 Concept
 ``v2``                 Open Inference Protocol (KServe / MLServer) adapter
 ``openapi``            ``/openapi.json`` from the signature
 ``metrics``            Prometheus metrics, correct across worker processes
-``options``            ``ServeOptions``: flags, ``DEPLOYER_SERVE_*`` / platform env vars
+``streaming``          ``predict_stream`` as server-sent events
+``accesslog``          one access-log line per request; ``X-Request-Id``
+``auth``               optional API key (Bearer / X-Api-Key)
+``options``            ``ServeOptions``: each option declared once; flags, env vars,
+                       ``[serve]`` config keys derived from it
 ``server``             load once, bind, fork workers, graceful SIGTERM
 ``__main__``           ``python -m deployer.serving serve`` (the image entrypoint)
 ``azure``, ``batch``   Azure ML ``score.py`` adapter; ``deployer predict``

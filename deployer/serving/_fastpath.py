@@ -111,6 +111,18 @@ class FastPath:
         except Exception:  # noqa: BLE001 - _Decline or anything odd: the normal path decides
             return None
 
+    def frame_matrix(self, frame: Any) -> Any:
+        """The float matrix of a DataFrame that is already what enforcement would produce
+        (exactly the signature's columns, in order, all float64), when the sklearn matrix
+        shortcut is on; else None."""
+        if self._sklearn_fn is None or tuple(frame.columns) != self._names:
+            return None
+        if any(str(dtype) != "float64" for dtype in frame.dtypes):
+            return None
+        import numpy as np
+
+        return np.asarray(frame, dtype="float64")
+
     def predict_matrix(self, matrix: Any) -> Any:
         """The estimator on a float matrix. Non-finite input raises ValueError (callers fall
         back to MLflow's path, whose error it is); finite input skips scikit-learn's own

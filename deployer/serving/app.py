@@ -4,11 +4,16 @@ Routes (MLflow's server answers the first four the same way):
 
     GET  /ping, /health            200 "\\n"
     GET  /version                  200 MLflow's version string
-    POST /invocations              MLflow scoring protocol (also SageMaker's contract)
+    POST /invocations              MLflow scoring protocol (also SageMaker's contract);
+                                   server-sent events for streamable models (streaming.py)
     GET  /openapi.json             OpenAPI 3.1 generated from the signature
     GET  /metrics                  Prometheus text format
     GET  /v2, /v2/health/{live,ready}, /v2/models/{name}[/versions/{v}][/ready]
     POST /v2/models/{name}[/versions/{v}]/infer        Open Inference Protocol (V2)
+
+Every response carries ``X-Request-Id`` and, unless turned off, makes one access-log line
+(:mod:`deployer.serving.accesslog`); with an API key configured, non-exempt routes answer 401
+without it (:mod:`deployer.serving.auth`).
 
 Why a raw ASGI callable rather than a framework: the hot path is one dict lookup, one body
 read, one call into the core; a framework's routing, middleware and request objects cost more
@@ -35,7 +40,10 @@ from typing import Any
 import orjson
 
 from deployer.serving._batching import MAX_BATCH_ROWS
-from deployer.serving.core import ScoringCore, ScoringResult
+from deployer.serving.accesslog import RequestIds
+from deployer.serving.auth import UNAUTHORIZED_BODY, UNAUTHORIZED_HEADERS
+from deployer.serving.core import ScoringCore, ScoringError, ScoringResult
+from deployer.serving.streaming import StreamStart, is_streamable
 
 _logger = logging.getLogger("deployer.serving")
 
@@ -51,6 +59,7 @@ INLINE_MAX_SECONDS = 0.005
 INLINE_STRIKES = 3
 INLINE_WARMUP = 20
 _NOT_ALLOWED = b'{"detail":"Method Not Allowed"}'
+_INTERNAL = b'{"error_code":"INTERNAL_ERROR","message":"internal server error"}'
 
 
 class _Disconnected(Exception):
@@ -73,6 +82,8 @@ class ScoringApp:
         threads: int = 4,
         metrics: Any = None,
         batching: bool = True,
+        access_log: Any = None,
+        auth: Any = None,
     ) -> None:
         from mlflow.version import VERSION
 
@@ -92,6 +103,12 @@ class ScoringApp:
         self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self._pending_rows = 0
         self._v2 = V2Adapter(core)
+        #: an :class:`~deployer.serving.accesslog.AccessLog` or None (--no-access-log)
+        self.access_log = access_log
+        #: an :class:`~deployer.serving.auth.ApiKeyAuth` or None (no key configured)
+        self.auth = auth
+        self.request_ids = RequestIds()
+        self._streamable = is_streamable(core)
         # path -> {method: handler}; handlers return (status, body, content_type, headers)
         self._routes: dict[str, dict[str, Any]] = {
             "/invocations": {"POST": self._invocations},
@@ -121,11 +138,19 @@ class ScoringApp:
         if metrics is not None:
             metrics.started()
         status = 500
+        nbytes = 0
         route = "other"
+        sent_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                sent_id = value
+                break
+        request_id = self.request_ids.pick(sent_id)
         try:
             methods: dict[str, Any] | None = self._routes.get(path)
             headers: Any = ()
             route = path
+            auth = self.auth
             if methods is None:
                 route = "other"
                 if path.startswith("/v2/models/"):
@@ -134,7 +159,9 @@ class ScoringApp:
                         methods, route = self._v2_infer_methods, "/v2/models/infer"
                     elif kind == "get":
                         methods, route = self._v2_get_methods, "/v2/models"
-            if methods is None:
+            if auth is not None and not auth.exempt(path) and not auth.allowed(scope["headers"]):
+                status, body, ctype, headers = 401, UNAUTHORIZED_BODY, JSON, UNAUTHORIZED_HEADERS
+            elif methods is None:
                 status, body, ctype, headers = 404, _NOT_FOUND, JSON, ()
             else:
                 handler = methods.get(method)
@@ -143,25 +170,34 @@ class ScoringApp:
                     status, body, ctype, headers = 405, _NOT_ALLOWED, JSON, ((b"allow", allow),)
                 else:
                     status, body, ctype, headers = await handler(scope, receive)
-            # Count the request before answering it: a client that reads /metrics right
-            # after its response (possibly from another worker) must already see it.
-            if metrics is not None:
-                metrics.finished(route, method, status, time.perf_counter() - start)
-                metrics = None
-            await _respond(send, status, body, ctype, headers)
+            if body.__class__ is StreamStart:  # a stream: counted once it ends
+                nbytes = await self._send_stream(send, receive, body, request_id)
+                if nbytes < 0:
+                    status, nbytes = 499, -nbytes
+            else:
+                # Count the request before answering it: a client that reads /metrics right
+                # after its response (possibly from another worker) must already see it.
+                if metrics is not None:
+                    metrics.finished(route, method, status, time.perf_counter() - start)
+                    metrics = None
+                nbytes = len(body)
+                await _respond(send, status, body, ctype, headers, request_id)
         except _Disconnected:
             status = 499
         except Exception:  # noqa: BLE001 - the last line of defence: answer, never die
             _logger.exception("unhandled error on %s %s", method, path)
             status = 500
             try:
-                await _respond(send, 500, b'{"error_code":"INTERNAL_ERROR","message":'
-                               b'"internal server error"}', JSON, ())
+                await _respond(send, 500, _INTERNAL, JSON, (), request_id)
+                nbytes = len(_INTERNAL)
             except Exception:  # noqa: BLE001 - response already started / client gone
                 pass
         finally:
             if metrics is not None:
                 metrics.finished(route, method, status, time.perf_counter() - start)
+            if self.access_log is not None:
+                self.access_log.record(method, scope.get("raw_path") or path.encode(), status,
+                                       nbytes, time.perf_counter() - start, request_id)
 
     # ------------------------------------------------------------------ body + limits
     async def _read_body(self, scope: Scope, receive: Receive, deadline: float) -> bytes:
@@ -223,6 +259,8 @@ class ScoringApp:
 
     # ------------------------------------------------------------------ handlers
     async def _invocations(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
+        if self._streamable:
+            return await self._invocations_streamable(scope, receive)
         if self._inline and _content_length(scope) <= min(INLINE_MAX_BODY, self.max_body_bytes):
             message = await receive()
             if message["type"] == "http.request" and not message.get("more_body", False):
@@ -236,6 +274,93 @@ class ScoringApp:
         if isinstance(result, ScoringResult):
             return result.status, result.body, result.content_type.encode(), ()
         return result  # type: ignore[no-any-return]
+
+    async def _invocations_streamable(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
+        """A model with ``predict_stream``: a stream if the request asks for one (see
+        :mod:`deployer.serving.streaming`), else the ordinary answer."""
+        from deployer.serving.streaming import EVENT_STREAM, start_stream
+
+        accept = _header(scope, b"x-amzn-sagemaker-accept") or _header(scope, b"accept")
+
+        def work(body: bytes, content_type: str | None) -> Any:
+            try:
+                started = start_stream(self.core, body, content_type, accept)
+            except ScoringError as exc:
+                return exc.to_result()
+            return started if started is not None else self._pooled_invoke(body, content_type)
+
+        result = await self._score(scope, receive, work)
+        if isinstance(result, StreamStart):
+            return 200, result, EVENT_STREAM.encode(), ()
+        if isinstance(result, ScoringResult):
+            return result.status, result.body, result.content_type.encode(), ()
+        return result  # type: ignore[no-any-return]
+
+    async def _send_stream(self, send: Send, receive: Receive, stream: Any,
+                           request_id: bytes) -> int:
+        """Send a started stream as server-sent events; returns the bytes sent (negative if
+        the client went away first)."""
+        from deployer.serving import streaming
+
+        loop = asyncio.get_running_loop()
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"),
+            (b"x-request-id", request_id)]})
+        sent = 0
+        chunks = stream.chunks
+        pending: asyncio.Future[Any] | None = None
+        gone = loop.create_task(_wait_disconnect(receive))
+        try:
+            chunk = stream.first
+            while True:
+                if chunk is streaming.END:
+                    tail = streaming.DONE if stream.done else b""
+                    break
+                data = streaming.event(chunk)
+                sent += len(data)
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+                pending = asyncio.ensure_future(
+                    loop.run_in_executor(self._executor, streaming.next_chunk, chunks))
+                done, _ = await asyncio.wait({pending, gone}, timeout=self.timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if gone in done:
+                    _logger.info("client went away during a stream: closing the model's "
+                                 "generator")
+                    return -sent
+                if not done:
+                    tail = streaming.error_event(
+                        "DEADLINE_EXCEEDED",
+                        f"The model produced no chunk within {self.timeout:g} s. Raise the "
+                        "limit with --timeout (DEPLOYER_SERVE_TIMEOUT).")
+                    break
+                try:
+                    chunk = pending.result()
+                except ScoringError as exc:
+                    tail = streaming.error_event(exc.error_code, exc.message)
+                    break
+                pending = None
+            sent += len(tail)
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+            return sent
+        finally:
+            gone.cancel()
+            self._close_stream(chunks, pending)
+
+    def _close_stream(self, chunks: Any, pending: Any) -> None:
+        """Close the model's generator once no ``next()`` is running on it."""
+        from deployer.serving.streaming import close_quietly
+
+        def close(_: Any = None) -> None:
+            try:
+                self._executor.submit(close_quietly, chunks)
+            except RuntimeError:  # pool shut down: the server is stopping
+                close_quietly(chunks)
+
+        if pending is not None and not pending.done():
+            pending.add_done_callback(close)
+        else:
+            close()
 
     async def _inline_invoke(self, body: bytes, content_type: str | None) -> Any:
         """A small request for a proven-quick model, on the event loop (batched if allowed)."""
@@ -394,9 +519,15 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes,
-                   headers: Any) -> None:
-    raw = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+                   headers: Any, request_id: bytes = b"") -> None:
+    raw = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)),
+           (b"x-request-id", request_id)]
     if headers:
         raw.extend(headers)
     await send({"type": "http.response.start", "status": status, "headers": raw})

@@ -466,6 +466,23 @@ class ScoringCore:
                 " inference."
             ) from None
 
+    def predict_batch(self, frame: Any, params: dict[str, Any] | None = None) -> Any:
+        """Batch scoring (``deployer.spark``): a DataFrame -> raw predictions.
+
+        Exactly ``PyFuncModel.predict`` (signature enforcement, params), which is what MLflow's
+        ``spark_udf`` calls; errors propagate as the model raised them, since a batch job must
+        report the model's own message (a server must not). A scikit-learn estimator the fast
+        path proved equivalent gets a clean float64 frame as a matrix.
+        """
+        if params is None and self._params_schema is None:
+            matrix = self._fast.frame_matrix(frame)
+            if matrix is not None:
+                try:
+                    return self._fast.predict_matrix(matrix)
+                except ValueError:
+                    pass  # non-finite values: MLflow's enforcement reports them
+        return self._model.predict(frame, params=params)
+
     def encode_predictions(self, raw: Any) -> bytes:
         """``{"predictions": ...}`` bytes, as MLflow's ``predictions_to_json`` writes them."""
         from deployer.serving._encode import encode_predictions

@@ -57,7 +57,8 @@ class _Cycle:
     """One request/response on a connection: the ASGI ``receive`` and ``send`` callables."""
 
     __slots__ = ("proto", "scope", "keep_alive", "expect_continue", "chunks", "buffered",
-                 "complete", "disconnected", "waiter", "head", "started", "finished", "head_only")
+                 "complete", "disconnected", "waiter", "head", "started", "finished", "head_only",
+                 "delivered", "chunked")
 
     def __init__(self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool,
                  expect_continue: bool) -> None:
@@ -74,6 +75,8 @@ class _Cycle:
         self.started = False
         self.finished = False
         self.head_only = scope["method"] == "HEAD"
+        self.delivered = False  # the whole body was handed to the app
+        self.chunked = False  # response framed with Transfer-Encoding: chunked
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -82,6 +85,14 @@ class _Cycle:
 
     async def receive(self) -> dict[str, Any]:
         if self.disconnected or self.finished:
+            return {"type": "http.disconnect"}
+        if self.delivered:
+            # ASGI: once the body is read, receive() waits for the client to go away (a
+            # streaming response watches it to stop the model's generator)
+            while not self.disconnected and not self.finished:
+                self.waiter = self.proto.loop.create_future()
+                await self.waiter
+                self.waiter = None
             return {"type": "http.disconnect"}
         if self.expect_continue:
             self.expect_continue = False
@@ -98,6 +109,8 @@ class _Cycle:
         self.chunks = []
         self.buffered = 0
         self.proto.resume_reading()
+        if self.complete:
+            self.delivered = True
         return {"type": "http.request", "body": body, "more_body": not self.complete}
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -119,23 +132,33 @@ class _Cycle:
         body = message.get("body", b"")
         more = message.get("more_body", False)
         if self.head is not None:
-            # The app is expected to send content-length (ScoringApp always does); without it
-            # and more body to come, the response is delimited by closing the connection.
+            # ScoringApp sends content-length with every whole response; a response without
+            # it and with more body to come (a stream) is sent with chunked framing on
+            # HTTP/1.1, or delimited by closing the connection on HTTP/1.0.
             has_length = b"\ncontent-length:" in self.head.lower()
             if not has_length and not more:
                 self.head += b"content-length: %d\r\n" % len(body)
             elif not has_length:
-                self.keep_alive = False
+                if self.scope["http_version"] == "1.1" and not self.head_only:
+                    self.chunked = True
+                    self.head += b"transfer-encoding: chunked\r\n"
+                else:
+                    self.keep_alive = False
             if not more and not self.complete:
                 self.keep_alive = False  # unread body: the connection cannot be reused
             head = self.head + (b"\r\n" if self.keep_alive and self.proto.accepting
                                 else _CLOSE + b"\r\n")
             self.head = None
+            if self.chunked:
+                body = _frame(body, more)
             self.proto.write(head if self.head_only else head + body)
+        elif self.chunked:
+            self.proto.write(_frame(body, more))
         elif body and not self.head_only:
             self.proto.write(body)
         if not more:
             self.finished = True
+            self.wake()
         elif self.proto.write_paused:
             await self.proto.drain()
 
@@ -383,6 +406,12 @@ class HttpProtocol(asyncio.Protocol):
     def _idle(self) -> None:
         if self.active is None:
             self.close()
+
+
+def _frame(body: bytes, more: bool) -> bytes:
+    """One chunk of a chunked response (and the last-chunk marker when the body ends)."""
+    out = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+    return out if more else out + b"0\r\n\r\n"
 
 
 class _HeaderTooLarge(Exception):

@@ -1,17 +1,28 @@
-"""Server options: one typed record, read from flags, environment variables and defaults.
+"""Server options: one typed record, declared once, read from flags, environment and config.
 
-The image entrypoint runs ``python -m deployer.serving serve`` with no flags, so every option
-also has an environment variable (``DEPLOYER_SERVE_<OPTION>``); SageMaker's
-``SAGEMAKER_BIND_TO_PORT`` and MLflow's ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT`` /
-``MLFLOW_MODELS_WORKERS`` are honoured too, so images behave like MLflow's where users expect
-that. Precedence: flag > deployer variable > platform variable > default.
+Every option is a field of :class:`ServeOptions` whose metadata (:func:`option`) says its help
+text, choices and extra environment variables. From that one declaration come:
+
+* the flags of ``deployer serve`` (click, :func:`click_options` in :mod:`deployer.cli.serve_cmd`)
+  and of the image entrypoint ``python -m deployer.serving serve`` (argparse, which needs only
+  the ``serve`` extra): ``--<option-name>``; booleans as ``--x/--no-x``;
+* the environment variables ``DEPLOYER_SERVE_<OPTION>`` (honoured by both), then the platform
+  ones users expect from MLflow/SageMaker images: ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``,
+  ``MLFLOW_MODELS_WORKERS``, ``SAGEMAKER_BIND_TO_PORT``;
+* the keys of the ``[serve]`` section of ``deployer.toml`` (``deployer serve`` only: the image
+  has no config file), named like the fields.
+
+Precedence, as everywhere in the CLI: flag > environment variable > config file > default.
+
+The API key itself is deliberately not an option (a flag shows in ``ps``, a config file gets
+committed): it comes from ``--api-key-file`` or the ``DEPLOYER_API_KEY`` variable.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any
 
 from deployer.errors import UsageError
@@ -19,15 +30,27 @@ from deployer.errors import UsageError
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
+DEFAULT_AUTH_EXEMPT = "/ping,/health,/v2/health/*"
 
 ENV_PREFIX = "DEPLOYER_SERVE_"
+API_KEY_ENV = "DEPLOYER_API_KEY"
 
-# option -> extra environment variables consulted after DEPLOYER_SERVE_<OPTION>, in order
-_PLATFORM_ENV = {
-    "port": ("SAGEMAKER_BIND_TO_PORT",),
-    "timeout": ("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT",),
-    "workers": ("MLFLOW_MODELS_WORKERS",),
-}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def option(default: Any, help: str, *, env: tuple[str, ...] = (),  # noqa: A002 - click's name
+           choices: tuple[str, ...] | None = None, cli_default: Any = MISSING,
+           metavar: str | None = None, cli: bool = True) -> Any:
+    """A :class:`ServeOptions` field with what the flag/env/config derivations need.
+
+    ``cli_default``: the default of ``deployer serve`` when it differs from the image's (host:
+    loopback on a workstation, every interface in a container). ``cli=False``: not a flag of
+    ``deployer serve`` (which takes ``-m/--model`` instead of ``--model-dir``).
+    """
+    return field(default=default, metadata={
+        "help": help, "env": env, "choices": choices, "cli_default": cli_default,
+        "metavar": metavar, "cli": cli})
 
 
 def cpu_count() -> int:
@@ -42,21 +65,42 @@ def cpu_count() -> int:
 class ServeOptions:
     """Everything the server needs to start. ``None`` means "pick the default at start"."""
 
-    model_dir: str
-    host: str = "0.0.0.0"
-    port: int = DEFAULT_PORT
-    workers: int | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    max_body_bytes: int = DEFAULT_MAX_BODY
-    blas_threads: int | None = None
-    threads: int = 4
-    graceful_timeout: float | None = None
-    model_name: str | None = None
-    model_version: str | None = None
-    log_level: str = "info"
-    batching: bool = True
-    http: str = "deployer"
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    model_dir: str = option("/opt/ml/model", "model directory", cli=False, metavar="DIR")
+    host: str = option("0.0.0.0", "address to listen on (0.0.0.0: every interface)",
+                       cli_default="127.0.0.1", metavar="ADDR")
+    port: int = option(DEFAULT_PORT, "port (0 picks a free one; the log says which)",
+                       env=("SAGEMAKER_BIND_TO_PORT",))
+    workers: int | None = option(None, "worker processes (default: the CPU count)",
+                                 env=("MLFLOW_MODELS_WORKERS",))
+    timeout: float = option(DEFAULT_TIMEOUT, "request timeout in seconds, 504 after it; for "
+                            "streams, the longest wait for the next chunk",
+                            env=("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT",), metavar="SECONDS")
+    max_body_bytes: int = option(DEFAULT_MAX_BODY, "largest request body, 413 above it",
+                                 metavar="BYTES")
+    blas_threads: int | None = option(None, "BLAS/OpenMP threads per worker "
+                                      "(default: CPUs // workers)")
+    threads: int = option(4, "prediction threads per worker")
+    graceful_timeout: float | None = option(None, "seconds SIGTERM waits for in-flight "
+                                            "requests (default: min(timeout + 1, 25))",
+                                            metavar="SECONDS")
+    model_name: str | None = option(None, "name in V2 routes and metrics "
+                                    "(default: the model directory's name)", metavar="NAME")
+    model_version: str | None = option(None, "version reported by the V2 routes",
+                                       metavar="VERSION")
+    log_level: str = option("info", "log level",
+                            choices=("debug", "info", "warning", "error"))
+    log_format: str = option("text", "log and access-log line format", choices=("text", "json"))
+    access_log: bool = option(True, "one log line per request (method, path, status, bytes, "
+                              "ms, request id) on stderr")
+    batching: bool = option(True, "score concurrent small requests in one model call")
+    http: str = option("deployer", "HTTP server: deployer's built-in one or uvicorn",
+                       choices=("deployer", "uvicorn"))
+    api_key_file: str | None = option(None, "require this file's key on every request "
+                                      f"(Authorization: Bearer or X-Api-Key); or set "
+                                      f"{API_KEY_ENV}", metavar="FILE")
+    auth_exempt: str = option(DEFAULT_AUTH_EXEMPT, "comma-separated routes that need no key "
+                              "(a trailing * matches a prefix)", metavar="ROUTES")
+    extra: Mapping[str, Any] = field(default_factory=dict, metadata={"cli": False, "internal": True})
 
     @property
     def effective_workers(self) -> int:
@@ -76,11 +120,15 @@ class ServeOptions:
             return self.graceful_timeout
         return min(self.timeout + 1.0, 25.0)
 
+    @property
+    def auth_exempt_routes(self) -> tuple[str, ...]:
+        return tuple(r.strip() for r in self.auth_exempt.split(",") if r.strip())
+
     def validate(self) -> ServeOptions:
         def bad(name: str, value: Any, expected: str) -> UsageError:
             return UsageError(
                 f"invalid {name}: {value!r} (expected {expected})",
-                where=f"--{name.replace('_', '-')} / {ENV_PREFIX}{name.upper()}",
+                where=f"--{flag_name(name)} / {env_names(name)[0]}",
                 fix=f"pass {expected}",
             )
 
@@ -96,8 +144,17 @@ class ServeOptions:
             raise bad("blas_threads", self.blas_threads, "a positive number of threads")
         if self.threads < 1:
             raise bad("threads", self.threads, "a positive number of threads")
-        if self.http not in ("deployer", "uvicorn"):
-            raise bad("http", self.http, "'deployer' (built in) or 'uvicorn'")
+        if self.graceful_timeout is not None and self.graceful_timeout < 0:
+            raise bad("graceful_timeout", self.graceful_timeout, "0 or more seconds")
+        for spec in option_fields():
+            choices = spec.metadata["choices"]
+            value = getattr(self, spec.name)
+            if choices and value not in choices:
+                raise bad(spec.name, value, " or ".join(repr(c) for c in choices))
+        bad_routes = [r for r in self.auth_exempt_routes if not r.startswith("/")]
+        if bad_routes:
+            raise bad("auth_exempt", self.auth_exempt, "paths starting with '/', e.g. "
+                      f"{DEFAULT_AUTH_EXEMPT!r}")
         return self
 
     def with_env(self, env: Mapping[str, str] | None = None,
@@ -105,44 +162,64 @@ class ServeOptions:
         """Fill options not in ``explicit`` from environment variables."""
         env = os.environ if env is None else env
         changes: dict[str, Any] = {}
-        for name, kind in _FIELDS.items():
-            if name in explicit:
+        for spec in option_fields(include_model_dir=True):
+            if spec.name in explicit:
                 continue
-            for var in (ENV_PREFIX + name.upper(), *_PLATFORM_ENV.get(name, ())):
+            for var in env_names(spec.name):
                 raw = env.get(var)
                 if raw is None or raw == "":
                     continue
-                changes[name] = _convert(name, var, raw, kind)
+                changes[spec.name] = convert(spec.name, var, raw)
                 break
         return replace(self, **changes) if changes else self
 
 
-_FIELDS: dict[str, type] = {
-    "model_dir": str,
-    "host": str,
-    "port": int,
-    "workers": int,
-    "timeout": float,
-    "max_body_bytes": int,
-    "blas_threads": int,
-    "threads": int,
-    "graceful_timeout": float,
-    "model_name": str,
-    "model_version": str,
-    "log_level": str,
-    "batching": bool,
-    "http": str,
-}
+# ---------------------------------------------------------------------------- derivations
+def option_fields(*, include_model_dir: bool = False) -> Iterator[Field[Any]]:
+    """The fields that are user options, in declaration order."""
+    for spec in fields(ServeOptions):
+        if spec.metadata.get("internal"):
+            continue
+        if spec.metadata.get("cli", True) or include_model_dir:
+            yield spec
 
 
-def _convert(name: str, var: str, raw: str, kind: type) -> Any:
+def flag_name(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def env_names(name: str) -> tuple[str, ...]:
+    """``DEPLOYER_SERVE_<NAME>`` first, then the platform variables for that option."""
+    spec = _FIELD_BY_NAME[name]
+    return (ENV_PREFIX + name.upper(), *spec.metadata.get("env", ()))
+
+
+def value_type(name: str) -> type:
+    """The option's scalar type (``int | None`` -> int)."""
+    annotation = str(_FIELD_BY_NAME[name].type)
+    for kind in (bool, int, float):
+        if annotation.startswith(kind.__name__):
+            return kind
+    return str
+
+
+def default_of(name: str, *, cli: bool = False) -> Any:
+    spec = _FIELD_BY_NAME[name]
+    if cli and spec.metadata.get("cli_default", MISSING) is not MISSING:
+        return spec.metadata["cli_default"]
+    return spec.default
+
+
+def convert(name: str, var: str, raw: str) -> Any:
+    """An environment variable's text -> the option's type (UsageError naming the variable)."""
+    kind = value_type(name)
     if kind is str:
         return raw
     if kind is bool:
         lowered = raw.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
+        if lowered in _TRUE:
             return True
-        if lowered in ("0", "false", "no", "off"):
+        if lowered in _FALSE:
             return False
         raise UsageError(f"invalid value {raw!r} for {name}", where=f"environment variable {var}",
                          fix=f"set {var} to 1 or 0")
@@ -154,3 +231,34 @@ def _convert(name: str, var: str, raw: str, kind: type) -> Any:
             where=f"environment variable {var}",
             fix=f"set {var} to a {'whole ' if kind is int else ''}number",
         ) from None
+
+
+def read_api_key(options: ServeOptions, env: Mapping[str, str] | None = None) -> bytes | None:
+    """The API key clients must send, from ``--api-key-file`` or ``DEPLOYER_API_KEY``; None
+    when auth is off. The file wins; surrounding whitespace (a trailing newline) is dropped.
+    Errors never quote the key."""
+    env = os.environ if env is None else env
+    if options.api_key_file:
+        try:
+            with open(options.api_key_file, "rb") as fh:
+                key = fh.read().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read the API key file: {exc.strerror}",
+                             where=f"--api-key-file {options.api_key_file}",
+                             fix="point --api-key-file at a readable file holding the key") from None
+        where = f"--api-key-file {options.api_key_file}"
+    else:
+        raw = env.get(API_KEY_ENV, "")
+        if not raw:
+            return None
+        key = raw.strip().encode()
+        where = f"environment variable {API_KEY_ENV}"
+    if len(key) < 16 or not all(0x21 <= b < 0x7F for b in key):
+        raise UsageError("the API key must be at least 16 printable ASCII characters "
+                         "with no spaces", where=where,
+                         fix="generate one with: python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))'")
+    return key
+
+
+_FIELD_BY_NAME: dict[str, Field[Any]] = {f.name: f for f in fields(ServeOptions)}

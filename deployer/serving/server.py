@@ -54,13 +54,31 @@ def configure_threads(n: int) -> None:
             threadpool_limits(limits=n)
 
 
-def configure_logging(level: str) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line (``--log-format json``), like the access log's."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        entry = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                 "pid": record.process, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str, fmt: str = "text") -> None:
     logger = logging.getLogger("deployer")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
+    for handler in logger.handlers:
+        if fmt == "json":
+            handler.setFormatter(JsonFormatter())
+        elif isinstance(handler.formatter, JsonFormatter) or handler.formatter is None:
+            handler.setFormatter(logging.Formatter(
+                "%(asctime)s %(levelname)s [%(process)d] %(message)s"))
     logger.setLevel(level.upper() if isinstance(level, str) else level)
 
 
@@ -122,9 +140,13 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def build_app(core: Any, options: ServeOptions, *, metrics: bool = True) -> Any:
+    from deployer.serving.accesslog import AccessLog
     from deployer.serving.app import ScoringApp
+    from deployer.serving.auth import ApiKeyAuth
     from deployer.serving.metrics import Metrics
+    from deployer.serving.options import read_api_key
 
+    key = read_api_key(options)
     return ScoringApp(
         core,
         max_body_bytes=options.max_body_bytes,
@@ -133,6 +155,8 @@ def build_app(core: Any, options: ServeOptions, *, metrics: bool = True) -> Any:
         metrics=Metrics(model_name=core.model_name, model_version=core.model_version,
                         flavor=core.flavor) if metrics else None,
         batching=options.batching,
+        access_log=AccessLog(options.log_format) if options.access_log else None,
+        auth=ApiKeyAuth(key, options.auth_exempt_routes) if key else None,
     )
 
 
@@ -204,8 +228,13 @@ def _run_loop(main: Any) -> None:
 
 def serve(options: ServeOptions) -> None:
     """Start the server described by ``options``; returns after a graceful shutdown."""
+    from deployer.serving.options import read_api_key
+
     options = options.validate()
-    configure_logging(options.log_level)
+    configure_logging(options.log_level, options.log_format)
+    key = read_api_key(options)  # a bad key file fails now, before the model loads
+    if key:
+        _logger.info("API key required (except on %s)", ", ".join(options.auth_exempt_routes))
     metrics_dir = prepare_environment(options)
     try:
         _serve(options)

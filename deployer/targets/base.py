@@ -44,7 +44,10 @@ Writing a target (the contract the CLI relies on)
   reverse order, and a ``TargetError`` says what was created and removed.
 * Translate SDK errors into :class:`deployer.errors.TargetError` (with what/where/fix).
 * Optional capabilities are separate protocols checked with ``isinstance``:
-  :class:`BatchTarget` (``deployer batch``).
+  :class:`BatchTarget` (``deployer batch``). A batch target may also offer
+  ``batch_status(job) -> EndpointStatus``, ``list_batch() -> Sequence[EndpointStatus]`` and
+  ``plan_clean_batch(job | None) -> DeployPlan`` (``batch --status / --list / --clean``);
+  the CLI refuses those flags for a target without them.
 """
 
 from __future__ import annotations
@@ -109,7 +112,11 @@ class PlannedCall:
       rolls back everything created before it;
     * ``"wait"``    - not a cloud change: waits for the commit to settle;
     * ``"cleanup"`` - removes resources replaced by this run, only after success; failures are
-      reported as warnings, never undone.
+      reported as warnings, never undone;
+    * ``"prepare"`` - changes an existing resource so the commit may happen (e.g. deregister a
+      variant from autoscaling); undone (``undo`` restores it) when a later step fails;
+    * ``"post"``    - runs after the wait, on what now serves (e.g. register autoscaling); a
+      failure undoes only this run's post steps, keeps the committed change and says to re-run.
     """
 
     service: str

@@ -49,6 +49,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("base_image", "Base image for the build (default: python:<X.Y>-slim)."),
     OptionSpec("parquet", "Add pyarrow to the image so it also takes Parquet bodies.", type="bool",
                default=False),
+    OptionSpec("verify", "Run the image built from -m once offline and score its input example first "
+               "(see `deployer build --no-verify`).", type="bool", default=True),
+    OptionSpec("auto_deps", "Add packages the model's loader imports but its requirements miss "
+               "(see `deployer build --no-auto-deps`).", type="bool", default=True),
 )
 
 
@@ -108,7 +112,8 @@ class LocalTarget:
 
             build_opts = opts.get("build_options") or BuildOptions(
                 target=serve_as, base_image=opts.get("base_image") or None, gpu=bool(opts.get("gpu")),
-                parquet=bool(opts.get("parquet")))
+                parquet=bool(opts.get("parquet")), verify=opts.get("verify") is not False,
+                auto_deps=opts.get("auto_deps") is not False)
             if build_opts.gpu:
                 self._check_gpu_runtime()
             plan = plan_build(load_model(request.model_uri), build_opts)
@@ -116,8 +121,10 @@ class LocalTarget:
             fresh = existing_build(self.client, plan.tag, plan.fingerprint) is not None
             facts.update(model_uri=plan.model_uri, fingerprint=plan.fingerprint, image_up_to_date=fresh)
             if not fresh:
-                calls.append(PlannedCall("docker", "build", {"model_uri": request.model_uri, "tag": image},
-                                         f"build {image}"))
+                calls.append(PlannedCall("docker", "build", {"model_uri": request.model_uri, "tag": image,
+                                                             "verify": plan.verify is not None},
+                                         f"build {image}" + (", run it offline and score its input example"
+                                                             if plan.verify else " (not verified: --no-verify)")))
             opts["build_options"] = build_opts
         else:
             raise UsageError("the local target needs a model (-m) or an image (--image-uri)",

@@ -17,9 +17,12 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from deployer.targets.base import DeployRequest
+from deployer.targets.local import LocalTarget
 from tests.building.pkgindex import PrivateIndex, make_wheel, start_index
 
 MARKER = "proxy-marker-7f3a9c.invalid"
@@ -126,6 +129,11 @@ def build_with_cli(model: Path, tag: str, base_image: str, env: dict[str, str], 
     return BuiltImage(tag=tag, model_dir=model, output=output, result=json.loads(proc.stdout))
 
 
+# The sklearn image also has an OS layer (--system-package, apt in the build), so the secret
+# scan covers that layer too; the retrained model uses the same options (shared env image).
+SK_IMAGE_OPTIONS = ("--env", 'GREETING=say "hi" to $USER \\o/ ${HOME}', "--system-package", "libgomp1")
+
+
 @pytest.fixture(scope="session")
 def sk_model_dir(sklearn_model: Path, private_index: PrivateIndex, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return private_model(sklearn_model, tmp_path_factory.mktemp("sk") / "iris", private_index)
@@ -134,7 +142,7 @@ def sk_model_dir(sklearn_model: Path, private_index: PrivateIndex, tmp_path_fact
 @pytest.fixture(scope="session")
 def sk_image(docker_client, base_image: str, sk_model_dir: Path, build_secrets: Secrets) -> BuiltImage:  # type: ignore[no-untyped-def]
     return build_with_cli(sk_model_dir, "deployer-test/iris:1", base_image, build_secrets.env,
-                          "--env", 'GREETING=say "hi" to $USER \\o/ ${HOME}')
+                          *SK_IMAGE_OPTIONS)
 
 
 @pytest.fixture(scope="session")
@@ -151,5 +159,19 @@ def sk_image_retrained(sk_image: BuiltImage, base_image: str, build_secrets: Sec
     mlflow.sklearn.save_model(clf, str(path), signature=infer_signature(X, clf.predict(X)), input_example=X.head(3))
     for name in ("requirements.txt", "python_env.yaml", "conda.yaml"):
         shutil.copyfile(sk_image.model_dir / name, path / name)
-    return build_with_cli(path, "deployer-test/iris:2", base_image, build_secrets.env,
-                          "--env", 'GREETING=say "hi" to $USER \\o/ ${HOME}')
+    return build_with_cli(path, "deployer-test/iris:2", base_image, build_secrets.env, *SK_IMAGE_OPTIONS)
+
+
+@pytest.fixture
+def local_target(docker_client) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    target = LocalTarget(client=docker_client, ready_timeout=240)
+    started: list[str] = []
+
+    def run(image: str, name: str, serve_as: str = "local") -> str:
+        plan = target.plan(DeployRequest(name=name, image_uri=image, options={"port": 0, "serve_as": serve_as}))
+        started.append(name)
+        return str(target.apply(plan).endpoint_url)
+
+    yield run
+    for name in started:
+        target.delete(name)

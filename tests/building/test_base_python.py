@@ -29,34 +29,37 @@ def _python_of(docker_client, image: str) -> str:  # type: ignore[no-untyped-def
         entrypoint=[], remove=True).decode().strip()
 
 
+def _derived_image(docker_client, base_image: str, tag: str, line: str):  # type: ignore[no-untyped-def]
+    docker_client.images.build(fileobj=io.BytesIO(f"FROM {base_image}\n{line}\n".encode()), tag=tag, rm=True)
+    yield tag
+    docker_client.images.remove(tag, force=True)
+
+
 @pytest.fixture(scope="module")
 def unrunnable_base(docker_client, base_image: str) -> str:  # type: ignore[no-untyped-def]
     """The session's base image with a USER that does not exist: the image is fine, but the
     runtime refuses to start any container from it ("unable to find user ...")."""
-    tag = "deployer-test/unrunnable-base:1"
-    dockerfile = f"FROM {base_image}\nUSER no-such-user-4711\n".encode()
-    docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True)
-    yield tag
-    docker_client.images.remove(tag, force=True)
+    yield from _derived_image(docker_client, base_image, "deployer-test/unrunnable-base:1", "USER no-such-user-4711")
 
 
 @pytest.fixture(scope="module")
 def no_python_base(docker_client, base_image: str) -> str:  # type: ignore[no-untyped-def]
     """An image without python3 (the base with it deleted)."""
-    tag = "deployer-test/no-python-base:1"
-    dockerfile = f"FROM {base_image}\nRUN rm -f /usr/bin/python3 /usr/bin/python3.* /usr/bin/python\n".encode()
-    docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True)
-    yield tag
-    docker_client.images.remove(tag, force=True)
+    yield from _derived_image(docker_client, base_image, "deployer-test/no-python-base:1",
+                              "RUN rm -f /usr/bin/python3 /usr/bin/python3.* /usr/bin/python")
+
+
+def _check(docker_client, base_image: str, image: str, model: Path, cache: Path) -> BuildError:  # type: ignore[no-untyped-def]
+    plan = plan_build(load_model(str(model)),
+                      BuildOptions(base_image=image, python_version=_python_of(docker_client, base_image)))
+    with pytest.raises(BuildError) as info:
+        check_base_python(docker_client, plan, cache_root=cache)
+    return info.value
 
 
 def test_engine_error_is_reported_and_nothing_is_cached(  # type: ignore[no-untyped-def]
         docker_client, base_image: str, unrunnable_base: str, sklearn_model: Path, tmp_path: Path) -> None:
-    plan = plan_build(load_model(str(sklearn_model)),
-                      BuildOptions(base_image=unrunnable_base, python_version=_python_of(docker_client, base_image)))
-    with pytest.raises(BuildError) as info:
-        check_base_python(docker_client, plan, cache_root=tmp_path)
-    err = info.value
+    err = _check(docker_client, base_image, unrunnable_base, sklearn_model, tmp_path)
     assert "could not run a container" in err.what, err.what
     assert "no-such-user-4711" in err.what, "the engine's own message must be in the error"
     assert "no usable python3" not in err.what and "has no python3" not in err.what
@@ -69,12 +72,9 @@ def test_engine_error_is_reported_and_nothing_is_cached(  # type: ignore[no-unty
 
 def test_image_without_python3_says_so(  # type: ignore[no-untyped-def]
         docker_client, base_image: str, no_python_base: str, sklearn_model: Path, tmp_path: Path) -> None:
-    plan = plan_build(load_model(str(sklearn_model)),
-                      BuildOptions(base_image=no_python_base, python_version=_python_of(docker_client, base_image)))
-    with pytest.raises(BuildError) as info:
-        check_base_python(docker_client, plan, cache_root=tmp_path)
-    assert f"the base image {no_python_base} has no python3" in info.value.what
-    assert info.value.where == "--base-image" and "--base-image" in (info.value.fix or "")
+    err = _check(docker_client, base_image, no_python_base, sklearn_model, tmp_path)
+    assert f"the base image {no_python_base} has no python3" in err.what
+    assert err.where == "--base-image" and "--base-image" in (err.fix or "")
     assert not (tmp_path / "base-python.json").exists()
 
 

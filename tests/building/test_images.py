@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 
-from deployer.targets.base import DeployRequest
-from deployer.targets.local import LocalTarget
 from tests.building.conftest import BuiltImage, Secrets
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -41,21 +39,6 @@ def _expected(model_dir: Path, payload: dict[str, Any]) -> list[Any]:
     model = mlflow.pyfunc.load_model(str(model_dir))
     out = model.predict(pd.DataFrame(**payload["dataframe_split"]))
     return json.loads(pd.Series(out).to_json(orient="values"))
-
-
-@pytest.fixture
-def local_target(docker_client) -> Any:  # type: ignore[no-untyped-def]
-    target = LocalTarget(client=docker_client, ready_timeout=240)
-    started: list[str] = []
-
-    def run(image: str, name: str, serve_as: str = "local") -> str:
-        plan = target.plan(DeployRequest(name=name, image_uri=image, options={"port": 0, "serve_as": serve_as}))
-        started.append(name)
-        return str(target.apply(plan).endpoint_url)
-
-    yield run
-    for name in started:
-        target.delete(name)
 
 
 def test_sklearn_image_serves_mlflow_predictions(sk_image: BuiltImage, local_target) -> None:  # type: ignore[no-untyped-def]
@@ -115,6 +98,29 @@ def test_image_is_clean_small_and_non_root(docker_client, sk_image: BuiltImage, 
     base = docker_client.images.get(base_image)
     over = image.attrs["Size"] - base.attrs["Size"]
     assert over < 700 * 1024 * 1024, f"{over / 2**20:.0f} MiB over the base"
+
+
+def test_system_package_is_an_os_layer_below_the_python_environment(docker_client, sk_image: BuiltImage,  # type: ignore[no-untyped-def]
+                                                                      base_image: str) -> None:
+    """--system-package libgomp1 (sk_image's options): installed by apt in one layer right above
+    the base, below the venv; apt's lists and caches are not in it; the label names it."""
+    image = docker_client.images.get(sk_image.tag)
+    assert image.attrs["Config"]["Labels"]["io.deployer.os-packages"] == "libgomp1"
+    out = docker_client.containers.run(
+        sk_image.tag, ["sh", "-c", "dpkg-query -W -f '${Status}' libgomp1; echo; ls /var/cache/apt/archives | "
+                       "grep -c deb$ || true; ls /usr/lib/x86_64-linux-gnu/libgomp.so.1 2>/dev/null || "
+                       "ls /usr/lib/*/libgomp.so.1"], remove=True, entrypoint=[]).decode().split("\n")
+    assert out[0] == "install ok installed"
+    assert out[1] == "0", "no .deb left in the image"
+    assert out[2].endswith("libgomp.so.1")
+    # layer order: base layers, then the apt layer, then (user, venv, runtime, model)
+    history = [h for h in image.history() if h["CreatedBy"]]
+    created = [h["CreatedBy"] for h in reversed(history)]  # oldest first
+    apt = next(i for i, c in enumerate(created) if "apt-get install" in c and "libgomp1" in c)
+    venv = next(i for i, c in enumerate(created) if "build_venv.py" in c or "/opt/venv" in c)
+    assert apt < venv, created
+    base_layers = len(docker_client.images.get(base_image).attrs["RootFS"]["Layers"])
+    assert len(image.attrs["RootFS"]["Layers"]) > base_layers + 1
 
 
 def test_sagemaker_contract_serve_argument_and_port(docker_client, sk_image: BuiltImage) -> None:  # type: ignore[no-untyped-def]

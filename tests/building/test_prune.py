@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -108,6 +109,43 @@ def test_plan_keeps_environment_images_that_other_images_are_built_on() -> None:
     # a lock/tmp item is judged by its own rule, whatever --older-than says
     tmp = CachedPath("tmp", Path("/nowhere/tmp-x"), now - 60, 0)
     assert plan_prune(Inventory(cached=(tmp,), now=now), older_than_days=0).remove == ()
+
+
+def test_staging_tags_of_killed_verifications_are_debris() -> None:
+    from deployer.building.prune import STAGING_REPOSITORY
+    from deployer.building.verify import STAGING_REPO
+
+    assert STAGING_REPOSITORY == STAGING_REPO
+    now = time.time()
+    old = EnvImage(f"{STAGING_REPO}:abc-1234", "sha256:9", now - 2 * 3600, 100, ("l1", "l2"))
+    fresh = EnvImage(f"{STAGING_REPO}:def-5678", "sha256:8", now - 60, 100, ("l1", "l2"))
+    # both share their layers with a model image (the verified one): that does not keep them
+    plan = plan_prune(Inventory(env_images=(old, fresh), other_layers=(("l1", "l2"),), now=now),
+                      older_than_days=14)
+    assert [(i.kind, i.what) for i in plan.remove] == [("staging-image", old.tag)]
+    assert [(i.kind, i.what) for i in plan.keep] == [("staging-image", fresh.tag)]
+    assert "killed during its verification" in plan.remove[0].reason
+
+
+@pytest.mark.docker
+def test_real_engine_staging_tag_is_found_and_removed(docker_client, base_image: str) -> None:  # type: ignore[no-untyped-def]
+    from deployer.building.verify import STAGING_REPO
+
+    tag = f"{STAGING_REPO}:prune-test-{uuid.uuid4().hex[:8]}"
+    docker_client.images.build(fileobj=io.BytesIO(f"FROM {base_image}\nLABEL x={uuid.uuid4().hex}\n".encode()),
+                               tag=tag, rm=True)
+    try:
+        ours, others = env_images(docker_client)
+        mine = [img for img in ours if img.tag == tag]
+        assert mine, "the staging tag must be in the inventory"
+        plan = plan_prune(Inventory(env_images=tuple(mine), other_layers=tuple(others),
+                                    now=mine[0].created + 7200), older_than_days=14)
+        assert [i.what for i in plan.remove] == [tag]
+        assert execute_prune(plan, docker_client) == []
+        assert not any(tag in image.tags for image in docker_client.images.list())
+    finally:
+        with contextlib.suppress(Exception):
+            docker_client.images.remove(tag, force=True)
 
 
 @pytest.mark.docker

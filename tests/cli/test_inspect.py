@@ -19,7 +19,7 @@ from tests.model._edit import altered, copy_model
 DEPLOYER = Path(sys.executable).parent / "deployer"
 TOP_KEYS = {
     "schema_version", "uri", "path", "flavors", "loader_module", "python_version", "model", "pyfunc",
-    "environment", "signature", "input_example", "warnings",
+    "environment", "signature", "input_example", "loader_requirements", "auto_deps", "warnings",
 }  # fmt: skip
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -118,15 +117,6 @@ def test_quickstart_prints_a_prediction_on_a_fresh_debian(  # type: ignore[no-un
     target = LocalTarget(client=docker_client)
     assert target.status(EXAMPLE_ENDPOINT).status == "running"
     print(out[out.index("quickstart.sh: timing"):])  # the phase timings, shown with -s
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO_ROOT)],
-                   check=True, capture_output=True, timeout=600)
-    (whl,) = out.glob("deployer-*.whl")
-    return whl
 
 
 def test_installed_wheel_runs_help_and_inspect_on_a_fresh_debian(  # type: ignore[no-untyped-def]

@@ -23,6 +23,7 @@ from deployer.building.plan import (
     VENV_DIR,
     BuildPlan,
     Layer,
+    OsPackages,
     _healthcheck,
 )
 from deployer.building.runtime import RuntimeFiles
@@ -74,6 +75,10 @@ CASES = {
         fixed_plan(), buildkit=False, uv_sha256=UV_SHA, part="deps")),
     "Dockerfile.part2-model": lambda: render_template("Dockerfile.j2", **dockerfile_context(
         fixed_plan(), buildkit=True, uv_sha256=UV_SHA, part="model", deps_image="deployer-env:0123456789abcdef0123")),
+    "Dockerfile.os-packages": lambda: render_template("Dockerfile.j2", **dockerfile_context(
+        fixed_plan(os_packages=OsPackages(("default-jre-headless", "libgomp1"),
+                                          ("default-jre-headless: the spark flavor needs a JVM",))),
+        buildkit=True, uv_sha256=UV_SHA, part="deps")),
     "serve.local": lambda: render_template("serve.j2", **serve_context(fixed_plan())),
     "serve.azureml": lambda: render_template("serve.j2", **serve_context(fixed_plan(target="azureml"))),
     "dockerignore": lambda: render_template("dockerignore.j2", deployer_version="0.1.0",
@@ -87,6 +92,20 @@ CASES = {
 def test_golden(name: str) -> None:
     rendered = CASES[name]().replace("0.1.0", "<version>")
     assert_golden(rendered, GOLDEN / name)
+
+
+def test_os_packages_layer_sits_between_the_base_and_the_python_environment() -> None:
+    plan = fixed_plan(os_packages=OsPackages(("libgomp1",)))
+    for buildkit in (False, True):
+        text = render_template("Dockerfile.j2", **dockerfile_context(plan, buildkit=buildkit, uv_sha256=UV_SHA))
+        final = text[text.rindex("\nFROM "):]
+        apt = final.index("apt-get install -y --no-install-recommends libgomp1")
+        assert final.index("FROM ") < apt < final.index("useradd") < final.index("/opt/venv")
+        # lists and caches go in the same RUN: one layer, nothing of apt's left in it
+        run = final[final.rindex("\nRUN ", 0, apt):final.index("\n", apt)]
+        assert "rm -rf /var/lib/apt/lists/*" in run
+    without = render_template("Dockerfile.j2", **dockerfile_context(fixed_plan(), buildkit=True, uv_sha256=UV_SHA))
+    assert "apt-get" not in without
 
 
 def test_dockerfile_layer_order_and_invariants() -> None:

@@ -68,3 +68,178 @@ def test_bad_values_are_usage_errors(monkeypatch: pytest.MonkeyPatch, argv: list
 def test_graceful_timeout_fits_sagemakers_30_seconds() -> None:
     assert ServeOptions(model_dir="m").effective_graceful_timeout < 30
     assert ServeOptions(model_dir="m", timeout=2).effective_graceful_timeout == 3.0
+
+
+# ---------------------------------------------------------------------------- the option walk
+# Three distinct non-default values per option: (config file, environment, flag).
+WALK: dict[str, tuple[object, object, object]] = {
+    "host": ("10.0.0.1", "10.0.0.2", "10.0.0.3"),
+    "port": (9001, 9002, 9003),
+    "workers": (2, 3, 4),
+    "timeout": (5.5, 6.5, 7.5),
+    "max_body_bytes": (1001, 1002, 1003),
+    "blas_threads": (1, 2, 3),
+    "threads": (5, 6, 7),
+    "graceful_timeout": (1.0, 2.0, 3.0),
+    "model_name": ("a", "b", "c"),
+    "model_version": ("1", "2", "3"),
+    "log_level": ("debug", "warning", "error"),
+    "log_format": ("json", "text", "json"),
+    "access_log": (False, True, False),
+    "batching": (False, True, False),
+    "http": ("uvicorn", "deployer", "uvicorn"),
+    "api_key_file": ("KEYFILE1", "KEYFILE2", "KEYFILE3"),
+    "auth_exempt": ("/a", "/b,/c", "/v2/*"),
+}
+
+
+def _clean_env() -> dict[str, str | None]:
+    import os
+
+    return {k: None for k in os.environ
+            if k.startswith(("DEPLOYER_", "SAGEMAKER_", "MLFLOW_SCORING", "MLFLOW_MODELS"))}
+
+
+def _as_env(value: object) -> str:
+    return ("1" if value else "0") if isinstance(value, bool) else str(value)
+
+
+def _as_flag(name: str, value: object) -> list[str]:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return [flag if value else "--no-" + name.replace("_", "-")]
+    return [flag, str(value)]
+
+
+def _toml(name: str, value: object) -> str:
+    if isinstance(value, bool):
+        return f"{name} = {'true' if value else 'false'}\n"
+    if isinstance(value, (int, float)):
+        return f"{name} = {value}\n"
+    return f'{name} = "{value}"\n'
+
+
+def test_the_walk_covers_every_option() -> None:
+    from deployer.serving.options import option_fields
+
+    assert {f.name for f in option_fields()} == set(WALK)
+
+
+@pytest.fixture()
+def key_files(tmp_path):  # type: ignore[no-untyped-def]
+    out = {}
+    for i in (1, 2, 3):
+        path = tmp_path / f"key{i}"
+        path.write_text(f"k{i}-" + "x" * 30 + "\n")
+        out[f"KEYFILE{i}"] = str(path)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(WALK))
+def test_option_walk_deployer_serve(name: str, tmp_path, key_files) -> None:  # type: ignore[no-untyped-def]
+    """`deployer serve`: flag > DEPLOYER_SERVE_<NAME> > [serve] in deployer.toml > default."""
+    import json
+
+    from click.testing import CliRunner
+
+    from deployer.cli import cli
+    from deployer.serving.options import default_of
+
+    file_v, env_v, flag_v = (key_files.get(v, v) if isinstance(v, str) else v
+                             for v in WALK[name])
+    config = tmp_path / "deployer.toml"
+    config.write_text("[serve]\n" + _toml(name, file_v))
+    env_name = "DEPLOYER_SERVE_" + name.upper()
+
+    def resolved(args: list[str], env: dict[str, str], with_config: bool) -> object:
+        root = ["--config", str(config)] if with_config else []
+        res = CliRunner().invoke(cli, [*root, "serve", "-m", str(tmp_path), "--dry-run",
+                                       "--output", "json", *args],
+                                 env={**_clean_env(), **env})
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)[name]
+
+    default = default_of(name, cli=True)
+    if name == "log_level":
+        default = "info"  # follows -v/-q when unset
+    assert resolved([], {}, False) == default
+    assert resolved([], {}, True) == file_v
+    assert resolved([], {env_name: _as_env(env_v)}, True) == env_v
+    assert resolved(_as_flag(name, flag_v), {env_name: _as_env(env_v)}, True) == flag_v
+
+
+@pytest.mark.parametrize("name", sorted(WALK))
+def test_option_walk_image_entrypoint(name: str, monkeypatch: pytest.MonkeyPatch,
+                                      key_files) -> None:  # type: ignore[no-untyped-def]
+    """`python -m deployer.serving serve` (the image): flag > DEPLOYER_SERVE_<NAME> > default
+    (no config file inside an image)."""
+    from deployer.serving.options import default_of
+
+    _, env_v, flag_v = (key_files.get(v, v) if isinstance(v, str) else v for v in WALK[name])
+    env_name = "DEPLOYER_SERVE_" + name.upper()
+    assert getattr(_parse([], monkeypatch), name) == default_of(name)
+    assert getattr(_parse([], monkeypatch, **{env_name: _as_env(env_v)}), name) == env_v
+    assert getattr(_parse(_as_flag(name, flag_v), monkeypatch,
+                          **{env_name: _as_env(env_v)}), name) == flag_v
+
+
+@pytest.mark.parametrize(("name", "variable", "value", "expected"), [
+    ("timeout", "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", "7", 7.0),
+    ("workers", "MLFLOW_MODELS_WORKERS", "3", 3),
+    ("port", "SAGEMAKER_BIND_TO_PORT", "9555", 9555),
+])
+def test_platform_variables_in_both_entry_points(name: str, variable: str, value: str,
+                                                 expected: object, tmp_path,  # type: ignore[no-untyped-def]
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from deployer.cli import cli
+
+    assert getattr(_parse([], monkeypatch, **{variable: value}), name) == expected
+    # DEPLOYER_SERVE_<NAME> beats the platform variable
+    assert getattr(_parse([], monkeypatch, **{variable: value,
+                                              "DEPLOYER_SERVE_" + name.upper(): "5"}), name) == 5
+    res = CliRunner().invoke(cli, ["serve", "-m", str(tmp_path), "--dry-run", "--output", "json"],
+                             env={**_clean_env(), variable: value})
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[name] == expected
+
+
+def test_bad_values_from_each_source_are_usage_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from deployer.cli import cli
+
+    config = tmp_path / "deployer.toml"
+    config.write_text('[serve]\nlog_format = "xml"\n')
+    for args, env in ((["--threads", "0"], {}), ([], {"DEPLOYER_SERVE_ACCESS_LOG": "maybe"}),
+                      ([], {"DEPLOYER_SERVE_HTTP": "nginx"})):
+        res = CliRunner().invoke(cli, ["serve", "-m", str(tmp_path), "--dry-run", *args],
+                                 env={**_clean_env(), **env})
+        assert res.exit_code == 2, (args, env, res.output)
+        assert "Traceback" not in res.output
+    res = CliRunner().invoke(cli, ["--config", str(config), "serve", "-m", str(tmp_path),
+                                   "--dry-run"], env=_clean_env())
+    assert res.exit_code != 0 and "log_format" in res.output and "Traceback" not in res.output
+
+
+def test_api_key_sources_and_errors(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from deployer.serving.options import read_api_key
+
+    key = "s3cret-" + "y" * 20
+    file = tmp_path / "key"
+    file.write_text(key + "\n")
+    opts = ServeOptions()
+    assert read_api_key(opts, {}) is None
+    assert read_api_key(opts, {"DEPLOYER_API_KEY": key}) == key.encode()
+    assert read_api_key(ServeOptions(api_key_file=str(file)),
+                        {"DEPLOYER_API_KEY": "other-" + "z" * 20}) == key.encode()
+    for bad in ("short", "has a space in the middle of it"):
+        with pytest.raises(UsageError) as info:
+            read_api_key(opts, {"DEPLOYER_API_KEY": bad})
+        assert bad not in info.value.format_message()  # the key is never echoed
+    with pytest.raises(UsageError) as info:
+        read_api_key(ServeOptions(api_key_file=str(tmp_path / "missing")), {})
+    assert "--api-key-file" in info.value.format_message()

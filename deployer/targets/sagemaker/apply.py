@@ -10,7 +10,13 @@ The executor is the only code that changes anything in AWS. Its guarantees:
   reported as such: the old config keeps serving and the new resources are removed;
 * a wait that times out undoes nothing (the change is still in progress in AWS) and says so;
 * ``cleanup`` steps (replaced configs/models) run only after the wait succeeded; their
-  failures are warnings in the result.
+  failures are warnings in the result;
+* ``prepare`` steps (deregistering a variant from autoscaling before SageMaker may remove it)
+  are undone like ``create`` steps when a later step fails;
+* ``post`` steps (autoscaling of the variant now serving) run after the wait: if one fails,
+  the endpoint change stands (it serves, and undoing it would be a second risky update), the
+  post steps of this run are undone, the cleanup still runs, and the error says to run the
+  same command again (autoscaling is compared with the live state, so only it is retried).
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ def describe_call(call: PlannedCall) -> str:
     """``create_model foo-model-1234`` for logs and messages."""
     params = call.params
     for key in ("ModelName", "EndpointName", "EndpointConfigName", "TransformJobName", "Key",
-                "repositoryName", "Image", "Bucket"):
+                "repositoryName", "Image", "ResourceId", "Bucket"):
         if key in params and params[key]:
             if key == "Key":
                 return f"{call.operation} s3://{params.get('Bucket')}/{params[key]}"
@@ -112,6 +118,8 @@ class Executor:
             except WaitTimeout:
                 raise
             except DeployerError as exc:
+                if call.phase == "post":
+                    self._fail_post(plan, call, exc, run)
                 self._fail(plan, call, exc, run, archive)
             run.done.append(call)
             if call.phase in ("create", "commit") and call.undo is not None:
@@ -129,9 +137,37 @@ class Executor:
             return handler(call.params)
         return self.aws.call(call.service, call.operation, where=describe_call(call), **dict(call.params))
 
+    def _fail_post(self, plan: DeployPlan, call: PlannedCall, exc: DeployerError, run: _Run) -> None:
+        """A step after the endpoint settled failed: undo this run's post steps, clean up, explain."""
+        undone: list[str] = []
+        failed: list[str] = []
+        for done in reversed([c for c in run.done if c.phase == "post"]):
+            if done.undo is None:
+                continue
+            try:
+                self.do(done.undo)
+                undone.append(describe_call(done.undo))
+            except DeployerError as undo_exc:
+                failed.append(f"{describe_call(done.undo)} ({undo_exc.what})")
+        for cleanup in (c for c in plan.calls if c.phase == "cleanup"):
+            try:
+                self.do(cleanup)
+            except DeployerError as clean_exc:
+                if not (clean_exc.__cause__ is not None and is_not_found(clean_exc.__cause__)):
+                    failed.append(f"{describe_call(cleanup)} ({clean_exc.what})")
+        story = [f"{describe_call(call)} failed: {exc.what}",
+                 f"endpoint {plan.name} serves the new configuration {plan.facts.get('config_name') or ''}".rstrip(),
+                 "undone: " + (", ".join(undone) if undone else "nothing")]
+        if failed:
+            story.append("COULD NOT: " + ", ".join(failed))
+        raise TargetError("; ".join(story), where=exc.where or f"endpoint {plan.name}",
+                          fix=(exc.fix + "; then " if exc.fix else "") + "run the same command again: only the "
+                          "missing autoscaling is applied") from exc
+
     def _fail(self, plan: DeployPlan, call: PlannedCall, exc: DeployerError, run: _Run, archive: bool) -> None:
         """Undo this run's steps in reverse order, then raise one error telling the story."""
         removed: list[str] = []
+        restored: list[str] = []
         kept: list[str] = []
         failed: list[str] = []
         # An endpoint stuck in UpdateRollbackFailed may still reference the new resources:
@@ -142,12 +178,12 @@ class Executor:
             if undo is None:
                 continue
             target = describe_call(undo).split(" ", 1)[-1]
-            if archive and undo.operation != "delete_endpoint":
+            if archive and undo.operation != "delete_endpoint" and done.phase != "prepare":
                 kept.append(target)
                 continue
             try:
                 self.do(undo)
-                removed.append(target)
+                (restored if done.phase == "prepare" else removed).append(describe_call(undo))
                 log.info("rolled back: %s", describe_call(undo))
             except DeployerError as undo_exc:
                 if undo_exc.__cause__ is not None and is_not_found(undo_exc.__cause__):
@@ -160,7 +196,10 @@ class Executor:
                          f"{plan.facts.get('current_config')}")
         elif call.operation == "update_endpoint":
             story.append(f"endpoint {plan.name} was not changed and still serves {plan.facts.get('current_config')}")
-        story.append("removed what this run created: " + (", ".join(removed) if removed else "nothing to remove"))
+        story.append("removed what this run created: " + (", ".join(r.split(" ", 1)[-1] for r in removed)
+                                                           if removed else "nothing to remove"))
+        if restored:
+            story.append("restored: " + ", ".join(restored))
         if kept:
             story.append("kept (--archive): " + ", ".join(kept))
         if failed:

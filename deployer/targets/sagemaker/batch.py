@@ -1,9 +1,11 @@
-"""Batch transform: score files in S3 with the model, and stop a running job.
+"""Batch transform: score files in S3 with the model; stop, inspect, list and clean up jobs.
 
 The job is planned like a deploy (same image, upload and model steps, same undo rules); the
 transform job is the commit step. With ``--wait`` the SageMaker model made for the job (and
 its model.tar.gz) is removed once the job ends, unless ``--archive``: a transform job needs
-its model only while it runs.
+its model only while it runs. A ``--no-wait`` job keeps them until ``batch --clean`` (planned
+like everything else: ``--dry-run`` lists what it would remove) finds the job finished.
+Jobs are deployer's when they carry its ``deployer:version`` tag; others are never touched.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from typing import Any
 
 from deployer import __version__
 from deployer.errors import TargetError, UsageError
-from deployer.targets.base import BatchRequest, DeployPlan, DeployResult, PlannedCall
+from deployer.targets.base import (
+    BatchRequest,
+    DeployPlan,
+    DeployResult,
+    EndpointStatus,
+    PlannedCall,
+)
 from deployer.targets.sagemaker.names import resource_name, suggest, unique_suffix, validate_name
 from deployer.targets.sagemaker.plan import (
     TARGET,
@@ -44,7 +52,8 @@ def plan_batch_job(target: Any, request: BatchRequest) -> DeployPlan:
         sort_keys=True, default=str).encode()).hexdigest()
     suffix = unique_suffix(digest)
     job = validate_name(request.name, what="job name") if request.name else resource_name(base, "batch", suffix)
-    model_spec = DeploySpec(env=spec.env, tags=spec.tags, model_in_image=spec.model_in_image)
+    model_spec = DeploySpec(env=spec.env, tags=spec.tags, model_in_image=spec.model_in_image,
+                            vpc_config=spec.vpc_config, registry_credentials_arn=spec.registry_credentials_arn)
     ctx = DeployContext(app=job, region=aws.region, spec=model_spec, role=role, image=image, model=model,
                         bucket=bucket, create_bucket=create_bucket, state=None, config_hash=digest,
                         suffix=suffix, version=__version__, wait=request.wait, timeout=request.timeout)
@@ -59,9 +68,11 @@ def plan_batch_job(target: Any, request: BatchRequest) -> DeployPlan:
         "ContentType": spec.content_type,
         "SplitType": spec.split_type,
     }
-    transform_output: dict[str, Any] = {"S3OutputPath": spec.output, "Accept": "application/json"}
-    if spec.split_type == "Line":
-        transform_output["AssembleWith"] = "Line"
+    if spec.compression != "None":
+        transform_input["CompressionType"] = spec.compression
+    transform_output: dict[str, Any] = {"S3OutputPath": spec.output, "Accept": spec.accept}
+    if spec.assemble_with:
+        transform_output["AssembleWith"] = spec.assemble_with
     params: dict[str, Any] = {
         "TransformJobName": job,
         "ModelName": model_name,
@@ -72,8 +83,12 @@ def plan_batch_job(target: Any, request: BatchRequest) -> DeployPlan:
     }
     if spec.env:
         params["Environment"] = dict(spec.env)
-    if spec.max_payload_mb:
+    if spec.max_payload_mb is not None:
         params["MaxPayloadInMB"] = spec.max_payload_mb
+    processing = {k: v for k, v in (("InputFilter", spec.input_filter), ("OutputFilter", spec.output_filter),
+                                    ("JoinSource", spec.join_source)) if v}
+    if processing:
+        params["DataProcessing"] = processing
     if spec.split_type == "Line":
         params["BatchStrategy"] = "MultiRecord"
     calls.append(PlannedCall("sagemaker", "create_transform_job", params, phase="commit",
@@ -127,3 +142,99 @@ def stop_job(target: Any, job_name: str) -> DeployResult:
                 aws.call("s3", "delete_object", where=tags[TAG_MODEL_DATA], Bucket=b, Key=k)
                 removed.append(tags[TAG_MODEL_DATA])
     return DeployResult(TARGET, name, "stop", final, details={"removed": removed, "previous_status": status})
+
+
+FINISHED = ("Completed", "Failed", "Stopped")
+
+
+def _job(aws: Any, name: str) -> dict[str, Any]:
+    return dict(aws.call("sagemaker", "describe_transform_job", where=f"transform job {name}",
+                         TransformJobName=validate_name(name, what="job name", option="--name")))
+
+
+def _job_model(aws: Any, desc: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
+    """(model name if it still exists, its tags)."""
+    from deployer.targets.sagemaker.state import _describe
+
+    name = str(desc.get("ModelName") or "")
+    if not name:
+        return None, {}
+    model = _describe(aws, "describe_model", f"model {name}", ModelName=name)
+    if model is None:
+        return None, {}
+    return name, list_tags(aws, model["ModelArn"]) if model.get("ModelArn") else {}
+
+
+def job_status(target: Any, job_name: str) -> EndpointStatus:
+    aws = target.aws
+    desc = _job(aws, job_name)
+    tags = list_tags(aws, desc["TransformJobArn"]) if desc.get("TransformJobArn") else {}
+    model, model_tags = _job_model(aws, desc)
+    details = {
+        "managed_by_deployer": TAG_VERSION in tags, "model": desc.get("ModelName"),
+        "model_exists": model is not None, "model_data": model_tags.get(TAG_MODEL_DATA),
+        "input": ((desc.get("TransformInput") or {}).get("DataSource") or {}).get("S3DataSource", {}).get("S3Uri"),
+        "output": (desc.get("TransformOutput") or {}).get("S3OutputPath"),
+        "failure_reason": desc.get("FailureReason") or None,
+        "created": str(desc.get("CreationTime")) if desc.get("CreationTime") else None,
+        "ended": str(desc.get("TransformEndTime")) if desc.get("TransformEndTime") else None,
+    }
+    if model is not None and str(desc.get("TransformJobStatus")) in FINISHED and TAG_VERSION in model_tags:
+        details["cleanup"] = f"deployer batch --target sagemaker --clean --name {desc['TransformJobName']}"
+    return EndpointStatus(TARGET, str(desc["TransformJobName"]), str(desc.get("TransformJobStatus")), details)
+
+
+def list_jobs(target: Any) -> list[EndpointStatus]:
+    """deployer's transform jobs (tagged ``deployer:version``), newest first."""
+    aws = target.aws
+    out: list[EndpointStatus] = []
+    token = None
+    while True:
+        kwargs: dict[str, Any] = {"MaxResults": 100, "SortBy": "CreationTime", "SortOrder": "Descending"}
+        if token:
+            kwargs["NextToken"] = token
+        page = aws.call("sagemaker", "list_transform_jobs", **kwargs)
+        for job in page.get("TransformJobSummaries", []) or []:
+            tags = list_tags(aws, job["TransformJobArn"])
+            if TAG_VERSION not in tags:
+                continue
+            out.append(EndpointStatus(TARGET, job["TransformJobName"], str(job.get("TransformJobStatus")), {
+                "managed_by_deployer": True, "deployer_version": tags.get(TAG_VERSION),
+                "created": str(job.get("CreationTime")), "ended": str(job.get("TransformEndTime") or "") or None,
+            }))
+        token = page.get("NextToken")
+        if not token:
+            return out
+
+
+def plan_clean(target: Any, job_name: str | None = None) -> DeployPlan:
+    """Remove the models and model.tar.gz of finished deployer jobs (one job, or all of them)."""
+    aws = target.aws
+    names = [job_name] if job_name else [j.name for j in list_jobs(target)]
+    calls: list[PlannedCall] = []
+    skipped: dict[str, str] = {}
+    for name in names:
+        desc = _job(aws, name)
+        status = str(desc.get("TransformJobStatus"))
+        if status not in FINISHED:
+            skipped[name] = f"{status}: its model is in use (stop it with --stop {name})"
+            continue
+        model, tags = _job_model(aws, desc)
+        if model is None:
+            continue
+        if TAG_VERSION not in tags:
+            skipped[name] = f"model {model} was not made by deployer"
+            continue
+        calls.append(PlannedCall("sagemaker", "delete_model", {"ModelName": model}, phase="cleanup",
+                                 description=f"job {name} is {status}: its model is no longer needed"))
+        if tags.get(TAG_MODEL_DATA):
+            b, k = s3_parts(tags[TAG_MODEL_DATA], "model data")
+            calls.append(PlannedCall("s3", "delete_object", {"Bucket": b, "Key": k}, phase="cleanup",
+                                     description=f"remove job {name}'s model.tar.gz"))
+    what = f"job {job_name}" if job_name else f"{len(names)} deployer job(s)"
+    summary = (f"remove the models and archives of {what}" if calls
+               else f"nothing to clean up in {what}")
+    if skipped:
+        summary += f" ({len(skipped)} skipped)"
+    return DeployPlan(TARGET, job_name or "batch-jobs", "clean" if calls else "noop", tuple(calls), summary=summary,
+                      facts={"region": aws.region, "jobs": names, "skipped": skipped, "archive": False})

@@ -18,21 +18,22 @@ from deployer.targets.sagemaker.plan import ImagePlan, ModelRef
 log = logging.getLogger("deployer")
 
 
-def build_options(base_image: str | None, parquet: bool) -> Any:
+def build_options(base_image: str | None, parquet: bool, *, verify: bool = True, auto_deps: bool = True) -> Any:
     """The builder's options for SageMaker images (planning and building use the same)."""
     from deployer.building.plan import BuildOptions
 
-    return BuildOptions(target="sagemaker", base_image=base_image or None, parquet=parquet)
+    return BuildOptions(target="sagemaker", base_image=base_image or None, parquet=parquet, verify=verify,
+                        auto_deps=auto_deps)
 
 
 def plan_image(aws: Any, model: ModelRef, *, repository: str | None, app: str,
                registry_override: str | None, base_image: str | None = None,
-               parquet: bool = False) -> ImagePlan:
+               parquet: bool = False, verify: bool = True, auto_deps: bool = True) -> ImagePlan:
     from deployer.building.plan import plan_build
     from deployer.model import load_model
 
     assert model.uri
-    build = plan_build(load_model(model.uri), build_options(base_image, parquet))
+    build = plan_build(load_model(model.uri), build_options(base_image, parquet, verify=verify, auto_deps=auto_deps))
     tag = build.tag.rsplit(":", 1)[-1]
     repo = validate_repository(repository or f"deployer/{app.lower()}")
     uri = f"{ecr_host(aws.account_id(), aws.region)}/{repo}:{tag}"
@@ -40,7 +41,7 @@ def plan_image(aws: Any, model: ModelRef, *, repository: str | None, app: str,
     push_to = f"{registry_override.rstrip('/')}/{repo}:{tag}" if registry_override else None
     return ImagePlan(uri=uri, ecr=True, build=True, push=True, repository=repo,
                      create_repository=not exists, push_to=push_to, local_image=build.tag,
-                     base_image=base_image, parquet=parquet)
+                     base_image=base_image, parquet=parquet, verify=verify, auto_deps=auto_deps)
 
 
 def image_handlers(aws: Any) -> Mapping[tuple[str, str], Any]:
@@ -49,7 +50,8 @@ def image_handlers(aws: Any) -> Mapping[tuple[str, str], Any]:
     def build(params: Mapping[str, Any]) -> str:
         from deployer.building.execute import build_model_image
 
-        options = build_options(params.get("BaseImage") or None, bool(params.get("Parquet")))
+        options = build_options(params.get("BaseImage") or None, bool(params.get("Parquet")),
+                                verify=params.get("Verify") is not False, auto_deps=params.get("AutoDeps") is not False)
         plan, result = build_model_image(str(params["ModelUri"]), options, if_needed=True, step=log.info)
         if plan.tag != params.get("LocalImage"):
             log.warning("the image tag changed since planning (%s, planned %s): the model or its "

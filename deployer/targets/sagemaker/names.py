@@ -47,8 +47,9 @@ def suggest(name: str) -> str:
 
 
 def unique_suffix(config_hash: str) -> str:
-    """8 hex chars of the deploy's content hash + 4 random hex chars, e.g. ``3fa2c1d0-9b1e``."""
-    return f"{config_hash[:8]}-{secrets.token_hex(2)}"
+    """8 hex chars of the deploy's content hash + 8 random hex chars, e.g. ``3fa2c1d0-9b1e07aa``
+    (with 16 random bits, 50 names made from one config collided about 2% of the time)."""
+    return f"{config_hash[:8]}-{secrets.token_hex(4)}"
 
 
 def resource_name(app: str, kind: str, suffix: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from deployer.errors import UsageError
 
-MODES = ("create", "replace", "add")
+MODES = ("create", "replace", "add", "shift")
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 RESERVED_TAG_PREFIXES = ("aws:", "deployer:")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
@@ -28,6 +28,11 @@ PARQUET = "application/vnd.apache.parquet"
 _INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/\S+$")
 _ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+_SNS_ARN = re.compile(r"^arn:aws[a-z\-]*:sns:[a-z0-9\-]+:\d{12}:[A-Za-z0-9_\-]{1,256}(\.fifo)?$")
+_DURATION = re.compile(r"^(\d+)([smh]?)$")
+_VPC_ID = {"--subnet": re.compile(r"^subnet-[0-9a-z]+$"), "--security-group": re.compile(r"^sg-[0-9a-z]+$")}
+#: Names SageMaker (and deployer) accept for the traffic-routing part of --rollout.
+ROLLOUTS = ("all-at-once", "canary", "linear")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,34 @@ class Serverless:
 class DataCapture:
     destination: str
     percent: int
+
+
+@dataclass(frozen=True)
+class Autoscale:
+    """Target tracking on SageMakerVariantInvocationsPerInstance between min and max instances."""
+
+    min_capacity: int
+    max_capacity: int
+    target: float
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """UpdateEndpoint's blue/green traffic routing: ALL_AT_ONCE, CANARY or LINEAR."""
+
+    type: str  # ALL_AT_ONCE | CANARY | LINEAR
+    size_type: str | None = None  # CAPACITY_PERCENT | INSTANCE_COUNT
+    size: int | None = None
+    wait_seconds: int = 0
+    bake_seconds: int | None = None  # TerminationWaitInSeconds: watch the new fleet before the old goes
+
+
+@dataclass(frozen=True)
+class AsyncConfig:
+    output: str
+    sns_success: str | None = None
+    sns_error: str | None = None
+    max_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +98,17 @@ class DeploySpec:
     registry_credentials_arn: str | None = None
     base_image: str | None = None
     parquet: bool = False  # images built from -m get pyarrow (Parquet request bodies)
+    verify: bool = True  # images built from -m are run and scored offline before the push
+    auto_deps: bool = True
+    async_config: AsyncConfig | None = None
+    startup_health_timeout: int | None = None
+    model_download_timeout: int | None = None
+    # how to change the endpoint, not what it serves: none of these is in the config hash
+    weights: tuple[tuple[str, float], ...] = ()  # --mode shift
+    autoscale: Autoscale | None = None
+    rollout: Rollout | None = None
+    alarms: tuple[str, ...] = ()
+    auto_rollback: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +132,16 @@ class BatchSpec:
     registry_override: str | None = None
     base_image: str | None = None
     parquet: bool = False  # set for a Parquet --content-type: the image must read it
+    verify: bool = True
+    auto_deps: bool = True
+    vpc_config: Mapping[str, Any] | None = None
+    registry_credentials_arn: str | None = None
+    accept: str = "application/json"
+    compression: str = "None"
+    assemble_with: str | None = None
+    input_filter: str | None = None
+    output_filter: str | None = None
+    join_source: str | None = None
 
 
 def s3_parts(uri: str, option: str) -> tuple[str, str]:
@@ -204,6 +258,191 @@ def _vpc_config(path: str | None) -> Mapping[str, Any] | None:
     return {"SecurityGroupIds": list(data["SecurityGroupIds"]), "Subnets": list(data["Subnets"])}
 
 
+def _vpc(options: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """--vpc-config FILE, or --subnet/--security-group (repeatable); not both."""
+    subnets = tuple(str(v) for v in options.get("subnet") or ())
+    groups = tuple(str(v) for v in options.get("security_group") or ())
+    from_file = _vpc_config(options.get("vpc_config"))
+    if not subnets and not groups:
+        return from_file
+    fix = "pass both, e.g. --subnet subnet-0abc --subnet subnet-0def --security-group sg-0123"
+    if from_file is not None:
+        raise UsageError("--vpc-config and --subnet/--security-group exclude each other", where="--subnet",
+                         fix="give the VPC either as a file (--vpc-config) or as --subnet/--security-group")
+    if not subnets or not groups:
+        missing = "--subnet" if not subnets else "--security-group"
+        raise UsageError(f"a VPC configuration needs {missing} too", where=missing, fix=fix)
+    for option, values in (("--subnet", subnets), ("--security-group", groups)):
+        for value in values:
+            if not _VPC_ID[option].match(value):
+                kind = "subnet-..." if option == "--subnet" else "sg-..."
+                raise UsageError(f"{value!r} is not a {option[2:]} ID", where=option, fix=f"use an ID like {kind}")
+    if len(subnets) > 16 or len(groups) > 5:
+        raise UsageError(f"{len(subnets)} subnets / {len(groups)} security groups: SageMaker takes at most 16 / 5",
+                         where="--subnet", fix="pass fewer")
+    return {"SecurityGroupIds": list(dict.fromkeys(groups)), "Subnets": list(dict.fromkeys(subnets))}
+
+
+def _seconds(text: str, option: str, what: str) -> int:
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise UsageError(f"{what} {text!r} is not a duration", where=option,
+                         fix="write seconds (600 or 600s), minutes (10m) or hours (1h)")
+    return int(m[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[m[2]]
+
+
+def _rollout(raw: Any, instance_count: int, serverless: bool) -> Rollout | None:
+    """``all-at-once[:BAKE]``, ``canary:SIZE:WAIT[:BAKE]``, ``linear:SIZE:WAIT[:BAKE]``.
+
+    SIZE is ``10%`` (CAPACITY_PERCENT) or ``2`` (INSTANCE_COUNT); WAIT and BAKE are durations.
+    SageMaker's rules, checked here: WaitIntervalInSeconds and TerminationWaitInSeconds 0-3600;
+    a canary at most 50% of the variant's instances; a linear step 10-50% of them.
+    """
+    if not raw:
+        return None
+    text = str(raw).strip()
+    parts = text.split(":")
+    kind = parts[0].lower()
+    usage = "write --rollout canary:10%:600s, linear:20%:300s or all-at-once (optionally :BAKE, e.g. :900s)"
+    if kind not in ROLLOUTS:
+        raise UsageError(f"unknown rollout {parts[0]!r} in {text!r}", where="--rollout", fix=usage)
+    if kind == "all-at-once":
+        if len(parts) > 2:
+            raise UsageError(f"{text!r}: all-at-once takes only an optional baking time", where="--rollout", fix=usage)
+        bake = _seconds(parts[1], "--rollout", "baking time") if len(parts) == 2 else None
+        rollout = Rollout("ALL_AT_ONCE", wait_seconds=0, bake_seconds=bake)
+    else:
+        if len(parts) not in (3, 4):
+            raise UsageError(f"{text!r} is not {kind}:SIZE:WAIT[:BAKE]", where="--rollout", fix=usage)
+        size_text = parts[1].strip()
+        percent = size_text.endswith("%")
+        try:
+            size = int(size_text.rstrip("%"))
+        except ValueError:
+            raise UsageError(f"{kind} size {size_text!r} is not a number", where="--rollout",
+                             fix="write a percentage of the instances (10%) or an instance count (2)") from None
+        wait = _seconds(parts[2], "--rollout", "wait interval")
+        bake = _seconds(parts[3], "--rollout", "baking time") if len(parts) == 4 else None
+        rollout = Rollout(kind.upper(), "CAPACITY_PERCENT" if percent else "INSTANCE_COUNT", size, wait, bake)
+        _check_step(rollout, instance_count, serverless)
+    for label, value in (("wait interval", rollout.wait_seconds), ("baking time", rollout.bake_seconds)):
+        if value is not None and not 0 <= value <= 3600:
+            raise UsageError(f"{label} {value}s is out of range in {text!r}", where="--rollout",
+                             fix="SageMaker takes 0 to 3600 seconds")
+    return rollout
+
+
+def _check_step(rollout: Rollout, instances: int, serverless: bool) -> None:
+    assert rollout.size is not None
+    name = rollout.type.lower()
+    if rollout.size_type == "INSTANCE_COUNT":
+        if serverless:
+            raise UsageError(f"a {name} of {rollout.size} instance(s) cannot apply to a serverless endpoint",
+                             where="--rollout", fix=f"give the {name} size as a percentage, e.g. {name}:10%:600s")
+        low = 1 if rollout.type == "CANARY" else max(1, -(-instances // 10))
+        high = instances // 2
+        if not low <= rollout.size <= high:
+            rule = "at most 50%" if rollout.type == "CANARY" else "10-50%"
+            raise UsageError(
+                f"a {name} of {rollout.size} instance(s) is not {rule} of the variant's {instances} instance(s)",
+                where="--rollout",
+                fix=(f"use {low} to {high} instances" if low <= high else
+                     f"raise --instance-count (now {instances}) or give the size as a percentage"),
+            )
+        return
+    low = 1 if rollout.type == "CANARY" else 10
+    if not low <= rollout.size <= 50:
+        raise UsageError(f"a {name} of {rollout.size}% is out of range", where="--rollout",
+                         fix=f"SageMaker takes {low}% to 50% for a {name} step")
+
+
+def _autoscale(raw: Any, serverless: bool) -> Autoscale | None:
+    if not raw:
+        return None
+    text = str(raw).strip()
+    usage = "write --autoscale MIN:MAX:TARGET, e.g. 1:4:100 (1 to 4 instances, 100 invocations/instance/minute)"
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise UsageError(f"{text!r} is not MIN:MAX:TARGET", where="--autoscale", fix=usage)
+    try:
+        low, high, target = int(parts[0]), int(parts[1]), float(parts[2])
+    except ValueError:
+        raise UsageError(f"{text!r}: MIN and MAX must be integers, TARGET a number", where="--autoscale",
+                         fix=usage) from None
+    if low < 1 or high < low:
+        raise UsageError(f"{text!r}: need 1 <= MIN <= MAX", where="--autoscale", fix=usage)
+    if not target > 0:
+        raise UsageError(f"{text!r}: the target must be more than 0 invocations per instance", where="--autoscale",
+                         fix=usage)
+    if serverless:
+        raise UsageError("--autoscale scales instances, and a serverless endpoint has none", where="--autoscale",
+                         fix="drop --autoscale (serverless endpoints scale by themselves up to their concurrency)")
+    return Autoscale(low, high, target)
+
+
+def _async(options: Mapping[str, Any], serverless: bool) -> AsyncConfig | None:
+    output = options.get("async_output") or None
+    extras = {k: options.get(k) for k in ("async_sns_success", "async_sns_error", "async_max_concurrency")
+              if options.get(k) not in (None, "")}
+    if not output:
+        if extras:
+            flag = "--" + next(iter(extras)).replace("_", "-")
+            raise UsageError(f"{flag} is a setting of asynchronous inference", where=flag,
+                             fix="add --async-output s3://bucket/prefix (where the results go)")
+        return None
+    s3_parts(str(output), "--async-output")
+    if serverless:
+        raise UsageError("asynchronous inference does not run on serverless endpoints",
+                         where="--async-output", fix="drop --serverless or --async-output")
+    for key in ("async_sns_success", "async_sns_error"):
+        if key in extras and not _SNS_ARN.match(str(extras[key])):
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{extras[key]!r} is not an SNS topic ARN", where=flag,
+                             fix="use arn:aws:sns:<region>:<account>:<topic>")
+    concurrency = extras.get("async_max_concurrency")
+    if concurrency is not None and not 1 <= int(concurrency) <= 1000:
+        raise UsageError(f"max concurrent invocations {concurrency} is out of range",
+                         where="--async-max-concurrency", fix="use 1 to 1000 per instance")
+    return AsyncConfig(str(output), extras.get("async_sns_success"), extras.get("async_sns_error"),
+                       int(concurrency) if concurrency is not None else None)
+
+
+def _timeout(options: Mapping[str, Any], key: str, serverless: bool) -> int | None:
+    value = options.get(key)
+    if value in (None, ""):
+        return None
+    flag = "--" + key.replace("_", "-")
+    seconds = int(value)
+    if not 60 <= seconds <= 3600:
+        raise UsageError(f"{flag} {seconds} is out of range", where=flag, fix="SageMaker takes 60 to 3600 seconds")
+    if serverless:
+        raise UsageError(f"{flag} applies to instance-backed variants, not serverless ones", where=flag,
+                         fix=f"drop {flag} or --serverless")
+    return seconds
+
+
+def _weights(raw: Any) -> tuple[tuple[str, float], ...]:
+    if not raw:
+        return ()
+    usage = "write --weights VARIANT=WEIGHT[,VARIANT=WEIGHT...] (variant names: deployer status)"
+    out: dict[str, float] = {}
+    items = raw if isinstance(raw, (list, tuple)) else [raw]
+    for item in items:
+        for part in str(item).split(","):
+            key, sep, value = part.strip().partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"{part.strip()!r} is not VARIANT=WEIGHT", where="--weights", fix=usage)
+            try:
+                weight = float(value)
+            except ValueError:
+                raise UsageError(f"weight {value!r} of {key.strip()!r} is not a number", where="--weights",
+                                 fix=usage) from None
+            if weight < 0:
+                raise UsageError(f"weight {weight:g} of {key.strip()!r} must be >= 0", where="--weights", fix=usage)
+            out[key.strip()] = weight
+    return tuple(out.items())
+
+
 def _instance_type(value: Any, option: str = "--instance-type") -> str:
     text = str(value)
     if not _INSTANCE.match(text):
@@ -254,6 +493,8 @@ def _shared(options: Mapping[str, Any]) -> dict[str, Any]:
         "registry_override": options.get("registry_override") or None,
         "base_image": options.get("base_image") or None,
         "parquet": bool(options.get("parquet")),
+        "verify": options.get("verify") is not False,
+        "auto_deps": options.get("auto_deps") is not False,
     }
     if shared["model_in_image"] and shared["bucket"]:
         raise UsageError("--model-in-image and --bucket exclude each other", where="--bucket",
@@ -266,22 +507,81 @@ def parse_deploy(options: Mapping[str, Any]) -> DeploySpec:
     mode = str(options.get("mode") or "create")
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}", where="--mode", fix=f"use one of {', '.join(MODES)}")
-    async_output = options.get("async_output") or None
-    if async_output:
-        s3_parts(str(async_output), "--async-output")
     weight = float(options.get("variant_weight") if options.get("variant_weight") is not None else 1.0)
     if weight < 0:
         raise UsageError(f"variant weight {weight} must be >= 0", where="--variant-weight", fix="use e.g. 1.0")
+    shared = _shared(options)
+    serverless = _serverless(options.get("serverless"))
+    capture = _data_capture(options.get("data_capture"))
+    if serverless and capture:
+        raise UsageError("SageMaker does not capture data of serverless endpoints", where="--data-capture",
+                         fix="drop --data-capture, or deploy to instances (drop --serverless)")
+    weights = _weights(options.get("weights"))
+    if mode == "shift" and not weights:
+        raise UsageError("--mode shift needs --weights", where="--weights",
+                         fix="pass --weights VARIANT=WEIGHT,... (the variant names are in `deployer status`)")
+    if weights and mode != "shift":
+        raise UsageError(f"--weights moves traffic between existing variants; it is not for --mode {mode}",
+                         where="--weights", fix="use --mode shift --weights ... (or --variant-weight with --mode add)")
+    rollout = _rollout(options.get("rollout"), shared["instance_count"], serverless is not None)
+    alarms = tuple(dict.fromkeys(str(a) for a in options.get("alarm") or ()))
+    auto_rollback = bool(options.get("auto_rollback"))
+    for alarm in alarms:
+        if not 1 <= len(alarm) <= 255:
+            raise UsageError(f"alarm name {alarm[:40]!r}... is not 1-255 characters", where="--alarm",
+                             fix="pass the CloudWatch alarm's name")
+    if len(alarms) > 10:
+        raise UsageError(f"{len(alarms)} alarms: SageMaker watches at most 10", where="--alarm", fix="pass fewer")
+    if alarms and not auto_rollback:
+        raise UsageError("--alarm names alarms that roll the update back, which needs --auto-rollback",
+                         where="--alarm", fix="add --auto-rollback")
+    if auto_rollback and not alarms:
+        raise UsageError("--auto-rollback needs the CloudWatch alarm(s) that trigger it", where="--auto-rollback",
+                         fix="add --alarm NAME (repeatable)")
+    if alarms and not rollout:
+        raise UsageError("alarms are watched while a --rollout shifts traffic", where="--alarm",
+                         fix="add --rollout canary:10%:600s, linear:20%:300s or all-at-once:BAKE")
+    if rollout and mode in ("add", "shift"):
+        raise UsageError(
+            f"--rollout shifts traffic from the old fleet of a variant to its new one; --mode {mode} does not "
+            "replace a variant", where="--rollout",
+            fix="use --rollout with --mode replace; with --mode add, promote later with --mode shift --weights")
+    autoscale = _autoscale(options.get("autoscale"), serverless is not None)
+    if autoscale and mode == "shift":
+        raise UsageError("--autoscale applies to the variant a deploy creates, not to --mode shift",
+                         where="--autoscale", fix="drop --autoscale, or pass it with the deploy of the variant")
     return DeploySpec(
         mode=mode,
-        **_shared(options),
-        vpc_config=_vpc_config(options.get("vpc_config")),
-        serverless=_serverless(options.get("serverless")),
-        async_output=str(async_output) if async_output else None,
-        data_capture=_data_capture(options.get("data_capture")),
+        **shared,
+        vpc_config=_vpc(options),
+        serverless=serverless,
+        async_output=str(options.get("async_output")) if options.get("async_output") else None,
+        async_config=_async(options, serverless is not None),
+        data_capture=capture,
         variant_weight=weight,
         registry_credentials_arn=options.get("registry_credentials_arn") or None,
+        startup_health_timeout=_timeout(options, "startup_health_timeout", serverless is not None),
+        model_download_timeout=_timeout(options, "model_download_timeout", serverless is not None),
+        weights=weights,
+        autoscale=autoscale,
+        rollout=rollout,
+        alarms=alarms,
+        auto_rollback=auto_rollback,
     )
+
+
+_JSONPATH = re.compile(r"^\$[^\s]{0,62}$")
+
+
+def _filter(options: Mapping[str, Any], key: str) -> str | None:
+    value = options.get(key)
+    if not value:
+        return None
+    flag = "--" + key.replace("_", "-")
+    if not _JSONPATH.match(str(value)):
+        raise UsageError(f"{value!r} is not a JSONPath expression SageMaker accepts", where=flag,
+                         fix="write a JSONPath starting with $ (at most 63 characters), e.g. '$[1:]' or '$.features'")
+    return str(value)
 
 
 def parse_batch(input_uri: str, output_uri: str, options: Mapping[str, Any]) -> BatchSpec:
@@ -296,13 +596,37 @@ def parse_batch(input_uri: str, output_uri: str, options: Mapping[str, Any]) -> 
     shared = _shared(options)
     # a Parquet job needs an image that reads Parquet, flag or not
     shared["parquet"] = shared["parquet"] or content_type.split(";")[0].strip() == PARQUET
+    if max_payload is not None and not 0 <= int(max_payload) <= 100:
+        raise UsageError(f"max payload {max_payload} MB is out of range", where="--max-payload-mb",
+                         fix="SageMaker takes 0 to 100 MB (0: no limit, for streamed single records)")
+    compression = str(options.get("compression") or "None")
+    if compression not in ("None", "Gzip"):
+        raise UsageError(f"unknown compression {compression!r}", where="--compression", fix="use None or Gzip")
+    assemble = options.get("assemble_with") or ("Line" if split == "Line" else None)
+    if assemble not in (None, "None", "Line"):
+        raise UsageError(f"unknown assemble mode {assemble!r}", where="--assemble-with", fix="use Line or None")
+    join = options.get("join_source") or None
+    if join not in (None, "None", "Input"):
+        raise UsageError(f"unknown join source {join!r}", where="--join-source", fix="use Input or None")
+    accept = str(options.get("accept") or "application/json")
+    if join == "Input" and accept.split(";")[0].strip() not in ("application/json", "text/csv"):
+        raise UsageError(f"--join-source Input joins input and prediction as JSON or CSV, not {accept}",
+                         where="--join-source", fix="use --accept application/json or text/csv, or drop --join-source")
     return BatchSpec(
         input=input_uri,
         output=output_uri,
         content_type=content_type,
         split_type=split,
-        max_payload_mb=int(max_payload) if max_payload else None,
+        max_payload_mb=int(max_payload) if max_payload is not None else None,
         **shared,
+        vpc_config=_vpc(options),
+        registry_credentials_arn=options.get("registry_credentials_arn") or None,
+        accept=accept,
+        compression=compression,
+        assemble_with=assemble,
+        input_filter=_filter(options, "input_filter"),
+        output_filter=_filter(options, "output_filter"),
+        join_source=join,
     )
 
 
@@ -310,10 +634,14 @@ def config_hash(spec: DeploySpec, *, image: str, model_digest: str | None, role:
     """What an endpoint serves, as one hex digest: same hash => same deployment (idempotence).
 
     Only what changes serving counts: not the mode, the bucket (where the same bytes are
-    stored), ``--archive`` or the registry override.
+    stored), ``--archive`` or the registry override, nor the traffic weight, autoscaling and
+    rollout settings (those are compared with the endpoint's live state instead).
     """
     serving = asdict(spec)
-    for key in ("mode", "bucket", "archive", "registry_override", "repository", "execution_role_arn"):
+    for key in ("mode", "bucket", "archive", "registry_override", "repository", "execution_role_arn",
+                # how traffic reaches the variant and how it changes, not what it serves:
+                # re-running with another weight reweights, another --autoscale rescales
+                "variant_weight", "weights", "autoscale", "rollout", "alarms", "auto_rollback"):
         serving.pop(key)
     serving.update(image=image, model_digest=model_digest, role=role)
     blob = json.dumps(serving, sort_keys=True, default=str).encode()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +56,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
                commands=_ALL, connection=True),
     OptionSpec("profile", "AWS profile from ~/.aws/config.", commands=_ALL, connection=True),
     OptionSpec("mode", "create: fail if the endpoint exists; replace: swap in the new model; "
-               "add: add the model as a new variant.", type="choice", choices=("create", "replace", "add"),
-               default="create"),
+               "add: add the model as a new variant; shift: move traffic between variants (--weights).",
+               type="choice", choices=("create", "replace", "add", "shift"), default="create"),
     OptionSpec("instance_type", "SageMaker instance type.", default="ml.m5.large",
                commands=("deploy", "batch")),
     OptionSpec("instance_count", "Number of instances.", type="int", default=1, commands=("deploy", "batch")),
@@ -88,14 +88,61 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("base_image", "Base image for images built from -m (see `deployer build --base-image`).",
                metavar="IMAGE", commands=("deploy", "batch")),
     OptionSpec("registry_credentials_arn", "Lambda ARN giving SageMaker credentials for a private "
-               "(non-ECR) registry.", metavar="ARN"),
+               "(non-ECR) registry.", metavar="ARN", commands=("deploy", "batch")),
+    OptionSpec("subnet", "VPC subnet for the model's containers (repeatable; with --security-group; "
+               "instead of --vpc-config). Needed for images outside ECR.", multiple=True, metavar="SUBNET_ID",
+               commands=("deploy", "batch")),
+    OptionSpec("security_group", "VPC security group for the model's containers (repeatable; with --subnet).",
+               multiple=True, metavar="SG_ID", commands=("deploy", "batch")),
+    OptionSpec("weights", "--mode shift: new traffic weights of existing variants, e.g. v1=0,v2=1 "
+               "(variant names: deployer status).", metavar="VARIANT=W,..."),
+    OptionSpec("rollout", "How an update shifts traffic (blue/green): canary:SIZE:WAIT, linear:SIZE:WAIT or "
+               "all-at-once, optional :BAKE; SIZE 10% or an instance count, e.g. canary:10%:600s.",
+               metavar="TYPE[:SIZE:WAIT][:BAKE]"),
+    OptionSpec("alarm", "CloudWatch alarm that rolls a --rollout back when it fires (repeatable; needs "
+               "--auto-rollback).", multiple=True, metavar="NAME"),
+    OptionSpec("auto_rollback", "Let SageMaker roll the update back when an --alarm fires.", type="bool",
+               default=False),
+    OptionSpec("autoscale", "Application Auto Scaling of the variant: MIN:MAX:TARGET instances and invocations "
+               "per instance per minute, e.g. 1:4:100.", metavar="MIN:MAX:TARGET"),
+    OptionSpec("async_sns_success", "Asynchronous inference: SNS topic told of each result.", metavar="ARN"),
+    OptionSpec("async_sns_error", "Asynchronous inference: SNS topic told of each failure.", metavar="ARN"),
+    OptionSpec("async_max_concurrency", "Asynchronous inference: concurrent requests per instance (1-1000).",
+               type="int", metavar="N"),
+    OptionSpec("startup_health_timeout", "Seconds the container may take to pass /ping after start "
+               "(60-3600; large models).", type="int", metavar="SECONDS"),
+    OptionSpec("model_download_timeout", "Seconds SageMaker may take to download and unpack model.tar.gz "
+               "(60-3600; large models).", type="int", metavar="SECONDS"),
+    OptionSpec("async_input", "Asynchronous endpoints: S3 prefix the request is uploaded to (default: the "
+               "endpoint's output bucket, under deployer-async-inputs/).", metavar="S3URI", commands=("predict",)),
+    OptionSpec("async_timeout", "Asynchronous endpoints: seconds to wait for the result.", type="float",
+               default=300.0, metavar="SECONDS", commands=("predict",)),
     OptionSpec("parquet", "Add pyarrow to images built from -m so they also take Parquet bodies "
                "(automatic for batch jobs whose --content-type is Parquet).", type="bool", default=False,
                commands=("deploy", "batch")),
+    OptionSpec("verify", "Run images built from -m once offline and score their input example before "
+               "pushing (see `deployer build --no-verify`).", type="bool", default=True,
+               commands=("deploy", "batch")),
+    OptionSpec("auto_deps", "Add packages the model's loader imports but its requirements miss "
+               "(see `deployer build --no-auto-deps`).", type="bool", default=True, commands=("deploy", "batch")),
     OptionSpec("content_type", "Content type of the batch input.", default="application/json",
                commands=("batch",)),
     OptionSpec("split_type", "How to split batch input files.", type="choice",
                choices=("None", "Line", "RecordIO", "TFRecord"), default="None", commands=("batch",)),
+    OptionSpec("accept", "Content type the batch job asks the model for.", default="application/json",
+               commands=("batch",)),
+    OptionSpec("max_payload_mb", "Largest request a batch job sends, in MB (0-100).", type="int", metavar="MB",
+               commands=("batch",)),
+    OptionSpec("compression", "Compression of the batch input files.", type="choice", choices=("None", "Gzip"),
+               default="None", commands=("batch",)),
+    OptionSpec("assemble_with", "How results are put together per file (default: Line with --split-type Line).",
+               type="choice", choices=("Line", "None"), commands=("batch",)),
+    OptionSpec("input_filter", "JSONPath selecting what of each input record is sent, e.g. '$[1:]'.",
+               metavar="JSONPATH", commands=("batch",)),
+    OptionSpec("output_filter", "JSONPath selecting what of each joined result is written.", metavar="JSONPATH",
+               commands=("batch",)),
+    OptionSpec("join_source", "Input: write each input record next to its prediction.", type="choice",
+               choices=("Input", "None"), commands=("batch",)),
 )
 
 
@@ -145,7 +192,7 @@ class SageMakerTarget:
 
         return plan_image(self.aws, model, repository=spec.repository, app=app,
                           registry_override=spec.registry_override, base_image=spec.base_image,
-                          parquet=spec.parquet)
+                          parquet=spec.parquet, verify=spec.verify, auto_deps=spec.auto_deps)
 
     def _bucket(self, spec: Any, model: ModelRef, image: ImagePlan) -> tuple[str | None, bool]:
         """Where model.tar.gz goes, and whether that bucket must be created first."""
@@ -167,6 +214,8 @@ class SageMakerTarget:
     def plan(self, request: DeployRequest) -> DeployPlan:
         app = validate_name(request.name)
         spec = parse_deploy(request.options)
+        if spec.mode == "shift":
+            return self._plan_shift(app, spec, request)
         if not request.model_uri and not request.image_uri:
             raise UsageError("nothing to deploy", where="deploy",
                              fix="pass -m MODEL (deployer builds the image) or --image-uri IMAGE")
@@ -174,6 +223,7 @@ class SageMakerTarget:
         if timeout <= 0:
             raise UsageError(f"--timeout {timeout:g} must be positive", where="--timeout",
                              fix="pass a number of seconds, e.g. --timeout 1800")
+        self._check_alarms(spec.alarms)
         model = self._model_ref(request.model_uri)
         image = self._image_plan(request.image_uri, spec, model, app)
         role = spec.execution_role_arn or self.aws.resolve_execution_role()
@@ -187,6 +237,29 @@ class SageMakerTarget:
         )
         return plan_deploy(ctx)
 
+    def _plan_shift(self, app: str, spec: DeploySpec, request: DeployRequest) -> DeployPlan:
+        if request.model_uri or request.image_uri:
+            raise UsageError("--mode shift moves traffic between the variants the endpoint has; it deploys nothing",
+                             where="--mode shift", fix="drop -m/--image-uri (deploy with --mode add first)")
+        timeout = DEFAULT_TIMEOUT if request.timeout is None else request.timeout
+        ctx = DeployContext(app=app, region=self.aws.region, spec=spec, role="", image=ImagePlan(uri=""),
+                            model=ModelRef(), bucket=None, create_bucket=False, state=read_endpoint(self.aws, app),
+                            config_hash="", suffix="", version=__version__, wait=request.wait, timeout=timeout)
+        return plan_deploy(ctx)
+
+    def _check_alarms(self, alarms: Sequence[str]) -> None:
+        """Every --alarm must exist: SageMaker would only find out in the middle of a rollout."""
+        if not alarms:
+            return
+        found = self.aws.call("cloudwatch", "describe_alarms", where="--alarm", AlarmNames=list(alarms),
+                              AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+        names = {a["AlarmName"] for a in found.get("MetricAlarms", []) + found.get("CompositeAlarms", [])}
+        missing = [a for a in alarms if a not in names]
+        if missing:
+            raise UsageError(f"no CloudWatch alarm named {', '.join(map(repr, missing))} in {self.aws.region}",
+                             where="--alarm", fix="create the alarm first (aws cloudwatch put-metric-alarm), "
+                             "or check the name and --region")
+
     def _executor(self) -> Any:
         from deployer.targets.sagemaker.apply import Executor
         from deployer.targets.sagemaker.images import image_handlers
@@ -198,7 +271,15 @@ class SageMakerTarget:
             log.info("%s", plan.summary)
             return DeployResult(self.name, plan.name, "noop", "InService",
                                 endpoint_url=plan.facts.get("endpoint_url"), details=dict(plan.facts))
-        return self._executor().run(plan)
+        result = self._executor().run(plan)
+        if plan.action == "clean":
+            return DeployResult(self.name, plan.name, "clean", "cleaned", details=result.details)
+        if plan.action in ("tune", "shift") and result.status == "submitted":
+            # nothing to wait for (autoscaling only) or --no-wait: say what was done, not "submitted"
+            status = "InService" if plan.action == "tune" and all(c.phase != "commit" for c in plan.calls) else "Updating"
+            return DeployResult(self.name, plan.name, plan.action, status, endpoint_url=result.endpoint_url,
+                                details=result.details)
+        return result
 
     # ------------------------------------------------------------------ inspecting
     def _require(self, name: str) -> Any:
@@ -215,11 +296,15 @@ class SageMakerTarget:
         for v in state.variants:
             cfg = v.config
             entry: dict[str, Any] = {"variant": v.variant_name, "model": v.model_name,
-                                     "weight": cfg.get("InitialVariantWeight")}
+                                     "weight": v.weight if v.weight is not None else cfg.get("InitialVariantWeight")}
+            if v.scaling is not None:
+                entry["autoscaling"] = {"min": v.scaling.min_capacity, "max": v.scaling.max_capacity,
+                                        "policies": [p.get("PolicyName") for p in v.scaling.policies]}
             if cfg.get("ServerlessConfig"):
                 entry["serverless"] = cfg["ServerlessConfig"]
             else:
-                entry.update(instance_type=cfg.get("InstanceType"), instance_count=cfg.get("InitialInstanceCount"))
+                entry.update(instance_type=cfg.get("InstanceType"),
+                             instance_count=v.instance_count if v.instance_count is not None else cfg.get("InitialInstanceCount"))
             entry.update(model_uuid=v.model_tags.get(TAG_MODEL_UUID), run_id=v.model_tags.get(TAG_RUN_ID),
                          model_data=v.model_data_url)
             variants.append(entry)
@@ -261,13 +346,46 @@ class SageMakerTarget:
         result = self._executor().run(plan)
         return DeployResult(self.name, name, "delete", "deleted", details=result.details)
 
-    def predict(self, name: str, body: bytes, content_type: str) -> bytes:
-        """One request through sagemaker-runtime ``invoke_endpoint``; the response body."""
+    def predict(self, name: str, body: bytes, content_type: str, async_input: str | None = None,
+                async_timeout: float | None = None) -> bytes:
+        """One request through sagemaker-runtime ``invoke_endpoint``; the response body.
+
+        An asynchronous endpoint (its config has AsyncInferenceConfig) rejects InvokeEndpoint:
+        the body goes to S3, InvokeEndpointAsync queues it, and the result is read from the
+        output (or failure) location SageMaker names, within ``async_timeout`` seconds.
+        """
         app = validate_name(name)
+        from deployer.targets.sagemaker.invoke_async import async_config, predict_async
+
+        config = async_config(self.aws, app)
+        if config is not None:
+            return predict_async(self.aws, app, body, content_type, config, input_prefix=async_input,
+                                 timeout=300.0 if async_timeout is None else float(async_timeout),
+                                 poll_interval=min(self.poll_interval, 2.0))
         response = self.aws.call("sagemaker-runtime", "invoke_endpoint", where=f"endpoint {app}",
                                  EndpointName=app, Body=body, ContentType=content_type,
                                  Accept="application/json")
         return bytes(response["Body"].read())
+
+    def predict_stream(self, name: str, body: bytes, content_type: str) -> Iterator[bytes]:
+        """sagemaker-runtime ``invoke_endpoint_with_response_stream``: the response's payload
+        parts as they arrive (for deployer's images: server-sent events, see
+        :mod:`deployer.serving.streaming`). SageMaker forwards ``Accept`` to the container,
+        which streams on ``text/event-stream``."""
+        from deployer.targets.sagemaker.client import aws_errors
+
+        app = validate_name(name)
+        response = self.aws.call("sagemaker-runtime", "invoke_endpoint_with_response_stream",
+                                 where=f"endpoint {app}", EndpointName=app, Body=body,
+                                 ContentType=content_type, Accept="text/event-stream")
+        # errors inside the stream (ModelStreamError, InternalStreamFailure) surface while
+        # iterating: translated like the call's own
+        with aws_errors("sagemaker-runtime:invoke_endpoint_with_response_stream",
+                        where=f"endpoint {app}"):
+            for event in response["Body"]:
+                part = event.get("PayloadPart")
+                if part and part.get("Bytes"):
+                    yield bytes(part["Bytes"])
 
     # ------------------------------------------------------------------ batch
     def plan_batch(self, request: BatchRequest) -> DeployPlan:
@@ -279,3 +397,18 @@ class SageMakerTarget:
         from deployer.targets.sagemaker.batch import stop_job
 
         return stop_job(self, job_name)
+
+    def batch_status(self, job_name: str) -> EndpointStatus:
+        from deployer.targets.sagemaker.batch import job_status
+
+        return job_status(self, job_name)
+
+    def list_batch(self) -> Sequence[EndpointStatus]:
+        from deployer.targets.sagemaker.batch import list_jobs
+
+        return list_jobs(self)
+
+    def plan_clean_batch(self, job_name: str | None = None) -> DeployPlan:
+        from deployer.targets.sagemaker.batch import plan_clean
+
+        return plan_clean(self, job_name)

@@ -144,9 +144,14 @@ def test_replace_or_add_on_a_missing_endpoint_creates_it(sm, bucket, sklearn_mod
 
 
 def test_serverless_async_capture_vpc_and_private_registry(sm, bucket, sklearn_model, vpc_file):
+    # SageMaker captures no data of serverless endpoints (issue 15): capture goes on instances
+    res = run_cli(*deploy_args("cap", sklearn_model, "--bucket", bucket, "--data-capture", "s3://capture/iris,20"))
+    assert res.exit_code == 0, res.stderr
+    capture = _endpoint("cap")[1]["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True and capture["InitialSamplingPercentage"] == 20
+    assert capture["DestinationS3Uri"] == "s3://capture/iris"
     res = run_cli(*deploy_args("sls", sklearn_model, "--bucket", bucket,
-                               "--serverless", "memory=2048,concurrency=5",
-                               "--data-capture", "s3://capture/iris,20", "--vpc-config", vpc_file,
+                               "--serverless", "memory=2048,concurrency=5", "--vpc-config", vpc_file,
                                "--registry-credentials-arn", "arn:aws:lambda:us-east-1:123456789012:function:creds",
                                image="registry.example.internal:5000/team/iris:1"))
     assert res.exit_code == 0, res.stderr
@@ -154,9 +159,7 @@ def test_serverless_async_capture_vpc_and_private_registry(sm, bucket, sklearn_m
     variant = cfg["ProductionVariants"][0]
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
     assert "InstanceType" not in variant
-    capture = cfg["DataCaptureConfig"]
-    assert capture["EnableCapture"] is True and capture["InitialSamplingPercentage"] == 20
-    assert capture["DestinationS3Uri"] == "s3://capture/iris"
+    assert not cfg.get("DataCaptureConfig")
     assert model["VpcConfig"] == {"SecurityGroupIds": ["sg-0123"], "Subnets": ["subnet-a", "subnet-b"]}
     image_config = model["PrimaryContainer"]["ImageConfig"]
     assert image_config["RepositoryAccessMode"] == "Vpc"

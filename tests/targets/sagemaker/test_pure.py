@@ -44,11 +44,11 @@ def test_parse_deploy_defaults_and_values(tmp_path):
     assert (spec.mode, spec.instance_type, spec.instance_count, spec.variant_weight) == ("create", "ml.m5.large", 1, 1.0)
     vpc = tmp_path / "vpc.json"
     vpc.write_text(json.dumps({"SecurityGroupIds": ["sg-1"], "Subnets": ["s-1"]}))
-    spec = parse_deploy({"serverless": "memory=3072, concurrency=7", "data_capture": "s3://bkt/p",
+    spec = parse_deploy({"serverless": "memory=3072, concurrency=7",
                          "env": ("A=1", "B=x=y"), "tags": ("team=ml",), "vpc_config": str(vpc),
                          "bucket": "s3://my-bucket/"})
     assert spec.serverless is not None and (spec.serverless.memory_mb, spec.serverless.max_concurrency) == (3072, 7)
-    assert spec.data_capture is not None and spec.data_capture.percent == 100
+    assert parse_deploy({"data_capture": "s3://bkt/p"}).data_capture.percent == 100
     assert spec.env == (("A", "1"), ("B", "x=y"))
     assert spec.bucket == "my-bucket"
     assert spec.vpc_config == {"SecurityGroupIds": ["sg-1"], "Subnets": ["s-1"]}

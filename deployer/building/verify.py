@@ -1,0 +1,360 @@
+"""Prove a built image before it is tagged or pushed: run it once, offline, and score it.
+
+Planning (:func:`plan_verify`, pure) picks the routes the target uses (:data:`ROUTES` of the
+local target: ``/ping`` + ``/invocations``, Azure's ``/`` + ``/score``) and the request body:
+the model's saved ``serving_input_example.json``, else a one-row payload generated from the
+signature, else none (health check only).
+
+Execution (:func:`verify_image`) starts the image with its own entrypoint and ``serve``
+command, as SageMaker and :class:`~deployer.targets.local.LocalTarget` do, but with
+``--network none``: no port is published, so the probe runs *inside* the container with the
+image's own Python (stdlib only, like the image's HEALTHCHECK) and reports back on stdout.
+It waits for the health route, POSTs the body, and the check passes on a 200 with a
+well-formed JSON body. Anything else is a :class:`BuildError` carrying the container's last
+log lines and the likely fix (``No module named 'X'`` -> which requirement to add, where).
+The container is always removed.
+
+The outcome is recorded in image labels (``io.deployer.verify.*``: status, route, HTTP
+status, sha256 of the body sent). Labels can only be set at build time, so the build goes to
+a staging tag, is verified, and :func:`label_image` then runs a LABEL-only build FROM it (no
+new layer) that gets the requested tag. ``--no-verify`` builds record ``status=skipped``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import re
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deployer.environment.redact import redact_text
+from deployer.errors import BuildError
+
+if TYPE_CHECKING:
+    from deployer.building.engine import BuildEngine
+    from deployer.building.plan import BuildPlan
+    from deployer.model.loader import LoadedModel
+    from deployer.model.signature import Signature
+
+log = logging.getLogger("deployer")
+
+LABEL = "io.deployer.verify"
+STAGING_REPO = "deployer-unverified"
+SERVING_EXAMPLE = "serving_input_example.json"
+VERIFY_TIMEOUT = 300.0
+_PAYLOAD_PATH = "/tmp/deployer-verify-payload.json"
+_LOG_TAIL = 30
+_MAX_PAYLOAD = 8 << 20
+
+# The probe runs inside the image (its own Python, stdlib only). argv: port health score
+# content-type payload-path timeout. Prints one JSON line: ready seconds, status, body.
+PROBE = r"""
+import http.client, json, sys, time
+port, health, score, ctype, path, timeout = sys.argv[1:7]
+t0 = time.monotonic(); deadline = t0 + float(timeout); out = {"ready": None}
+while time.monotonic() < deadline:
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=5)
+        c.request("GET", health); r = c.getresponse(); r.read(); c.close()
+        if r.status == 200:
+            out["ready"] = time.monotonic() - t0; break
+        out["health_status"] = r.status
+    except OSError:
+        pass
+    time.sleep(0.05)
+if out["ready"] is not None and score:
+    with open(path, "rb") as fh:
+        body = fh.read()
+    t1 = time.monotonic()
+    c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=float(timeout))
+    c.request("POST", score, body=body, headers={"Content-Type": ctype})
+    r = c.getresponse()
+    out["status"] = r.status; out["body"] = r.read(65536).decode("utf-8", "replace")
+    out["score_seconds"] = time.monotonic() - t1
+print(json.dumps(out))
+"""
+
+# import name -> distribution, for the fix of a ModuleNotFoundError
+_DISTRIBUTIONS = {
+    "sklearn": "scikit-learn", "skops": "skops", "cv2": "opencv-python-headless", "PIL": "pillow",
+    "yaml": "pyyaml", "cloudpickle": "cloudpickle", "google.protobuf": "protobuf", "bs4": "beautifulsoup4",
+    "paddle": "paddlepaddle", "llama_index": "llama-index", "sentence_transformers": "sentence-transformers",
+    "dateutil": "python-dateutil", "attr": "attrs",
+}
+_NO_MODULE = re.compile(r"No module named '([A-Za-z0-9_.]+)'")
+
+
+@dataclass(frozen=True)
+class VerifyPlan:
+    """What verification will do (pure; printed by --dry-run)."""
+
+    health_route: str
+    score_route: str | None  # None: health check only (no example, no signature)
+    payload: bytes = b""
+    payload_source: str = "none"  # serving_input_example.json | the signature | none
+    content_type: str = "application/json"
+    port: int = 8080
+    timeout: float = VERIFY_TIMEOUT
+
+    @property
+    def payload_digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.payload).hexdigest() if self.score_route else ""
+
+    def describe(self) -> str:
+        if not self.score_route:
+            return f"run offline (--network none), wait for GET {self.health_route} (no input example, no signature)"
+        return (f"run offline (--network none), wait for GET {self.health_route}, POST {self.score_route} "
+                f"with {self.payload_source} ({len(self.payload)} bytes); expect 200 and a JSON body")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"health_route": self.health_route, "score_route": self.score_route,
+                "payload_source": self.payload_source, "payload_digest": self.payload_digest,
+                "payload_bytes": len(self.payload), "network": "none", "timeout": self.timeout}
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    status: str  # "passed" | "skipped"
+    route: str = ""
+    http_status: int | None = None
+    payload_digest: str = ""
+    payload_source: str = ""
+    cold_start: float | None = None  # container start -> first 200 on the health route
+    seconds: float = 0.0  # the whole check: start, wait, score, remove
+
+    def labels(self) -> tuple[tuple[str, str], ...]:
+        """Deterministic (no timings): the same content verified twice gets the same labels."""
+        out = {f"{LABEL}.status": self.status}
+        if self.status == "passed":
+            out[f"{LABEL}.route"] = self.route
+            if self.http_status is not None:
+                out[f"{LABEL}.http-status"] = str(self.http_status)
+            if self.payload_digest:
+                out[f"{LABEL}.payload"] = f"{self.payload_source} {self.payload_digest}"
+        return tuple(sorted(out.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "route": self.route, "http_status": self.http_status,
+                "payload_digest": self.payload_digest, "payload_source": self.payload_source,
+                "cold_start": None if self.cold_start is None else round(self.cold_start, 2),
+                "seconds": round(self.seconds, 2)}
+
+
+SKIPPED = VerifyResult(status="skipped")
+
+
+# ---------------------------------------------------------------------------- planning (pure)
+def plan_verify(loaded: LoadedModel, target: str, port: int) -> VerifyPlan:
+    from deployer.targets.local import ROUTES
+
+    health, score = ROUTES.get(target, ROUTES["local"])
+    example = loaded.serving_input_path or (
+        loaded.path / SERVING_EXAMPLE if (loaded.path / SERVING_EXAMPLE).is_file() else None)
+    if example is not None and example.stat().st_size <= _MAX_PAYLOAD:
+        return VerifyPlan(health, score, example.read_bytes(), example.name, port=port)
+    generated = payload_from_signature(loaded.mlmodel.signature)
+    if generated is not None:
+        return VerifyPlan(health, score, json.dumps(generated).encode(), "a payload generated from the signature",
+                          port=port)
+    return VerifyPlan(health, None, port=port)
+
+
+_SAMPLES: Mapping[str, object] = {
+    "boolean": False, "integer": 0, "long": 0, "float": 0.0, "double": 0.0, "string": "a",
+    "datetime": "2020-01-01T00:00:00", "binary": "",
+}
+
+
+def payload_from_signature(signature: Signature | None) -> dict[str, Any] | None:
+    """One row that the signature accepts (``dataframe_split`` for columns, ``inputs`` for
+    tensors), or None when there is no input schema or a type has no obvious sample."""
+    if signature is None or signature.inputs is None or not signature.inputs.columns:
+        return None
+    schema = signature.inputs
+    if schema.kind == "tensor":
+        from deployer.model.signature import TensorSpec
+
+        tensors = [c for c in schema.columns if isinstance(c, TensorSpec)]
+
+        def zeros(shape: tuple[int, ...], dtype: str) -> object:
+            value: object = "a" if dtype in ("str", "object") else (False if dtype == "bool" else 0)
+            for dim in reversed(shape or (1,)):
+                value = [value] * (dim if dim > 0 else 1)
+            return value
+
+        if len(tensors) == 1 and tensors[0].name is None:
+            return {"inputs": zeros(tensors[0].shape, tensors[0].dtype)}
+        return {"inputs": {str(t.name): zeros(t.shape, t.dtype) for t in tensors}}
+    columns, row = [], []
+    for col in schema.columns:
+        if not getattr(col, "required", True):
+            continue  # the smallest valid row: required columns only
+        sample = _SAMPLES.get(getattr(col, "type", ""))
+        if sample is None:
+            return None  # nested / any: no safe guess
+        columns.append(col.name)
+        row.append(sample)
+    if any(name is None for name in columns):
+        return {"inputs": [row]}
+    return {"dataframe_split": {"columns": columns, "data": [row]}}
+
+
+# ---------------------------------------------------------------------------- execution
+def staging_tag(plan: BuildPlan) -> str:
+    """Where an image waits for verification: never the requested tag."""
+    return f"{STAGING_REPO}:{plan.fingerprint[7:27]}-{uuid.uuid4().hex[:8]}"
+
+
+def verify_image(client: Any, image: str, plan: BuildPlan, *, say: Callable[[str], None] | None = None,
+                 verify: VerifyPlan | None = None, shown: str | None = None) -> VerifyResult:
+    """Run ``image`` once offline and score it (see module docstring). Raises BuildError
+    naming ``shown`` (the tag the user asked for; default ``image``)."""
+    vp = verify or plan.verify
+    assert vp is not None
+    say = say or (lambda _line: None)
+    what = f"POST {vp.score_route} with {vp.payload_source}" if vp.score_route else f"GET {vp.health_route}"
+    say(f"verifying the image: offline run, {what}")
+    t0 = time.monotonic()
+    name = f"deployer-verify-{uuid.uuid4().hex[:12]}"
+    try:
+        container = client.containers.create(
+            image, command=["serve"], name=name, network_mode="none", detach=True,
+            labels={f"{LABEL}.run": plan.fingerprint})
+    except Exception as exc:  # noqa: BLE001 - docker.errors.*
+        raise BuildError(f"cannot start the image for verification: {redact_text(str(exc))}",
+                         where=image, fix="check the Docker engine (docker info)") from exc
+    try:
+        if vp.score_route:
+            container.put_archive("/tmp", _tar("deployer-verify-payload.json", vp.payload))
+        started = time.monotonic()
+        container.start()
+        exec_at = time.monotonic()
+        probe = _probe(container, plan.python, vp)
+        if probe is None or probe.get("ready") is None:
+            raise _failure(container, vp, shown or image, probe)
+        cold_start = exec_at - started + float(probe["ready"])
+        status = probe.get("status")
+        if vp.score_route and (status != 200 or not _well_formed(str(probe.get("body", "")), vp)):
+            raise _failure(container, vp, shown or image, probe)
+    finally:
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+    result = VerifyResult(status="passed", route=vp.score_route or vp.health_route,
+                          http_status=int(status) if vp.score_route and status is not None else 200,
+                          payload_digest=vp.payload_digest, payload_source=vp.payload_source,
+                          cold_start=cold_start, seconds=time.monotonic() - t0)
+    say(f"verified: {result.route} -> {result.http_status} (ready after {cold_start:.1f}s, "
+        f"check took {result.seconds:.1f}s)")
+    return result
+
+
+def _tar(name: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _probe(container: Any, python: str, vp: VerifyPlan) -> dict[str, Any] | None:
+    argv = [python, "-c", PROBE, str(vp.port), vp.health_route, vp.score_route or "", vp.content_type,
+            _PAYLOAD_PATH, str(vp.timeout)]
+    try:
+        code, out = container.exec_run(argv, stdout=True, stderr=False)
+    except Exception:  # noqa: BLE001 - the container died before or during the probe
+        return None
+    if code != 0:
+        return None
+    text = out.decode(errors="replace").strip().splitlines() if isinstance(out, bytes) else []
+    try:
+        data = json.loads(text[-1]) if text else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _well_formed(body: str, vp: VerifyPlan) -> bool:
+    """A JSON document: ``{"predictions": ...}`` for most models, but MLflow answers chat /
+    LLM-style requests unwrapped (``{"choices": ...}``) and Azure's score.py a bare list."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    if isinstance(data, dict) and "error_code" in data:
+        return False
+    return data is not None
+
+
+def _failure(container: Any, vp: VerifyPlan, image: str, probe: dict[str, Any] | None) -> BuildError:
+    if probe is None:  # the probe was cut off: the server is probably exiting; let it finish
+        with contextlib.suppress(Exception):
+            container.wait(timeout=10)
+    with contextlib.suppress(Exception):
+        container.reload()
+    state = getattr(container, "attrs", {}).get("State", {}) or {}
+    exited = getattr(container, "status", "") in ("exited", "dead")
+    try:
+        logs = container.logs(tail=_LOG_TAIL).decode(errors="replace")
+    except Exception:  # noqa: BLE001
+        logs = ""
+    logs = "\n".join("  " + line for line in redact_text(logs.rstrip()).splitlines())
+    where = f"{image} (offline verification run)"
+    if probe is None or probe.get("ready") is None:
+        if exited:
+            what = f"the image exited (code {state.get('ExitCode')}) before {vp.health_route} answered"
+        elif probe is None:
+            what = f"the image stopped answering before {vp.health_route} was ready"
+        else:
+            what = f"{vp.health_route} did not answer 200 within {vp.timeout:.0f}s"
+        fix = diagnose(logs) or "read the log above: the model failed to load in the image"
+    else:
+        status, body = probe.get("status"), str(probe.get("body", ""))[:600]
+        what = (f"POST {vp.score_route} with {vp.payload_source} answered {status}"
+                + ("" if status != 200 else " with a body that is not the expected JSON") + f": {body}")
+        fix = diagnose(logs) or (
+            f"the model fails on {vp.payload_source}: fix the model (or the example saved with it); "
+            "--no-verify builds without this check")
+    tail = f"\ncontainer log (last lines):\n{logs}" if logs else ""
+    return BuildError(f"image verification failed: {what}{tail}", where=where,
+                      fix=f"{fix}. Nothing was tagged or pushed")
+
+
+def diagnose(logs: str) -> str | None:
+    """The likely fix for a failure seen in the container's log (None: no known pattern)."""
+    found = _NO_MODULE.findall(logs)
+    if found:
+        module = found[-1]
+        top = module.split(".")[0]
+        dist = _DISTRIBUTIONS.get(module) or _DISTRIBUTIONS.get(top) or top.replace("_", "-")
+        return (f"the image lacks the module '{module}': add '{dist}' to the model's requirements "
+                "(requirements.txt and python_env.yaml's dependencies, or conda.yaml's pip list; "
+                "pip_requirements= / extra_pip_requirements= when saving with mlflow)")
+    return None
+
+
+def label_image(engine: BuildEngine, source: str, tag: str, labels: tuple[tuple[str, str], ...],
+                platform: str | None = None) -> str:
+    """``FROM source`` + labels, tagged ``tag``: metadata only, no new layer. Returns the image ID."""
+    from deployer.building.engine import BuildRequest
+
+    with tempfile.TemporaryDirectory(prefix="deployer-label-") as tmp:
+        # ``source`` is deployer's own staging tag or a tag plan_build validated (check_image_ref)
+        (Path(tmp) / "Dockerfile").write_text(f"FROM {source}\n")
+        return engine.build(BuildRequest(context=Path(tmp), tag=tag, labels=labels, platform=platform),
+                            lambda _line: None)
+
+
+def recorded(labels: Mapping[str, str]) -> str | None:
+    """The verification status an image's labels record (passed / skipped / None)."""
+    return labels.get(f"{LABEL}.status")

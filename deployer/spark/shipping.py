@@ -1,0 +1,98 @@
+"""Get a model (and its files) to Spark's executors, once.
+
+The URI is resolved on the driver only (:func:`deployer.model.uri.resolve_model_uri`: local
+paths, ``s3://``, ``runs:/``, ``models:/``), so executors need no credentials for the model
+store. In ``local[*]`` mode executors share the driver's disk and read the directory in place;
+on a cluster the model goes out as one archive through ``SparkContext.addArchive``, built
+once per model digest in deployer's cache (credentials in URLs scrubbed, as in images).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ARCHIVE_PREFIX = "deployer-model-"
+#: (SparkContext id, archive path) already added: addArchive once per context.
+_ADDED: set[tuple[int, str]] = set()
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    model_dir: Path  # on the driver
+    key: str  # the model digest
+    path: str | None  # the directory executors read (local mode)
+    archive: str | None  # the name the archive unpacks to on executors (cluster mode)
+    metadata: Any  # mlflow.models.Model
+
+
+def spark_cache_dir() -> Path:
+    from deployer.building.wheelhouse import default_cache_root
+
+    return default_cache_root() / "spark"
+
+
+def is_local_master(spark: Any) -> bool:
+    return str(spark.sparkContext.master).startswith("local")
+
+
+def ship_model(spark: Any, model_uri: str) -> ShippedModel:
+    from deployer.building.plan import model_digest
+    from deployer.model.uri import resolve_model_uri
+    from deployer.spark.udf import model_metadata
+
+    model_dir = resolve_model_uri(model_uri)
+    meta = model_metadata(model_dir)
+    digest = model_digest(model_dir)
+    if is_local_master(spark):
+        return ShippedModel(model_dir, digest, str(model_dir), None, meta)
+    name = ARCHIVE_PREFIX + digest.split(":")[-1][:16]
+    archive = model_archive(model_dir, digest)
+    add_archive(spark, archive, name)
+    return ShippedModel(model_dir, digest, None, name, meta)
+
+
+def add_archive(spark: Any, archive: Path, name: str) -> None:
+    sc = spark.sparkContext
+    key = (id(sc), str(archive))
+    if key not in _ADDED:
+        sc.addArchive(f"{archive}#{name}")
+        _ADDED.add(key)
+
+
+def add_py_file(spark: Any, path: Path) -> None:
+    sc = spark.sparkContext
+    key = (id(sc), str(path))
+    if key not in _ADDED:
+        sc.addPyFile(str(path))
+        _ADDED.add(key)
+
+
+def model_archive(model_dir: Path, digest: str) -> Path:
+    """``<cache>/spark/models/<digest>.tar.gz`` (built once, atomically)."""
+    from deployer.building.plan import iter_model_files, sanitized_content
+
+    out = spark_cache_dir() / "models" / f"{digest.split(':')[-1]}.tar.gz"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".tar.gz", dir=out.parent)
+    os.close(fd)
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for rel, path in iter_model_files(model_dir):
+                cleaned = sanitized_content(rel, path)
+                data = cleaned if cleaned is not None else path.read_bytes()
+                info = tarfile.TarInfo(rel)
+                info.size, info.mode, info.mtime = len(data), 0o644, 315532800
+                tar.addfile(info, io.BytesIO(data))
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out

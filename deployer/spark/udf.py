@@ -1,0 +1,225 @@
+"""``spark_udf``: a deployer model as a Spark pandas UDF, with MLflow's ``spark_udf`` semantics.
+
+Same contract as ``mlflow.pyfunc.spark_udf`` (read side by side with it):
+
+* columns passed positionally get the signature's input names (``"0"``, ``"1"``... without a
+  signature); one struct argument passes its field names; no argument passes every
+  signature column;
+* ``result_type``: ``int``/``long``/``float``/``double``/``string``/``boolean``, an
+  ``ArrayType`` of those, a ``StructType`` (multi-output models); without one, the model's
+  output schema decides (as in MLflow), else ``double``; see
+  :func:`deployer.spark._worker.to_result_type` for the "leftmost column of matching type" rule.
+
+What differs is how it runs: the model URI is resolved once, here on the driver (any deployer
+URI); the model is shipped once (the local path in ``local[*]`` mode, else one archive through
+``SparkContext.addArchive``); each Python worker loads it once (the iterator-of-batches UDF
+form plus a per-process cache) and scores through deployer's one :class:`ScoringCore`.
+``env_manager="virtualenv"`` runs the UDF in the model's own packed environment
+(:mod:`deployer.spark.environment`): executors need no internet, no conda and none of the
+model's packages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from deployer.errors import MissingDependencyError, ModelFormatError, UsageError
+
+log = logging.getLogger("deployer")
+
+ENV_MANAGERS = ("local", "virtualenv")
+_PRIMITIVES = ("int", "long", "float", "double", "string", "boolean")
+
+
+def require_pyspark() -> None:
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("pyspark", "spark", "Spark batch scoring") from None
+
+
+def spark_udf(
+    spark: Any,
+    model_uri: str,
+    result_type: Any = None,
+    env_manager: str = "local",
+    params: dict[str, Any] | None = None,
+) -> Callable[..., Any]:
+    """A pandas UDF scoring ``model_uri``: ``df.withColumn("p", udf(*cols))`` or ``udf()``.
+
+    ``result_type`` is a Spark DataType or its DDL string (``"double"``,
+    ``"array<double>"``, ``"struct<a: double, b: string>"``).
+    """
+    require_pyspark()
+    if env_manager not in ENV_MANAGERS:
+        raise UsageError(f"unknown env_manager {env_manager!r}", where="env_manager",
+                         fix=f"use one of: {', '.join(ENV_MANAGERS)}")
+    python_exec = None
+    if env_manager == "virtualenv":
+        from deployer.model.uri import resolve_model_uri
+        from deployer.spark.environment import ship_environment
+
+        python_exec = ship_environment(spark, resolve_model_uri(model_uri))
+    return make_udf(spark, model_uri, result_type, params, python_exec)
+
+
+def make_udf(spark: Any, model_uri: str, result_type: Any, params: dict[str, Any] | None,
+             python_exec: str | None) -> Callable[..., Any]:
+    """The UDF for an already shipped environment (``python_exec``; None: the session's)."""
+    from deployer.spark._worker import UdfSpec
+    from deployer.spark.shipping import ship_model
+
+    shipped = ship_model(spark, model_uri)
+    meta = shipped.metadata
+    rtype = resolve_result_type(result_type, meta)
+    checked_params = validate_params(params, meta)
+    schema = meta.get_input_schema()
+    spec = UdfSpec(
+        model_key=shipped.key, model_path=shipped.path, model_archive=shipped.archive,
+        input_names=tuple(schema.input_names()) if schema is not None else None,
+        required_count=len(schema.required_input_names()) if schema is not None else 0,
+        result_type=rtype, params=checked_params,
+    )
+    return _make_udf(spec, rtype, meta, python_exec)
+
+
+def _make_udf(spec: Any, rtype: Any, meta: Any, python_exec: str | None) -> Callable[..., Any]:
+    import functools
+
+    from pyspark.sql.functions import pandas_udf
+
+    from deployer.spark._worker import udf_body
+
+    scoring = pandas_udf(udf_body(spec), rtype)  # type: ignore[call-overload]
+    if python_exec is not None:
+        _pin_python(scoring, python_exec)
+
+    @functools.wraps(scoring)
+    def udf_with_default_cols(*args: Any) -> Any:
+        if args:
+            return scoring(*args)
+        schema = meta.get_input_schema()
+        if schema and schema.optional_input_names():
+            raise UsageError("the model's signature has optional columns, so they must be named",
+                             where="spark_udf()", fix="pass the columns: udf('a', 'b', ...)")
+        if schema and schema.inputs:
+            if schema.has_input_names():
+                return scoring(*schema.input_names())
+            raise UsageError(
+                f"the model's signature has {len(schema.inputs)} unnamed input(s) "
+                f"({schema.inputs}), so the columns cannot be inferred",
+                where="spark_udf()", fix="pass the columns: udf('a', 'b', ...)")
+        raise UsageError("no columns given and the model has no signature to take them from",
+                         where="spark_udf()", fix="pass the columns: udf('a', 'b', ...)")
+
+    udf_with_default_cols.metadata = meta  # type: ignore[attr-defined]
+    return udf_with_default_cols
+
+
+def _pin_python(wrapped: Any, python_exec: str) -> None:
+    """Make this one UDF run under ``python_exec`` (the packed environment's interpreter).
+
+    PySpark takes a UDF's interpreter from ``SparkContext.pythonExec`` when it creates the
+    UDF's JVM function, so that function is created now, with the environment's interpreter;
+    other UDFs of the session keep theirs.
+    """
+    from pyspark import SparkContext
+
+    udf_obj = getattr(wrapped, "_unwrapped", None)
+    sc = SparkContext._active_spark_context
+    if udf_obj is None or sc is None:
+        raise UsageError("env_manager='virtualenv' needs PySpark >= 3.5 and an active SparkContext",
+                         where="spark_udf()", fix="upgrade pyspark, or use env_manager='local'")
+    before = sc.pythonExec
+    sc.pythonExec = python_exec
+    try:
+        udf_obj._judf_placeholder = udf_obj._create_judf(udf_obj.func)
+    finally:
+        sc.pythonExec = before
+
+
+# ------------------------------------------------------------------------------ result types
+def parse_result_type(value: str) -> Any:
+    """A Spark DataType from its DDL string (``"bool"`` is accepted as ``boolean``)."""
+    from pyspark.sql.types import _parse_datatype_string
+
+    text = "boolean" if value == "bool" else value
+    try:
+        return _parse_datatype_string(text)
+    except Exception as exc:  # noqa: BLE001 - pyspark raises several parse error types
+        raise UsageError(f"cannot parse result type {value!r}: {exc}", where="result_type",
+                         fix=f"use one of {', '.join(_PRIMITIVES)}, array<...> or struct<...>") from None
+
+
+def check_result_type(data_type: Any) -> bool:
+    """MLflow's ``_check_udf_return_type``: primitives, arrays, structs and string-keyed maps."""
+    from pyspark.sql.types import (
+        ArrayType,
+        BooleanType,
+        DoubleType,
+        FloatType,
+        IntegerType,
+        LongType,
+        MapType,
+        StringType,
+        StructType,
+    )
+
+    if isinstance(data_type, (IntegerType, LongType, FloatType, DoubleType, StringType, BooleanType)):
+        return True
+    if isinstance(data_type, ArrayType):
+        return check_result_type(data_type.elementType)
+    if isinstance(data_type, StructType):
+        return all(check_result_type(f.dataType) for f in data_type.fields)
+    if isinstance(data_type, MapType):
+        return isinstance(data_type.keyType, StringType) and check_result_type(data_type.valueType)
+    return False
+
+
+def resolve_result_type(result_type: Any, meta: Any) -> Any:
+    """The UDF's return type: given (checked), else from the output schema, else double."""
+    from pyspark.sql.types import DataType, DoubleType
+
+    if result_type is None:
+        output = meta.get_output_schema()
+        if output is not None:
+            from mlflow.pyfunc import _infer_spark_udf_return_type
+
+            return _infer_spark_udf_return_type(output)
+        log.warning("no result_type given and the model has no output schema: using double")
+        return DoubleType()
+    rtype = parse_result_type(result_type) if isinstance(result_type, str) else result_type
+    if not isinstance(rtype, DataType) or not check_result_type(rtype):
+        shown = rtype.simpleString() if isinstance(rtype, DataType) else repr(rtype)
+        raise UsageError(
+            f"result type {shown} is not supported",
+            where="result_type",
+            fix=f"use one of {', '.join(_PRIMITIVES)}, an array<...> of them, or a "
+            "struct<name: type, ...> of them (multi-output models)",
+        )
+    return rtype
+
+
+def validate_params(params: dict[str, Any] | None, meta: Any) -> dict[str, Any] | None:
+    """Params checked against the model's params schema on the driver (MLflow's rule)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import _validate_params
+
+    try:
+        return _validate_params(params, meta)  # type: ignore[no-any-return]
+    except MlflowException as exc:
+        raise UsageError(f"params refused by the model: {exc.message}", where="params",
+                         fix="pass only params the model's signature declares, with their types") from None
+
+
+def model_metadata(model_dir: Path) -> Any:
+    from mlflow.models import Model
+
+    try:
+        return Model.load(str(model_dir / "MLmodel"))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelFormatError(f"cannot read the MLmodel file: {exc}", where=str(model_dir / "MLmodel"),
+                               fix="check the model directory") from None

@@ -1,0 +1,143 @@
+"""``env_manager="virtualenv"``: the packed environment, and a real standalone cluster whose
+executors' Python has none of the model's packages."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+IRIS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+@pytest.fixture(scope="module")
+def packed(sklearn_model: Path) -> Any:
+    from deployer.spark.environment import build_environment, plan_environment
+
+    return build_environment(plan_environment(sklearn_model))
+
+
+def _private_certs() -> set[str]:
+    """Certificates of this host's CA bundle that are not public ones (certifi's): the TLS
+    proxy's CA and the like, which must never be copied anywhere."""
+    import certifi
+
+    def certs(path: str) -> set[str]:
+        text = Path(path).read_text(errors="replace") if path and Path(path).is_file() else ""
+        return {re.sub(r"\s", "", c) for c in re.findall(
+            r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", text, re.S)}
+
+    host: set[str] = set()
+    for var in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE"):
+        host |= certs(os.environ.get(var, ""))
+    return host - certs(certifi.where())
+
+
+def _host_secrets() -> list[str]:
+    """Values on this host that must not travel: proxy/token/password variables, and every
+    index URL or credential in the pip configuration."""
+    values = [v for k, v in os.environ.items()
+              if re.search(r"proxy|token|secret|password|^PIP_|^UV_", k, re.I) and len(v) > 6]
+    conf = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
+    for line in conf.stdout.splitlines():
+        _, _, value = line.partition("=")
+        value = value.strip().strip("'\"")
+        values += [v for v in value.split() if len(v) > 6]
+    return values
+
+
+def test_archive_is_cached_by_lock_and_holds_no_credentials(packed: Any, sklearn_model: Path) -> None:
+    from deployer.spark.environment import build_environment, plan_environment
+
+    again = build_environment(plan_environment(sklearn_model))
+    assert again.reused and again.archive == packed.archive and again.lock_digest == packed.lock_digest
+
+    secrets = _host_secrets()
+    private = _private_certs()
+    names = []
+    with tarfile.open(packed.archive) as tar:
+        for member in tar:
+            names.append(member.name)
+            assert not re.search(r"(^|/)(pip\.conf|pip\.ini|\.netrc|\.pypirc|uv\.toml)$", member.name), member.name
+            if not member.isfile() or member.size > 2_000_000:
+                continue
+            data = tar.extractfile(member).read().decode("utf-8", "replace")  # type: ignore[union-attr]
+            assert not any(s in data for s in secrets), member.name
+            squashed = re.sub(r"\s", "", data) if "BEGIN CERTIFICATE" in data else ""
+            assert not any(c in squashed for c in private), member.name
+    assert "bin/python" in names and any("/sklearn/" in n for n in names) and any("/pyarrow/" in n for n in names)
+    # deployer's own code ships apart (a small zip), so the environment is keyed by the lock only
+    assert not any("/deployer/" in n for n in names)
+    import zipfile
+
+    with zipfile.ZipFile(packed.runtime) as zf:
+        assert {"deployer/spark/_worker.py", "deployer/serving/core.py"} <= set(zf.namelist())
+
+
+def test_cluster_executors_score_only_with_the_shipped_environment(
+        spark_cluster: Any, packed: Any, sklearn_model: Path, iris_data: Any, tmp_path: Path) -> None:
+    """A real master + worker; the executors' Python is a bare venv (no pandas, no sklearn)."""
+    import mlflow.pyfunc
+    import pandas as pd
+
+    bare = spark_cluster.bare_python
+    assert subprocess.run([bare, "-c", "import sklearn"], capture_output=True).returncode != 0
+    X, _ = iris_data
+    src = tmp_path / "in.parquet"
+    X.to_parquet(src)
+    out = tmp_path / "out.parquet"
+    env = dict(os.environ, PYSPARK_PYTHON=bare, SPARK_LOCAL_IP="127.0.0.1")
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "deployer"), "--output", "json", "batch", "--target", "spark",
+         "-m", str(sklearn_model), "--input", str(src), "--output", str(out), "--master", spark_cluster.master,
+         "--env-manager", "virtualenv", "--result-type", "double", "--partitions", "2",
+         "--conf", "spark.executor.memory=512m", "--conf", "spark.driver.host=127.0.0.1"],
+        capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads(proc.stdout)["rows"] == 150
+    assert "reusing the packed environment" in proc.stderr  # built once by the fixture, by lock
+    got = pd.read_parquet(out)
+    want = mlflow.pyfunc.load_model(str(sklearn_model)).predict(X)
+    merged = got.merge(X.assign(want=want.astype(float)), on=IRIS)
+    assert len(merged) >= 150 and (merged["prediction"] == merged["want"]).all()
+    # the executor really ran the shipped archive, unpacked in its work directory
+    unpacked = list((spark_cluster.logs / "work").glob(f"app-*/*/{packed.name}/bin/python"))
+    assert unpacked, sorted(str(p) for p in (spark_cluster.logs / "work").rglob("*"))[:50]
+
+
+def test_local_session_runs_the_udf_in_the_packed_environment(spark: Any, packed: Any, sklearn_model: Path,
+                                                              iris_data: Any) -> None:
+    """env_manager="virtualenv" in local mode: the UDF's workers run the environment's own
+    interpreter in place (and find deployer through the runtime zip)."""
+    import mlflow.pyfunc
+    from pyspark.sql.functions import pandas_udf
+
+    from deployer.spark import spark_udf
+
+    X, _ = iris_data
+    df = spark.createDataFrame(X.iloc[::5].reset_index(drop=True))
+    ours = spark_udf(spark, str(sklearn_model), result_type="double", env_manager="virtualenv")
+    theirs = mlflow.pyfunc.spark_udf(spark, str(sklearn_model), result_type="double")
+    out = df.select(ours(*IRIS).alias("d"), theirs(*IRIS).alias("m")).toPandas()
+    assert len(out) == 30 and out["d"].tolist() == out["m"].tolist()
+
+    def where(s: Any) -> Any:
+        import sys
+
+        return s.map(lambda _: sys.executable)
+
+    import pandas as pd
+
+    where.__annotations__ = {"s": pd.Series, "return": pd.Series}
+    probe = pandas_udf(where, "string")
+    # an ordinary UDF of the same session keeps the session's interpreter
+    assert df.select(probe("sepal_length").alias("x")).first()["x"] == sys.executable

@@ -1,0 +1,172 @@
+"""deployer.spark.spark_udf against mlflow.pyfunc.spark_udf, row for row, on one real session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+IRIS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def _both(spark: Any, model: Path, df: Any, cols: list[Any], **kwargs: Any) -> Any:
+    """Score df with deployer's and MLflow's UDF in one job; returns the pandas frame."""
+    import mlflow.pyfunc
+
+    from deployer.spark import spark_udf
+
+    ours = spark_udf(spark, str(model), **kwargs)
+    mlflows = mlflow.pyfunc.spark_udf(spark, str(model), **kwargs)
+    return df.select(ours(*cols).alias("d"), mlflows(*cols).alias("m")).toPandas()
+
+
+def _same(frame: Any) -> None:
+    assert len(frame) > 0
+    assert frame["d"].tolist() == frame["m"].tolist()
+
+
+@pytest.fixture(scope="module")
+def iris_df(spark: Any, iris_data: Any) -> Any:
+    X, _ = iris_data
+    return spark.createDataFrame(X.iloc[::3].reset_index(drop=True))
+
+
+def test_sklearn_model_matches_mlflow_for_each_result_type(spark: Any, sklearn_model: Path, iris_df: Any) -> None:
+    import mlflow.pyfunc
+
+    from deployer.spark import spark_udf
+
+    kinds = [None, "double", "float", "long", "string", "array<double>"]
+    cols = []
+    for i, kind in enumerate(kinds):
+        cols.append(spark_udf(spark, str(sklearn_model), result_type=kind)(*IRIS).alias(f"d{i}"))
+        cols.append(mlflow.pyfunc.spark_udf(spark, str(sklearn_model), result_type=kind)(*IRIS).alias(f"m{i}"))
+    # no arguments: every signature column; one struct argument: its field names
+    from pyspark.sql.functions import struct
+
+    cols.append(spark_udf(spark, str(sklearn_model))().alias("noargs"))
+    cols.append(spark_udf(spark, str(sklearn_model))(struct(*IRIS)).alias("struct"))
+    out = iris_df.select(*cols).toPandas()
+    for i, _kind in enumerate(kinds):
+        got, want = out[f"d{i}"].tolist(), out[f"m{i}"].tolist()
+        assert [list(x) if hasattr(x, "__len__") and not isinstance(x, str) else x for x in got] == \
+            [list(x) if hasattr(x, "__len__") and not isinstance(x, str) else x for x in want], kinds[i]
+    assert [list(x) for x in out["noargs"]] == [list(x) for x in out["d0"]]
+    assert [list(x) for x in out["struct"]] == [list(x) for x in out["d0"]]
+    assert set(out["d4"]) <= {"0", "1", "2"} and out["d1"].dtype == "float64"
+
+
+def test_int_result_type_refused_like_mlflow(spark: Any, sklearn_model: Path, iris_df: Any) -> None:
+    """int64 labels have no 32-bit int column: MLflow's "no compatible values" error, in both."""
+    from pyspark.errors import PythonException
+
+    from deployer.spark import spark_udf
+
+    with pytest.raises(PythonException, match="did not produce any values compatible"):
+        iris_df.select(spark_udf(spark, str(sklearn_model), result_type="int")(*IRIS)).collect()
+
+
+def test_params_model_matches_mlflow(spark: Any, params_model: Path) -> None:
+    df = spark.createDataFrame([("ab", "x"), ("c", None), ("", "y")], "text string, note string")
+    _same(_both(spark, params_model, df, ["text", "note"], params={"times": 2, "suffix": "!"}))
+    _same(_both(spark, params_model, df, ["text", "note"], result_type="string"))
+    _same(_both(spark, params_model, df, ["text"], result_type="string"))  # optional column left out
+
+
+def test_params_refused_on_the_driver(spark: Any, params_model: Path) -> None:
+    from deployer.errors import UsageError
+    from deployer.spark import spark_udf
+
+    with pytest.raises(UsageError, match="params refused"):
+        spark_udf(spark, str(params_model), params={"times": "many"})
+
+
+def test_tensor_model_matches_mlflow(spark: Any, tensor_model: Path) -> None:
+    from pyspark.sql.functions import array, col
+
+    df = spark.createDataFrame([(1.0, 2.0, 3.0, 4.0), (0.5, 0.5, 0.5, 0.5)], "a float, b float, c float, d float")
+    df = df.select(array(*[col(c) for c in "abcd"]).alias("x"))
+    _same_answer_or_error(spark, tensor_model, df, ["x"], result_type="double")
+    _same_answer_or_error(spark, tensor_model, df, ["x"], result_type="array<double>")
+
+
+def _same_answer_or_error(spark: Any, model: Path, df: Any, cols: list[Any], **kwargs: Any) -> None:
+    """Both UDFs give the same values, or both fail with the same exception type and message."""
+    import mlflow.pyfunc
+
+    from deployer.spark import spark_udf
+
+    outcomes = []
+    for make in (spark_udf, mlflow.pyfunc.spark_udf):
+        try:
+            rows = df.select(make(spark, str(model), **kwargs)(*cols).alias("p")).collect()
+            outcomes.append(("ok", [r.p for r in rows]))
+        except Exception as exc:  # noqa: BLE001 - compared below
+            last = [line for line in str(exc).splitlines() if "Error" in line or "Exception" in line]
+            outcomes.append(("error", last[-1] if last else type(exc).__name__))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_no_signature_model_matches_mlflow(spark: Any, no_signature_model: Path, iris_df: Any) -> None:
+    """Without a signature, positional columns are named "0".."3" (which this estimator, fitted
+    on named columns, refuses in both UDFs); a struct argument passes the real names."""
+    from pyspark.errors import PythonException
+    from pyspark.sql.functions import struct
+
+    _same(_both(spark, no_signature_model, iris_df, [struct(*IRIS)]))
+    from deployer.spark import spark_udf
+
+    with pytest.raises(PythonException, match="feature names"):
+        iris_df.select(spark_udf(spark, str(no_signature_model))(*IRIS)).collect()
+
+
+def test_multi_output_model_struct_result_matches_mlflow(spark: Any, multi_output_model: Path) -> None:
+    df = spark.createDataFrame([(0.25, 0.5), (1.0, 2.5), (-1.0, 0.0)], "a double, b double")
+    frame = _both(spark, multi_output_model, df, ["a", "b"])
+    rows = [[r.asDict() if hasattr(r, "asDict") else dict(r) for r in frame[c]] for c in ("d", "m")]
+    assert rows[0] == rows[1]
+    assert rows[0][1] == {"total": 3.5, "label": "big", "count": 35}
+
+
+def test_model_loaded_once_per_python_worker(spark: Any, counting_model: Any) -> None:
+    import os
+
+    from deployer.spark import spark_udf
+
+    df = spark.range(0, 160_000, numPartitions=8).selectExpr("cast(id as double) as a", "1.0 as b")
+    udf = spark_udf(spark, str(counting_model.path), result_type="double")
+    for _ in range(2):  # two jobs: 16 tasks, 32 Arrow batches of 10,000 rows
+        out = df.select(udf("a", "b").alias("p")).toPandas()
+        assert out["p"].sum() == sum(range(160_000)) + 160_000
+    loads = [pid for pid in counting_model.loads() if pid != os.getpid()]  # saving loads once here
+    # no process loaded the model twice (not per batch, not per task or job in a reused
+    # Python worker). How many processes Spark uses is its choice: a fresh session reuses its
+    # 2 workers for all 16 tasks; late in a long session it was seen starting one per task.
+    assert loads and len(loads) == len(set(loads)) and len(loads) < 32, loads
+
+
+def test_model_error_reaches_the_driver(spark: Any, fails_on_negative_model: Path) -> None:
+    from pyspark.errors import PythonException
+
+    from deployer.spark import spark_udf
+
+    df = spark.createDataFrame([(1.0, 0.0), (-3.0, 0.0)], "a double, b double")
+    with pytest.raises(PythonException, match="negative input on purpose: a=-3.0"):
+        df.select(spark_udf(spark, str(fails_on_negative_model), result_type="double")("a", "b")).collect()
+
+
+def test_bad_arguments_are_usage_errors(spark: Any, sklearn_model: Path, no_signature_model: Path) -> None:
+    from deployer.errors import UsageError
+    from deployer.spark import spark_udf
+
+    with pytest.raises(UsageError, match="not supported"):
+        spark_udf(spark, str(sklearn_model), result_type="map<int,double>")
+    with pytest.raises(UsageError, match="cannot parse result type"):
+        spark_udf(spark, str(sklearn_model), result_type="doubel")
+    with pytest.raises(UsageError, match="env_manager"):
+        spark_udf(spark, str(sklearn_model), env_manager="conda")
+    with pytest.raises(UsageError, match="no signature"):
+        spark_udf(spark, str(no_signature_model))()
