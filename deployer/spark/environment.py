@@ -26,6 +26,7 @@ install); executors need no pip, no conda, no internet and none of the model's p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -176,6 +177,8 @@ def build_environment(plan: EnvironmentPlan, *, resolver: Any = None,
     archive, prefix = folder / "env.tar.gz", folder / "env"
     if archive.is_file() and (prefix / "bin" / "python").exists():
         say(f"reusing the packed environment {archive} (lock {lock.digest[7:19]})")
+        with contextlib.suppress(OSError):
+            os.utime(folder)  # a reuse counts as use: `deployer prune` judges by this time
         return PackedEnvironment(key, lock.digest, archive, prefix, True, runtime_zip(plan))
     files = resolver.materialize(lock, index_options=plan.build.requirements.index_options,
                                  model_dir=plan.build.model_path, offline_wheelhouse=plan.build.wheelhouse)
