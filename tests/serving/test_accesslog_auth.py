@@ -190,7 +190,7 @@ def test_deployer_serve_streams_with_env_options_and_auth(counter_stream_model: 
         counter_stream_model, tmp_path,
         argv=[str(exe), "serve", "-m", str(counter_stream_model), "--port", "0",
               "--workers", "1"],
-        env={"DEPLOYER_SERVE_TIMEOUT": "1.5", "DEPLOYER_SERVE_LOG_FORMAT": "json",
+        env={"DEPLOYER_SERVE_TIMEOUT": "3", "DEPLOYER_SERVE_LOG_FORMAT": "json",
              "DEPLOYER_API_KEY": KEY, "NO_COLOR": "1", **{
                  k: "" for k in os.environ if k.startswith("DEPLOYER_SERVE_") and k not in (
                      "DEPLOYER_SERVE_TIMEOUT", "DEPLOYER_SERVE_LOG_FORMAT")}})
@@ -200,9 +200,9 @@ def test_deployer_serve_streams_with_env_options_and_auth(counter_stream_model: 
         out = stream(HOST, server.port, body, {"X-Api-Key": KEY, "X-Request-Id": "cli-stream"})
         assert out.status == 200 and out.done
         assert [c["i"] for c in out.chunks()] == [0, 1, 2]
-        # the environment's 1.5 s timeout applies between chunks
+        # the environment's 3 s timeout applies between chunks
         stalled = stream(HOST, server.port, {**body, "params": {"n": 2, "stall_at": 1,
-                                                               "stall": 3.0}},
+                                                               "stall": 6.0}},
                          {"X-Api-Key": KEY})
         assert json.loads(stalled.events[-1])["error"]["code"] == "DEADLINE_EXCEEDED"
         records = _wait_for(lambda: [r for r in _json_lines(server)

@@ -330,6 +330,8 @@ def test_csv_larger_than_the_memory_used(sklearn_model: Path, tmp_path: Path) ->
     assert lines == rows
     print(f"file {size_mb:.0f} MiB, baseline peak {baseline:.0f} MiB, big-file peak {peak:.0f} MiB")
     assert peak - baseline < 100, (baseline, peak)
-    assert peak < 0.8 * size_mb, (peak, size_mb)
+    # the whole table as one float64 DataFrame: what scoring it in one piece would hold at least
+    frame_mb = rows * len(IRIS_COLUMNS) * 8 / 2**20
+    assert peak < 0.5 * frame_mb and peak < size_mb, (peak, frame_mb, size_mb)
     os.unlink(big)
 

@@ -28,7 +28,8 @@ def chat_server(server_pool: ServerPool, chat_stream_model: Path) -> LiveServer:
 
 @pytest.fixture(scope="module")
 def counter_server(server_pool: ServerPool, counter_stream_model: Path) -> LiveServer:
-    return server_pool.deployer(counter_stream_model, "--workers", "1", "--timeout", "1.5")
+    # 3 s between chunks: room for a loaded CI machine, yet short enough to test a stall
+    return server_pool.deployer(counter_stream_model, "--workers", "1", "--timeout", "3")
 
 
 def _counter(**params: object) -> dict[str, object]:
@@ -96,18 +97,18 @@ def test_sagemaker_response_stream_contract_accept_header(counter_server: LiveSe
 
 def test_timeout_applies_between_chunks_not_to_the_whole_stream(counter_server: LiveServer
                                                                 ) -> None:
-    """--timeout 1.5: four chunks 0.8 s apart (2.4 s in all) stream to the end."""
-    out = stream(HOST, counter_server.port, _counter(n=4, delay=0.8))
+    """--timeout 3: four chunks 1.6 s apart (4.8 s in all) stream to the end."""
+    out = stream(HOST, counter_server.port, _counter(n=4, delay=1.6))
     assert out.done and [c["i"] for c in out.chunks()] == [0, 1, 2, 3]
-    assert out.arrival[-1] > 1.5
-    assert out.arrival[1] - out.arrival[0] > 0.5  # chunks are sent as produced, not buffered
+    assert out.arrival[-1] > 3
+    assert out.arrival[1] - out.arrival[0] > 1.0  # chunks are sent as produced, not buffered
 
 
 def test_a_stalled_chunk_ends_the_stream_with_a_deadline_event(counter_server: LiveServer
                                                                ) -> None:
     started = time.monotonic()
-    out = stream(HOST, counter_server.port, _counter(n=3, stall_at=1, stall=4.0))
-    assert time.monotonic() - started < 3.5
+    out = stream(HOST, counter_server.port, _counter(n=3, stall_at=1, stall=8.0))
+    assert time.monotonic() - started < 7.0
     assert out.status == 200 and not out.done
     assert json.loads(out.events[0]) == {"i": 0, "prompt": "hi"}
     error = json.loads(out.events[-1])["error"]

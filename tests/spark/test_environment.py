@@ -45,8 +45,13 @@ def _private_certs() -> set[str]:
 def _host_secrets() -> list[str]:
     """Values on this host that must not travel: proxy/token/password variables, and every
     index URL or credential in the pip configuration."""
+    from tests.fixtures.services import FAKE_AWS_ENV
+
+    # (the suite's own fake AWS credentials, "testing", are set for the whole session once an
+    # AWS test ran: a common word, not a host secret, found in any package's text)
     values = [v for k, v in os.environ.items()
-              if re.search(r"proxy|token|secret|password|^PIP_|^UV_", k, re.I) and len(v) > 6]
+              if re.search(r"proxy|token|secret|password|^PIP_|^UV_", k, re.I) and len(v) > 6
+              and v != FAKE_AWS_ENV.get(k)]
     conf = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
     for line in conf.stdout.splitlines():
         _, _, value = line.partition("=")

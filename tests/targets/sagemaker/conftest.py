@@ -293,14 +293,25 @@ def _install(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(S3Backend, "put_object", put_object)
 
 
+_INSTALLED = False
+
+
 @pytest.fixture(scope="session")
 def _sagemaker_extensions(moto_server: str) -> Iterator[None]:
+    # tests/integrations re-exports this fixture, which makes it a second session fixture: the
+    # patches must still be installed once per process (twice, every action is logged twice)
+    global _INSTALLED
+    if _INSTALLED:
+        yield
+        return
     mp = pytest.MonkeyPatch()
     _install(mp)
+    _INSTALLED = True
     try:
         yield
     finally:
         mp.undo()
+        _INSTALLED = False
 
 
 @pytest.fixture
