@@ -18,11 +18,16 @@ an error before it is an ordinary HTTP error response (400/504), as for ``predic
 
 The model's generator runs in the prediction thread pool one ``next()`` at a time; the
 request timeout bounds the wait for each chunk; when the client goes away the generator is
-closed (``GeneratorExit`` inside the model) once its current ``next()`` returns.
+closed (``GeneratorExit`` inside the model) once its current ``next()`` returns. Each
+``next()`` may run on another pool thread, so the generator is always advanced inside one
+:class:`contextvars.Context` of its own (:class:`_InContext`): MLflow's ``predict_stream``
+sets its prediction context variable at the first chunk and resets it at the last, and a
+reset from another thread's context raises ``ValueError`` at the end of the stream.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import traceback
@@ -104,9 +109,32 @@ def start_stream(core: ScoringCore, body: bytes, content_type: str | None,
     data, params = core.parse_json_payload(payload)
     if isinstance(data, dict) and "stream" in data and not _schema_has(core, "stream"):
         data = {k: v for k, v in data.items() if k != "stream"}  # not the model's input
-    chunks = _call(lambda: iter(core.pyfunc_model.predict_stream(data, params=params)))
+    context = contextvars.copy_context()
+    chunks = _call(lambda: _InContext(
+        context.run(lambda: iter(core.pyfunc_model.predict_stream(data, params=params))), context))
     first = next_chunk(chunks)  # may be END: an empty stream
     return StreamStart(first, chunks, ends_with_done(core))
+
+
+class _InContext:
+    """The model's generator, advanced and closed always in the same ``context``."""
+
+    __slots__ = ("_chunks", "_context")
+
+    def __init__(self, chunks: Iterator[Any], context: contextvars.Context) -> None:
+        self._chunks = chunks
+        self._context = context
+
+    def __iter__(self) -> _InContext:
+        return self
+
+    def __next__(self) -> Any:
+        return self._context.run(next, self._chunks)
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            self._context.run(close)
 
 
 def next_chunk(chunks: Iterator[Any]) -> Any:

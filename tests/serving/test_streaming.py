@@ -215,3 +215,33 @@ def test_responses_agent_streams_without_done(server_pool: ServerPool,
     assert [e["delta"] for e in events[:2]] == ["hello", "there"]
     resp = server.post({"input": body["input"]})
     assert resp.status == 200 and resp.json()["output"][0]["type"] == "message"
+
+
+def test_each_chunk_may_come_from_another_pool_thread(chat_stream_model: Path) -> None:
+    """The server's pool runs each ``next()`` on whichever thread is free. MLflow's
+    ``predict_stream`` sets a context variable at the first chunk and resets it after the
+    last; every chunk taken here on a new thread (a new, empty context) must still end the
+    stream cleanly, not with the ValueError of a reset from a foreign context."""
+    import threading
+
+    from deployer.serving.core import ScoringCore
+    from deployer.serving.streaming import END, next_chunk, start_stream
+
+    core = ScoringCore.load(chat_stream_model)
+    body = json.dumps({"messages": [{"role": "user", "content": "one two three"}],
+                       "stream": True}).encode()
+    outcome: list[object] = []
+
+    def on_new_thread(fn: object) -> object:
+        thread = threading.Thread(target=lambda: outcome.append(fn()))  # type: ignore[operator]
+        thread.start()
+        thread.join()
+        return outcome.pop()
+
+    started = on_new_thread(lambda: start_stream(core, body, "application/json", None))
+    chunks, chunk, words = started.chunks, started.first, []  # type: ignore[attr-defined]
+    while chunk is not END:
+        words.append(chunk.choices[0].delta.content if hasattr(chunk, "choices")
+                     else chunk["choices"][0]["delta"]["content"])
+        chunk = on_new_thread(lambda: next_chunk(chunks))
+    assert "".join(words) == "one two three"
