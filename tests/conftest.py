@@ -5,6 +5,7 @@
 * models.py   - models saved by real MLflow (session-scoped, generated, never committed)
 * streaming_models.py - a ChatModel and a PythonModel with predict_stream (real MLflow)
 * packaging.py - deployer's own wheel, built from this checkout
+* build_option_cases.py - one value per option of the build-option group, and its files
 """
 
 pytest_plugins = [
@@ -13,4 +14,5 @@ pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.streaming_models",
     "tests.fixtures.packaging",
+    "tests.fixtures.build_option_cases",
 ]

@@ -20,7 +20,7 @@ import re
 import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -92,6 +92,43 @@ class BuildOptions:
     pip_override_file: Path | None = None  # --pip-requirements-override FILE: the same, from a file
     system_packages: tuple[str, ...] = ()  # --system-package NAME: Debian packages (apt), an OS layer
     java: bool = True  # a JRE for flavors that need a JVM (spark, h2o, ...); --no-java: the base has one
+
+    def to_params(self) -> dict[str, Any]:
+        """The options that differ from the defaults, as JSON-safe data: how a deploy plan
+        carries them from planning to the build step (and shows them in ``--dry-run``)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value == f.default:
+                continue
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = [list(v) if isinstance(v, tuple) else v for v in value]
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> BuildOptions:
+        """Inverse of :meth:`to_params` (unknown keys are refused: a plan from another version)."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise UsageError(f"unknown build options {', '.join(unknown)}",
+                             fix=f"use only: {', '.join(sorted(known))}")
+        values: dict[str, Any] = {}
+        for name, value in params.items():
+            default = known[name].default
+            if name in _PATH_OPTIONS and value is not None:
+                value = Path(value)
+            elif isinstance(default, tuple):
+                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            values[name] = value
+        return cls(**values)
+
+
+#: BuildOptions fields holding a file or directory.
+_PATH_OPTIONS = frozenset({"lock_file", "wheelhouse", "conda_lock", "pip_override_file"})
 
 
 # Debian policy for package names: lower case letters, digits, '+', '-', '.'; at least two
@@ -228,6 +265,7 @@ class BuildPlan:
     loader_requirements: tuple[LoaderRequirement, ...] = ()
     auto_added: tuple[str, ...] = ()  # loader requirements added by the static check
     verify: VerifyPlan | None = None  # None: --no-verify
+    options: BuildOptions | None = None  # what was asked for (shown in the plan as non-defaults)
 
     def with_lock(self, lock: Lock) -> BuildPlan:
         """The plan once dependencies are resolved: lock digest recorded in a label."""
@@ -240,6 +278,7 @@ class BuildPlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "tag": self.tag,
+            "options": self.options.to_params() if self.options else {},
             "target": self.target,
             "model": {"name": self.model_name, "uri": self.model_uri, "path": str(self.model_path),
                       "digest": self.model_digest},
@@ -555,6 +594,7 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         refresh_lock=options.refresh_lock, warnings=tuple(dict.fromkeys(warnings)), gpu=options.gpu,
         loader_requirements=needed, auto_added=added, os_packages=os_packages,
         verify=plan_verify(loaded, options.target, options.port) if options.verify else None,
+        options=options,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from deployer.cli.build_options import build_option_group, pop_build_options, refuse_unused
 from deployer.cli.common import DeployerCommand, get_console
 from deployer.cli.spark_batch import SPARK_TARGET, pop_spark_values, run_spark, spark_options
 from deployer.cli.targets_common import (
@@ -39,6 +40,7 @@ from deployer.targets.base import BatchRequest
 @click.option("--wait/--no-wait", default=True, help="Wait for the job to finish (default: wait).")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Give up waiting after this long.")
 @target_options("batch")
+@build_option_group
 @spark_options
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default=None,
               help="Result format (--output is the destination here).")
@@ -63,6 +65,11 @@ def command(target: str | None, model_uri: str | None, image_uri: str | None, in
 
     ctx = click.get_current_context()
     spark_values = pop_spark_values(ctx, target, target_values)
+    build, given = pop_build_options(ctx, target_values)
+    if target == SPARK_TARGET and given:
+        raise UsageError(f"{', '.join(given)} shape an image, and `batch --target spark` builds none",
+                         where=given[0], fix="drop them: Spark jobs run the model's packed environment "
+                         "(--env-manager virtualenv) or the executors' own Python")
     if target == SPARK_TARGET:  # not a deployment target: its own options and runner
         others = dict(target_values, image_uri=image_uri, name=name, stop=stop, status_job=status_job,
                       list_jobs=list_jobs, clean=clean, wait=wait, timeout=timeout)
@@ -71,6 +78,8 @@ def command(target: str | None, model_uri: str | None, image_uri: str | None, in
         return
     target = require_target(target, "batch")
     connection, options = split_target_values(ctx, target, "batch", target_values)
+    if not (stop or status_job or list_jobs or clean):
+        refuse_unused(given, target=target, model_uri=model_uri, image_uri=image_uri)
     plugin = get_target(target, **connection)
     if not isinstance(plugin, BatchTarget):
         raise UsageError(f"target {target!r} does not run batch jobs", where="--target",
@@ -96,7 +105,7 @@ def command(target: str | None, model_uri: str | None, image_uri: str | None, in
         raise UsageError("a batch job needs --input and --output", where="--input/--output",
                          fix="pass --input s3://bucket/in/ --output s3://bucket/out/")
     request = BatchRequest(model_uri=model_uri, input=input_uri, output=output_uri, image_uri=image_uri,
-                           name=name, options=options, wait=wait, timeout=timeout)
+                           name=name, options=options, wait=wait, timeout=timeout, build=build)
     plan = plugin.plan_batch(request)
     if dry_run:
         console.result({"dry_run": True, "plan": plan}, text=lambda: render_plan(plan))

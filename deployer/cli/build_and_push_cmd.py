@@ -21,7 +21,8 @@ from typing import Any
 
 import click
 
-from deployer.cli.build_cmd import build_options, image_options, run_build
+from deployer.cli.build_cmd import run_build
+from deployer.cli.build_options import build_options, image_options
 from deployer.cli.common import command, get_console, model_option
 
 log = logging.getLogger("deployer")
@@ -40,9 +41,11 @@ log = logging.getLogger("deployer")
               help="ECR only: push the bytes to HOST instead of the ECR registry (API calls still go to AWS).")
 @click.option("--retries", type=click.IntRange(0, 10), default=4, show_default=True,
               help="Retries on transient push failures (connection reset, 5xx), with backoff.")
+@click.option("--dry-run", is_flag=True, default=False,
+              help="Print the build plan and where the image would go; build, log in and push nothing.")
 def command(model_uri: str, registry: str | None, repository: str | None, username: str | None,
             password_stdin: bool, region: str | None, profile: str | None, registry_override: str | None,
-            retries: int, **build_params: Any) -> None:
+            retries: int, dry_run: bool, **build_params: Any) -> None:
     """Build the model's serving image and push it; print the pushed image reference.
 
     \b
@@ -67,6 +70,17 @@ def command(model_uri: str, registry: str | None, repository: str | None, userna
     if registry_override and not ecr:
         raise UsageError("--registry-override only applies to ECR pushes", where="--registry-override",
                          fix="use --registry HOST directly")
+    if dry_run:
+        from deployer.cli.build_cmd import print_build_plan
+
+        plan = plan_build(load_model(model_uri), build_options(build_params))
+        name, _, tag = plan.tag.rpartition(":")
+        where = (f"ECR {(registry_override.rstrip('/') + ' (bytes), ') if registry_override else ''}"
+                 f"repository {repository or name} (account and region from the AWS SDK"
+                 f"{', ' + region if region else ''})" if ecr
+                 else f"{(registry or '').rstrip('/')}/{repository or name}:{tag}")
+        print_build_plan(model_uri, build_params, {"push_to": where}, f"push to    {where}")
+        return
     password = sys.stdin.readline() if password_stdin else None
 
     plan = plan_build(load_model(model_uri), build_options(build_params))

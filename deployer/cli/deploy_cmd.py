@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from deployer.cli.build_options import build_option_group, pop_build_options, refuse_unused
 from deployer.cli.common import command, get_console
 from deployer.cli.targets_common import (
     render_mapping,
@@ -26,6 +27,7 @@ from deployer.targets.base import DeployRequest
 @click.option("--wait/--no-wait", default=True, help="Wait until the endpoint serves (default: wait).")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Give up waiting after this long.")
 @target_options("deploy")
+@build_option_group
 def command(target: str | None, name: str | None, model_uri: str | None, image_uri: str | None,
             dry_run: bool, wait: bool, timeout: float | None, **target_values: Any) -> None:
     """Deploy a model (or a prebuilt image) to an endpoint.
@@ -35,18 +37,21 @@ def command(target: str | None, name: str | None, model_uri: str | None, image_u
       deployer deploy --target sagemaker --name iris -m ./model --mode replace
 
     Options in [brackets] belong to the named target; a target's options are refused
-    for another target.
+    for another target. The image options (--base-image, --pip, --system-package, --gpu,
+    --lock, --wheelhouse, --image-env...) are `deployer build`'s, for the image built from -m.
     """
     from deployer.errors import UsageError
     from deployer.targets.actions import plan_deploy
 
     ctx = click.get_current_context()
     target = require_target(target, "deploy")
+    build, given = pop_build_options(ctx, target_values)
     connection, options = split_target_values(ctx, target, "deploy", target_values)
+    refuse_unused(given, target=target, model_uri=model_uri, image_uri=image_uri)
     if not name:
         raise UsageError("`deployer deploy` needs --name", where="--name", fix="pass --name ENDPOINT")
     request = DeployRequest(name=name, model_uri=model_uri, image_uri=image_uri, options=options,
-                            wait=wait, timeout=timeout)
+                            wait=wait, timeout=timeout, build=build)
     plugin, plan = plan_deploy(target, request, connection)
     console = get_console()
     if dry_run:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from deployer.cli.build_cmd import build_options, image_options
+from deployer.cli.build_options import build_options, image_options
 from deployer.cli.common import command, get_console, model_option
 
 
@@ -18,8 +18,9 @@ from deployer.cli.common import command, get_console, model_option
 @click.option("--force", is_flag=True, default=False, help="Replace a non-empty output directory.")
 @click.option("--buildkit", is_flag=True, default=False,
               help="Use BuildKit's RUN --mount (smaller, faster); default: any builder works.")
+@click.option("--dry-run", is_flag=True, default=False, help="Print the build plan; write nothing.")
 @image_options
-def command(model_uri: str, out_dir: Path, force: bool, buildkit: bool, **params: Any) -> None:
+def command(model_uri: str, out_dir: Path, force: bool, buildkit: bool, dry_run: bool, **params: Any) -> None:
     """Write the model's build context (Dockerfile, wheels, lock, runtime, model) to a directory.
 
     \b
@@ -34,6 +35,11 @@ def command(model_uri: str, out_dir: Path, force: bool, buildkit: bool, **params
     from deployer.model import load_model
 
     console = get_console()
+    if dry_run:
+        from deployer.cli.build_cmd import print_build_plan
+
+        print_build_plan(model_uri, params, {"out_dir": str(out_dir)}, f"writes     {out_dir}")
+        return
     loaded = load_model(model_uri)
     for warning in loaded.warnings:
         console.warn(warning)

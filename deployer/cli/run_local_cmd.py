@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from deployer.cli.build_cmd import build_options, image_options
+from deployer.cli.build_options import build_options, image_options
 from deployer.cli.common import command, get_console, model_option
 
 
@@ -34,9 +34,11 @@ def sample_curl(url: str, route: str, model_path: Path | None) -> str:
               help="Leave the container running and return (remove it with `deployer delete`).")
 @click.option("--ready-timeout", type=click.FloatRange(1, 3600), default=300.0, show_default=True,
               help="Seconds to wait for the server to answer its readiness route.")
+@click.option("--dry-run", is_flag=True, default=False, help="Print the build plan and how it would run; "
+              "build and run nothing.")
 @image_options
 def command(model_uri: str, host_port: int, name: str | None, detach: bool, ready_timeout: float,
-            **params: Any) -> None:
+            dry_run: bool, **params: Any) -> None:
     """Run the model's image locally, started the way the target platform starts it.
 
     \b
@@ -50,6 +52,15 @@ def command(model_uri: str, host_port: int, name: str | None, detach: bool, read
     from deployer.targets.actions import follow_local, start_local
 
     console = get_console()
+    if dry_run:
+        from deployer.cli.build_cmd import print_build_plan
+
+        serve_as = params.get("target") or "local"
+        print_build_plan(model_uri, {**params, "port": 8080},
+                         {"run": {"serve_as": serve_as, "host_port": host_port, "name": name, "gpu": bool(params.get("gpu"))}},
+                         f"run        as {serve_as} on 127.0.0.1:{host_port or '<any>'}"
+                         + (" with all GPUs" if params.get("gpu") else ""))
+        return
     options = build_options({**params, "port": 8080})
     with Progress(verbosity=console.verbosity) as progress:
         run = start_local(model_uri, options, name=name, port=host_port, ready_timeout=ready_timeout,

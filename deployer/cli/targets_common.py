@@ -17,12 +17,13 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from deployer.cli.build_options import NAMES as BUILD_OPTION_NAMES
 from deployer.errors import DeployerError, UsageError
 from deployer.targets.base import DeployPlan, OptionSpec, PlannedCall
 
 # Parameters of the generic commands; a target may not redefine them with another meaning.
 GENERIC = {"target", "name", "model_uri", "image_uri", "dry_run", "wait", "timeout", "output",
-           "verbose", "quiet", "input_uri", "output_uri", "stop", "config"}
+           "verbose", "quiet", "input_uri", "output_uri", "stop", "config"} | BUILD_OPTION_NAMES
 
 
 @dataclass(frozen=True)

@@ -235,8 +235,11 @@ class DeployerDeploymentClient(BaseDeploymentClient):
         if flavor not in (None, FLAVOR):
             raise MlflowException(f"deployer serves the {FLAVOR} flavor, not {flavor!r}",
                                   error_code=INVALID_PARAMETER_VALUE)
-        specs = self._specs("deploy", _IMAGE_URI, _DRY_RUN, _WAIT, _TIMEOUT)
+        from deployer.cli.build_options import option_specs, pop_config_build_options, refuse_unused
+
+        specs = {**self._specs("deploy", _IMAGE_URI, _DRY_RUN, _WAIT, _TIMEOUT), **option_specs()}
         values = self._values(specs, config, f"{verb}_deployment")
+        build, given = pop_config_build_options(values)
         mode = specs.get("mode")
         if verb == "update" and "mode" not in values and mode is not None and "replace" in mode.choices:
             values["mode"] = "replace"  # an update swaps the model in (deployer's --mode replace)
@@ -244,10 +247,11 @@ class DeployerDeploymentClient(BaseDeploymentClient):
         endpoint_name, deployment = (endpoint, name) if endpoint else (name, None)
         if deployment is not None:
             values["deployment"] = deployment
+        refuse_unused(given, target=self.kind, model_uri=model_uri, image_uri=generic.get("image_uri"))
         connection, options = self._split("deploy", values)
         request = DeployRequest(name=endpoint_name, model_uri=model_uri, image_uri=generic.get("image_uri"),
                                 options=options, wait=bool(generic.get("wait", True)),
-                                timeout=generic.get("timeout"))
+                                timeout=generic.get("timeout"), build=build)
         plugin, plan = actions.plan_deploy(self.kind, request, connection)
         self._check_existence(verb, plugin, plan, endpoint_name, deployment)
         if generic.get("dry_run"):
@@ -404,13 +408,16 @@ class DeployerDeploymentClient(BaseDeploymentClient):
 
 # ------------------------------------------------------------------------------ plugins
 def _local_specs(kind: str) -> dict[str, OptionSpec]:
-    """run_local's keys: the local target's options; the container runs as ``kind`` would run it."""
+    """run_local's keys: the local target's options and the build-option group; the container
+    runs as ``kind`` would run it."""
     from dataclasses import replace
 
+    from deployer.cli.build_options import option_specs
     from deployer.targets.local import OPTIONS
 
     specs = {s.name: replace(s, default=kind) if s.name == "serve_as" else s for s in OPTIONS}
     specs.update({s.name: s for s in (_DETACH, _READY_TIMEOUT)})
+    specs.update(option_specs())
     return specs
 
 
@@ -429,7 +436,9 @@ class _Plugin:
         Blocks streaming the container's logs until Ctrl-C, then removes the container
         (``-C detach=true``: returns once it serves, and the container keeps running).
         """
-        from deployer.cli.build_cmd import build_options
+        from dataclasses import replace
+
+        from deployer.cli.build_options import pop_config_build_options
 
         if flavor not in (None, FLAVOR):
             raise MlflowException(f"deployer serves the {FLAVOR} flavor, not {flavor!r}",
@@ -443,9 +452,8 @@ class _Plugin:
                 f"Valid keys: {', '.join(sorted(specs))}", error_code=INVALID_PARAMETER_VALUE)
         values = {k: coerce_option(specs[k], v, f"-C {k}") for k, v in config.items()}
         serve_as = values.get("serve_as") or self.kind
-        # the local target's build options (base_image, parquet...) carry the build flags' names
-        build = {k: v for k, v in values.items() if k not in ("port", "serve_as", "detach", "ready_timeout")}
-        opts = build_options({**build, "target": serve_as, "port": 8080})
+        build, _given = pop_config_build_options(values)
+        opts = replace(build, target=serve_as)
         port = values.get("port")
         run = actions.start_local(model_uri, opts, name=name, port=8080 if port is None else int(port),
                                   ready_timeout=float(values.get("ready_timeout") or 300.0),
@@ -478,11 +486,15 @@ def target_help(kind: str) -> str:
             out.append(f"  {spec.name:<24} {kind_text}. {spec.help}{default}")
         return out
 
-    from deployer.targets.registry import declared_options
+    from deployer.targets.registry import declared_options, load_factory
 
     declared = declared_options(kind)
+    from deployer.cli.build_options import option_specs
+
     deploy = {s.name: s for s in (_IMAGE_URI, _DRY_RUN, _WAIT, _TIMEOUT)}
     deploy.update({s.name: s for s in declared if "deploy" in s.commands})
+    if getattr(load_factory(kind), "builds_images", True) is not False:
+        deploy.update(option_specs())
     delete = {s.name: s for s in (_DRY_RUN,)}
     delete.update({s.name: s for s in declared if "delete" in s.commands})
     lines = [

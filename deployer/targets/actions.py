@@ -150,8 +150,7 @@ def start_local(model_uri: str, build_options: Any, *, name: str | None = None, 
     loaded = load_model(model_uri)
     endpoint = name or plan_build(loaded, build_options).model_name
     request = DeployRequest(name=endpoint, model_uri=model_uri, timeout=ready_timeout,
-                            options={"port": port, "serve_as": build_options.target,
-                                     "build_options": build_options})
+                            options={"port": port, "serve_as": build_options.target}, build=build_options)
     plan = target.plan(request)
     result = target.apply(plan, step=step, on_line=on_line)
     serve_as = str(result.details.get("serve_as", build_options.target))

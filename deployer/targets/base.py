@@ -37,6 +37,12 @@ Writing a target (the contract the CLI relies on)
     is called with the base signature below. ``delete --dry-run`` calls the optional
     ``plan_delete(name, **options) -> DeployPlan``.
   - on ``batch``, they go to ``BatchRequest.options``.
+  - the build-option group (``--base-image``, ``--pip``, ``--gpu``... see
+    :mod:`deployer.cli.build_options`) is generic too: one ``BuildOptions`` in
+    ``DeployRequest.build`` / ``BatchRequest.build``, for the image a target builds from
+    ``-m``; targets must not declare those names. A target that never builds an image sets
+    the class attribute ``builds_images = False``: the CLI then refuses build options
+    given with ``-m`` instead of ignoring them.
   - ``--wait/--no-wait`` and ``--timeout`` are generic: ``DeployRequest.wait`` /
     ``DeployRequest.timeout`` (None: the target's default); targets must not declare them.
 * ``plan`` may read the cloud, never change it. ``apply`` runs ``plan.calls`` in order;
@@ -98,6 +104,9 @@ class DeployRequest:
     options: Mapping[str, Any] = field(default_factory=dict)
     wait: bool = True
     timeout: float | None = None
+    build: Any = None
+    """``BuildOptions`` for the image built from ``model_uri`` (None: the defaults); the
+    target sets its ``target`` (how the image starts) itself."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,8 @@ class BatchRequest:
     options: Mapping[str, Any] = field(default_factory=dict)
     wait: bool = True
     timeout: float | None = None
+    build: Any = None
+    """``BuildOptions`` for the image built from ``model_uri`` (see :class:`DeployRequest`)."""
 
 
 @runtime_checkable
@@ -203,3 +214,14 @@ class BatchTarget(Protocol):
     def apply(self, plan: DeployPlan) -> DeployResult: ...
 
     def stop_batch(self, job_name: str) -> DeployResult: ...
+
+
+def image_build_options(build: Any, target: str) -> Any:
+    """The ``BuildOptions`` a target builds its image from ``-m`` with: the request's group
+    (``build``; None: the defaults), started as ``target`` starts it, on the port its
+    platform expects."""
+    from dataclasses import replace
+
+    from deployer.building.plan import DEFAULT_PORT, BuildOptions
+
+    return replace(build or BuildOptions(), target=target, port=DEFAULT_PORT)

@@ -31,6 +31,7 @@ from deployer.targets.base import (
     EndpointStatus,
     OptionSpec,
     PlannedCall,
+    image_build_options,
 )
 
 log = logging.getLogger("deployer")
@@ -46,13 +47,6 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("port", "Host port on 127.0.0.1 (0: any free port).", type="int", default=8080),
     OptionSpec("serve_as", "Start the container as this platform would.", type="choice",
                choices=("local", "sagemaker", "azureml"), default="local"),
-    OptionSpec("base_image", "Base image for the build (default: python:<X.Y>-slim)."),
-    OptionSpec("parquet", "Add pyarrow to the image so it also takes Parquet bodies.", type="bool",
-               default=False),
-    OptionSpec("verify", "Run the image built from -m once offline and score its input example first "
-               "(see `deployer build --no-verify`).", type="bool", default=True),
-    OptionSpec("auto_deps", "Add packages the model's loader imports but its requirements miss "
-               "(see `deployer build --no-auto-deps`).", type="bool", default=True),
 )
 
 
@@ -107,29 +101,27 @@ class LocalTarget:
             image = request.image_uri
         elif request.model_uri:
             from deployer.building.execute import existing_build
-            from deployer.building.plan import BuildOptions, plan_build
+            from deployer.building.plan import plan_build
             from deployer.model import load_model
 
-            build_opts = opts.get("build_options") or BuildOptions(
-                target=serve_as, base_image=opts.get("base_image") or None, gpu=bool(opts.get("gpu")),
-                parquet=bool(opts.get("parquet")), verify=opts.get("verify") is not False,
-                auto_deps=opts.get("auto_deps") is not False)
+            build_opts = image_build_options(request.build, serve_as)
             if build_opts.gpu:
                 self._check_gpu_runtime()
             plan = plan_build(load_model(request.model_uri), build_opts)
             image = plan.tag
             fresh = existing_build(self.client, plan.tag, plan.fingerprint) is not None
-            facts.update(model_uri=plan.model_uri, fingerprint=plan.fingerprint, image_up_to_date=fresh)
+            facts.update(model_uri=plan.model_uri, fingerprint=plan.fingerprint, image_up_to_date=fresh,
+                         image=image, build=build_opts.to_params())
             if not fresh:
                 calls.append(PlannedCall("docker", "build", {"model_uri": request.model_uri, "tag": image,
-                                                             "verify": plan.verify is not None},
+                                                             "build": build_opts.to_params()},
                                          f"build {image}" + (", run it offline and score its input example"
                                                              if plan.verify else " (not verified: --no-verify)")))
-            opts["build_options"] = build_opts
         else:
             raise UsageError("the local target needs a model (-m) or an image (--image-uri)",
                              fix="pass -m MODEL or --image-uri IMAGE")
-        gpu = bool(opts.get("gpu")) or bool(getattr(opts.get("build_options"), "gpu", False))
+        # --gpu builds a GPU image from -m, and runs any image (also --image-uri) with the GPUs
+        gpu = bool(getattr(request.build, "gpu", False))
         if gpu and request.image_uri:
             self._check_gpu_runtime()
         existing = self._container(name)
@@ -140,7 +132,6 @@ class LocalTarget:
             "image": image, "name": CONTAINER_PREFIX + name, "command": ["serve"], "port": port,
             "serve_as": serve_as, "wait": request.wait, "timeout": request.timeout, "gpu": gpu,
         }, f"run {image} as {serve_as} on 127.0.0.1:{port or '<any>'}" + (" with all GPUs" if gpu else "")))
-        facts["build_options"] = opts.get("build_options")
         return DeployPlan(target=self.name, name=name, action="replace" if existing else "create",
                           calls=tuple(calls), summary=f"run {image} locally", facts=facts)
 
@@ -151,8 +142,10 @@ class LocalTarget:
         for call in plan.calls:
             if call.operation == "build":
                 from deployer.building.execute import build_model_image
+                from deployer.building.plan import BuildOptions
 
-                _p, result = build_model_image(str(call.params["model_uri"]), plan.facts.get("build_options"),
+                options = BuildOptions.from_params(call.params["build"])
+                _p, result = build_model_image(str(call.params["model_uri"]), options,
                                                step=say, on_line=on_line, client=self.client)
                 image = result.image
             elif call.operation == "remove_container":

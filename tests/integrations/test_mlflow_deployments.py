@@ -295,3 +295,36 @@ def test_run_local_refuses_unknown_keys_and_flavors_before_building(sklearn_mode
     assert {"base_image", "detach", "parquet", "port", "ready_timeout", "serve_as"} <= set(valid)
     with pytest.raises(MlflowException, match="python_function flavor, not 'onnx'"):
         mlflow.deployments.run_local("deployer-local", "x", str(sklearn_model), flavor="onnx")
+
+
+def test_build_option_keys_build_the_same_image_as_the_flags(sm, bucket, sklearn_model, option_files):
+    """Every option of the build-option group is a -C key named like its flag (image_env,
+    system_package, ...) and reaches the planned build exactly as `deployer deploy`'s flags do;
+    a target that builds no image from -m refuses them."""
+    from tests.fixtures.build_option_cases import OPTION_CASES
+
+    flags: list[str] = []
+    config: dict[str, object] = {}
+    for case in OPTION_CASES:
+        args = case.args(option_files)
+        if case.name in ("gpu", "platform", "env_kind", "python_version"):  # one ordinary, buildable image
+            continue
+        flags += args
+        key = args[0][2:].replace("-", "_")
+        key = key[3:] if key.startswith("no_") and len(args) == 1 else key
+        config[key] = False if args[0].startswith("--no-") else (args[1] if len(args) > 1 else True)
+    cli = run_cli("deploy", "--target", "sagemaker", "--name", "iris", "-m", str(sklearn_model),
+                  "--execution-role-arn", ROLE, "--bucket", bucket, "--dry-run", "--output", "json", *flags)
+    assert cli.exit_code == 0, cli.stderr
+    plugin = get_deploy_client(URI).create_deployment(
+        "iris", str(sklearn_model), config={"execution_role_arn": ROLE, "bucket": bucket, "dry_run": True, **config})
+
+    def build_step(plan: dict) -> dict:
+        return next(c for c in plan["calls"] if c["operation"] == "build_image")["params"]
+
+    assert build_step(plugin["plan"]) == build_step(cli.json()["plan"])
+    assert build_step(plugin["plan"])["Build"]["system_packages"] == ["libgomp1"]
+    with pytest.raises(MlflowException, match="builds no image from -m"):
+        get_deploy_client("deployer-azureml:/local").create_deployment(
+            "x", str(sklearn_model), config={"pip": "six==1.16.0", "dry_run": True})
+    assert sm.mutating_actions() == []

@@ -78,6 +78,8 @@ class AzureMLTarget:
 
     name = "azureml"
     options = OPTIONS
+    # -m deploys the MLflow model and Azure ML builds its environment: build options are refused
+    builds_images = False
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from deployer import __version__
@@ -33,7 +33,7 @@ from deployer.targets.sagemaker.plan import (
     model_calls,
     tag_list,
 )
-from deployer.targets.sagemaker.spec import DeploySpec, parse_batch, s3_parts
+from deployer.targets.sagemaker.spec import PARQUET, DeploySpec, parse_batch, s3_parts
 from deployer.targets.sagemaker.state import TAG_MODEL_DATA, TAG_VERSION, list_tags
 
 
@@ -44,7 +44,12 @@ def plan_batch_job(target: Any, request: BatchRequest) -> DeployPlan:
     aws = target.aws
     model = target._model_ref(request.model_uri)
     base = request.name or (model.path.rstrip("/").rsplit("/", 1)[-1] if model.path else "batch")
-    image = target._image_plan(request.image_uri, spec, model, suggest(base)[:40].strip("-") or "batch")
+    from deployer.building.plan import BuildOptions
+
+    build = request.build
+    if spec.content_type.split(";")[0].strip() == PARQUET:  # the image must read the job's Parquet
+        build = replace(build or BuildOptions(), parquet=True)
+    image = target._image_plan(request.image_uri, spec, model, suggest(base)[:40].strip("-") or "batch", build)
     role = spec.execution_role_arn or aws.resolve_execution_role()
     bucket, create_bucket = target._bucket(spec, model, image)
     digest = hashlib.sha256(json.dumps(

@@ -18,22 +18,16 @@ from deployer.targets.sagemaker.plan import ImagePlan, ModelRef
 log = logging.getLogger("deployer")
 
 
-def build_options(base_image: str | None, parquet: bool, *, verify: bool = True, auto_deps: bool = True) -> Any:
-    """The builder's options for SageMaker images (planning and building use the same)."""
-    from deployer.building.plan import BuildOptions
-
-    return BuildOptions(target="sagemaker", base_image=base_image or None, parquet=parquet, verify=verify,
-                        auto_deps=auto_deps)
-
-
 def plan_image(aws: Any, model: ModelRef, *, repository: str | None, app: str,
-               registry_override: str | None, base_image: str | None = None,
-               parquet: bool = False, verify: bool = True, auto_deps: bool = True) -> ImagePlan:
+               registry_override: str | None, build_options: Any = None) -> ImagePlan:
+    """``build_options``: the request's build-option group (None: the defaults)."""
     from deployer.building.plan import plan_build
     from deployer.model import load_model
+    from deployer.targets.base import image_build_options
 
     assert model.uri
-    build = plan_build(load_model(model.uri), build_options(base_image, parquet, verify=verify, auto_deps=auto_deps))
+    options = image_build_options(build_options, "sagemaker")
+    build = plan_build(load_model(model.uri), options)
     tag = build.tag.rsplit(":", 1)[-1]
     repo = validate_repository(repository or f"deployer/{app.lower()}")
     uri = f"{ecr_host(aws.account_id(), aws.region)}/{repo}:{tag}"
@@ -41,7 +35,7 @@ def plan_image(aws: Any, model: ModelRef, *, repository: str | None, app: str,
     push_to = f"{registry_override.rstrip('/')}/{repo}:{tag}" if registry_override else None
     return ImagePlan(uri=uri, ecr=True, build=True, push=True, repository=repo,
                      create_repository=not exists, push_to=push_to, local_image=build.tag,
-                     base_image=base_image, parquet=parquet, verify=verify, auto_deps=auto_deps)
+                     build_options=options.to_params())
 
 
 def image_handlers(aws: Any) -> Mapping[tuple[str, str], Any]:
@@ -49,9 +43,9 @@ def image_handlers(aws: Any) -> Mapping[tuple[str, str], Any]:
 
     def build(params: Mapping[str, Any]) -> str:
         from deployer.building.execute import build_model_image
+        from deployer.building.plan import BuildOptions
 
-        options = build_options(params.get("BaseImage") or None, bool(params.get("Parquet")),
-                                verify=params.get("Verify") is not False, auto_deps=params.get("AutoDeps") is not False)
+        options = BuildOptions.from_params(params.get("Build") or {"target": "sagemaker"})
         plan, result = build_model_image(str(params["ModelUri"]), options, if_needed=True, step=log.info)
         if plan.tag != params.get("LocalImage"):
             log.warning("the image tag changed since planning (%s, planned %s): the model or its "

@@ -9,7 +9,8 @@ executor runs them in reverse when a later step fails, so a failed run leaves no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.errors import TargetError, UsageError
@@ -51,10 +52,12 @@ class ImagePlan:
     """Where the image bytes go when that differs from ``uri`` (registry override)."""
     local_image: str | None = None
     """The local tag the builder gives the image (pushed as ``uri`` / ``push_to``)."""
-    base_image: str | None = None
-    parquet: bool = False
-    verify: bool = True
-    auto_deps: bool = True
+    build_options: Mapping[str, Any] = field(default_factory=dict)
+    """The build-option group for the image built from -m (``BuildOptions.to_params``)."""
+
+    @property
+    def verify(self) -> bool:
+        return self.build_options.get("verify", True) is not False
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,7 @@ def image_calls(ctx_image: ImagePlan, model: ModelRef) -> list[PlannedCall]:
     if ctx_image.build:
         calls.append(PlannedCall(
             "deployer", "build_image",
-            {"ModelUri": model.uri, "LocalImage": ctx_image.local_image, "BaseImage": ctx_image.base_image,
-             "Parquet": ctx_image.parquet, "Verify": ctx_image.verify, "AutoDeps": ctx_image.auto_deps},
+            {"ModelUri": model.uri, "LocalImage": ctx_image.local_image, "Build": dict(ctx_image.build_options)},
             description="build the serving image on the local Docker engine" + (
                 ", then run it offline and score its input example (before anything is pushed or created)"
                 if ctx_image.verify else " (not verified: --no-verify)"),

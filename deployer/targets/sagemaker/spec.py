@@ -96,10 +96,6 @@ class DeploySpec:
     repository: str | None = None
     registry_override: str | None = None
     registry_credentials_arn: str | None = None
-    base_image: str | None = None
-    parquet: bool = False  # images built from -m get pyarrow (Parquet request bodies)
-    verify: bool = True  # images built from -m are run and scored offline before the push
-    auto_deps: bool = True
     async_config: AsyncConfig | None = None
     startup_health_timeout: int | None = None
     model_download_timeout: int | None = None
@@ -130,10 +126,6 @@ class BatchSpec:
     archive: bool = False
     repository: str | None = None
     registry_override: str | None = None
-    base_image: str | None = None
-    parquet: bool = False  # set for a Parquet --content-type: the image must read it
-    verify: bool = True
-    auto_deps: bool = True
     vpc_config: Mapping[str, Any] | None = None
     registry_credentials_arn: str | None = None
     accept: str = "application/json"
@@ -491,10 +483,6 @@ def _shared(options: Mapping[str, Any]) -> dict[str, Any]:
         "archive": bool(options.get("archive")),
         "repository": options.get("repository") or None,
         "registry_override": options.get("registry_override") or None,
-        "base_image": options.get("base_image") or None,
-        "parquet": bool(options.get("parquet")),
-        "verify": options.get("verify") is not False,
-        "auto_deps": options.get("auto_deps") is not False,
     }
     if shared["model_in_image"] and shared["bucket"]:
         raise UsageError("--model-in-image and --bucket exclude each other", where="--bucket",
@@ -594,8 +582,6 @@ def parse_batch(input_uri: str, output_uri: str, options: Mapping[str, Any]) -> 
     max_payload = options.get("max_payload_mb")
     content_type = str(options.get("content_type") or "application/json")
     shared = _shared(options)
-    # a Parquet job needs an image that reads Parquet, flag or not
-    shared["parquet"] = shared["parquet"] or content_type.split(";")[0].strip() == PARQUET
     if max_payload is not None and not 0 <= int(max_payload) <= 100:
         raise UsageError(f"max payload {max_payload} MB is out of range", where="--max-payload-mb",
                          fix="SageMaker takes 0 to 100 MB (0: no limit, for streamed single records)")

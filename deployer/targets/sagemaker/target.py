@@ -85,8 +85,6 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("registry_override", "Push image bytes to this registry host instead of ECR's "
                "(ECR API calls still go to AWS; for mirrors and tests).", metavar="HOST",
                commands=("deploy", "batch")),
-    OptionSpec("base_image", "Base image for images built from -m (see `deployer build --base-image`).",
-               metavar="IMAGE", commands=("deploy", "batch")),
     OptionSpec("registry_credentials_arn", "Lambda ARN giving SageMaker credentials for a private "
                "(non-ECR) registry.", metavar="ARN", commands=("deploy", "batch")),
     OptionSpec("subnet", "VPC subnet for the model's containers (repeatable; with --security-group; "
@@ -117,14 +115,6 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "endpoint's output bucket, under deployer-async-inputs/).", metavar="S3URI", commands=("predict",)),
     OptionSpec("async_timeout", "Asynchronous endpoints: seconds to wait for the result.", type="float",
                default=300.0, metavar="SECONDS", commands=("predict",)),
-    OptionSpec("parquet", "Add pyarrow to images built from -m so they also take Parquet bodies "
-               "(automatic for batch jobs whose --content-type is Parquet).", type="bool", default=False,
-               commands=("deploy", "batch")),
-    OptionSpec("verify", "Run images built from -m once offline and score their input example before "
-               "pushing (see `deployer build --no-verify`).", type="bool", default=True,
-               commands=("deploy", "batch")),
-    OptionSpec("auto_deps", "Add packages the model's loader imports but its requirements miss "
-               "(see `deployer build --no-auto-deps`).", type="bool", default=True, commands=("deploy", "batch")),
     OptionSpec("content_type", "Content type of the batch input.", default="application/json",
                commands=("batch",)),
     OptionSpec("split_type", "How to split batch input files.", type="choice",
@@ -182,7 +172,7 @@ class SageMakerTarget:
                         model_uuid=loaded.mlmodel.model_uuid, run_id=loaded.mlmodel.run_id)
 
     def _image_plan(self, request_image: str | None, spec: DeploySpec | Any, model: ModelRef,
-                    app: str) -> ImagePlan:
+                    app: str, build: Any = None) -> ImagePlan:
         if request_image:
             return ImagePlan(uri=request_image, ecr=is_ecr_image(request_image))
         if not model.uri:
@@ -191,8 +181,7 @@ class SageMakerTarget:
         from deployer.targets.sagemaker.images import plan_image
 
         return plan_image(self.aws, model, repository=spec.repository, app=app,
-                          registry_override=spec.registry_override, base_image=spec.base_image,
-                          parquet=spec.parquet, verify=spec.verify, auto_deps=spec.auto_deps)
+                          registry_override=spec.registry_override, build_options=build)
 
     def _bucket(self, spec: Any, model: ModelRef, image: ImagePlan) -> tuple[str | None, bool]:
         """Where model.tar.gz goes, and whether that bucket must be created first."""
@@ -225,7 +214,7 @@ class SageMakerTarget:
                              fix="pass a number of seconds, e.g. --timeout 1800")
         self._check_alarms(spec.alarms)
         model = self._model_ref(request.model_uri)
-        image = self._image_plan(request.image_uri, spec, model, app)
+        image = self._image_plan(request.image_uri, spec, model, app, request.build)
         role = spec.execution_role_arn or self.aws.resolve_execution_role()
         bucket, create_bucket = self._bucket(spec, model, image)
         digest = config_hash(spec, image=image.uri, model_digest=model.digest, role=role)

@@ -86,11 +86,12 @@ def test_parquet_batch_jobs_get_an_image_that_reads_parquet(sm, bucket, sklearn_
     plain = build_step("--content-type", "text/csv")
     parquet = build_step("--content-type", "application/vnd.apache.parquet")
     flagged = build_step("--parquet")
-    assert plain["Parquet"] is False and parquet["Parquet"] is True and flagged["Parquet"] is True
+    assert "parquet" not in plain["Build"]
+    assert parquet["Build"]["parquet"] is True and flagged["Build"]["parquet"] is True
     assert parquet["LocalImage"] == flagged["LocalImage"] != plain["LocalImage"]  # a different image
     res = run_cli("deploy", "--target", "sagemaker", "--name", "pq", "-m", str(sklearn_model),
                   "--execution-role-arn", ROLE, "--parquet", "--dry-run", "--output", "json")
     assert res.exit_code == 0, res.stderr
     step = next(c for c in res.json()["plan"]["calls"] if c["operation"] == "build_image")
-    assert step["params"]["Parquet"] is True
+    assert step["params"]["Build"]["parquet"] is True
     assert sm.mutating_actions() == []
