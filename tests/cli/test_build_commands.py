@@ -148,27 +148,3 @@ def test_missing_base_image_is_an_actionable_error(tensor_model: Path) -> None:
     assert result.exit_code == 1
     assert "could not be pulled" in result.output and "--base-image" in result.output
     assert "Traceback" not in result.output
-
-
-@pytest.mark.docker
-def test_parquet_flag_reaches_every_command_that_builds(sklearn_model: Path, docker_env) -> None:  # type: ignore[no-untyped-def]
-    """build, run-local and `deploy --target local` share the builder's --parquet: same tag for
-    the same options, a different one without it (the flag changes the image's contents)."""
-    def build_tag(*extra: str) -> tuple[str, list[str]]:
-        code, out, err = _run("build", "-m", str(sklearn_model), "--dry-run", "--output", "json", *extra)
-        assert code == 0, err
-        plan = json.loads(out)["plan"]
-        return plan["tag"], plan["requirements"]["requirements"]
-
-    def deploy_tag(*extra: str) -> str:
-        code, out, err = _run("deploy", "--target", "local", "--name", "pq", "-m", str(sklearn_model),
-                              "--dry-run", "--output", "json", *extra)
-        assert code == 0, err
-        calls = json.loads(out)["plan"]["calls"]
-        return next(c["params"]["image"] for c in calls if c["operation"] == "run")
-
-    plain, plain_reqs = build_tag()
-    with_pq, pq_reqs = build_tag("--parquet")
-    assert not any(r.startswith("pyarrow") for r in plain_reqs)
-    assert any(r.startswith("pyarrow") for r in pq_reqs) and with_pq != plain
-    assert deploy_tag() == plain and deploy_tag("--parquet") == with_pq

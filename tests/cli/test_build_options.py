@@ -142,9 +142,44 @@ def test_each_option_reaches_the_local_deploy_plan(case: OptionCase, sklearn_mod
     assert got["facts"]["build"][case.name] == case.expected(option_files)
     assert got["facts"]["build"].get("target", "local") == "local"  # started as the local target runs it
     assert (got["facts"]["image"] != base["facts"]["image"]) is case.changes_tag
+    # the same options give `deployer build` the same image (content-addressed, one plan)
+    code, out, err = _run("build", "-m", str(sklearn_model), "--dry-run", "--output", "json",
+                          *case.args(option_files))
+    assert code == 0, err
+    assert json.loads(out)["plan"]["tag"] == got["facts"]["image"]
     run = next(c for c in got["calls"] if c["operation"] == "run")
     assert run["params"]["image"] == got["facts"]["image"]
     build = [c for c in got["calls"] if c["operation"] == "build"]
     if build:  # planned when the image is not on the engine yet: it builds with the same options
         assert build[0]["params"]["build"] == got["facts"]["build"]
 
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_deploy_local_builds_with_the_group_and_serves(sklearn_model: Path, base_image: str,
+                                                       docker_client: Any) -> None:
+    """For real: deploy --target local -m with several group options builds (and verifies)
+    an image that has them, runs it and serves."""
+    import urllib.request
+
+    args = ["--base-image", base_image, "--pip", "six==1.16.0", "--image-env", "GROUP_TEST=on",
+            "--label", "team=ml", "--system-package", "libgomp1", "--port", "0"]
+    code, out, err = _run("deploy", "--target", "local", "--name", "group-real", "-m", str(sklearn_model),
+                          "--output", "json", *args)
+    try:
+        assert code == 0, err
+        result = json.loads(out)
+        attrs = docker_client.images.get(result["details"]["image"]).attrs
+        assert attrs["Config"]["Labels"]["team"] == "ml"
+        assert attrs["Config"]["Labels"]["io.deployer.verify.status"] == "passed"
+        assert "GROUP_TEST=on" in attrs["Config"]["Env"]
+        container = docker_client.containers.get(result["details"]["container"])
+        probe = container.exec_run(["/opt/venv/bin/python", "-c", "import six; print(six.__version__)"])
+        assert probe.output.decode().strip() == "1.16.0", probe.output
+        libgomp = container.exec_run(["sh", "-c", "ls /usr/lib/*/libgomp.so.1"])
+        assert libgomp.exit_code == 0, libgomp.output
+        with urllib.request.urlopen(result["endpoint_url"] + "/ping", timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        _run("delete", "--target", "local", "--name", "group-real")
