@@ -66,15 +66,11 @@ def command(target: str | None, model_uri: str | None, image_uri: str | None, in
     ctx = click.get_current_context()
     spark_values = pop_spark_values(ctx, target, target_values)
     build, given = pop_build_options(ctx, target_values)
-    if target == SPARK_TARGET and given:
-        raise UsageError(f"{', '.join(given)} shape an image, and `batch --target spark` builds none",
-                         where=given[0], fix="drop them: Spark jobs run the model's packed environment "
-                         "(--env-manager virtualenv) or the executors' own Python")
     if target == SPARK_TARGET:  # not a deployment target: its own options and runner
         others = dict(target_values, image_uri=image_uri, name=name, stop=stop, status_job=status_job,
                       list_jobs=list_jobs, clean=clean, wait=wait, timeout=timeout)
         run_spark(ctx, model_uri=model_uri, input_uri=input_uri, output_uri=output_uri, dry_run=dry_run,
-                  spark_values=spark_values, other_values=others)
+                  spark_values=spark_values, other_values=others, build=build, build_given=given)
         return
     target = require_target(target, "batch")
     connection, options = split_target_values(ctx, target, "batch", target_values)

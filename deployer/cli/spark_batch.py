@@ -55,8 +55,32 @@ def pop_spark_values(ctx: click.Context, target: str | None, values: dict[str, A
     return mine
 
 
+#: Build-option flags that shape the packed environment (--env-manager virtualenv); the
+#: others shape an image, which a Spark job does not have.
+_ENVIRONMENT_FLAGS = ("--pip", "--pip-requirements-override", "--lock", "--wheelhouse", "--refresh-lock",
+                      "--auto-deps", "--no-auto-deps", "--keep-full-mlflow")
+
+
+def check_build_options(given: tuple[str, ...], env_manager: str) -> None:
+    """The build options a Spark job can use: those of the packed environment, with
+    ``--env-manager virtualenv``; any other is refused, not ignored."""
+    image_only = [flag for flag in given if flag not in _ENVIRONMENT_FLAGS]
+    if image_only:
+        raise UsageError(f"{', '.join(image_only)} {'shapes' if len(image_only) == 1 else 'shape'} an image, "
+                         "and `batch --target spark` builds none", where=image_only[0],
+                         fix="drop them: a Spark job runs in the executors' Python or, with --env-manager "
+                             "virtualenv, in the model's packed environment (which takes --pip, "
+                             "--pip-requirements-override, --lock, --wheelhouse, --refresh-lock, --no-auto-deps, "
+                             "--keep-full-mlflow)")
+    if given and env_manager != "virtualenv":
+        raise UsageError(f"{', '.join(given)} {'shapes' if len(given) == 1 else 'shape'} the packed environment "
+                         "of --env-manager virtualenv, and this job runs in the executors' own Python",
+                         where=given[0], fix="add --env-manager virtualenv, or drop them")
+
+
 def run_spark(ctx: click.Context, *, model_uri: str | None, input_uri: str | None, output_uri: str | None,
-              dry_run: bool, spark_values: dict[str, Any], other_values: dict[str, Any]) -> None:
+              dry_run: bool, spark_values: dict[str, Any], other_values: dict[str, Any], build: Any = None,
+              build_given: tuple[str, ...] = ()) -> None:
     from deployer.cli.common import get_console
     from deployer.cli.targets_common import render_mapping
 
@@ -72,13 +96,16 @@ def run_spark(ctx: click.Context, *, model_uri: str | None, input_uri: str | Non
                          fix="pass --input data.parquet --output predictions.parquet")
     from deployer.spark.plan import plan_batch
 
+    env_manager = spark_values["spark_env_manager"] or "local"
+    check_build_options(build_given, env_manager)
     columns = spark_values["spark_columns"]
     plan = plan_batch(
         model_uri, input=input_uri, output=output_uri, master=spark_values["spark_master"] or "local[*]",
         input_format=spark_values["spark_input_format"],
         columns=tuple(c.strip() for c in columns.split(",")) if columns else None,
-        result_type=spark_values["spark_result_type"], env_manager=spark_values["spark_env_manager"] or "local",
+        result_type=spark_values["spark_result_type"], env_manager=env_manager,
         partitions=spark_values["spark_partitions"], conf=tuple(spark_values["spark_conf"] or ()),
+        build_options=build,
     )
     console = get_console()
     if dry_run:

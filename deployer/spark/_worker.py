@@ -12,6 +12,14 @@ packed environment for ``env_manager="virtualenv"``).
   ``mlflow.pyfunc.spark_udf``), ``PyFuncModel.predict`` through the scoring core (signature
   enforcement, params), and the conversion of predictions to ``result_type``, with MLflow's
   own helpers (``_convert_array_values``, ``_convert_struct_values``).
+* **Two transports, one scoring path.** With pyspark >= 4.1 the UDF is an Arrow iterator UDF
+  (:func:`arrow_body`): it receives ``pyarrow`` arrays and returns one, so the common case
+  (every column a double, a numeric prediction) goes Arrow -> float matrix -> estimator ->
+  Arrow without building a pandas Series per column and converting it back, which is most of
+  what a pandas UDF costs. Every other batch is converted to pandas with PySpark's own
+  converter, configured as the pandas UDF's (:class:`ArrowConf`), and its result back with
+  PySpark's own converter: the same values as the pandas UDF (:func:`udf_body`, still used
+  on older pyspark or with ``DEPLOYER_SPARK_UDF_TRANSPORT=pandas``).
 """
 
 from __future__ import annotations
@@ -25,6 +33,22 @@ from typing import Any
 #: model key -> ScoringCore, for the life of this Python worker process.
 _CORES: dict[str, Any] = {}
 _LOCK = threading.Lock()
+#: column names -> their pandas Index (see _column_index)
+_INDEXES: dict[tuple[str, ...], Any] = {}
+
+
+@dataclass(frozen=True)
+class ArrowConf:
+    """The session settings PySpark's pandas UDF converts with, read on the driver when the UDF
+    is made (an Arrow UDF's worker does not receive them): the Arrow transport converts the
+    batches it cannot take natively exactly as a pandas UDF would."""
+
+    timezone: str | None  # spark.sql.session.timeZone
+    safecheck: bool  # spark.sql.execution.pandas.convertToArrowArraySafely
+    large_var_types: bool  # spark.sql.execution.arrow.useLargeVarTypes
+    assign_cols_by_name: bool  # spark.sql.legacy.execution.pandas.groupedMap.assignColumnsByName
+    int_to_decimal: bool  # spark.sql.execution.pythonUDF.pandas.intToDecimalCoercionEnabled
+    prefer_int_ext_dtype: bool  # spark.sql.execution.pythonUDF.pandas.preferIntExtensionDtype
 
 
 @dataclass(frozen=True)
@@ -38,6 +62,7 @@ class UdfSpec:
     required_count: int
     result_type: Any  # a pyspark DataType
     params: dict[str, Any] | None
+    arrow: ArrowConf | None = None  # set: the Arrow transport (arrow_body); None: pandas
 
 
 def load_core(spec: UdfSpec) -> Any:
@@ -103,6 +128,126 @@ def udf_body(spec: UdfSpec) -> Any:
     return body
 
 
+def arrow_body(spec: UdfSpec) -> Any:
+    """The Arrow transport's function: ``Iterator[tuple of pa.Array] -> Iterator[pa.Array]``
+    (PySpark's ``SQL_SCALAR_ARROW_ITER_UDF``; one column arrives as a bare array)."""
+    import typing
+
+    import pyarrow
+
+    def body(iterator: Any) -> Any:
+        return score_arrow_batches(spec, iterator)
+
+    body.__annotations__ = {
+        "iterator": typing.Iterator[typing.Tuple[pyarrow.Array, ...]],  # noqa: UP006
+        "return": typing.Iterator[pyarrow.Array],
+    }
+    return body
+
+
+def score_arrow_batches(spec: UdfSpec, iterator: Iterator[Any]) -> Iterator[Any]:
+    """The body of the Arrow iterator UDF: one prediction array per Arrow batch."""
+    core = load_core(spec)
+    for batch in iterator:
+        arrays = tuple(batch) if isinstance(batch, tuple) else (batch,)
+        if len(arrays[0]) > 0:
+            yield predict_arrow(core, spec, arrays)
+
+
+def predict_arrow(core: Any, spec: UdfSpec, arrays: tuple[Any, ...]) -> Any:
+    """One Arrow batch: the same frame, prediction and conversion as :func:`predict_batch` on
+    the pandas form of the batch, without the pandas form when every column is a double."""
+    frame = float_frame(spec, arrays)
+    if frame is None:
+        frame = input_frame(spec, arrow_to_pandas(spec, arrays))
+    raw = core.predict_batch(frame, spec.params)
+    values = _plain_values(raw, spec.result_type)
+    if values is not None:
+        import pyarrow
+
+        # from_pandas: NaN becomes null, as PySpark's pandas -> Arrow conversion makes it
+        return pyarrow.array(values, from_pandas=True)
+    return pandas_to_arrow(spec, to_result_type(raw, spec.result_type))
+
+
+def float_frame(spec: UdfSpec, arrays: tuple[Any, ...]) -> Any:
+    """The frame :func:`input_frame` builds from the pandas form of a batch whose columns are
+    all doubles (positional columns, or one struct of doubles), straight from the Arrow
+    buffers into one float64 block; None for any other batch."""
+    import numpy as np
+    import pandas
+    import pyarrow
+
+    is_double = pyarrow.types.is_float64
+    if len(arrays) == 1 and pyarrow.types.is_struct(arrays[0].type):
+        struct = arrays[0]
+        # a null struct row has no pandas twin this cheap to reproduce: the general path
+        if struct.null_count or not struct.type.num_fields \
+                or not all(is_double(f.type) for f in struct.type):
+            return None
+        names = [f.name for f in struct.type]
+        columns = struct.flatten()  # the children, sliced like the parent
+    else:
+        if not all(is_double(a.type) for a in arrays):
+            return None
+        names = column_names(spec, len(arrays))
+        if len(arrays) < len(names):  # optional columns left out: the general path
+            return None
+        columns = list(arrays[: len(names)])
+    # nulls become NaN, as in the float64 Series PySpark makes of them; the matrix is this
+    # batch's own, so the frame wraps it (no copy) with a column index built once
+    matrix = np.column_stack([c.to_numpy(zero_copy_only=False) for c in columns])
+    return pandas.DataFrame(matrix, columns=_column_index(tuple(names)), copy=False)
+
+
+def _column_index(names: tuple[str, ...]) -> Any:
+    """A pandas Index of ``names``, made once per worker (building one costs as much as
+    wrapping the batch)."""
+    index = _INDEXES.get(names)
+    if index is None:
+        import pandas
+
+        index = _INDEXES[names] = pandas.Index(names)
+    return index
+
+
+def arrow_to_pandas(spec: UdfSpec, arrays: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The Series (DataFrames for structs) a pandas iterator UDF receives for these arrays:
+    PySpark's own converter, with the pandas UDF's arguments and the session's settings."""
+    import pyarrow
+    from pyspark.sql.conversion import ArrowBatchTransformer
+
+    conf = spec.arrow
+    assert conf is not None
+    batch = pyarrow.RecordBatch.from_arrays(list(arrays), names=[f"_{i}" for i in range(len(arrays))])
+    return tuple(ArrowBatchTransformer.to_pandas(
+        batch, timezone=conf.timezone, struct_in_pandas="dict", ndarray_as_list=False,
+        prefer_int_ext_dtype=conf.prefer_int_ext_dtype, df_for_struct=True))
+
+
+def pandas_to_arrow(spec: UdfSpec, result: Any) -> Any:
+    """The Arrow array a pandas iterator UDF's result becomes: PySpark's own check and
+    converter, with the pandas UDF's arguments and the session's settings."""
+    from pyspark.sql.conversion import PandasToArrowConversion
+    from pyspark.sql.types import StructField, StructType
+
+    conf = spec.arrow
+    assert conf is not None
+    try:
+        from pyspark.worker import verify_pandas_result
+    except ImportError:  # the check only words the error; the conversion still refuses
+        pass
+    else:
+        verify_pandas_result(result, spec.result_type, assign_cols_by_name=True,
+                             truncate_return_schema=True)
+    batch = PandasToArrowConversion.convert(
+        [result], StructType([StructField("_0", spec.result_type)]), timezone=conf.timezone,
+        safecheck=conf.safecheck, arrow_cast=True, prefers_large_types=conf.large_var_types,
+        assign_cols_by_name=conf.assign_cols_by_name,
+        int_to_decimal_coercion_enabled=conf.int_to_decimal)
+    return batch.column(0)
+
+
 def _is_struct(data_type: Any) -> bool:
     from pyspark.sql.types import StructType
 
@@ -116,21 +261,8 @@ def input_frame(spec: UdfSpec, args: tuple[Any, ...]) -> Any:
     args = tuple(args)
     if len(args) == 1 and isinstance(args[0], pandas.DataFrame):
         return args[0]
-    if spec.input_names is None:
-        names = [str(i) for i in range(len(args))]
-    else:
-        names = list(spec.input_names)
-        if len(args) > len(names):
-            args = args[: len(names)]
-        if len(args) < spec.required_count:
-            from mlflow.exceptions import MlflowException
-
-            raise MlflowException(
-                f"Model input is missing required columns. Expected {len(names)} required"
-                f" input columns {names}, but the model received only {len(args)} "
-                "unnamed input columns (Since the columns were passed unnamed they are"
-                " expected to be in the order specified by the schema)."
-            )
+    names = column_names(spec, len(args))
+    args = args[: len(names)]
     if len(args) == len(names) and all(isinstance(a, pandas.Series) and a.dtype == "float64" for a in args) \
             and all(a.index.equals(args[0].index) for a in args[1:]):
         # the same frame (columns, float64 dtypes, index), built as one block in one copy
@@ -147,6 +279,24 @@ def input_frame(spec: UdfSpec, args: tuple[Any, ...]) -> Any:
         },
         columns=names,
     )
+
+
+def column_names(spec: UdfSpec, count: int) -> list[str]:
+    """The names of ``count`` positional columns (MLflow's rule): the signature's first
+    ``count`` input names (extra columns are dropped), ``"0"``, ``"1"``... without one."""
+    if spec.input_names is None:
+        return [str(i) for i in range(count)]
+    names = list(spec.input_names)
+    if count < spec.required_count:
+        from mlflow.exceptions import MlflowException
+
+        raise MlflowException(
+            f"Model input is missing required columns. Expected {len(names)} required"
+            f" input columns {names}, but the model received only {count} "
+            "unnamed input columns (Since the columns were passed unnamed they are"
+            " expected to be in the order specified by the schema)."
+        )
+    return names
 
 
 def predict_batch(core: Any, spec: UdfSpec, args: tuple[Any, ...]) -> Any:
@@ -228,11 +378,19 @@ def to_result_type(result: Any, result_type: Any) -> Any:
 
 
 def _plain_column(result: Any, result_type: Any) -> Any:
-    """The common case without the DataFrame round trip: a 1-D numeric array for a numeric
-    result type. Same values and dtype as the general rule gives (``DataFrame(result)``,
-    ``select_dtypes``, ``astype``, first column); None when the rule has to run."""
-    import numpy as np
+    """The common case without the DataFrame round trip (see :func:`_plain_values`), as the
+    Series a pandas UDF returns; None when the general rule has to run."""
     import pandas
+
+    values = _plain_values(result, result_type)
+    return None if values is None else pandas.Series(values)
+
+
+def _plain_values(result: Any, result_type: Any) -> Any:
+    """A 1-D numeric array for a numeric result type, converted as the general rule converts
+    it (``DataFrame(result)``, ``select_dtypes``, ``astype``, first column): the same values
+    and dtype, as a numpy array; None when the rule has to run."""
+    import numpy as np
     from pyspark.sql.types import DoubleType, FloatType, IntegerType, LongType
 
     if not isinstance(result, np.ndarray) or result.ndim != 1:
@@ -241,9 +399,9 @@ def _plain_column(result: Any, result_type: Any) -> Any:
     if rtype in (DoubleType, FloatType):
         if not (np.issubdtype(kind, np.integer) or np.issubdtype(kind, np.floating)):
             return None
-        return pandas.Series(result.astype(np.float64 if rtype is DoubleType else np.float32))
+        return result.astype(np.float64 if rtype is DoubleType else np.float32)
     ints = {LongType: ("int8", "uint8", "int16", "uint16", "int64"),
             IntegerType: ("int8", "uint8", "int16", "uint16", "int32")}.get(rtype)
     if ints is None or kind.name not in ints:
         return None
-    return pandas.Series(result.astype(np.int64 if rtype is LongType else np.int32))
+    return result.astype(np.int64 if rtype is LongType else np.int32)

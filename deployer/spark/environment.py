@@ -70,6 +70,8 @@ class EnvironmentPlan:
             "requirements": self.build.requirements.to_dict(),
             "lock_file": str(self.build.lock_file) if self.build.lock_file else None,
             "wheelhouse": str(self.build.wheelhouse) if self.build.wheelhouse else None,
+            "options": {k: v for k, v in (self.build.options.to_params() if self.build.options else {}).items()
+                        if k in ENVIRONMENT_OPTIONS},
             "runtime_digest": self.build.runtime.digest,
             "cache_dir": str(self.cache_dir),
             "warnings": list(self.warnings),
@@ -100,8 +102,14 @@ def base_interpreter() -> str:
     return os.path.realpath(base)
 
 
-def plan_environment(model_dir: Path, *, lock_file: Path | None = None,
-                     wheelhouse: Path | None = None) -> EnvironmentPlan:
+#: The build-option group's fields that shape the packed environment (the rest shape an image).
+ENVIRONMENT_OPTIONS = ("pip", "pip_override_file", "lock_file", "wheelhouse", "refresh_lock", "auto_deps",
+                       "keep_full_mlflow")
+
+
+def plan_environment(model_dir: Path, *, options: Any = None) -> EnvironmentPlan:
+    """``options``: a ``BuildOptions`` whose :data:`ENVIRONMENT_OPTIONS` apply (``--pip``,
+    ``--lock``, ``--wheelhouse``...); the platform and Python are the driver's."""
     from deployer.building.plan import BuildOptions, plan_build
     from deployer.model import load_model
     from deployer.spark.shipping import spark_cache_dir
@@ -118,9 +126,9 @@ def plan_environment(model_dir: Path, *, lock_file: Path | None = None,
     if declared and ".".join(declared.split(".")[:2]) != python:
         warnings.append(f"the model was saved with Python {declared}; Spark's workers must run the "
                         f"driver's Python {python}, so the environment is built for {python}")
+    chosen = {name: getattr(options, name) for name in ENVIRONMENT_OPTIONS} if options is not None else {}
     build = plan_build(loaded, BuildOptions(python_version=python, platform=f"linux/{arch}",
-                                            parquet=True, lock_file=lock_file, wheelhouse=wheelhouse,
-                                            verify=False))
+                                            parquet=True, verify=False, **chosen))
     warnings += [w for w in build.warnings if w not in warnings]
     return EnvironmentPlan(model_dir=Path(model_dir), python=python, base_python=base_interpreter(),
                            build=build, cache_dir=spark_cache_dir() / "envs",
@@ -233,11 +241,10 @@ def _pack(env_dir: Path, out: Path) -> None:
             tar.add(str(path), arcname=path.name, filter=clean)
 
 
-def ship_environment(spark: Any, model_dir: Path, *, lock_file: Path | None = None,
-                     wheelhouse: Path | None = None) -> str:
+def ship_environment(spark: Any, model_dir: Path, *, options: Any = None) -> str:
     """Build (or reuse) the environment, ship it; returns the interpreter the UDF runs under."""
 
-    plan = plan_environment(model_dir, lock_file=lock_file, wheelhouse=wheelhouse)
+    plan = plan_environment(model_dir, options=options)
     for warning in plan.warnings:
         log.warning(warning)
     packed = build_environment(plan)

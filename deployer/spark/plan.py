@@ -38,6 +38,7 @@ class SparkBatchPlan:
     conf: tuple[tuple[str, str], ...]
     environment: Any = None  # deployer.spark.environment.EnvironmentPlan, virtualenv only
     warnings: tuple[str, ...] = field(default=())
+    udf_transport: str = "pandas"  # "arrow" (pyspark >= 4.1) or "pandas": see spark.udf.udf_transport
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class SparkBatchPlan:
             "partitions": self.partitions,
             "spark_conf": dict(self.conf),
             "environment": self.environment.to_dict() if self.environment is not None else None,
+            "udf_transport": self.udf_transport,
             "warnings": list(self.warnings),
         }
 
@@ -89,10 +91,13 @@ def plan_batch(
     env_manager: str = "local",
     partitions: int | None = None,
     conf: tuple[str, ...] = (),
+    build_options: Any = None,
 ) -> SparkBatchPlan:
+    """``build_options``: the build-option group (``--pip``, ``--lock``...) for the packed
+    environment of ``env_manager="virtualenv"``."""
     from deployer.building.plan import strip_credentials
     from deployer.model.uri import resolve_model_uri
-    from deployer.spark.udf import ENV_MANAGERS
+    from deployer.spark.udf import ENV_MANAGERS, udf_transport
 
     if env_manager not in ENV_MANAGERS:
         raise UsageError(f"unknown --env-manager {env_manager!r}", where="--env-manager",
@@ -107,6 +112,7 @@ def plan_batch(
     if _norm(input) == _norm(output):
         raise UsageError("--output is the same path as --input", where="--output",
                          fix="write the predictions to another path")
+    transport = udf_transport()  # a bad DEPLOYER_SPARK_UDF_TRANSPORT fails here, before any job
     model_dir = resolve_model_uri(model_uri)
     spark_conf = dict(parse_conf(conf))
     spark_conf.setdefault("spark.app.name", f"deployer batch {model_dir.name}")
@@ -115,7 +121,7 @@ def plan_batch(
     if env_manager == "virtualenv":
         from deployer.spark.environment import plan_environment
 
-        environment = plan_environment(model_dir)
+        environment = plan_environment(model_dir, options=build_options)
         warnings += environment.warnings
         if not master.startswith("local"):
             spark_conf["spark.archives"] = ",".join(
@@ -126,7 +132,7 @@ def plan_batch(
         output=output, staging_output=staging_path(output), master=master,
         columns=tuple(c for c in columns if c) if columns else None, result_type=result_type,
         env_manager=env_manager, partitions=partitions, conf=tuple(spark_conf.items()),
-        environment=environment, warnings=tuple(dict.fromkeys(warnings)),
+        environment=environment, warnings=tuple(dict.fromkeys(warnings)), udf_transport=transport,
     )
 
 

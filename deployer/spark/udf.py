@@ -17,11 +17,19 @@ form plus a per-process cache) and scores through deployer's one :class:`Scoring
 ``env_manager="virtualenv"`` runs the UDF in the model's own packed environment
 (:mod:`deployer.spark.environment`): executors need no internet, no conda and none of the
 model's packages.
+
+The transport: with pyspark >= 4.1 the UDF is an Arrow UDF (``arrow_udf``, eval type
+``SQL_SCALAR_ARROW_ITER_UDF``) that turns double columns straight into the float matrix the
+scoring core needs and returns an Arrow array, skipping PySpark's Arrow <-> pandas conversion
+(most of a pandas UDF's cost); other batches go through PySpark's own pandas conversion, so
+results are the same. Older pyspark, or ``DEPLOYER_SPARK_UDF_TRANSPORT=pandas``, gives the
+pandas iterator UDF (``SQL_SCALAR_PANDAS_ITER_UDF``) of earlier releases.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +39,9 @@ from deployer.errors import MissingDependencyError, ModelFormatError, UsageError
 log = logging.getLogger("deployer")
 
 ENV_MANAGERS = ("local", "virtualenv")
+#: how batches reach the UDF: "auto" (Arrow when this pyspark has Arrow UDFs), "arrow", "pandas"
+TRANSPORT_ENV = "DEPLOYER_SPARK_UDF_TRANSPORT"
+TRANSPORTS = ("auto", "arrow", "pandas")
 _PRIMITIVES = ("int", "long", "float", "double", "string", "boolean")
 
 
@@ -48,10 +59,12 @@ def spark_udf(
     env_manager: str = "local",
     params: dict[str, Any] | None = None,
 ) -> Callable[..., Any]:
-    """A pandas UDF scoring ``model_uri``: ``df.withColumn("p", udf(*cols))`` or ``udf()``.
+    """A vectorized UDF scoring ``model_uri``: ``df.withColumn("p", udf(*cols))`` or ``udf()``.
 
     ``result_type`` is a Spark DataType or its DDL string (``"double"``,
-    ``"array<double>"``, ``"struct<a: double, b: string>"``).
+    ``"array<double>"``, ``"struct<a: double, b: string>"``). The UDF is an Arrow UDF when
+    pyspark has them (>= 4.1), else a pandas UDF; ``DEPLOYER_SPARK_UDF_TRANSPORT=pandas``
+    forces the latter (see :func:`udf_transport`).
     """
     require_pyspark()
     if env_manager not in ENV_MANAGERS:
@@ -72,6 +85,7 @@ def make_udf(spark: Any, model_uri: str, result_type: Any, params: dict[str, Any
     from deployer.spark._worker import UdfSpec
     from deployer.spark.shipping import ship_model
 
+    transport = udf_transport()
     shipped = ship_model(spark, model_uri)
     meta = shipped.metadata
     rtype = resolve_result_type(result_type, meta)
@@ -82,6 +96,7 @@ def make_udf(spark: Any, model_uri: str, result_type: Any, params: dict[str, Any
         input_names=tuple(schema.input_names()) if schema is not None else None,
         required_count=len(schema.required_input_names()) if schema is not None else 0,
         result_type=rtype, params=checked_params,
+        arrow=arrow_conf(spark) if transport == "arrow" else None,
     )
     return _make_udf(spec, rtype, meta, python_exec)
 
@@ -89,11 +104,16 @@ def make_udf(spark: Any, model_uri: str, result_type: Any, params: dict[str, Any
 def _make_udf(spec: Any, rtype: Any, meta: Any, python_exec: str | None) -> Callable[..., Any]:
     import functools
 
-    from pyspark.sql.functions import pandas_udf
+    from deployer.spark._worker import arrow_body, udf_body
 
-    from deployer.spark._worker import udf_body
+    if spec.arrow is not None:
+        from pyspark.sql.functions import arrow_udf
 
-    scoring = pandas_udf(udf_body(spec), rtype)  # type: ignore[call-overload]
+        scoring = arrow_udf(arrow_body(spec), rtype)
+    else:
+        from pyspark.sql.functions import pandas_udf
+
+        scoring = pandas_udf(udf_body(spec), rtype)  # type: ignore[call-overload]
     if python_exec is not None:
         _pin_python(scoring, python_exec)
 
@@ -117,6 +137,53 @@ def _make_udf(spec: Any, rtype: Any, meta: Any, python_exec: str | None) -> Call
 
     udf_with_default_cols.metadata = meta  # type: ignore[attr-defined]
     return udf_with_default_cols
+
+
+def arrow_transport_available() -> bool:
+    """Whether this pyspark has Arrow UDFs (4.1+) and the converters the Arrow transport uses
+    for batches it does not take natively (PySpark's own pandas UDF conversion)."""
+    try:
+        from pyspark.sql.conversion import ArrowBatchTransformer, PandasToArrowConversion
+        from pyspark.sql.functions import arrow_udf  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(ArrowBatchTransformer, "to_pandas") and hasattr(PandasToArrowConversion, "convert")
+
+
+def udf_transport() -> str:
+    """``"arrow"`` or ``"pandas"``: ``DEPLOYER_SPARK_UDF_TRANSPORT`` (``auto`` when unset:
+    Arrow when :func:`arrow_transport_available`). Both give the same results; ``pandas``
+    is the escape hatch should a pyspark release change its Arrow UDFs."""
+    wanted = os.environ.get(TRANSPORT_ENV, "").strip().lower() or "auto"
+    if wanted not in TRANSPORTS:
+        raise UsageError(f"unknown {TRANSPORT_ENV}={wanted!r}", where=TRANSPORT_ENV,
+                         fix=f"use one of: {', '.join(TRANSPORTS)} (or unset it)")
+    available = arrow_transport_available()
+    if wanted == "arrow" and not available:
+        import pyspark
+
+        raise UsageError(f"{TRANSPORT_ENV}=arrow needs Arrow UDFs, which pyspark "
+                         f"{pyspark.__version__} does not have", where=TRANSPORT_ENV,
+                         fix="install pyspark >= 4.1, or unset it (auto falls back to pandas)")
+    return "arrow" if wanted != "pandas" and available else "pandas"
+
+
+def arrow_conf(spark: Any) -> Any:
+    """The session's pandas-conversion settings (PySpark's worker ``RunnerConf``, same keys
+    and defaults), for the batches the Arrow transport converts as a pandas UDF would."""
+    from deployer.spark._worker import ArrowConf
+
+    def flag(key: str, default: str) -> bool:
+        return str(spark.conf.get(key, default)).lower() == "true"
+
+    return ArrowConf(
+        timezone=spark.conf.get("spark.sql.session.timeZone", None),
+        safecheck=flag("spark.sql.execution.pandas.convertToArrowArraySafely", "false"),
+        large_var_types=flag("spark.sql.execution.arrow.useLargeVarTypes", "false"),
+        assign_cols_by_name=flag("spark.sql.legacy.execution.pandas.groupedMap.assignColumnsByName", "true"),
+        int_to_decimal=flag("spark.sql.execution.pythonUDF.pandas.intToDecimalCoercionEnabled", "false"),
+        prefer_int_ext_dtype=flag("spark.sql.execution.pythonUDF.pandas.preferIntExtensionDtype", "false"),
+    )
 
 
 def _pin_python(wrapped: Any, python_exec: str) -> None:

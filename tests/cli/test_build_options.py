@@ -111,9 +111,12 @@ def test_azure_builds_no_image_from_m_so_build_options_are_refused(sklearn_model
 
 
 def test_spark_batch_refuses_image_options(sklearn_model: Path, tmp_path: Path) -> None:
-    err = _refused(["batch", "--target", "spark", "-m", str(sklearn_model), "--input", str(tmp_path / "in"),
-                    "--output", str(tmp_path / "out"), "--base-image", "x:1", "--dry-run"])
-    assert "--base-image" in err and "builds none" in err
+    spark = ["batch", "--target", "spark", "-m", str(sklearn_model), "--input", str(tmp_path / "in.parquet"),
+             "--output", str(tmp_path / "out.parquet"), "--dry-run"]
+    err = _refused([*spark, "--base-image", "x:1", "--pip", "six"])
+    assert "--base-image shapes an image" in err and "builds none" in err and "--pip" not in err.split("hint")[0]
+    err = _refused([*spark, "--pip", "six==1.16.0"])  # the executors' own Python: nothing to add it to
+    assert "--env-manager virtualenv" in err
 
 
 def test_a_target_may_not_declare_a_build_option() -> None:

@@ -146,3 +146,33 @@ def test_local_session_runs_the_udf_in_the_packed_environment(spark: Any, packed
     probe = pandas_udf(where, "string")
     # an ordinary UDF of the same session keeps the session's interpreter
     assert df.select(probe("sepal_length").alias("x")).first()["x"] == sys.executable
+
+
+def test_build_options_shape_the_packed_environment(sklearn_model: Path, iris_data: Any,
+                                                    tmp_path: Path) -> None:
+    """`batch --target spark --env-manager virtualenv` takes the build-option group's
+    environment options (--pip here): the dry-run plan lists them, and the packed environment
+    built from the same options has the package, in its own archive (another lock)."""
+    from click.testing import CliRunner
+
+    from deployer.building.plan import BuildOptions
+    from deployer.cli import cli
+    from deployer.spark.environment import build_environment, plan_environment
+
+    iris_parquet = tmp_path / "in.parquet"
+    iris_data[0].to_parquet(iris_parquet)
+    result = CliRunner().invoke(cli, [
+        "batch", "--target", "spark", "-m", str(sklearn_model), "--input", str(iris_parquet),
+        "--output", str(tmp_path / "o"), "--env-manager", "virtualenv", "--pip", "six==1.16.0",
+        "--dry-run", "--format", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    environment = json.loads(result.stdout)["plan"]["environment"]
+    assert environment["options"] == {"pip": ["six==1.16.0"]}
+    assert "six==1.16.0" in environment["requirements"]["requirements"]
+
+    packed = build_environment(plan_environment(sklearn_model, options=BuildOptions(pip=("six==1.16.0",))))
+    plain = build_environment(plan_environment(sklearn_model))
+    assert packed.archive != plain.archive and packed.lock_digest != plain.lock_digest
+    probe = subprocess.run([str(packed.prefix / "bin" / "python"), "-c", "import six; print(six.__version__)"],
+                           capture_output=True, text=True)
+    assert probe.stdout.strip() == "1.16.0", probe.stderr

@@ -126,7 +126,19 @@ def test_dry_run_prints_the_plan(sklearn_model: Path, iris_parquet: Path, tmp_pa
     assert plan["model_dir"] == str(sklearn_model) and plan["input_format"] == "parquet"
     assert plan["spark_conf"]["spark.executor.memory"] == "2g"
     assert plan["staging_output"].startswith(str(tmp_path / ".o.deployer-tmp-"))
+    assert plan["udf_transport"] == "arrow"  # pyspark 4.x has Arrow UDFs
     assert not (tmp_path / "o").exists()
+
+
+def test_udf_transport_setting_is_checked_before_the_job(sklearn_model: Path, iris_parquet: Path,
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = ["-m", str(sklearn_model), "--input", str(iris_parquet), "--output", str(tmp_path / "o"), "--dry-run"]
+    monkeypatch.setenv("DEPLOYER_SPARK_UDF_TRANSPORT", "pandas")
+    result = _batch(*base)
+    assert result.exit_code == 0 and json.loads(result.stdout)["plan"]["udf_transport"] == "pandas"
+    monkeypatch.setenv("DEPLOYER_SPARK_UDF_TRANSPORT", "fast")
+    result = _batch(*base)
+    assert result.exit_code == 2 and "DEPLOYER_SPARK_UDF_TRANSPORT" in result.stderr, result.output
 
 
 def test_options_are_checked(sklearn_model: Path, iris_parquet: Path, tmp_path: Path) -> None:

@@ -170,3 +170,107 @@ def test_bad_arguments_are_usage_errors(spark: Any, sklearn_model: Path, no_sign
         spark_udf(spark, str(sklearn_model), env_manager="conda")
     with pytest.raises(UsageError, match="no signature"):
         spark_udf(spark, str(no_signature_model))()
+
+
+# ------------------------------------------------------------------------------ transports
+ARROW_ITER, PANDAS_ITER = 251, 204  # PythonEvalType.SQL_SCALAR_ARROW_ITER_UDF / _PANDAS_ITER_UDF
+
+
+def _plan(frame: Any) -> str:
+    return str(frame._jdf.queryExecution().executedPlan().toString())
+
+
+def _eval_types(frame: Any) -> list[int]:
+    """The eval type of each ArrowEvalPython node of the physical plan (its last field)."""
+    import re
+
+    return [int(x) for x in re.findall(r"ArrowEvalPython \[.*\], \[.*\], (\d+)", _plan(frame))]
+
+
+def test_arrow_transport_is_taken_when_pyspark_has_it(spark: Any, sklearn_model: Path, iris_df: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyspark >= 4.1 (this venv's 4.x): an Arrow iterator UDF, in the UDF and in the plan."""
+    from pyspark.util import PythonEvalType
+
+    from deployer.spark import spark_udf
+
+    assert PythonEvalType.SQL_SCALAR_ARROW_ITER_UDF == ARROW_ITER
+    monkeypatch.delenv("DEPLOYER_SPARK_UDF_TRANSPORT", raising=False)
+    udf = spark_udf(spark, str(sklearn_model), result_type="double")
+    assert udf.evalType == ARROW_ITER  # type: ignore[attr-defined]
+    assert _eval_types(iris_df.select(udf(*IRIS))) == [ARROW_ITER]
+    monkeypatch.setenv("DEPLOYER_SPARK_UDF_TRANSPORT", "arrow")
+    assert spark_udf(spark, str(sklearn_model)).evalType == ARROW_ITER  # type: ignore[attr-defined]
+
+
+def test_pandas_transport_forced_matches_mlflow(spark: Any, sklearn_model: Path, params_model: Path,
+                                                multi_output_model: Path, iris_df: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """DEPLOYER_SPARK_UDF_TRANSPORT=pandas: the pandas iterator UDF (the path taken by pyspark
+    < 4.1), still row for row MLflow's answers."""
+    from pyspark.sql.functions import struct
+
+    from deployer.spark import spark_udf
+
+    monkeypatch.setenv("DEPLOYER_SPARK_UDF_TRANSPORT", "pandas")
+    udf = spark_udf(spark, str(sklearn_model), result_type="double")
+    assert udf.evalType == PANDAS_ITER  # type: ignore[attr-defined]
+    assert _eval_types(iris_df.select(udf(*IRIS))) == [PANDAS_ITER]
+    for kind in ("double", "string", "array<double>"):
+        _same(_both(spark, sklearn_model, iris_df, IRIS, result_type=kind))
+    _same(_both(spark, sklearn_model, iris_df, [struct(*IRIS)], result_type="long"))
+    text = spark.createDataFrame([("ab", "x"), ("c", None), ("", "y")], "text string, note string")
+    _same(_both(spark, params_model, text, ["text", "note"], params={"times": 2, "suffix": "!"}))
+    ab = spark.createDataFrame([(0.25, 0.5), (1.0, 2.5), (-1.0, 0.0)], "a double, b double")
+    frame = _both(spark, multi_output_model, ab, ["a", "b"])
+    rows = [[r.asDict() if hasattr(r, "asDict") else dict(r) for r in frame[c]] for c in ("d", "m")]
+    assert rows[0] == rows[1] and rows[0][1] == {"total": 3.5, "label": "big", "count": 35}
+
+
+def test_both_transports_agree_on_nulls_ints_and_structs(spark: Any, counting_model: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batches the Arrow transport takes natively (double columns with nulls, a struct of
+    doubles) and those it converts (a float column, a struct with a null row, a long column
+    the signature refuses) give what the pandas transport and MLflow give: NaN predictions
+    become null, and the same schema error, in all three."""
+    import mlflow.pyfunc
+    from pyspark.sql.functions import col, struct, when
+
+    from deployer.spark import spark_udf
+
+    df = spark.createDataFrame([(1.0, None, 1), (None, 2.0, 2), (3.0, 4.0, 3), (0.5, -0.5, None)],
+                               "a double, b double, n long")
+    model = str(counting_model.path)
+    udfs = {}
+    for transport in ("arrow", "pandas"):
+        monkeypatch.setenv("DEPLOYER_SPARK_UDF_TRANSPORT", transport)
+        udfs[transport] = spark_udf(spark, model, result_type="double")
+    assert [u.evalType for u in udfs.values()] == [ARROW_ITER, PANDAS_ITER]
+    udfs["mlflow"] = mlflow.pyfunc.spark_udf(spark, model, result_type="double")
+    cases = {
+        "doubles": ["a", "b"],
+        "float": [col("a").cast("float"), "b"],
+        "struct": [struct("a", "b")],
+        "null struct": [when(col("n") != 2, struct("a", "b"))],
+    }
+    for case, cols in cases.items():
+        out = df.select(*[u(*cols).alias(name) for name, u in udfs.items()]).toPandas()
+        got = {name: [None if v is None or v != v else v for v in out[name]] for name in udfs}
+        assert got["arrow"] == got["pandas"] == got["mlflow"], (case, got)
+    assert [None if v != v else v for v in df.select(udfs["arrow"]("a", "b").alias("p")).toPandas()["p"]] \
+        == [None, None, 7.0, 0.0]
+    from pyspark.errors import PythonException
+
+    for udf in udfs.values():
+        with pytest.raises(PythonException, match="Can not safely convert int64 to float64"):
+            df.select(udf(col("n"), "b")).collect()
+
+
+def test_unknown_transport_is_a_usage_error(spark: Any, sklearn_model: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from deployer.errors import UsageError
+    from deployer.spark import spark_udf
+
+    monkeypatch.setenv("DEPLOYER_SPARK_UDF_TRANSPORT", "arow")
+    with pytest.raises(UsageError, match="DEPLOYER_SPARK_UDF_TRANSPORT"):
+        spark_udf(spark, str(sklearn_model))
