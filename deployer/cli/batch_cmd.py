@@ -74,15 +74,19 @@ def command(target: str | None, model_uri: str | None, image_uri: str | None, in
         return
     target = require_target(target, "batch")
     connection, options = split_target_values(ctx, target, "batch", target_values)
-    if not (stop or status_job or list_jobs or clean):
+    managing = [flag for flag, on in (("--stop", stop), ("--status", status_job), ("--list", list_jobs),
+                                      ("--clean", clean)) if on]
+    if managing and given:
+        raise UsageError(f"{', '.join(given)} {'shapes' if len(given) == 1 else 'shape'} an image, and "
+                         f"{managing[0]} starts no job", where=given[0], fix="drop them")
+    if not managing:
         refuse_unused(given, target=target, model_uri=model_uri, image_uri=image_uri)
     plugin = get_target(target, **connection)
     if not isinstance(plugin, BatchTarget):
         raise UsageError(f"target {target!r} does not run batch jobs", where="--target",
                          fix="use a target with batch support (e.g. sagemaker)")
     console = get_console()
-    chosen = [flag for flag, on in (("--stop", stop), ("--status", status_job), ("--list", list_jobs),
-                                    ("--clean", clean)) if on]
+    chosen = managing
     if len(chosen) > 1:
         raise UsageError(f"{' and '.join(chosen)} exclude each other", where=chosen[1], fix="pass one of them")
     if chosen and chosen[0] != "--stop":

@@ -119,6 +119,11 @@ def test_spark_batch_refuses_image_options(sklearn_model: Path, tmp_path: Path) 
     assert "--env-manager virtualenv" in err
 
 
+def test_batch_job_management_takes_no_build_options() -> None:
+    err = _refused(["batch", "--target", "sagemaker", "--status", "job-1", "--system-package", "libgomp1"])
+    assert "--system-package shapes an image, and --status starts no job" in err
+
+
 def test_a_target_may_not_declare_a_build_option() -> None:
     from deployer.cli.targets_common import GENERIC
 
