@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import tempfile
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from deployer.atomic import atomic_output
 from deployer.building.context import (
     BuildContext,
     dockerfile_context,
@@ -266,11 +266,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomic (write + rename): concurrent builds never read a torn file. Best effort: the
     cache only saves a ``docker run``."""
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".base-python-", delete=False) as fh:
-            json.dump(data, fh)
-        os.replace(fh.name, path)
+    with contextlib.suppress(OSError), atomic_output(path, prefix=".base-python-") as tmp:
+        tmp.write_text(json.dumps(data))
 
 
 def _base_info(client: Any, ref: str) -> ImageInfo | None:

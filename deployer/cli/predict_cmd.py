@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from deployer.atomic import atomic_output
 from deployer.cli.common import command as deployer_command
 from deployer.cli.common import get_console
 from deployer.cli.targets_common import require_target, split_target_values, target_options
@@ -144,9 +145,8 @@ def _predict_remote(target: str, name: str | None, model_uri: str | None, input_
         sys.stdout.flush()
         return
     out = Path(output_path)
-    tmp = out.with_name(f".{out.name}.partial")
-    tmp.write_bytes(response)
-    os.replace(tmp, out)
+    with atomic_output(out, prefix=f".{out.name}.") as tmp:
+        tmp.write_bytes(response)
     get_console().result({"target": target, "name": name, "output": str(out),
                           "bytes": len(response)},
                          text=f"{len(response)} bytes from {target} endpoint {name} -> {out}")
@@ -165,13 +165,11 @@ def _write_stream(target: str, name: str, body: bytes, content_type: str,
             sys.stdout.flush()
         return
     out = Path(output_path)
-    tmp = out.with_name(f".{out.name}.partial")
     size = 0
-    with open(tmp, "wb") as fh:
+    with atomic_output(out, prefix=f".{out.name}.") as tmp, open(tmp, "wb") as fh:
         for part in parts:
             fh.write(part)
             size += len(part)
-    os.replace(tmp, out)
     get_console().result({"target": target, "name": name, "output": str(out), "bytes": size,
                           "stream": True},
                          text=f"{size} bytes streamed from {target} endpoint {name} -> {out}")

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deployer.atomic import atomic_output
 from deployer.errors import BuildError, UsageError
 
 log = logging.getLogger("deployer")
@@ -155,19 +156,12 @@ def runtime_zip(plan: EnvironmentPlan) -> Path:
     out = plan.cache_dir.parent / "runtime" / f"deployer-runtime-{h.hexdigest()[:16]}.zip"
     if out.is_file():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".runtime-", suffix=".zip", dir=out.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            for rel in rels:
-                info = zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0))
-                info.external_attr = 0o644 << 16
-                zf.writestr(info, (root / rel).read_bytes())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(out, prefix=".runtime-", suffix=".zip") as tmp, \
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for rel in rels:
+            info = zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, (root / rel).read_bytes())
     return out
 
 

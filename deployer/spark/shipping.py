@@ -10,12 +10,12 @@ once per model digest in deployer's cache (credentials in URLs scrubbed, as in i
 from __future__ import annotations
 
 import io
-import os
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from deployer.atomic import atomic_output
 
 ARCHIVE_PREFIX = "deployer-model-"
 #: (SparkContext id, archive path) already added: addArchive once per context.
@@ -80,19 +80,11 @@ def model_archive(model_dir: Path, digest: str) -> Path:
     out = spark_cache_dir() / "models" / f"{digest.split(':')[-1]}.tar.gz"
     if out.is_file():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".tar.gz", dir=out.parent)
-    os.close(fd)
-    try:
-        with tarfile.open(tmp, "w:gz") as tar:
-            for rel, path in iter_model_files(model_dir):
-                cleaned = sanitized_content(rel, path)
-                data = cleaned if cleaned is not None else path.read_bytes()
-                info = tarfile.TarInfo(rel)
-                info.size, info.mode, info.mtime = len(data), 0o644, 315532800
-                tar.addfile(info, io.BytesIO(data))
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(out, prefix=".model-", suffix=".tar.gz") as tmp, tarfile.open(tmp, "w:gz") as tar:
+        for rel, path in iter_model_files(model_dir):
+            cleaned = sanitized_content(rel, path)
+            data = cleaned if cleaned is not None else path.read_bytes()
+            info = tarfile.TarInfo(rel)
+            info.size, info.mode, info.mtime = len(data), 0o644, 315532800
+            tar.addfile(info, io.BytesIO(data))
     return out
