@@ -11,7 +11,12 @@ from typing import Any
 
 import click
 
-from deployer.cli.build_options import build_option_group, pop_build_options, refuse_unused
+from deployer.cli.build_options import (
+    build_option_group,
+    pop_build_options,
+    refuse_unused,
+    they_shape,
+)
 from deployer.cli.common import DeployerCommand, get_console
 from deployer.cli.spark_batch import SPARK_TARGET, pop_spark_values, run_spark, spark_options
 from deployer.cli.targets_common import (
@@ -77,8 +82,8 @@ def command(target: str | None, model_uri: str | None, image_uri: str | None, in
     managing = [flag for flag, on in (("--stop", stop), ("--status", status_job), ("--list", list_jobs),
                                       ("--clean", clean)) if on]
     if managing and given:
-        raise UsageError(f"{', '.join(given)} {'shapes' if len(given) == 1 else 'shape'} an image, and "
-                         f"{managing[0]} starts no job", where=given[0], fix="drop them")
+        raise UsageError(f"{they_shape(given)} an image, and {managing[0]} starts no job", where=given[0],
+                         fix="drop them")
     if not managing:
         refuse_unused(given, target=target, model_uri=model_uri, image_uri=image_uri)
     plugin = get_target(target, **connection)
@@ -86,11 +91,10 @@ def command(target: str | None, model_uri: str | None, image_uri: str | None, in
         raise UsageError(f"target {target!r} does not run batch jobs", where="--target",
                          fix="use a target with batch support (e.g. sagemaker)")
     console = get_console()
-    chosen = managing
-    if len(chosen) > 1:
-        raise UsageError(f"{' and '.join(chosen)} exclude each other", where=chosen[1], fix="pass one of them")
-    if chosen and chosen[0] != "--stop":
-        _manage(plugin, target, chosen[0], status_job, name, dry_run,
+    if len(managing) > 1:
+        raise UsageError(f"{' and '.join(managing)} exclude each other", where=managing[1], fix="pass one of them")
+    if managing and managing[0] != "--stop":
+        _manage(plugin, target, managing[0], status_job, name, dry_run,
                 bool(model_uri or image_uri or input_uri or output_uri))
         return
     if stop:

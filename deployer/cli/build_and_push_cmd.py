@@ -73,13 +73,15 @@ def command(model_uri: str, registry: str | None, repository: str | None, userna
     if dry_run:
         from deployer.cli.build_cmd import print_build_plan
 
-        plan = plan_build(load_model(model_uri), build_options(build_params))
-        name, _, tag = plan.tag.rpartition(":")
-        where = (f"ECR {(registry_override.rstrip('/') + ' (bytes), ') if registry_override else ''}"
-                 f"repository {repository or name} (account and region from the AWS SDK"
-                 f"{', ' + region if region else ''})" if ecr
-                 else f"{(registry or '').rstrip('/')}/{repository or name}:{tag}")
-        print_build_plan(model_uri, build_params, {"push_to": where}, f"push to    {where}")
+        def destination(plan: Any) -> tuple[dict[str, Any], str]:
+            name, _, tag = plan.tag.rpartition(":")
+            where = (f"ECR {(registry_override.rstrip('/') + ' (bytes), ') if registry_override else ''}"
+                     f"repository {repository or name} (account and region from the AWS SDK"
+                     f"{', ' + region if region else ''})" if ecr
+                     else f"{(registry or '').rstrip('/')}/{repository or name}:{tag}")
+            return {"push_to": where}, f"push to    {where}"
+
+        print_build_plan(model_uri, build_params, destination)
         return
     password = sys.stdin.readline() if password_stdin else None
 

@@ -7,6 +7,7 @@ Its options are the build-option group every image-building command shares
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -36,10 +37,11 @@ def plan_text(plan: Any) -> str:
     return "\n".join(lines)
 
 
-def print_build_plan(model_uri: str, params: dict[str, Any], extra: dict[str, Any] | None = None,
-                     extra_text: str = "") -> None:
-    """``--dry-run`` of the image commands: the build plan (and what the command would do with
-    the image, ``extra``), printed; nothing resolved, built, pushed or run."""
+def print_build_plan(model_uri: str, params: dict[str, Any],
+                     then: Callable[[Any], tuple[dict[str, Any], str]] | None = None) -> None:
+    """``--dry-run`` of the image commands: the build plan, and what the command would do with
+    the image (``then(plan)``: JSON fields and a text line), printed; nothing resolved, built,
+    pushed or run."""
     from deployer.building.plan import plan_build
     from deployer.model import load_model
 
@@ -51,7 +53,8 @@ def print_build_plan(model_uri: str, params: dict[str, Any], extra: dict[str, An
     for warning in plan.warnings:
         if warning not in loaded.warnings:
             console.warn(warning)
-    console.result({"dry_run": True, "plan": plan.to_dict(), **(extra or {})},
+    extra, extra_text = then(plan) if then is not None else ({}, "")
+    console.result({"dry_run": True, "plan": plan.to_dict(), **extra},
                    text=lambda: plan_text(plan) + (f"\n{extra_text}" if extra_text else ""))
 
 

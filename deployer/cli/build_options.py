@@ -45,13 +45,17 @@ class GroupOption:
     @property
     def flag(self) -> str:
         """The flag deploy/batch spell it with (``--image-env``, ``--verify``...)."""
-        return (self.deploy_flags or self.flags)[0].split("/")[0]
+        return self.spellings[0]
+
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        """The flag's spellings on deploy/batch: ``("--verify", "--no-verify")``, ``("--pip",)``."""
+        return tuple((self.deploy_flags or self.flags)[0].split("/"))
 
     def given_flag(self, value: Any) -> str:
         """The flag as given: ``--no-verify`` for a false on/off switch."""
-        first = (self.deploy_flags or self.flags)[0]
-        on, _, off = first.partition("/")
-        return off if off and value is False else on
+        spellings = self.spellings
+        return spellings[-1] if len(spellings) > 1 and value is False else spellings[0]
 
     @property
     def key(self) -> str:
@@ -215,6 +219,11 @@ def pop_config_build_options(values: dict[str, Any]) -> tuple[Any, tuple[str, ..
     return build_options(params), tuple(f"-C {k}" for k in keys)
 
 
+def they_shape(given: tuple[str, ...] | list[str]) -> str:
+    """``"--pip shapes"`` / ``"--pip, --lock shape"``: the start of the refusals below."""
+    return f"{', '.join(given)} {'shapes' if len(given) == 1 else 'shape'}"
+
+
 def refuse_unused(given: tuple[str, ...], *, target: str, model_uri: str | None,
                   image_uri: str | None) -> None:
     """deploy / batch: a build option given where nothing is built is an error, not ignored."""
@@ -234,5 +243,5 @@ def refuse_unused(given: tuple[str, ...], *, target: str, model_uri: str | None,
                f"{' '.join(given)} ...`, then deploy it with --image-uri IMAGE")
     else:
         return
-    raise UsageError(f"{', '.join(given)} {'shapes' if len(given) == 1 else 'shape'} the image deployer "
-                     f"builds from -m, but {why}", where=given[0], fix=fix)
+    raise UsageError(f"{they_shape(given)} the image deployer builds from -m, but {why}",
+                     where=given[0], fix=fix)

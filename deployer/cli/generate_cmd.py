@@ -38,7 +38,7 @@ def command(model_uri: str, out_dir: Path, force: bool, buildkit: bool, dry_run:
     if dry_run:
         from deployer.cli.build_cmd import print_build_plan
 
-        print_build_plan(model_uri, params, {"out_dir": str(out_dir)}, f"writes     {out_dir}")
+        print_build_plan(model_uri, params, lambda _plan: ({"out_dir": str(out_dir)}, f"writes     {out_dir}"))
         return
     loaded = load_model(model_uri)
     for warning in loaded.warnings:

@@ -55,11 +55,11 @@ def command(model_uri: str, host_port: int, name: str | None, detach: bool, read
     if dry_run:
         from deployer.cli.build_cmd import print_build_plan
 
-        serve_as = params.get("target") or "local"
-        print_build_plan(model_uri, {**params, "port": 8080},
-                         {"run": {"serve_as": serve_as, "host_port": host_port, "name": name, "gpu": bool(params.get("gpu"))}},
-                         f"run        as {serve_as} on 127.0.0.1:{host_port or '<any>'}"
-                         + (" with all GPUs" if params.get("gpu") else ""))
+        serve_as, gpu = params.get("target") or "local", bool(params.get("gpu"))
+        run = {"serve_as": serve_as, "host_port": host_port, "name": name, "gpu": gpu}
+        print_build_plan(model_uri, {**params, "port": 8080}, lambda _plan: (
+            {"run": run}, f"run        as {serve_as} on 127.0.0.1:{host_port or '<any>'}"
+            + (" with all GPUs" if gpu else "")))
         return
     options = build_options({**params, "port": 8080})
     with Progress(verbosity=console.verbosity) as progress:

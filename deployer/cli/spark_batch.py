@@ -55,26 +55,24 @@ def pop_spark_values(ctx: click.Context, target: str | None, values: dict[str, A
     return mine
 
 
-#: Build-option flags that shape the packed environment (--env-manager virtualenv); the
-#: others shape an image, which a Spark job does not have.
-_ENVIRONMENT_FLAGS = ("--pip", "--pip-requirements-override", "--lock", "--wheelhouse", "--refresh-lock",
-                      "--auto-deps", "--no-auto-deps", "--keep-full-mlflow")
-
-
 def check_build_options(given: tuple[str, ...], env_manager: str) -> None:
-    """The build options a Spark job can use: those of the packed environment, with
-    ``--env-manager virtualenv``; any other is refused, not ignored."""
-    image_only = [flag for flag in given if flag not in _ENVIRONMENT_FLAGS]
+    """The build options a Spark job can use: those that shape the packed environment
+    (``deployer.spark.environment.ENVIRONMENT_OPTIONS``), with ``--env-manager virtualenv``;
+    the others shape an image, which a Spark job does not have: refused, not ignored."""
+    from deployer.cli.build_options import GROUP, they_shape
+    from deployer.spark.environment import ENVIRONMENT_OPTIONS
+
+    environment_flags = [s for o in GROUP if o.name in ENVIRONMENT_OPTIONS for s in o.spellings]
+    image_only = [flag for flag in given if flag not in environment_flags]
     if image_only:
-        raise UsageError(f"{', '.join(image_only)} {'shapes' if len(image_only) == 1 else 'shape'} an image, "
-                         "and `batch --target spark` builds none", where=image_only[0],
+        raise UsageError(f"{they_shape(image_only)} an image, and `batch --target spark` builds none",
+                         where=image_only[0],
                          fix="drop them: a Spark job runs in the executors' Python or, with --env-manager "
-                             "virtualenv, in the model's packed environment (which takes --pip, "
-                             "--pip-requirements-override, --lock, --wheelhouse, --refresh-lock, --no-auto-deps, "
-                             "--keep-full-mlflow)")
+                             "virtualenv, in the model's packed environment (which takes "
+                             f"{', '.join(environment_flags)})")
     if given and env_manager != "virtualenv":
-        raise UsageError(f"{', '.join(given)} {'shapes' if len(given) == 1 else 'shape'} the packed environment "
-                         "of --env-manager virtualenv, and this job runs in the executors' own Python",
+        raise UsageError(f"{they_shape(given)} the packed environment of --env-manager virtualenv, and this "
+                         "job runs in the executors' own Python",
                          where=given[0], fix="add --env-manager virtualenv, or drop them")
 
 

@@ -486,11 +486,10 @@ def target_help(kind: str) -> str:
             out.append(f"  {spec.name:<24} {kind_text}. {spec.help}{default}")
         return out
 
+    from deployer.cli.build_options import option_specs
     from deployer.targets.registry import declared_options, load_factory
 
     declared = declared_options(kind)
-    from deployer.cli.build_options import option_specs
-
     deploy = {s.name: s for s in (_IMAGE_URI, _DRY_RUN, _WAIT, _TIMEOUT)}
     deploy.update({s.name: s for s in declared if "deploy" in s.commands})
     if getattr(load_factory(kind), "builds_images", True) is not False:

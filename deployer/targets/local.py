@@ -114,7 +114,7 @@ class LocalTarget:
                          image=image, build=build_opts.to_params())
             if not fresh:
                 calls.append(PlannedCall("docker", "build", {"model_uri": request.model_uri, "tag": image,
-                                                             "build": build_opts.to_params()},
+                                                             "build": facts["build"]},
                                          f"build {image}" + (", run it offline and score its input example"
                                                              if plan.verify else " (not verified: --no-verify)")))
         else:
