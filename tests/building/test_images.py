@@ -144,8 +144,14 @@ def test_sagemaker_contract_serve_argument_and_port(docker_client, sk_image: Bui
             assert container.status == "running", container.logs().decode()[-2000:]
             assert time.monotonic() < deadline, "not ready in time"
             time.sleep(0.5)
-        top = container.top()["Processes"]
-        assert "dumb-init" in top[0][-1]  # PID 1 forwards signals
+        # PID 1 forwards signals. `top` lists host PIDs sorted by number, and host PIDs wrap
+        # around on a long-lived machine, so find the container's init by the PID the engine
+        # reports for it rather than by position.
+        top = container.top()
+        pid_col, cmd_col = top["Titles"].index("PID"), top["Titles"].index("CMD")
+        init_pid = str(container.attrs["State"]["Pid"])
+        init = [row for row in top["Processes"] if row[pid_col] == init_pid]
+        assert init and "dumb-init" in init[0][cmd_col], top
         t0 = time.monotonic()
         container.stop(timeout=30)
         assert time.monotonic() - t0 < 15, "SIGTERM was not handled (waited for SIGKILL)"
