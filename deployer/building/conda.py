@@ -14,10 +14,8 @@ of solving inside the build. The pip section of the lockfile becomes a regular p
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -25,6 +23,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from deployer.atomic import atomic_output
 from deployer.environment.lock import Lock, LockedPackage, TargetPlatform
 from deployer.environment.redact import redact_text
 from deployer.errors import EnvironmentSpecError
@@ -150,20 +149,18 @@ def download_conda_packages(packages: tuple[CondaPackage, ...], dest: Path, *, t
         target = dest / pkg.filename
         if target.is_file() and _matches(target, pkg):
             continue
-        fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=".dl-")
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(pkg.url, timeout=timeout) as resp:  # noqa: S310
-                shutil.copyfileobj(resp, out)
-        except OSError as exc:
-            os.unlink(tmp_name)
-            raise EnvironmentSpecError(f"cannot download conda package {pkg.filename}: {redact_text(str(exc))}",
-                                       where=redact_text(pkg.url),
-                                       fix="check that this host reaches the channel (proxy, CA bundle)") from exc
-        if not _matches(Path(tmp_name), pkg):
-            os.unlink(tmp_name)
-            raise EnvironmentSpecError(f"{pkg.filename} does not match the lockfile's hash",
-                                       where=redact_text(pkg.url), fix="regenerate the lockfile or check the channel")
-        os.replace(tmp_name, target)
+        with atomic_output(target, prefix=".dl-") as tmp:
+            try:
+                with tmp.open("wb") as out, urllib.request.urlopen(pkg.url, timeout=timeout) as resp:  # noqa: S310
+                    shutil.copyfileobj(resp, out)
+            except OSError as exc:
+                raise EnvironmentSpecError(f"cannot download conda package {pkg.filename}: {redact_text(str(exc))}",
+                                           where=redact_text(pkg.url),
+                                           fix="check that this host reaches the channel (proxy, CA bundle)") from exc
+            if not _matches(tmp, pkg):
+                raise EnvironmentSpecError(f"{pkg.filename} does not match the lockfile's hash",
+                                           where=redact_text(pkg.url),
+                                           fix="regenerate the lockfile or check the channel")
 
 
 def _matches(path: Path, pkg: CondaPackage) -> bool:

@@ -45,6 +45,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from deployer.atomic import atomic_output
 from deployer.building.dependencies import ImageRequirements
 from deployer.environment.lock import (
     Lock,
@@ -110,12 +111,11 @@ class WheelStore:
         if self.lookup(pkg.sha256) is None:
             folder = self.wheels / pkg.sha256
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{path.name}.{os.getpid()}.tmp"
-            try:
-                os.replace(path, tmp)
-            except OSError:
-                shutil.copy2(path, tmp)
-            os.replace(tmp, folder / path.name)
+            with atomic_output(folder / path.name, prefix=f".{path.name}.") as tmp:
+                try:
+                    os.replace(path, tmp)
+                except OSError:  # another filesystem: copy instead
+                    shutil.copy2(path, tmp)
         return pkg
 
     @contextlib.contextmanager

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from deployer.atomic import atomic_output
 from deployer.environment.lock import TargetPlatform
 from deployer.environment.redact import redact_text
 from deployer.environment.spec import EnvironmentSpec
@@ -76,38 +77,27 @@ def run_conda_lock(spec: EnvironmentSpec, platform: TargetPlatform, out: Path, *
     with tempfile.TemporaryDirectory(prefix="deployer-conda-lock-") as tmp:
         env_file = Path(tmp) / "conda.yaml"
         env_file.write_text(yaml.safe_dump(conda_environment(spec, platform.python), sort_keys=False))
-        # The temporary lockfile sits next to ``out`` so the final rename is atomic.
-        fd, partial = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-        os.close(fd)
-        os.unlink(partial)
-        cmd = [exe, "lock", "--file", str(env_file), "--platform", conda_platform, "--lockfile", partial]
-        try:
-            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, errors="replace",
-                                  timeout=timeout, stdin=subprocess.DEVNULL)
-        except FileNotFoundError as exc:
-            raise MissingDependencyError("conda-lock", "conda", "locking a conda model") from exc
-        except subprocess.TimeoutExpired as exc:
-            _discard(partial)
-            raise EnvironmentSpecError(
-                f"conda-lock did not finish within {timeout:.0f}s solving for channels {channels}",
-                fix="conda-lock needs access to these conda channels; check the network, or run "
-                "`deployer lock` where they are reachable") from exc
-        except OSError as exc:
-            _discard(partial)
-            raise EnvironmentSpecError(f"cannot run conda-lock ({exe}): {exc}",
-                                       fix="reinstall it: pip install 'deployer[conda]'") from exc
-        if proc.returncode != 0 or not Path(partial).is_file():
-            _discard(partial)
-            raise _failure(proc.stdout + "\n" + proc.stderr, channels, conda_platform)
-        os.replace(partial, out)
+        # The lockfile is written beside ``out`` and renamed over it only when conda-lock
+        # succeeded; a failure leaves ``out`` untouched.
+        with atomic_output(out, prefix=f".{out.name}.", suffix=".partial") as partial:
+            cmd = [exe, "lock", "--file", str(env_file), "--platform", conda_platform,
+                   "--lockfile", str(partial)]
+            try:
+                proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, errors="replace",
+                                      timeout=timeout, stdin=subprocess.DEVNULL)
+            except FileNotFoundError as exc:
+                raise MissingDependencyError("conda-lock", "conda", "locking a conda model") from exc
+            except subprocess.TimeoutExpired as exc:
+                raise EnvironmentSpecError(
+                    f"conda-lock did not finish within {timeout:.0f}s solving for channels {channels}",
+                    fix="conda-lock needs access to these conda channels; check the network, or run "
+                    "`deployer lock` where they are reachable") from exc
+            except OSError as exc:
+                raise EnvironmentSpecError(f"cannot run conda-lock ({exe}): {exc}",
+                                           fix="reinstall it: pip install 'deployer[conda]'") from exc
+            if proc.returncode != 0 or not partial.is_file():
+                raise _failure(proc.stdout + "\n" + proc.stderr, channels, conda_platform)
     return out
-
-
-def _discard(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _failure(output: str, channels: str, conda_platform: str) -> EnvironmentSpecError:

@@ -6,13 +6,25 @@ conda channels are unreachable from this project's machines, so the end-to-end b
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from deployer.building.conda import explicit_spec, find_lockfile, parse_conda_lock, pip_lock
+from deployer.building.conda import (
+    CondaPackage,
+    download_conda_packages,
+    explicit_spec,
+    find_lockfile,
+    parse_conda_lock,
+    pip_lock,
+)
 from deployer.building.context import write_context
 from deployer.building.plan import BuildOptions, plan_build
 from deployer.environment.lock import TargetPlatform
@@ -115,3 +127,53 @@ def test_conda_model_builds_from_its_lockfile(conda_model: Path, tmp_path: Path)
 
     _plan, result = build_model_image(str(conda_model), BuildOptions())
     assert result.layers > 0
+
+
+@pytest.fixture
+def channel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server on localhost standing in for a conda channel's file store."""
+    root = tmp_path / "channel"
+    root.mkdir()
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _package(base: str, root: Path, name: str, data: bytes, *, sha256: str | None = None) -> CondaPackage:
+    (root / name).write_bytes(data)
+    return CondaPackage("pkg", "1.0", "conda", "linux-64", f"{base}/{name}", "",
+                        sha256 or hashlib.sha256(data).hexdigest())
+
+
+def test_downloads_land_whole_and_verified(channel: tuple[str, Path], tmp_path: Path) -> None:
+    base, root = channel
+    dest = tmp_path / "pkgs"
+    pkg = _package(base, root, "pkg-1.0-0.conda", b"conda package bytes" * 1000)
+    download_conda_packages((pkg,), dest)
+    assert (dest / pkg.filename).read_bytes() == b"conda package bytes" * 1000
+    assert sorted(p.name for p in dest.iterdir()) == [pkg.filename]  # no partial file left
+
+
+def test_a_download_with_the_wrong_hash_leaves_nothing_behind(channel: tuple[str, Path], tmp_path: Path) -> None:
+    base, root = channel
+    dest = tmp_path / "pkgs"
+    dest.mkdir()
+    bad = _package(base, root, "bad-1.0-0.conda", b"tampered", sha256="5" * 64)
+    (dest / bad.filename).write_bytes(b"an earlier, also wrong, copy")
+    with pytest.raises(EnvironmentSpecError, match="does not match the lockfile's hash"):
+        download_conda_packages((bad,), dest)
+    # The earlier file is untouched, and no half-verified download is left to be picked up.
+    assert (dest / bad.filename).read_bytes() == b"an earlier, also wrong, copy"
+    assert sorted(p.name for p in dest.iterdir()) == [bad.filename]
+    missing = CondaPackage("gone", "1.0", "conda", "linux-64", f"{base}/gone-1.0-0.conda", "", "6" * 64)
+    with pytest.raises(EnvironmentSpecError, match="cannot download conda package gone-1.0-0.conda"):
+        download_conda_packages((missing,), dest)
+    assert sorted(p.name for p in dest.iterdir()) == [bad.filename]
