@@ -85,7 +85,7 @@ def command(target: str | None, model_uri: str | None, image_uri: str | None, in
         raise UsageError(f"{they_shape(given)} an image, and {managing[0]} starts no job", where=given[0],
                          fix="drop them")
     if not managing:
-        refuse_unused(given, target=target, model_uri=model_uri, image_uri=image_uri)
+        refuse_unused(given, target=target, model_uri=model_uri, image_uri=image_uri, options=options)
     plugin = get_target(target, **connection)
     if not isinstance(plugin, BatchTarget):
         raise UsageError(f"target {target!r} does not run batch jobs", where="--target",

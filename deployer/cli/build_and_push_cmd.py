@@ -107,12 +107,9 @@ def command(model_uri: str, registry: str | None, repository: str | None, userna
     else:
         assert registry is not None
         host = creds.registry_host(registry.rstrip("/") + "/x")
-        login = creds.resolve(host, username=username, password=password)
-        if login is None:
-            from deployer.registries.acr import acr_login, is_acr
+        from deployer.registries.acr import push_credentials
 
-            if is_acr(host):  # Azure Container Registry: log in through azure-identity
-                login = acr_login(host)
+        login = push_credentials(host, username=username, password=password)
         dest = f"{registry.rstrip('/')}/{repo}:{tag}"
 
     console = get_console()

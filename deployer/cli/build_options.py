@@ -15,7 +15,7 @@ its build step (``BuildOptions.to_params``), so ``--dry-run`` shows it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,22 +225,31 @@ def they_shape(given: tuple[str, ...] | list[str]) -> str:
 
 
 def refuse_unused(given: tuple[str, ...], *, target: str, model_uri: str | None,
-                  image_uri: str | None) -> None:
-    """deploy / batch: a build option given where nothing is built is an error, not ignored."""
+                  image_uri: str | None, options: Mapping[str, Any] | None = None) -> None:
+    """deploy / batch: a build option given where nothing is built is an error, not ignored.
+
+    ``options``: the target's own option values; a target whose ``builds_images`` names one
+    of them builds from -m only when it is given (Azure ML: ``registry``)."""
     from deployer.targets.registry import load_factory
 
     if target == "local" and image_uri:
         given = tuple(g for g in given if g not in ("--gpu", "-C gpu"))  # also runs a prebuilt image with the GPUs
     if not given:
         return
+    builds = getattr(load_factory(target), "builds_images", True)
     if image_uri:
         why, fix = "--image-uri deploys a prebuilt image", "drop them, or pass -m MODEL instead of --image-uri"
     elif not model_uri:
         why, fix = "no -m MODEL is given, so nothing is built", "drop them, or pass -m MODEL"
-    elif getattr(load_factory(target), "builds_images", True) is False:
+    elif builds is False:
         why = f"target {target!r} builds no image from -m (the platform builds the model's environment itself)"
         fix = (f"build the image with `deployer build-and-push --target {target} -m MODEL "
                f"{' '.join(given)} ...`, then deploy it with --image-uri IMAGE")
+    elif isinstance(builds, str) and not (options or {}).get(builds):
+        flag = "-C " + builds if given[0].startswith("-C ") else "--" + builds.replace("_", "-")
+        why = (f"target {target!r} builds an image from -m only with {flag} (without it the platform "
+               "builds the model's environment itself)")
+        fix = f"add {flag} HOST[/NAMESPACE] to build, verify and push deployer's image there, or drop them"
     else:
         return
     raise UsageError(f"{they_shape(given)} the image deployer builds from -m, but {why}",

@@ -47,7 +47,7 @@ def command(target: str | None, name: str | None, model_uri: str | None, image_u
     target = require_target(target, "deploy")
     build, given = pop_build_options(ctx, target_values)
     connection, options = split_target_values(ctx, target, "deploy", target_values)
-    refuse_unused(given, target=target, model_uri=model_uri, image_uri=image_uri)
+    refuse_unused(given, target=target, model_uri=model_uri, image_uri=image_uri, options=options)
     if not name:
         raise UsageError("`deployer deploy` needs --name", where="--name", fix="pass --name ENDPOINT")
     request = DeployRequest(name=name, model_uri=model_uri, image_uri=image_uri, options=options,

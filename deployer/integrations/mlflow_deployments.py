@@ -247,7 +247,8 @@ class DeployerDeploymentClient(BaseDeploymentClient):
         endpoint_name, deployment = (endpoint, name) if endpoint else (name, None)
         if deployment is not None:
             values["deployment"] = deployment
-        refuse_unused(given, target=self.kind, model_uri=model_uri, image_uri=generic.get("image_uri"))
+        refuse_unused(given, target=self.kind, model_uri=model_uri, image_uri=generic.get("image_uri"),
+                      options=values)
         connection, options = self._split("deploy", values)
         request = DeployRequest(name=endpoint_name, model_uri=model_uri, image_uri=generic.get("image_uri"),
                                 options=options, wait=bool(generic.get("wait", True)),
@@ -492,7 +493,7 @@ def target_help(kind: str) -> str:
     declared = declared_options(kind)
     deploy = {s.name: s for s in (_IMAGE_URI, _DRY_RUN, _WAIT, _TIMEOUT)}
     deploy.update({s.name: s for s in declared if "deploy" in s.commands})
-    if getattr(load_factory(kind), "builds_images", True) is not False:
+    if getattr(load_factory(kind), "builds_images", True) is not False:  # a str: with that option
         deploy.update(option_specs())
     delete = {s.name: s for s in (_DRY_RUN,)}
     delete.update({s.name: s for s in declared if "delete" in s.commands})

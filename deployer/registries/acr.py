@@ -19,7 +19,7 @@ import urllib.request
 from typing import Any
 
 from deployer.errors import MissingDependencyError, RegistryAuthError, RegistryError
-from deployer.registries.credentials import Credentials
+from deployer.registries.credentials import Credentials, resolve
 
 #: The user name ACR expects with a refresh token as the password.
 ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
@@ -31,6 +31,17 @@ _ACR_HOST = re.compile(r"^[a-z0-9]{5,50}\.azurecr\.(io|cn|us)$")
 def is_acr(host: str) -> bool:
     """True for ``<name>.azurecr.io`` (and the sovereign clouds' suffixes)."""
     return bool(_ACR_HOST.match(host.lower()))
+
+
+def push_credentials(host: str, *, username: str | None = None, password: str | None = None,
+                     credential: Any = None) -> Credentials | None:
+    """Credentials to push to ``host``: explicit ones, else Docker's config; an Azure Container
+    Registry with neither logs in through azure-identity (``credential``: a TokenCredential,
+    default DefaultAzureCredential). None: push anonymously."""
+    login = resolve(host, username=username, password=password)
+    if login is None and is_acr(host):
+        login = acr_login(host, credential=credential)
+    return login
 
 
 def acr_login(

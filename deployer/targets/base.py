@@ -42,7 +42,8 @@ Writing a target (the contract the CLI relies on)
     ``DeployRequest.build`` / ``BatchRequest.build``, for the image a target builds from
     ``-m``; targets must not declare those names. A target that never builds an image sets
     the class attribute ``builds_images = False``: the CLI then refuses build options
-    given with ``-m`` instead of ignoring them.
+    given with ``-m`` instead of ignoring them; one that builds only when one of its own
+    options is given names that option (``builds_images = "registry"``).
   - ``--wait/--no-wait`` and ``--timeout`` are generic: ``DeployRequest.wait`` /
     ``DeployRequest.timeout`` (None: the target's default); targets must not declare them.
 * ``plan`` may read the cloud, never change it. ``apply`` runs ``plan.calls`` in order;

@@ -103,11 +103,11 @@ def test_build_options_with_a_prebuilt_image_are_refused(sklearn_model: Path) ->
     assert "--pip" in err and "--image-uri deploys a prebuilt image" in err
 
 
-def test_azure_builds_no_image_from_m_so_build_options_are_refused(sklearn_model: Path) -> None:
+def test_azure_builds_an_image_from_m_only_with_registry(sklearn_model: Path) -> None:
     err = _refused(["deploy", "--target", "azureml", "--name", "x", "-m", str(sklearn_model),
                     "--system-package", "libgomp1", "--no-verify", "--dry-run"])
     assert "--system-package, --no-verify" in err or "--no-verify, --system-package" in err
-    assert "deployer build-and-push --target azureml" in err
+    assert "builds an image from -m only with --registry" in err and "add --registry HOST" in err
 
 
 def test_spark_batch_refuses_image_options(sklearn_model: Path, tmp_path: Path) -> None:

@@ -324,7 +324,7 @@ def test_build_option_keys_build_the_same_image_as_the_flags(sm, bucket, sklearn
 
     assert build_step(plugin["plan"]) == build_step(cli.json()["plan"])
     assert build_step(plugin["plan"])["Build"]["system_packages"] == ["libgomp1"]
-    with pytest.raises(MlflowException, match="builds no image from -m"):
+    with pytest.raises(MlflowException, match="builds an image from -m only with -C registry"):
         get_deploy_client("deployer-azureml:/local").create_deployment(
             "x", str(sklearn_model), config={"pip": "six==1.16.0", "dry_run": True})
     assert sm.mutating_actions() == []

@@ -43,6 +43,7 @@ class Executor:
     client: Any
     http: Callable[..., tuple[int, bytes]] | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
+    credential: Any = None  # azure-core TokenCredential for an ACR push (None: the default chain)
 
     def __post_init__(self) -> None:
         if self.http is None:
@@ -118,6 +119,20 @@ class Executor:
             raise TargetError(f"unknown planned operation {call.operation!r}", where="azureml plan")
         log.info("%s", call.description or call.operation)
         return handler(dict(call.params))
+
+    def _op_build_image(self, p: dict[str, Any]) -> str:
+        from deployer.targets.model_image import build_step
+
+        return build_step(p)
+
+    def _op_push(self, p: dict[str, Any]) -> Any:
+        from deployer.registries.acr import push_credentials
+        from deployer.registries.credentials import registry_host
+        from deployer.registries.push import push_image
+
+        dest = str(p["Image"])
+        login = push_credentials(registry_host(dest), credential=self.credential)
+        return push_image(str(p["LocalImage"]), dest, credentials=login, skip_if_present=True)
 
     def _op_online_endpoints__begin_create_or_update(self, p: dict[str, Any]) -> Any:
         from azure.ai.ml.entities import ManagedOnlineEndpoint

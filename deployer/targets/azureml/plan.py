@@ -19,6 +19,10 @@ The default rollout is blue/green, as Azure recommends for managed online endpoi
    deployment; a failure deletes the new deployment and leaves traffic untouched;
 5. commit: set the endpoint's traffic map (all to the new deployment, or ``--traffic``).
 
+With ``--registry`` and ``-m``, deployer builds its own image for Azure ML (azmlinfsrv +
+score.py, the model inside), verifies it and pushes it before step 1, and step 2 registers
+that image: a build or push failure leaves the workspace untouched.
+
 The previous deployment is kept at 0 %: shifting back is one ``--traffic`` away, and the
 next rollout replaces it.
 """
@@ -26,7 +30,7 @@ next rollout replaces it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deployer.targets.azureml import traffic as tr
@@ -87,6 +91,16 @@ Source = ImageSource | MlflowSource | RegisteredSource
 
 
 @dataclass(frozen=True)
+class ImageBuild:
+    """Build deployer's image for Azure ML from ``-m`` and push it where the ImageSource points
+    (``--registry``): the steps that run before anything changes in the workspace."""
+
+    step: Mapping[str, Any]  # the build_image call's params (ModelUri, LocalImage, Build)
+    push_to: str  # HOST[/NAMESPACE]/NAME:TAG, the environment's image
+    verify: bool = True
+
+
+@dataclass(frozen=True)
 class EndpointState:
     """What the target read about the endpoint before planning."""
 
@@ -119,14 +133,41 @@ class DeploySpec:
     tags: Mapping[str, str] = field(default_factory=dict)
     local: bool = False  # azure-ai-ml local endpoints: the local Docker engine, no Azure calls
     model_path: str | None = None  # local model folder (local mode mounts it)
+    image_build: ImageBuild | None = None  # build and push the ImageSource's image first
 
 
 def plan_deploy(spec: DeploySpec, state: EndpointState) -> DeployPlan:
     """The ordered SDK calls that take ``state`` to what ``spec`` asks for."""
     if spec.local:
-        return _plan_local(spec, state)
-    if spec.source is None:
-        return _plan_traffic_only(spec, state)
+        plan = _plan_local(spec, state)
+    elif spec.source is None:
+        plan = _plan_traffic_only(spec, state)
+    else:
+        plan = _plan_rollout(spec, state)
+    if spec.image_build is None:
+        return plan
+    return replace(plan, calls=(*_image_calls(spec.image_build), *plan.calls),
+                   facts={**plan.facts, "image": spec.image_build.push_to,
+                          "local_image": spec.image_build.step["LocalImage"],
+                          "verify": spec.image_build.verify})
+
+
+def _image_calls(build: ImageBuild) -> tuple[PlannedCall, ...]:
+    """Build (and verify) deployer's image, then push it: no undo, the workspace is untouched
+    and a content-addressed image left in the registry is reused by the next deploy."""
+    local = str(build.step["LocalImage"])
+    return (
+        PlannedCall("deployer", "build_image", dict(build.step),
+                    "build the Azure ML image on the local Docker engine" + (
+                        ", then run it offline and score its input example (before anything is pushed or created)"
+                        if build.verify else " (not verified: --no-verify)"), phase="create"),
+        PlannedCall("docker", "push", {"LocalImage": local, "Image": build.push_to},
+                    f"push {local} to {build.push_to} (skipped if the registry has it)", phase="create"),
+    )
+
+
+def _plan_rollout(spec: DeploySpec, state: EndpointState) -> DeployPlan:
+    """Blue/green: the new deployment at 0 %, smoke-tested, then the traffic map."""
     existing = list(state.deployments)
     new = spec.deployment or tr.choose_deployment(state.traffic, existing)
     tr.check_name(new, kind="deployment", flag="--deployment")

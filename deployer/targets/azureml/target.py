@@ -36,6 +36,8 @@ log = logging.getLogger("deployer")
 
 #: Azure ML asset names (models, environments).
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+#: ``--registry``: HOST[:PORT][/NAMESPACE] (lower case, as image references are).
+_REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 
 _ALL = ("deploy", "status", "list", "delete", "predict")
 
@@ -67,6 +69,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("health_route", "Liveness/readiness path inside the --image-uri container.", default="/", metavar="PATH"),
     OptionSpec("smoke_test", "Send the model's input example to the new deployment before shifting traffic.",
                type="bool", default=True),
+    OptionSpec("registry", "With -m: build deployer's image for Azure ML (azmlinfsrv + score.py, the model "
+               "inside), verify it, push it to this registry (e.g. the workspace's ACR) and deploy it as a "
+               "custom container; the image options (--pip, --base-image, --lock...) apply. Without it, -m "
+               "registers the MLflow model and Azure ML builds its environment.", metavar="HOST[/NAMESPACE]"),
     OptionSpec("request_timeout_ms", "Scoring request timeout of the deployment, in ms.", type="int",
                metavar="MS"),
     OptionSpec("max_concurrent_requests", "Concurrent requests per instance.", type="int", metavar="N"),
@@ -78,8 +84,9 @@ class AzureMLTarget:
 
     name = "azureml"
     options = OPTIONS
-    # -m deploys the MLflow model and Azure ML builds its environment: build options are refused
-    builds_images = False
+    # -m registers the MLflow model and Azure ML builds its environment, unless --registry asks
+    # for deployer's image: the build options apply only then
+    builds_images = "registry"
 
     def __init__(
         self,
@@ -121,7 +128,7 @@ class AzureMLTarget:
     def _executor(self) -> Any:
         from deployer.targets.azureml.apply import Executor
 
-        return Executor(self.client, http=self._http)
+        return Executor(self.client, http=self._http, credential=self._credential)
 
     # ------------------------------------------------------------------ deploy
     def plan(self, request: DeployRequest) -> DeployPlan:
@@ -143,6 +150,9 @@ class AzureMLTarget:
             raise UsageError(f"--instance-count must be at least 1, got {count}", where="--instance-count",
                              fix="pass --instance-count 1 or more")
         source, smoke = self._source(request, opts, endpoint)
+        image_build = None
+        if opts.get("registry"):
+            source, image_build = self._image_build(request, str(opts["registry"]), source)
         return pl.DeploySpec(
             endpoint=endpoint,
             source=source,
@@ -160,7 +170,27 @@ class AzureMLTarget:
             tags={"deployed-by": "deployer"},
             local=self.local,
             model_path=self._model_dir,
+            image_build=image_build,
         )
+
+    def _image_build(self, request: DeployRequest, registry: str,
+                     source: pl.Source | None) -> tuple[pl.ImageSource, pl.ImageBuild]:
+        """``--registry``: deploy deployer's image built from -m instead of the MLflow model."""
+        from deployer.targets.model_image import plan_model_image
+
+        if request.image_uri or not isinstance(source, pl.MlflowSource) or not request.model_uri:
+            raise UsageError("--registry builds the image from a model directory: it needs -m MODEL "
+                             "(a local or MLflow URI), not --image-uri or an azureml: model",
+                             where="--registry", fix="pass -m MODEL, or drop --registry")
+        host = registry.strip().rstrip("/")
+        if not _REGISTRY.match(host):
+            raise UsageError(f"bad registry {registry!r}", where="--registry",
+                             fix="write HOST[:PORT][/NAMESPACE], e.g. myregistry.azurecr.io/ml")
+        build, step = plan_model_image(request.model_uri, request.build, pl.TARGET)
+        name, _, tag = build.tag.rpartition(":")
+        image = f"{host}/{name}:{tag}"
+        verify = bool(step["Build"].get("verify", True))
+        return pl.ImageSource(image=image), pl.ImageBuild(step=step, push_to=image, verify=verify)
 
     def _source(self, request: DeployRequest, opts: Mapping[str, Any], endpoint: str) -> tuple[pl.Source | None, Any]:
         model_uri = request.model_uri

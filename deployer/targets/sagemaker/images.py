@@ -21,13 +21,10 @@ log = logging.getLogger("deployer")
 def plan_image(aws: Any, model: ModelRef, *, repository: str | None, app: str,
                registry_override: str | None, build_options: Any = None) -> ImagePlan:
     """``build_options``: the request's build-option group (None: the defaults)."""
-    from deployer.building.plan import plan_build
-    from deployer.model import load_model
-    from deployer.targets.base import image_build_options
+    from deployer.targets.model_image import plan_model_image
 
     assert model.uri
-    options = image_build_options(build_options, "sagemaker")
-    build = plan_build(load_model(model.uri), options)
+    build, step = plan_model_image(model.uri, build_options, "sagemaker")
     tag = build.tag.rsplit(":", 1)[-1]
     repo = validate_repository(repository or f"deployer/{app.lower()}")
     uri = f"{ecr_host(aws.account_id(), aws.region)}/{repo}:{tag}"
@@ -35,22 +32,12 @@ def plan_image(aws: Any, model: ModelRef, *, repository: str | None, app: str,
     push_to = f"{registry_override.rstrip('/')}/{repo}:{tag}" if registry_override else None
     return ImagePlan(uri=uri, ecr=True, build=True, push=True, repository=repo,
                      create_repository=not exists, push_to=push_to, local_image=build.tag,
-                     build_options=options.to_params())
+                     build_options=step["Build"])
 
 
 def image_handlers(aws: Any) -> Mapping[tuple[str, str], Any]:
     """Executor handlers for the image steps of a plan."""
-
-    def build(params: Mapping[str, Any]) -> str:
-        from deployer.building.execute import build_model_image
-        from deployer.building.plan import BuildOptions
-
-        options = BuildOptions.from_params(params.get("Build") or {"target": "sagemaker"})
-        plan, result = build_model_image(str(params["ModelUri"]), options, if_needed=True, step=log.info)
-        if plan.tag != params.get("LocalImage"):
-            log.warning("the image tag changed since planning (%s, planned %s): the model or its "
-                        "environment changed meanwhile", plan.tag, params.get("LocalImage"))
-        return str(result.image)
+    from deployer.targets.model_image import BUILD_STEP, build_step
 
     def create_repository(params: Mapping[str, Any]) -> str:
         uri, created = Ecr(aws.session, aws.region).ensure_repository(str(params["repositoryName"]))
@@ -73,7 +60,7 @@ def image_handlers(aws: Any) -> Mapping[tuple[str, str], Any]:
         return push_image(str(params["LocalImage"]), dest, credentials=login, skip_if_present=True)
 
     return {
-        ("deployer", "build_image"): build,
+        BUILD_STEP: build_step,
         ("ecr", "create_repository"): create_repository,
         ("docker", "push"): push,
     }

@@ -45,7 +45,7 @@ class FrontDoor:
 
     def __init__(self, arm: FakeARM) -> None:
         self.arm = arm
-        self.backends: dict[tuple[str, str], str] = {}
+        self.backends: dict[tuple[str, str], Any] = {}  # a URL, or a function returning one
         self.seen: list[dict[str, Any]] = []
         door = self
 
@@ -90,6 +90,8 @@ class FrontDoor:
         if dep is None or dep["properties"].get("provisioningState") != "Succeeded":
             return 404, json.dumps({"message": f"deployment {deployment} not ready"}).encode()
         backend = self.backends.get((endpoint, deployment.lower()))
+        if callable(backend):  # started on first use, like Azure pulling the environment's image
+            backend = self.backends[(endpoint, deployment.lower())] = backend()
         if backend is None:
             return 502, json.dumps({"message": f"no backend for {deployment}"}).encode()
         request = urllib.request.Request(backend, data=body, headers={"Content-Type": "application/json"}, method="POST")
