@@ -310,9 +310,8 @@ def test_build_option_keys_build_the_same_image_as_the_flags(sm, bucket, sklearn
         if case.name in ("gpu", "platform", "env_kind", "python_version"):  # one ordinary, buildable image
             continue
         flags += args
-        key = args[0][2:].replace("-", "_")
-        key = key[3:] if key.startswith("no_") and len(args) == 1 else key
-        config[key] = False if args[0].startswith("--no-") else (args[1] if len(args) > 1 else True)
+        key, value = case.config_item(option_files)
+        config[key] = value
     cli = run_cli("deploy", "--target", "sagemaker", "--name", "iris", "-m", str(sklearn_model),
                   "--execution-role-arn", ROLE, "--bucket", bucket, "--dry-run", "--output", "json", *flags)
     assert cli.exit_code == 0, cli.stderr

@@ -13,6 +13,7 @@ import pytest
 from mlflow.deployments import get_deploy_client
 from mlflow.exceptions import MlflowException
 
+from tests.fixtures.build_option_cases import OPTION_CASES, OptionCase
 from tests.integrations.test_mlflow_deployments import IRIS_ROWS
 from tests.targets.azureml.conftest import StaticToken
 
@@ -97,3 +98,28 @@ def test_endpoint_named_like_the_deployment_and_unsupported_calls(client, arm, s
         client.explain(EP, pd.DataFrame(IRIS_ROWS))
     with pytest.raises(MlflowException, match="expected deployer-azureml:/SUBSCRIPTION/RESOURCE_GROUP/WORKSPACE"):
         get_deploy_client("deployer-azureml:/only-a-subscription")
+
+
+@pytest.mark.parametrize("case", OPTION_CASES, ids=lambda c: c.id)
+def test_each_build_option_key_reaches_the_azure_build_step(case: OptionCase, arm, sklearn_model,  # type: ignore[no-untyped-def]
+                                                             option_files):
+    """With -C registry, Azure ML deploys deployer's image: every build-option key reaches the
+    planned build step, and one that changes the image's content changes the image pushed."""
+    client = get_deploy_client(f"deployer-azureml:/{arm.subscription}/{arm.resource_group}/{arm.workspace}")
+    client.target_kwargs.update(credential=StaticToken(), transport=arm)
+
+    def plan(config: dict) -> dict:  # type: ignore[type-arg]
+        out = client.create_deployment("blue", str(sklearn_model), endpoint=EP,
+                                       config={"registry": "registry.example/ml", "dry_run": True, **config})
+        return out["plan"]
+
+    base, got = plan({}), plan(dict([case.config_item(option_files)]))
+    step = next(c for c in got["calls"] if c["operation"] == "build_image")["params"]
+    base_step = next(c for c in base["calls"] if c["operation"] == "build_image")["params"]
+    assert step["Build"][case.name] == case.expected(option_files)
+    assert step["Build"]["target"] == "azureml" and case.name not in base_step["Build"]
+    assert (step["LocalImage"] != base_step["LocalImage"]) is case.changes_tag
+    assert got["facts"]["image"] == "registry.example/ml/" + step["LocalImage"]
+    env = next(c for c in got["calls"] if c["operation"] == "environments.create_or_update")["params"]
+    assert env["image"] == got["facts"]["image"]
+    assert [r for r in arm.requests if r.method != "GET"] == []
