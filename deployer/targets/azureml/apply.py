@@ -192,6 +192,7 @@ class Executor:
             "instance_type": p["instance_type"],
             "instance_count": int(p["instance_count"]),
             "environment_variables": p.get("environment_variables") or None,
+            "tags": p.get("tags") or None,
         }
         env = p.get("environment")
         if env == pl.FROM_ENVIRONMENT:

@@ -25,12 +25,19 @@ that image: a build or push failure leaves the workspace untouched.
 
 The previous deployment is kept at 0 %: shifting back is one ``--traffic`` away, and the
 next rollout replaces it.
+
+Idempotence: every deployment deployer creates carries a fingerprint tag (what it runs and
+with which settings). When the deployment that takes all the traffic already has the
+fingerprint of the request, the plan is a ``noop``: re-running a pipeline does not roll a new
+deployment (nor build or push an image).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from deployer.targets.azureml import traffic as tr
@@ -39,6 +46,9 @@ from deployer.targets.base import DeployPlan, PlannedCall
 TARGET = "azureml"
 SERVICE = "azure-ai-ml"
 DATA_PLANE = "scoring-uri"
+
+#: Deployment tag holding :func:`fingerprint` of what the deployment runs.
+TAG_FINGERPRINT = "deployer-fingerprint"
 
 #: Markers in deployment params for results of earlier calls of the same plan.
 FROM_ENVIRONMENT = "@environments.create_or_update"
@@ -78,6 +88,7 @@ class MlflowSource:
 
     path: str  # local model directory
     model_name: str
+    digest: str = ""  # the model files' content digest (what the deployment serves)
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,7 @@ class EndpointState:
     deployments: Mapping[str, str] = field(default_factory=dict)  # name -> provisioning state
     scoring_uri: str | None = None
     auth_mode: str | None = None
+    fingerprints: Mapping[str, str] = field(default_factory=dict)  # deployment -> TAG_FINGERPRINT
 
 
 @dataclass(frozen=True)
@@ -144,7 +156,7 @@ def plan_deploy(spec: DeploySpec, state: EndpointState) -> DeployPlan:
         plan = _plan_traffic_only(spec, state)
     else:
         plan = _plan_rollout(spec, state)
-    if spec.image_build is None:
+    if spec.image_build is None or plan.action == "noop":
         return plan
     return replace(plan, calls=(*_image_calls(spec.image_build), *plan.calls),
                    facts={**plan.facts, "image": spec.image_build.push_to,
@@ -166,9 +178,53 @@ def _image_calls(build: ImageBuild) -> tuple[PlannedCall, ...]:
     )
 
 
+def fingerprint(spec: DeploySpec) -> str:
+    """What a deployment runs and how, as one digest: the same => nothing to roll out.
+
+    The source counts by content (image reference, model digest, registered reference), not by
+    where the model folder happens to be; traffic, waiting and the smoke test do not count."""
+    source: dict[str, Any] = asdict(spec.source) if spec.source is not None else {}
+    source.pop("path", None)
+    serving = {
+        "source": {"kind": type(spec.source).__name__, **source},
+        "instance_type": spec.instance_type,
+        "instance_count": spec.instance_count,
+        "env": dict(spec.env),
+        "request_timeout_ms": spec.request_timeout_ms,
+        "max_concurrent_requests": spec.max_concurrent_requests,
+    }
+    return hashlib.sha256(json.dumps(serving, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _already_serving(spec: DeploySpec, state: EndpointState, current: dict[str, int],
+                     print_: str) -> DeployPlan | None:
+    """The noop plan when the deployment taking all the traffic already runs ``print_``."""
+    live = next((d for d, pct in current.items() if pct == 100), None)
+    if (live is None or state.fingerprints.get(live) != print_ or state.deployments.get(live) != "Succeeded"
+            or (spec.deployment and spec.deployment.lower() != live.lower())):
+        return None
+    if spec.traffic is not None:
+        existing = list(state.deployments)
+        named = {_match(k, existing): v for k, v in spec.traffic.items()}
+        if None in named or tr.normalize(named, existing) != current:  # type: ignore[arg-type]
+            return None  # another split, or a deployment to create
+    return DeployPlan(
+        TARGET, spec.endpoint, "noop", (),
+        f"endpoint {spec.endpoint}: deployment {live} already runs this with these settings and takes "
+        "all the traffic; nothing to do",
+        {"endpoint": spec.endpoint, "deployment": live, "endpoint_exists": True, "previous_traffic": current,
+         "traffic": current, "smoke_test": "skipped: nothing changes", "fingerprint": print_, "wait": spec.wait},
+    )
+
+
 def _plan_rollout(spec: DeploySpec, state: EndpointState) -> DeployPlan:
     """Blue/green: the new deployment at 0 %, smoke-tested, then the traffic map."""
     existing = list(state.deployments)
+    print_ = fingerprint(spec)
+    if state.exists:
+        noop = _already_serving(spec, state, tr.normalize(state.traffic, existing), print_)
+        if noop is not None:
+            return noop
     new = spec.deployment or tr.choose_deployment(state.traffic, existing)
     tr.check_name(new, kind="deployment", flag="--deployment")
     new = _match(new, existing) or new
@@ -197,6 +253,7 @@ def _plan_rollout(spec: DeploySpec, state: EndpointState) -> DeployPlan:
         "instance_type": spec.instance_type,
         "instance_count": spec.instance_count,
         "environment_variables": dict(spec.env),
+        "tags": {TAG_FINGERPRINT: print_},
         "wait": spec.wait,
         "timeout": spec.timeout,
     }

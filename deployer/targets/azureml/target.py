@@ -227,7 +227,10 @@ class AzureMLTarget:
             if not _ASSET_NAME.match(model_name):
                 raise UsageError(f"invalid model name {model_name!r}", where="--model-name",
                                  fix="use letters, digits, '-', '_' or '.', starting with a letter or digit (max 255)")
-            return pl.MlflowSource(path=str(model_dir), model_name=model_name), smoke
+            from deployer.building.plan import model_digest
+
+            return pl.MlflowSource(path=str(model_dir), model_name=model_name,
+                                   digest=model_digest(model_dir)), smoke
         return None, None
 
     def read_state(self, endpoint: str) -> pl.EndpointState:
@@ -240,7 +243,10 @@ class AzureMLTarget:
                 if is_not_found(exc):
                     return pl.EndpointState(name=endpoint)
                 raise
-            deployments = {d.name: _state(d) or "Unknown" for d in self._deployments(endpoint)}
+            found = self._deployments(endpoint)
+        deployments = {d.name: _state(d) or "Unknown" for d in found}
+        fingerprints = {d.name: str((getattr(d, "tags", None) or {}).get(pl.TAG_FINGERPRINT))
+                        for d in found if (getattr(d, "tags", None) or {}).get(pl.TAG_FINGERPRINT)}
         return pl.EndpointState(
             name=endpoint,
             exists=True,
@@ -249,6 +255,7 @@ class AzureMLTarget:
             deployments=deployments,
             scoring_uri=getattr(ep, "scoring_uri", None),
             auth_mode=getattr(ep, "auth_mode", None),
+            fingerprints=fingerprints,
         )
 
     def _where(self, endpoint: str) -> str:

@@ -119,7 +119,7 @@ def test_failed_provisioning_deletes_new_deployment_and_keeps_traffic(make_targe
 
     target = make_target()
     with pytest.raises(TargetError) as err:
-        target.apply(target.plan(request(sklearn_model)))
+        target.apply(target.plan(request(sklearn_model, image=IMAGE.replace(":1", ":2"))))
 
     msg = err.value.format_message()
     assert "container exited with code 3" in msg
@@ -144,7 +144,7 @@ def test_failed_smoke_test_deletes_new_deployment_and_keeps_traffic(
 
     target = make_target()
     with pytest.raises(TargetError) as err:
-        target.apply(target.plan(request(sklearn_model)))
+        target.apply(target.plan(request(sklearn_model, image=IMAGE.replace(":1", ":2"))))
 
     msg = err.value.format_message()
     assert "smoke test failed" in msg and "HTTP 400" in msg
@@ -263,9 +263,43 @@ def test_mlflow_no_code_rollout_uploads_and_registers_the_model(
     assert result.details["model"].endswith("/models/iris/versions/1")
     assert result.details["traffic"] == {"blue": 100}
 
-    # the same model again: the SDK finds the confirmed upload and registers version 2 without re-uploading
+    # the same model and settings again: blue already serves it, nothing to do
     puts_before = [c for c in blob_storage.calls if c.startswith("PUT")]
+    arm.requests.clear()
+    again = make_target().plan(request(sklearn_model, image=None, model_name="iris"))
+    assert (again.action, list(again.calls)) == ("noop", [])
+    assert make_target().apply(again).details["traffic"] == {"blue": 100}
+    assert writes(arm) == [] and arm.get("models/iris/versions/2") is None
+
+    # the same model on two instances: a rollout; the SDK finds the confirmed upload and
+    # registers version 2 without re-uploading
     front_door.backends[(EP, "green")] = sklearn_score_server.url
-    make_target().apply(make_target().plan(request(sklearn_model, image=None, model_name="iris")))
+    make_target().apply(make_target().plan(request(sklearn_model, image=None, model_name="iris", instance_count=2)))
     assert arm.get("models/iris/versions/2") is not None
     assert [c for c in blob_storage.calls if c.startswith("PUT")] == puts_before
+
+
+def test_rerunning_the_same_deploy_is_a_noop(make_target, arm, front_door, sklearn_score_server, sklearn_model):
+    """The deployment taking all the traffic carries the request's fingerprint: the same request
+    again plans no call; anything that changes what runs (image, instances, env) rolls out."""
+    _rollout_blue(make_target, front_door, sklearn_score_server, sklearn_model)
+    blue = arm.get(f"onlineEndpoints/{EP}/deployments/blue")
+    assert len(blue["tags"]["deployer-fingerprint"]) == 64
+    arm.requests.clear()
+
+    again = make_target().plan(request(sklearn_model))
+    assert (again.action, list(again.calls), again.facts["deployment"]) == ("noop", [], "blue")
+    assert "nothing to do" in again.summary
+    result = make_target().apply(again)
+    assert result.action == "noop" and result.details["traffic"] == {"blue": 100}
+    assert writes(arm) == []
+    # the same with the current split spelled out, or naming the live deployment
+    assert make_target().plan(request(sklearn_model, traffic="BLUE=100")).action == "noop"
+    assert make_target().plan(request(sklearn_model, deployment="blue")).action == "noop"
+
+    for changed in ({"instance_count": 2}, {"env": ("LOG_LEVEL=debug",)}, {"image": IMAGE.replace(":1", ":9")},
+                    {"deployment": "green"}, {"traffic": "blue=100,green=0"}):
+        plan = make_target().plan(request(sklearn_model, **changed))  # type: ignore[arg-type]
+        assert plan.action == "update" and "online_deployments.begin_create_or_update" in [
+            c.operation for c in plan.calls], changed
+    assert writes(arm) == []
