@@ -54,6 +54,10 @@ SERVING_EXAMPLE = "serving_input_example.json"
 VERIFY_TIMEOUT = 300.0
 _PAYLOAD_PATH = "/tmp/deployer-verify-payload.json"
 _LOG_TAIL = 30
+#: How far back the log is searched for the exception that stopped the model.
+_LOG_SCAN = 2000
+#: A Python exception's last line ("ValueError: ...", "mlflow.exceptions.MlflowException: ...").
+_EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)\b:? ")
 _MAX_PAYLOAD = 8 << 20
 
 # The probe runs inside the image (its own Python, stdlib only). argv: port health score
@@ -305,10 +309,10 @@ def _failure(container: Any, vp: VerifyPlan, image: str, probe: dict[str, Any] |
     state = getattr(container, "attrs", {}).get("State", {}) or {}
     exited = getattr(container, "status", "") in ("exited", "dead")
     try:
-        logs = container.logs(tail=_LOG_TAIL).decode(errors="replace")
+        full = container.logs(tail=_LOG_SCAN).decode(errors="replace")
     except Exception:  # noqa: BLE001
-        logs = ""
-    logs = "\n".join("  " + line for line in redact_text(logs.rstrip()).splitlines())
+        full = ""
+    logs = _log_excerpt(redact_text(full.rstrip()).splitlines())
     where = f"{image} (offline verification run)"
     if probe is None or probe.get("ready") is None:
         if exited:
@@ -328,6 +332,16 @@ def _failure(container: Any, vp: VerifyPlan, image: str, probe: dict[str, Any] |
     tail = f"\ncontainer log (last lines):\n{logs}" if logs else ""
     return BuildError(f"image verification failed: {what}{tail}", where=where,
                       fix=f"{fix}. Nothing was tagged or pushed")
+
+
+def _log_excerpt(lines: list[str]) -> str:
+    """The last lines of the container's log, indented. Exceptions further up (the model's own
+    error above a server's wrapping exception and shutdown chatter) come first, so the cause
+    is shown however long the chatter after it is."""
+    shown = lines[-_LOG_TAIL:]
+    hidden = [line for line in lines[:-_LOG_TAIL] if _EXCEPTION_LINE.match(line) and line not in shown]
+    causes = list(dict.fromkeys(hidden))[-3:]
+    return "\n".join("  " + line for line in ([*causes, "..."] if causes else []) + shown)
 
 
 def diagnose(logs: str) -> str | None:

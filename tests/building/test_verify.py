@@ -189,3 +189,21 @@ def test_azureml_images_are_verified_through_azmlinfsrv(request: pytest.FixtureR
 
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(tag)
+
+
+def test_the_failure_shows_the_exception_even_when_shutdown_chatter_follows_it() -> None:
+    """A server that logs its shutdown after the model's traceback (gunicorn: worker exiting,
+    master shutting down, ...) must not push the cause out of the excerpt."""
+    from deployer.building.verify import _LOG_TAIL, _log_excerpt
+
+    cause = "RuntimeError: load_context failure on purpose"
+    lines = ["Traceback (most recent call last):", '  File "score.py", line 3', cause]
+    chatter = [f"[INFO] shutting down, step {i}" for i in range(_LOG_TAIL + 5)]
+    text = _log_excerpt(lines + chatter)
+    assert text.splitlines()[0].strip() == cause and chatter[-1] in text
+    assert len(text.splitlines()) == _LOG_TAIL + 2
+    # azmlinfsrv wraps the model's error in its own exception, which may be among the last lines
+    wrapped = _log_excerpt(lines + chatter + ["UserScriptException: Caught an unhandled exception"] + chatter[:25])
+    assert wrapped.splitlines()[0].strip() == cause and "UserScriptException" in wrapped
+    short = _log_excerpt(lines + chatter[:3])  # the cause is among the last lines: shown once, in place
+    assert short.count(cause) == 1 and short.splitlines()[0].strip() == lines[0]
