@@ -31,6 +31,17 @@ def plan_model_image(model_uri: str, build_options: Any, target: str) -> tuple[A
     return build, {"ModelUri": model_uri, "LocalImage": build.tag, "Build": options.to_params()}
 
 
+def build_call(step: Mapping[str, Any], what: str) -> Any:
+    """The planned ``build_image`` call for ``step`` (:func:`plan_model_image`'s parameters),
+    described for ``--dry-run``; whether it verifies comes from the step's build options."""
+    from deployer.targets.base import PlannedCall
+
+    verify = step["Build"].get("verify", True) is not False
+    return PlannedCall(*BUILD_STEP, dict(step), description=f"build {what} on the local Docker engine" + (
+        ", then run it offline and score its input example (before anything is pushed or created)"
+        if verify else " (not verified: --no-verify)"))
+
+
 def build_step(params: Mapping[str, Any]) -> str:
     """Run a planned ``build_image`` call: build (and verify) the image; return its local tag."""
     from deployer.building.execute import build_model_image

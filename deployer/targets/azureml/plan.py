@@ -102,16 +102,6 @@ Source = ImageSource | MlflowSource | RegisteredSource
 
 
 @dataclass(frozen=True)
-class ImageBuild:
-    """Build deployer's image for Azure ML from ``-m`` and push it where the ImageSource points
-    (``--registry``): the steps that run before anything changes in the workspace."""
-
-    step: Mapping[str, Any]  # the build_image call's params (ModelUri, LocalImage, Build)
-    push_to: str  # HOST[/NAMESPACE]/NAME:TAG, the environment's image
-    verify: bool = True
-
-
-@dataclass(frozen=True)
 class EndpointState:
     """What the target read about the endpoint before planning."""
 
@@ -145,7 +135,9 @@ class DeploySpec:
     tags: Mapping[str, str] = field(default_factory=dict)
     local: bool = False  # azure-ai-ml local endpoints: the local Docker engine, no Azure calls
     model_path: str | None = None  # local model folder (local mode mounts it)
-    image_build: ImageBuild | None = None  # build and push the ImageSource's image first
+    # --registry: the build_image step's params (ModelUri, LocalImage, Build); the image is
+    # built and pushed as the ImageSource's image before anything changes in the workspace
+    build_step: Mapping[str, Any] | None = None
 
 
 def plan_deploy(spec: DeploySpec, state: EndpointState) -> DeployPlan:
@@ -156,25 +148,24 @@ def plan_deploy(spec: DeploySpec, state: EndpointState) -> DeployPlan:
         plan = _plan_traffic_only(spec, state)
     else:
         plan = _plan_rollout(spec, state)
-    if spec.image_build is None or plan.action == "noop":
+    if spec.build_step is None or plan.action == "noop":
         return plan
-    return replace(plan, calls=(*_image_calls(spec.image_build), *plan.calls),
-                   facts={**plan.facts, "image": spec.image_build.push_to,
-                          "local_image": spec.image_build.step["LocalImage"],
-                          "verify": spec.image_build.verify})
+    assert isinstance(spec.source, ImageSource)
+    return replace(plan, calls=(*_image_calls(spec.build_step, spec.source.image), *plan.calls),
+                   facts={**plan.facts, "image": spec.source.image, "local_image": spec.build_step["LocalImage"],
+                          "verify": spec.build_step["Build"].get("verify", True) is not False})
 
 
-def _image_calls(build: ImageBuild) -> tuple[PlannedCall, ...]:
-    """Build (and verify) deployer's image, then push it: no undo, the workspace is untouched
-    and a content-addressed image left in the registry is reused by the next deploy."""
-    local = str(build.step["LocalImage"])
+def _image_calls(step: Mapping[str, Any], image: str) -> tuple[PlannedCall, ...]:
+    """Build (and verify) deployer's image, then push it as ``image``: no undo, the workspace
+    is untouched and a content-addressed image left in the registry is reused next time."""
+    from deployer.targets.model_image import build_call
+
+    local = str(step["LocalImage"])
     return (
-        PlannedCall("deployer", "build_image", dict(build.step),
-                    "build the Azure ML image on the local Docker engine" + (
-                        ", then run it offline and score its input example (before anything is pushed or created)"
-                        if build.verify else " (not verified: --no-verify)"), phase="create"),
-        PlannedCall("docker", "push", {"LocalImage": local, "Image": build.push_to},
-                    f"push {local} to {build.push_to} (skipped if the registry has it)", phase="create"),
+        build_call(step, "the Azure ML image"),
+        PlannedCall("docker", "push", {"LocalImage": local, "Image": image},
+                    f"push {local} to {image} (skipped if the registry has it)"),
     )
 
 
@@ -220,15 +211,15 @@ def _already_serving(spec: DeploySpec, state: EndpointState, current: dict[str, 
 def _plan_rollout(spec: DeploySpec, state: EndpointState) -> DeployPlan:
     """Blue/green: the new deployment at 0 %, smoke-tested, then the traffic map."""
     existing = list(state.deployments)
+    current = tr.normalize(state.traffic, existing)
     print_ = fingerprint(spec)
     if state.exists:
-        noop = _already_serving(spec, state, tr.normalize(state.traffic, existing), print_)
+        noop = _already_serving(spec, state, current, print_)
         if noop is not None:
             return noop
     new = spec.deployment or tr.choose_deployment(state.traffic, existing)
     tr.check_name(new, kind="deployment", flag="--deployment")
     new = _match(new, existing) or new
-    current = tr.normalize(state.traffic, existing)
     # Updating a deployment that serves users (only when named with --deployment) is a rolling
     # update, not blue/green: nothing can be rolled back, so it gets no undo.
     in_place = current.get(new, 0) > 0

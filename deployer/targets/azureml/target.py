@@ -11,6 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -150,9 +151,13 @@ class AzureMLTarget:
             raise UsageError(f"--instance-count must be at least 1, got {count}", where="--instance-count",
                              fix="pass --instance-count 1 or more")
         source, smoke = self._source(request, opts, endpoint)
-        image_build = None
+        build_step = None
         if opts.get("registry"):
-            source, image_build = self._image_build(request, str(opts["registry"]), source)
+            source, build_step = self._image_build(request, str(opts["registry"]), source)
+        elif isinstance(source, pl.MlflowSource):  # hashed only when it is what gets deployed
+            from deployer.building.plan import model_digest
+
+            source = replace(source, digest=model_digest(Path(source.path)))
         return pl.DeploySpec(
             endpoint=endpoint,
             source=source,
@@ -170,11 +175,11 @@ class AzureMLTarget:
             tags={"deployed-by": "deployer"},
             local=self.local,
             model_path=self._model_dir,
-            image_build=image_build,
+            build_step=build_step,
         )
 
     def _image_build(self, request: DeployRequest, registry: str,
-                     source: pl.Source | None) -> tuple[pl.ImageSource, pl.ImageBuild]:
+                     source: pl.Source | None) -> tuple[pl.ImageSource, dict[str, Any]]:
         """``--registry``: deploy deployer's image built from -m instead of the MLflow model."""
         from deployer.targets.model_image import plan_model_image
 
@@ -187,10 +192,7 @@ class AzureMLTarget:
             raise UsageError(f"bad registry {registry!r}", where="--registry",
                              fix="write HOST[:PORT][/NAMESPACE], e.g. myregistry.azurecr.io/ml")
         build, step = plan_model_image(request.model_uri, request.build, pl.TARGET)
-        name, _, tag = build.tag.rpartition(":")
-        image = f"{host}/{name}:{tag}"
-        verify = bool(step["Build"].get("verify", True))
-        return pl.ImageSource(image=image), pl.ImageBuild(step=step, push_to=image, verify=verify)
+        return pl.ImageSource(image=f"{host}/{build.tag}"), step
 
     def _source(self, request: DeployRequest, opts: Mapping[str, Any], endpoint: str) -> tuple[pl.Source | None, Any]:
         model_uri = request.model_uri
@@ -227,10 +229,7 @@ class AzureMLTarget:
             if not _ASSET_NAME.match(model_name):
                 raise UsageError(f"invalid model name {model_name!r}", where="--model-name",
                                  fix="use letters, digits, '-', '_' or '.', starting with a letter or digit (max 255)")
-            from deployer.building.plan import model_digest
-
-            return pl.MlflowSource(path=str(model_dir), model_name=model_name,
-                                   digest=model_digest(model_dir)), smoke
+            return pl.MlflowSource(path=str(model_dir), model_name=model_name), smoke
         return None, None
 
     def read_state(self, endpoint: str) -> pl.EndpointState:
@@ -245,8 +244,8 @@ class AzureMLTarget:
                 raise
             found = self._deployments(endpoint)
         deployments = {d.name: _state(d) or "Unknown" for d in found}
-        fingerprints = {d.name: str((getattr(d, "tags", None) or {}).get(pl.TAG_FINGERPRINT))
-                        for d in found if (getattr(d, "tags", None) or {}).get(pl.TAG_FINGERPRINT)}
+        fingerprints = {d.name: str(fp) for d in found
+                        if (fp := (getattr(d, "tags", None) or {}).get(pl.TAG_FINGERPRINT))}
         return pl.EndpointState(
             name=endpoint,
             exists=True,

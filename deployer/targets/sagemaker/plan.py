@@ -110,13 +110,10 @@ def image_calls(ctx_image: ImagePlan, model: ModelRef) -> list[PlannedCall]:
     """Build, repository creation and push, when the image is not prebuilt."""
     calls: list[PlannedCall] = []
     if ctx_image.build:
-        calls.append(PlannedCall(
-            "deployer", "build_image",
-            {"ModelUri": model.uri, "LocalImage": ctx_image.local_image, "Build": dict(ctx_image.build_options)},
-            description="build the serving image on the local Docker engine" + (
-                ", then run it offline and score its input example (before anything is pushed or created)"
-                if ctx_image.verify else " (not verified: --no-verify)"),
-        ))
+        from deployer.targets.model_image import build_call
+
+        calls.append(build_call({"ModelUri": model.uri, "LocalImage": ctx_image.local_image,
+                                 "Build": dict(ctx_image.build_options)}, "the serving image"))
     if ctx_image.create_repository:
         calls.append(PlannedCall(
             "ecr", "create_repository", {"repositoryName": ctx_image.repository},
