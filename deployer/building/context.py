@@ -21,6 +21,7 @@ layer bytes whatever machine or checkout they come from.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -53,6 +54,7 @@ FIXED_MTIME = 315532800
 PLAN_FILE = "deployer-plan.json"
 LOCK_NAME = "requirements.lock"
 LineSink = Callable[[str], None]
+log = logging.getLogger("deployer")
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,36 @@ def resolve_lock(plan: BuildPlan, resolver: Resolver, say: LineSink) -> Lock:
                               lock.platform, offline_wheelhouse=plan.wheelhouse)
         lock = Lock(platform=lock.platform, packages=lock.packages, build_tools=tools.build_tools,
                     inputs_digest=lock.inputs_digest, notes=lock.notes)
+    for warning in lock_warnings(plan, lock, resolver):
+        log.warning(warning)
     return lock
+
+
+def lock_warnings(plan: BuildPlan, lock: Lock, resolver: Resolver) -> tuple[str, ...]:
+    """What the resolved set says about the model's requirements: two builds of one package
+    that a dependency brought back (:mod:`deployer.environment.variants`), and requirements
+    nothing that runs uses, with their size (:mod:`deployer.environment.footprint`)."""
+    from deployer.environment import footprint, loader_deps, variants
+    from deployer.model.references import referenced_modules
+
+    out = [f"the resolved environment has {', '.join(found)}: two builds of {package} installed over "
+           "each other (a dependency asks for the other name); pin the one you want with --pip"
+           for package, found in variants.conflicts(p.name for p in lock.packages)]
+    paths = [path for p in lock.packages if (path := resolver.store.lookup(p.sha256)) is not None]
+    if len(paths) != len(lock.packages) or plan.env_kind == "local":
+        return tuple(out)
+    used = [*plan.requirements.runtime, *(r.package for r in plan.loader_requirements)]
+    unused = footprint.unused_requirements(
+        plan.requirements.requirements, used, referenced_modules(plan.model_path),
+        footprint.facts_from_wheels(paths),
+        python_version=lock.platform.python, alternatives=loader_deps.ALTERNATIVES)
+    for item in unused:
+        out.append(
+            f"the model requires {item.describe()}, but neither its flavor's loader nor its files import "
+            "it and nothing they use depends on it: it only makes the image bigger. Leave it out when "
+            "saving the model (pip_requirements=), or remove it from the model's requirements.txt and "
+            "python_env.yaml")
+    return tuple(out)
 
 
 def uv_sha256_of(lock: Lock | None) -> str:

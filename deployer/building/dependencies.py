@@ -14,6 +14,10 @@ Adjustments, each for a reason:
 * ``--pip REQ`` and ``--pip-requirements-override FILE`` (``overrides``), with MLflow's
   semantics: a requirement naming a package the model lists replaces the model's line, the
   others are added.
+* Two builds of one package (``xgboost`` + ``xgboost-cpu``, ``tensorflow`` + ``tensorflow-cpu``,
+  the OpenCV wheels), which MLflow lists together and pip would install over each other, are
+  reduced to one (:mod:`deployer.environment.variants`): the CPU build, or the GPU one with
+  ``gpu=True``; a ``--pip`` choice wins. Each drop is a note and a warning.
 * pyarrow, in the ``serve`` extra for Parquet request bodies, is ~160 MB installed (more than
   the rest of the runtime and mlflow-skinny together) and is left out unless ``parquet=True``
   (``--parquet``) or the model itself needs it; the server then answers Parquet requests with
@@ -31,6 +35,7 @@ from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from deployer.environment import variants
 from deployer.environment.redact import redact_text
 from deployer.environment.requirements import parse_requirement_line
 from deployer.environment.spec import IndexOptions
@@ -64,6 +69,10 @@ class ImageRequirements:
     index_options: IndexOptions = field(default_factory=IndexOptions)
     build_tools: tuple[str, ...] = BUILD_TOOLS
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # for the user (also in notes); not part of to_dict
+    #: requirements the image itself runs whatever the model says (serving runtime, mlflow,
+    #: --pip choices, loader additions): never reported as unused. Not part of to_dict.
+    runtime: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -122,6 +131,7 @@ def image_requirements(
     parquet: bool = False,
     extra_requirements: tuple[str, ...] = (),
     overrides: tuple[str, ...] = (),
+    gpu: bool = False,
     where: str = "model requirements",
 ) -> ImageRequirements:
     """Combine the model's requirements with what the image itself needs (see module doc)."""
@@ -157,6 +167,10 @@ def image_requirements(
             names.add(name)
         if normalized not in out:
             out.append(normalized)
+    kept, dropped = variants.resolve(out, gpu=gpu, prefer=[n for n in override_by_name if n])
+    warnings = [d.describe() for d in dropped]
+    notes += warnings
+    out = list(kept)
     if not names & {"mlflow", "mlflow-skinny"}:
         pin = f"mlflow-skinny=={mlflow_version}" if mlflow_version else "mlflow-skinny"
         notes.append(f"added {pin!r}: the model's requirements name no mlflow package")
@@ -188,4 +202,6 @@ def image_requirements(
         constraints=tuple(c for c in constraints if c.strip()),
         index_options=index_options or IndexOptions(),
         notes=tuple(notes),
+        warnings=tuple(warnings),
+        runtime=(*added, "mlflow-skinny", "mlflow", *overrides, *extra_requirements),
     )

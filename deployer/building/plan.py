@@ -30,12 +30,16 @@ from deployer.building.dependencies import ImageRequirements, image_requirements
 from deployer.building.runtime import RuntimeFiles, runtime_files
 from deployer.building.verify import LABEL as VERIFY_LABEL
 from deployer.building.verify import VerifyPlan, plan_verify
-from deployer.environment import loader_deps
+from deployer.environment import loader_deps, system_deps
 from deployer.environment.loader_deps import LoaderRequirement
 from deployer.environment.lock import DEFAULT_GLIBC, Lock, TargetPlatform, read_lock
 from deployer.errors import EnvironmentSpecError, RenderError, UnsafePathError, UsageError
 from deployer.model.loader import LoadedModel
+from deployer.model.references import referenced_modules
 from deployer.rendering.filters import check_env_var, check_image_ref, check_label_key
+from deployer.serving import loading
+from deployer.serving.loading import ENV as LOAD_MODE_ENV
+from deployer.serving.loading import LoadMode
 
 TARGETS = ("local", "sagemaker", "azureml")
 ENV_KINDS = ("virtualenv", "conda", "local")
@@ -174,10 +178,22 @@ def check_debian_package(name: str, where: str = "--system-package") -> str:
     return name
 
 
-def plan_os_packages(loaded: LoadedModel, options: BuildOptions, warnings: list[str]) -> OsPackages:
-    """--system-package names, plus a JRE when a flavor needs a JVM (unless --no-java)."""
+def plan_os_packages(loaded: LoadedModel, options: BuildOptions, warnings: list[str],
+                     distributions: tuple[str, ...] = ()) -> OsPackages:
+    """--system-package names, plus a JRE when a flavor needs a JVM (unless --no-java), plus
+    the shared libraries the image's ``distributions`` leave to the OS (lightgbm -> libgomp1;
+    :mod:`deployer.environment.system_deps`) unless --no-auto-deps."""
     requested = [check_debian_package(name) for name in options.system_packages]
     reasons: list[str] = []
+    for need in system_deps.needs(distributions):
+        if not options.auto_deps:
+            warnings.append(f"{need.distribution} needs {need.reason}, which --no-auto-deps leaves out: "
+                            f"the base image must provide it (else --system-package {need.packages[0]})")
+            continue
+        new = [p for p in need.packages if p not in requested]
+        requested += new
+        if new:
+            reasons.append(f"{need.describe()} (--no-auto-deps skips it)")
     jvm = [f for f in JVM_FLAVORS if f in loaded.mlmodel.flavors]
     if jvm and options.java:
         if JRE_PACKAGE not in requested:
@@ -266,6 +282,7 @@ class BuildPlan:
     auto_added: tuple[str, ...] = ()  # loader requirements added by the static check
     verify: VerifyPlan | None = None  # None: --no-verify
     options: BuildOptions | None = None  # what was asked for (shown in the plan as non-defaults)
+    load_mode: LoadMode | None = None  # how the server loads the model (serving.loading)
 
     def with_lock(self, lock: Lock) -> BuildPlan:
         """The plan once dependencies are resolved: lock digest recorded in a label."""
@@ -305,6 +322,7 @@ class BuildPlan:
             "loader_requirements": [r.to_dict() for r in self.loader_requirements],
             "auto_added": list(self.auto_added),
             "verify": self.verify.to_dict() if self.verify else {"skipped": True},
+            "load_mode": self.load_mode.to_dict() if self.load_mode else None,
             "warnings": list(self.warnings),
         }
 
@@ -499,15 +517,17 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
             pip_reqs, python_version=platform.python, mlflow_version=loaded.mlmodel.mlflow_version,
             constraints=env_spec.constraints, index_options=env_spec.index_options, target=options.target,
             keep_full_mlflow=options.keep_full_mlflow, parquet=options.parquet,
-            extra_requirements=extra, overrides=overrides, where=str(loaded.path),
+            extra_requirements=extra, overrides=overrides, gpu=options.gpu, where=str(loaded.path),
         )
 
     reqs = requirements(options.extra_requirements)
+    warnings += reqs.warnings
     loader_deps.check_model_files(loaded.path, loaded.mlmodel)
     needed, added = check_loader_requirements(loaded, reqs, lock, env_kind, options, warnings)
     if added:
         reqs = requirements((*options.extra_requirements, *added))
-    os_packages = plan_os_packages(loaded, options, warnings)
+    os_packages = plan_os_packages(loaded, options, warnings, tuple(
+        loader_deps.distribution_names(reqs.requirements)) if env_kind != "local" else ())
     if env_kind == "conda":
         base = options.base_image or (DEFAULT_GPU_BASE if options.gpu else DEFAULT_CONDA_BASE)
         env_prefix, python = CONDA_PREFIX, f"{CONDA_PREFIX}/bin/python"
@@ -534,6 +554,9 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         # unless told its address: without a network (verification, SageMaker network
         # isolation) that lookup fails and the JVM exits. --env SPARK_LOCAL_IP=... overrides.
         env["SPARK_LOCAL_IP"] = "127.0.0.1"
+    load_mode = plan_load_mode(loaded, reqs, dict(options.env), env_kind)
+    if load_mode.certain:
+        env[LOAD_MODE_ENV] = load_mode.mode  # undecided: the server decides and checks after loading
     for key, value in options.env:
         k, v = check_env_var(key, value)
         env[k] = v
@@ -593,9 +616,24 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         conda_lock=options.conda_lock, micromamba_image=options.micromamba_image,
         refresh_lock=options.refresh_lock, warnings=tuple(dict.fromkeys(warnings)), gpu=options.gpu,
         loader_requirements=needed, auto_added=added, os_packages=os_packages,
-        verify=plan_verify(loaded, options.target, options.port) if options.verify else None,
-        options=options,
+        verify=plan_verify(loaded, options.target, options.port, dict(env)) if options.verify else None,
+        options=options, load_mode=load_mode,
     )
+
+
+def plan_load_mode(loaded: LoadedModel, reqs: ImageRequirements, env: Mapping[str, str],
+                   env_kind: str) -> LoadMode:
+    """How the image's server will load the model: :func:`deployer.serving.loading.decide` on
+    the loader, the image's requirements and what the model's files import; an explicit
+    ``--env DEPLOYER_SERVE_LOAD_MODE=...`` wins."""
+    requested = env.get(LOAD_MODE_ENV, loading.AUTO)
+    if requested not in loading.MODES:
+        raise UsageError(f"{LOAD_MODE_ENV}={requested!r} is not a load mode", where="--env",
+                         fix=f"use one of: {', '.join(loading.MODES)}")
+    pyfunc = loaded.mlmodel.pyfunc
+    names = loader_deps.distribution_names(reqs.requirements) if env_kind != "local" else ()
+    return loading.decide(pyfunc.loader_module if pyfunc else None, names,
+                          referenced_modules(loaded.path), requested)
 
 
 def check_loader_requirements(

@@ -52,6 +52,8 @@ LABEL = "io.deployer.verify"
 STAGING_REPO = "deployer-unverified"
 SERVING_EXAMPLE = "serving_input_example.json"
 VERIFY_TIMEOUT = 300.0
+#: Verification always runs at least this many workers, whatever the build host's CPUs.
+MIN_WORKERS = 2
 _PAYLOAD_PATH = "/tmp/deployer-verify-payload.json"
 _LOG_TAIL = 30
 #: How far back the log is searched for the exception that stopped the model.
@@ -80,10 +82,13 @@ if out["ready"] is not None and score:
     with open(path, "rb") as fh:
         body = fh.read()
     t1 = time.monotonic()
-    c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=float(timeout))
-    c.request("POST", score, body=body, headers={"Content-Type": ctype})
-    r = c.getresponse()
-    out["status"] = r.status; out["body"] = r.read(65536).decode("utf-8", "replace")
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=float(timeout))
+        c.request("POST", score, body=body, headers={"Content-Type": ctype})
+        r = c.getresponse()
+        out["status"] = r.status; out["body"] = r.read(65536).decode("utf-8", "replace")
+    except OSError as e:
+        out["error"] = "%s: %s" % (type(e).__name__, e)
     out["score_seconds"] = time.monotonic() - t1
 print(json.dumps(out))
 """
@@ -109,21 +114,31 @@ class VerifyPlan:
     content_type: str = "application/json"
     port: int = 8080
     timeout: float = VERIFY_TIMEOUT
+    workers: int = MIN_WORKERS  # worker processes the check runs (>= 2: forking is exercised)
+    load_mode: str = "auto"  # what the image's server is told (DEPLOYER_SERVE_LOAD_MODE)
+    request_timeout: float = 60.0  # the server's own per-request limit (504 after it)
 
     @property
     def payload_digest(self) -> str:
         return "sha256:" + hashlib.sha256(self.payload).hexdigest() if self.score_route else ""
 
     def describe(self) -> str:
+        run = f"run offline (--network none) with {self.workers} workers"
         if not self.score_route:
-            return f"run offline (--network none), wait for GET {self.health_route} (no input example, no signature)"
-        return (f"run offline (--network none), wait for GET {self.health_route}, POST {self.score_route} "
+            return f"{run}, wait for GET {self.health_route} (no input example, no signature)"
+        return (f"{run}, wait for GET {self.health_route}, POST {self.score_route} "
                 f"with {self.payload_source} ({len(self.payload)} bytes); expect 200 and a JSON body")
+
+    def environment(self) -> dict[str, str]:
+        """What the verification container gets on top of the image's own environment: the
+        worker count, for deployer's server and for azmlinfsrv (Azure's images)."""
+        return {"DEPLOYER_SERVE_WORKERS": str(self.workers), "WORKER_COUNT": str(self.workers)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"health_route": self.health_route, "score_route": self.score_route,
                 "payload_source": self.payload_source, "payload_digest": self.payload_digest,
-                "payload_bytes": len(self.payload), "network": "none", "timeout": self.timeout}
+                "payload_bytes": len(self.payload), "network": "none", "timeout": self.timeout,
+                "workers": self.workers}
 
 
 @dataclass(frozen=True)
@@ -158,19 +173,41 @@ SKIPPED = VerifyResult(status="skipped")
 
 
 # ---------------------------------------------------------------------------- planning (pure)
-def plan_verify(loaded: LoadedModel, target: str, port: int) -> VerifyPlan:
+def plan_verify(loaded: LoadedModel, target: str, port: int,
+                env: Mapping[str, str] | None = None) -> VerifyPlan:
+    """``env``: the image's environment (its worker count and load mode, if set)."""
     from deployer.targets.local import ROUTES
 
+    env = env or {}
+    common = {"port": port, "workers": verify_workers(env),
+              "load_mode": env.get("DEPLOYER_SERVE_LOAD_MODE", "auto"),
+              "request_timeout": _number(env, ("DEPLOYER_SERVE_TIMEOUT", "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"), 60.0)}
     health, score = ROUTES.get(target, ROUTES["local"])
     example = loaded.serving_input_path or (
         loaded.path / SERVING_EXAMPLE if (loaded.path / SERVING_EXAMPLE).is_file() else None)
     if example is not None and example.stat().st_size <= _MAX_PAYLOAD:
-        return VerifyPlan(health, score, example.read_bytes(), example.name, port=port)
+        return VerifyPlan(health, score, example.read_bytes(), example.name, **common)
     generated = payload_from_signature(loaded.mlmodel.signature)
     if generated is not None:
         return VerifyPlan(health, score, json.dumps(generated).encode(), "a payload generated from the signature",
-                          port=port)
-    return VerifyPlan(health, None, port=port)
+                          **common)
+    return VerifyPlan(health, None, **common)
+
+
+def verify_workers(env: Mapping[str, str]) -> int:
+    """The worker count the endpoint will run (the image's ``DEPLOYER_SERVE_WORKERS`` /
+    ``MLFLOW_MODELS_WORKERS``), at least :data:`MIN_WORKERS`; never this build host's CPU
+    count, which says nothing about the endpoint's (a 1-CPU builder would run one worker and
+    never fork: a model that hangs in forked workers would pass)."""
+    return max(MIN_WORKERS, int(_number(env, ("DEPLOYER_SERVE_WORKERS", "MLFLOW_MODELS_WORKERS"), MIN_WORKERS)))
+
+
+def _number(env: Mapping[str, str], names: tuple[str, ...], default: float) -> float:
+    for name in names:
+        with contextlib.suppress(ValueError, TypeError):
+            if env.get(name):
+                return float(env[name])
+    return default
 
 
 _SAMPLES: Mapping[str, object] = {
@@ -220,9 +257,11 @@ def staging_tag(plan: BuildPlan) -> str:
 
 
 def verify_image(client: Any, image: str, plan: BuildPlan, *, say: Callable[[str], None] | None = None,
-                 verify: VerifyPlan | None = None, shown: str | None = None) -> VerifyResult:
+                 verify: VerifyPlan | None = None, shown: str | None = None,
+                 cpuset_cpus: str | None = None) -> VerifyResult:
     """Run ``image`` once offline and score it (see module docstring). Raises BuildError
-    naming ``shown`` (the tag the user asked for; default ``image``)."""
+    naming ``shown`` (the tag the user asked for; default ``image``). ``cpuset_cpus``: pin the
+    container to these CPUs (``"0"``: a one-CPU machine), as ``docker run --cpuset-cpus``."""
     vp = verify or plan.verify
     assert vp is not None
     say = say or (lambda _line: None)
@@ -233,6 +272,7 @@ def verify_image(client: Any, image: str, plan: BuildPlan, *, say: Callable[[str
     try:
         container = client.containers.create(
             image, command=["serve"], name=name, network_mode="none", detach=True,
+            environment=vp.environment(), cpuset_cpus=cpuset_cpus,
             labels={f"{LABEL}.run": plan.fingerprint})
     except Exception as exc:  # noqa: BLE001 - docker.errors.*
         raise BuildError(f"cannot start the image for verification: {redact_text(str(exc))}",
@@ -322,6 +362,11 @@ def _failure(container: Any, vp: VerifyPlan, image: str, probe: dict[str, Any] |
         else:
             what = f"{vp.health_route} did not answer 200 within {vp.timeout:.0f}s"
         fix = diagnose(logs) or "read the log above: the model failed to load in the image"
+    elif _hung(probe):
+        what = (f"POST {vp.score_route} with {vp.payload_source} got no answer within "
+                f"{float(probe.get('score_seconds') or 0):.0f}s from {vp.workers} workers "
+                f"({probe.get('error') or 'HTTP ' + str(probe.get('status'))}): the model hangs")
+        fix = diagnose(logs) or hang_fix(vp)
     else:
         status, body = probe.get("status"), str(probe.get("body", ""))[:600]
         what = (f"POST {vp.score_route} with {vp.payload_source} answered {status}"
@@ -332,6 +377,30 @@ def _failure(container: Any, vp: VerifyPlan, image: str, probe: dict[str, Any] |
     tail = f"\ncontainer log (last lines):\n{logs}" if logs else ""
     return BuildError(f"image verification failed: {what}{tail}", where=where,
                       fix=f"{fix}. Nothing was tagged or pushed")
+
+
+def _hung(probe: dict[str, Any]) -> bool:
+    """The score request timed out: the server's 504 (its request timeout), or no answer at all
+    (the connection timed out or was dropped by a server that killed its stuck worker)."""
+    return probe.get("status") == 504 or bool(probe.get("error"))
+
+
+def hang_fix(vp: VerifyPlan) -> str:
+    """What to do about a request that never finished, by how the image loads the model."""
+    fork = ("a library that does not survive fork (TensorFlow/Keras, PyTorch, XGBoost or LightGBM "
+            "with OpenMP threads, a JVM gateway) hangs every worker forked after the model loaded")
+    slow = (f"if the model is only slow, raise the server's {vp.request_timeout:g} s request limit with "
+            "--env DEPLOYER_SERVE_TIMEOUT=SECONDS")
+    if vp.load_mode == "preload":
+        return (f"the image loads the model before forking its workers (DEPLOYER_SERVE_LOAD_MODE=preload) and "
+                f"{fork}: build with --env DEPLOYER_SERVE_LOAD_MODE=per-worker (each worker loads its own "
+                f"copy); {slow}")
+    if vp.load_mode == "per-worker":
+        return (f"each worker loaded its own copy (per-worker), so forking is not the cause: run the model "
+                f"with `deployer serve -m MODEL --workers 1` to see where it stops; {slow}")
+    return (f"the image's server chose preload for this model (nothing in its flavor, requirements or code "
+            f"named a library that breaks under fork), and {fork}: build with --env "
+            f"DEPLOYER_SERVE_LOAD_MODE=per-worker; {slow}")
 
 
 def _log_excerpt(lines: list[str]) -> str:
@@ -346,6 +415,16 @@ def _log_excerpt(lines: list[str]) -> str:
 
 def diagnose(logs: str) -> str | None:
     """The likely fix for a failure seen in the container's log (None: no known pattern)."""
+    from deployer.environment.system_deps import missing_libraries
+
+    libraries = missing_libraries(logs)
+    if libraries:
+        soname, package = libraries[-1]
+        if package:
+            return (f"the image lacks the shared library {soname}, which the Debian package "
+                    f"{package} provides: build with --system-package {package}")
+        return (f"the image lacks the shared library {soname}: install the OS package that provides "
+                "it with --system-package NAME (`apt-file search` names it), or use a base image that has it")
     found = _NO_MODULE.findall(logs)
     if found:
         module = found[-1]

@@ -32,6 +32,9 @@ def plan_text(plan: Any) -> str:
         lines.append("loader needs: " + ", ".join(
             r.package + (" (added)" if r.package in plan.auto_added else "") for r in plan.loader_requirements))
     lines.append(f"runs as    {plan.user}, port {plan.port}, command {' '.join(plan.cmd)}")
+    if plan.load_mode is not None:
+        lines.append(f"load mode  {plan.load_mode.describe()}"
+                     + ("" if plan.load_mode.certain else " (the server checks again after loading)"))
     lines.append("verify     " + (plan.verify.describe() + ", then tag" if plan.verify
                                   else "skipped (--no-verify; label io.deployer.verify.status=skipped)"))
     return "\n".join(lines)

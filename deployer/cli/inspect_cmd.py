@@ -50,6 +50,18 @@ def command(model_uri: str) -> None:
                        imports (field: the MLmodel field that needs it); listed=false ones are
                        added at build time (or refused with --no-auto-deps)
       auto_deps        [packages the build would add]
+      load_mode        {mode: preload|per-worker, reason, certain}: how the server loads the
+                       model (once before forking its workers, or in each worker: libraries
+                       that do not survive fork); certain=false: decided again after loading
+      system_packages  [{distribution, packages, reason}]: Debian packages the build adds for
+                       shared libraries the requirements' wheels need (--no-auto-deps: none)
+      requirement_variants  [{dropped, kept, package}]: two builds of one package listed
+                       together (xgboost + xgboost-cpu); the build keeps one (CPU unless --gpu)
+      unused_requirements  {checked, not_installed_here, items: [{requirement, name, size,
+                       brings}]}: requirements
+                       neither the loader nor the model's files use, with the installed bytes they
+                       alone add (>= 25 MiB; sizes from this host's installed packages: checked
+                       is false when it lacks some of them; the build checks the locked wheels)
       warnings         [messages]
     """
     console = get_console()
@@ -103,7 +115,42 @@ def inspect_data(model: LoadedModel) -> dict[str, Any]:
             "serving_input_present": model.serving_input_path is not None,
         },
         **_loader(model),
+        **_hygiene(model),
         "warnings": list(model.warnings),
+    }
+
+
+def _hygiene(model: LoadedModel) -> dict[str, Any]:
+    """Load mode, OS packages, duplicate builds and unused requirements (what `build` does)."""
+    from deployer.building.dependencies import serving_requirements
+    from deployer.environment import footprint, loader_deps, system_deps, variants
+    from deployer.model.references import referenced_modules
+    from deployer.serving.loading import decide
+
+    env = model.environment
+    names = loader_deps.distribution_names(env.pip_requirements)
+    referenced = referenced_modules(model.path)
+    pyfunc = model.mlmodel.pyfunc
+    load = decide(pyfunc.loader_module if pyfunc else None, names, referenced)
+    kept, dropped = variants.resolve(env.pip_requirements)
+    python = env.python_version or (pyfunc.python_version if pyfunc else None) or ""
+    unused: tuple[footprint.UnusedRequirement, ...] = ()
+    absent: list[str] = list(names)
+    if python and env.pip_requirements:
+        used = [*serving_requirements(".".join(python.split(".")[:2])), "mlflow", "mlflow-skinny",
+                *(r.package for r in loader_deps.loader_requirements(model.mlmodel))]
+        facts = footprint.facts_from_installed()
+        unused = footprint.unused_requirements(
+            kept, used, referenced, facts, python_version=".".join(python.split(".")[:2]),
+            alternatives=loader_deps.ALTERNATIVES, complete=False)
+        absent = sorted(n for n in loader_deps.distribution_names(kept) if n not in facts)
+    return {
+        "load_mode": load.to_dict(),
+        "system_packages": [{"distribution": n.distribution, "packages": list(n.packages), "reason": n.reason}
+                            for n in system_deps.needs(names)],
+        "requirement_variants": [{"dropped": d.line, "kept": d.kept, "package": d.package} for d in dropped],
+        "unused_requirements": {"checked": not absent, "not_installed_here": absent,
+                                "items": [u.to_dict() for u in unused]},
     }
 
 
@@ -215,6 +262,24 @@ def render_text(d: dict[str, Any]) -> str:
             r["package"] + ("" if r["listed"] else " (not in the requirements)") for r in d["loader_requirements"]))
     if d["auto_deps"]:
         lines.append(f"  added at build time: {', '.join(d['auto_deps'])} (--no-auto-deps makes this an error)")
+    load = d["load_mode"]
+    lines.append(f"Serving:        load mode {load['mode']} ({load['reason']})")
+    for need in d["system_packages"]:
+        lines.append(f"  OS packages added at build time: {', '.join(need['packages'])} "
+                     f"({need['distribution']} needs {need['reason']}; --no-auto-deps skips them)")
+    for v in d["requirement_variants"]:
+        lines.append(f"  duplicate build: {v['dropped']} is dropped at build time, {v['kept']} kept "
+                     f"(both install {v['package']})")
+    unused = d["unused_requirements"]
+    if not unused["checked"] and unused["not_installed_here"]:
+        missing = unused["not_installed_here"]
+        lines.append(f"  unused requirements: not checked here (this host lacks {', '.join(missing[:5])}"
+                     f"{'...' if len(missing) > 5 else ''}; `deployer build` checks the locked wheels)")
+    for u in unused["items"]:
+        mib = u["size"] / (1 << 20)
+        lines.append(f"  unused requirement: {u['requirement']} ({mib:,.0f} MiB on this host"
+                     + (f", with {', '.join(u['brings'][:4])}" if u["brings"] else "")
+                     + "): neither the loader nor the model's files use it")
     ex = d["input_example"]
     if ex["present"]:
         kind = f"{ex['type']}, " if ex["type"] else ""

@@ -89,6 +89,16 @@ def command(model_uri: str, dry_run: bool, **values: Any) -> None:
         console.result(data, text="\n".join(f"{k} = {v}" for k, v in data.items()))
         return
     model_dir = resolve_model_uri(model_uri)
+    if values.get("load_mode", "auto") == "auto":
+        # what the model's own files import counts too (the server alone reads only MLmodel
+        # and requirements.txt); an undecided model stays "auto" so the server re-checks it
+        from deployer.model.references import referenced_modules
+        from deployer.serving.loading import decide_for_model_dir
+
+        decision = decide_for_model_dir(model_dir, referenced_modules=referenced_modules(model_dir))
+        if decision.certain:
+            values["load_mode"] = decision.mode
+        logging.getLogger("deployer").info("load mode %s", decision.describe())
     options = ServeOptions(model_dir=str(model_dir), **values).validate()
     # the CLI already configured the "deployer" logger: the server logs through it
     logging.getLogger("deployer.serving").setLevel(options.log_level.upper())

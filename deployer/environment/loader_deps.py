@@ -10,7 +10,8 @@ path, pip_requirements=["mlflow", "scikit-learn"])`` saves in MLflow 3's default
 saved model may still name), taken from each flavor's ``_load_pyfunc`` / ``load_model``:
 
 * ``packages``: distributions the loader always imports (``mlflow.onnx`` -> onnx, onnxruntime);
-* ``by_value``: packages a field's value adds (``serialization_format: skops`` -> skops);
+* ``by_value``: packages a field's value adds (``serialization_format: skops`` -> skops; a
+  value ending in ``*`` is a prefix: ``model_class: xgboost.sklearn.*`` -> scikit-learn);
 * ``version_key``: the flavor field recording the library version at save time (for messages);
 * ``system``: what pip cannot install (a JVM for Spark and H2O; the build plan adds a JRE).
 
@@ -65,10 +66,13 @@ FLAVORS: Mapping[str, FlavorRule] = {rule.flavor: rule for rule in (
     FlavorRule("sklearn", ("scikit-learn",), "sklearn_version", (
         ("serialization_format", "skops", ("skops",)),
         ("serialization_format", "cloudpickle", ("cloudpickle",)))),
-    FlavorRule("xgboost", ("xgboost",), "xgb_version"),
+    # the scikit-learn API classes (XGBClassifier...) raise ImportError without scikit-learn
+    FlavorRule("xgboost", ("xgboost",), "xgb_version", (
+        ("model_class", "xgboost.sklearn.*", ("scikit-learn",)),)),
     FlavorRule("lightgbm", ("lightgbm",), "lgb_version", (
         ("serialization_format", "skops", ("skops",)),
-        ("serialization_format", "cloudpickle", ("cloudpickle",)))),
+        ("serialization_format", "cloudpickle", ("cloudpickle",)),
+        ("model_class", "lightgbm.sklearn.*", ("scikit-learn",)))),
     FlavorRule("catboost", ("catboost",), "catboost_version"),
     FlavorRule("onnx", ("onnx", "onnxruntime"), "onnx_version"),
     # mlflow.pytorch.pickle_module is cloudpickle
@@ -169,11 +173,16 @@ def loader_requirements(mlmodel: MLModel) -> tuple[LoaderRequirement, ...]:
         out.setdefault(package, LoaderRequirement(package, field, saved))
     for key, value, packages in rule.by_value:
         have = conf.get(key)
-        if have is None or (value and str(have) != value):
+        if have is None or (value and not _matches(str(have), value)):
             continue
         for package in packages:
             out.setdefault(package, LoaderRequirement(package, f"{prefix}.{key}: {have}"))
     return tuple(out.values())
+
+
+def _matches(have: str, value: str) -> bool:
+    """``value`` exactly, or a prefix when it ends with ``*``."""
+    return have.startswith(value[:-1]) if value.endswith("*") else have == value
 
 
 def system_requirement(mlmodel: MLModel) -> str | None:

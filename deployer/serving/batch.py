@@ -221,11 +221,19 @@ def _chunks(core: Any, source: Any, content_type: str, spec: BatchSpec) -> Itera
     return readers[content_type](core, source, spec)
 
 
-def _csv_dtypes(core: Any) -> dict[str, Any] | None:
-    """The dtypes MLflow's ``parse_csv_input`` gives pandas for this signature."""
+def _csv_dtypes(core: Any) -> Any:
+    """The dtypes a CSV is read with: for a column signature, those MLflow's
+    ``parse_csv_input`` gives pandas; for a tensor signature (which MLflow's CSV parser refuses)
+    the tensors' numpy dtypes, so that MLflow's schema enforcement turns the frame into the
+    tensor (one unnamed tensor: the whole table as one array; named ones: a column each)."""
     schema = core.input_schema
     if schema is None:
         return None
+    if schema.is_tensor_spec():
+        types = schema.numpy_types()
+        if schema.has_input_names():
+            return dict(zip(schema.input_names(), types, strict=False))
+        return types[0] if len(types) == 1 and types[0].kind in "biuf" else None
     return dict(zip(schema.input_names(), schema.pandas_types(), strict=False))
 
 
@@ -254,7 +262,7 @@ def _csv_chunks(core: Any, source: Any, spec: BatchSpec) -> Iterator[_Chunk]:
         ) from None
 
 
-def _find_bad_cell(source: Any, first: int, rows: int, dtypes: dict[str, Any] | None) -> str:
+def _find_bad_cell(source: Any, first: int, rows: int, dtypes: Any) -> str:
     """Re-read the failing chunk as text to name the column and row a dtype rejects.
 
     pandas' message ("could not convert string to float: 'x'") names neither; only files can
@@ -270,6 +278,8 @@ def _find_bad_cell(source: Any, first: int, rows: int, dtypes: dict[str, Any] | 
                             keep_default_na=False)
     except Exception:  # noqa: BLE001 - diagnosis only; the original error is reported anyway
         return ""
+    if not isinstance(dtypes, dict):  # one dtype for every column (a tensor signature)
+        dtypes = {column: dtypes for column in frame.columns}
     for column, dtype in dtypes.items():
         if column not in frame.columns:
             continue

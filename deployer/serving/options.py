@@ -80,6 +80,11 @@ class ServeOptions:
     blas_threads: int | None = option(None, "BLAS/OpenMP threads per worker "
                                       "(default: CPUs // workers)")
     threads: int = option(4, "prediction threads per worker")
+    load_mode: str = option("auto", "where the model is loaded: preload (once, before forking "
+                            "the workers: shared memory) or per-worker (each worker loads its own "
+                            "copy: for libraries that do not survive fork, e.g. TensorFlow); auto "
+                            "decides from the model's flavor, requirements and code",
+                            choices=("auto", "preload", "per-worker"))
     graceful_timeout: float | None = option(None, "seconds SIGTERM waits for in-flight "
                                             "requests (default: min(timeout + 1, 25))",
                                             metavar="SECONDS")

@@ -2,11 +2,16 @@
 
 Process model (the reasons):
 
-* **Preload, then fork.** The supervisor loads the model with MLflow before any worker exists,
-  freezes the garbage collector's view of the heap (``gc.freeze``) and forks the workers, so the
-  model and the ~180 MB of imported Python modules are shared copy-on-write instead of loaded N
-  times (uvicorn's own ``--workers`` spawns fresh interpreters that each load the model). A
-  model that cannot load fails once, clearly, before the port is opened.
+* **Preload, then fork, where that is safe.** The supervisor loads the model with MLflow before
+  any worker exists, freezes the garbage collector's view of the heap (``gc.freeze``) and forks
+  the workers, so the model and the ~180 MB of imported Python modules are shared copy-on-write
+  instead of loaded N times (uvicorn's own ``--workers`` spawns fresh interpreters that each
+  load the model). A model that cannot load fails once, clearly, before the port is opened.
+* **Fork, then load, where it is not.** TensorFlow, PyTorch, XGBoost/LightGBM's OpenMP and the
+  Spark JVM gateway do not survive fork (:mod:`deployer.serving.loading` decides, from the
+  model): the supervisor imports the serving stack only, forks, and each worker loads its own
+  model, then starts accepting on the shared socket. A load failure in a worker stops the
+  server with that error, as a preload failure does.
 * **The loaded heap is frozen, with one worker too** (``core.freeze_loaded_heap``): no full
   collection walks what MLflow and the model leave behind (a ~120 ms stall otherwise).
 * **One listening socket, inherited.** Workers accept on the same socket; the kernel spreads
@@ -31,6 +36,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -121,7 +127,15 @@ def load_core(options: ServeOptions) -> Any:
     return core
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+#: listen() backlog of the shared socket.
+BACKLOG = 2048
+#: Exit code of a per-worker child whose model failed to load.
+LOAD_FAILED = 3
+
+
+def bind_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """The one socket every worker accepts on. ``listen=False``: bound (the port is taken and
+    known) but refusing connections until a worker with a loaded model calls ``listen``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -134,7 +148,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
             where="--host/--port",
             fix="pick a free port with --port (or stop whatever is using it)",
         ) from exc
-    sock.listen(2048)
+    if listen:
+        sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -246,16 +261,30 @@ def serve(options: ServeOptions) -> None:
 
 
 def _serve(options: ServeOptions) -> None:
-    core = load_core(options)
-    sock = bind_socket(options.host, options.port)
-    host, port = sock.getsockname()[:2]
-    workers = options.effective_workers
-    _logger.info("listening on http://%s:%d (%d worker%s, %d BLAS thread%s each)",
-                 host if ":" not in host else f"[{host}]", port, workers,
-                 "s" if workers > 1 else "", options.effective_blas_threads,
-                 "s" if options.effective_blas_threads > 1 else "")
     from deployer.serving.core import freeze_loaded_heap
+    from deployer.serving.loading import PRELOAD, decide_for_model_dir, fork_hazards
 
+    workers = options.effective_workers
+    decision = decide_for_model_dir(options.model_dir, options.load_mode)
+    if workers > 1 and decision.mode != PRELOAD:
+        _logger.info("load mode %s", decision.describe())
+        _preimport_serving_stack()
+        sock = bind_socket(options.host, options.port, listen=False)
+        Supervisor(None, sock, options, workers).run()
+        return
+    threads_before = threading.active_count()
+    core = load_core(options)
+    if workers > 1 and not decision.certain:
+        found = fork_hazards(threads_started=threading.active_count() - threads_before)
+        if found:
+            _logger.warning(
+                "the model %s while loading, which does not survive fork: serving with 1 worker in "
+                "this process instead of %d (set --load-mode per-worker / "
+                "DEPLOYER_SERVE_LOAD_MODE=per-worker to run %d workers that each load the model)",
+                found, workers, workers)
+            workers = 1
+    sock = bind_socket(options.host, options.port)
+    _log_listening(sock, workers, options)
     freeze_loaded_heap()  # before forking: shared pages stay shared, no 120 ms GC stalls
     if workers == 1:
         run_worker(core, sock, options)
@@ -264,8 +293,35 @@ def _serve(options: ServeOptions) -> None:
     Supervisor(core, sock, options, workers).run()
 
 
+def _log_listening(sock: socket.socket, workers: int, options: ServeOptions) -> None:
+    host, port = sock.getsockname()[:2]
+    _logger.info("listening on http://%s:%d (%d worker%s, %d BLAS thread%s each)",
+                 host if ":" not in host else f"[{host}]", port, workers,
+                 "s" if workers > 1 else "", options.effective_blas_threads,
+                 "s" if options.effective_blas_threads > 1 else "")
+
+
+def _preimport_serving_stack() -> None:
+    """Import what every worker needs but no model library (numpy, pandas, mlflow's pyfunc and
+    scoring server, the HTTP stack) before forking: shared pages, faster worker start. None of
+    these leaves a thread behind that a fork would lose (OpenBLAS re-creates its pool)."""
+    import mlflow.pyfunc  # noqa: F401
+    import mlflow.pyfunc.scoring_server  # noqa: F401
+    import pandas  # noqa: F401
+
+    import deployer.serving.app  # noqa: F401
+    import deployer.serving.core  # noqa: F401
+    import deployer.serving.httpserver  # noqa: F401
+
+
 class Supervisor:
-    """Forks and watches the workers; forwards SIGTERM/SIGINT; replaces crashed workers."""
+    """Forks and watches the workers; forwards SIGTERM/SIGINT; replaces crashed workers.
+
+    ``core`` is the preloaded model, shared by every worker; ``None`` means per-worker loading:
+    each child loads its own, then calls ``listen`` on the (bound) socket and reports on a pipe
+    (``ready`` or ``error <message>``). The first ``ready`` is when the server is listening; a
+    load error before any worker was ready stops the server with that error.
+    """
 
     #: A worker that dies sooner than this after starting counts as a crash loop.
     MIN_UPTIME = 2.0
@@ -279,6 +335,11 @@ class Supervisor:
         self.children: dict[int, float] = {}
         self.stopping = False
         self.quick_deaths = 0
+        self.ready: set[int] = set()
+        self.ever_ready = core is not None
+        self.load_error: dict[str, Any] | None = None  # DeployerError.to_dict() of a failed load
+        self._reports_r, self._reports_w = os.pipe() if core is None else (-1, -1)
+        self._pending = b""
 
     def _spawn(self) -> None:
         # Signals stay blocked across fork until the child has its own handlers, so a
@@ -295,7 +356,10 @@ class Supervisor:
             try:
                 _die_with_parent()
                 signal.signal(signal.SIGHUP, signal.SIG_DFL)
-                run_worker(self.core, self.sock, self.options)  # unblocks once it handles them
+                core = self.core if self.core is not None else self._load_in_worker()
+                run_worker(core, self.sock, self.options)  # unblocks once it handles them
+            except _LoadFailed:
+                code = LOAD_FAILED
             except BaseException:  # noqa: BLE001 - never return into the supervisor's code
                 _logger.exception("worker failed")
                 code = 1
@@ -304,6 +368,58 @@ class Supervisor:
                 os._exit(code)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
         self.children[pid] = time.monotonic()
+
+    def _load_in_worker(self) -> Any:
+        """Per-worker loading, in the child: load, freeze, listen, report."""
+        from deployer.serving.core import freeze_loaded_heap
+
+        os.close(self._reports_r)
+        # A SIGTERM while loading (which can take minutes) ends this worker at once.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            core = load_core(self.options)
+        except DeployerError as exc:
+            import json
+
+            self._report("error " + json.dumps(exc.to_dict()))
+            raise _LoadFailed() from exc
+        freeze_loaded_heap()
+        self.sock.listen(BACKLOG)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        self._report("ready")
+        return core
+
+    def _report(self, message: str) -> None:
+        line = f"{os.getpid()} {message}".replace("\n", " ") + "\n"
+        with contextlib.suppress(OSError):
+            os.write(self._reports_w, line.encode("utf-8", "replace"))
+
+    def _read_reports(self) -> None:
+        if self._reports_r < 0:
+            return
+        import select
+
+        while select.select([self._reports_r], [], [], 0)[0]:
+            chunk = os.read(self._reports_r, 65536)
+            if not chunk:
+                break
+            self._pending += chunk
+        *lines, self._pending = self._pending.split(b"\n")
+        for raw in lines:
+            pid_text, _, rest = raw.decode("utf-8", "replace").partition(" ")
+            status, _, message = rest.partition(" ")
+            if status == "ready":
+                if not self.ever_ready:
+                    _log_listening(self.sock, self.workers, self.options)
+                self.ever_ready = True
+                self.ready.add(int(pid_text))
+            elif status == "error":
+                import json
+
+                with contextlib.suppress(ValueError):
+                    self.load_error = json.loads(message)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self.stopping:
@@ -325,6 +441,7 @@ class Supervisor:
         while self.children:
             if self.stopping and deadline is None:
                 deadline = time.monotonic() + self.options.effective_graceful_timeout + 5
+            self._read_reports()
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -337,8 +454,12 @@ class Supervisor:
                 time.sleep(0.05)
                 continue
             started = self.children.pop(pid, time.monotonic())
+            self.ready.discard(pid)
             mark_process_dead(pid)
             if self.stopping:
+                continue
+            self._read_reports()
+            if self._load_failed(status):
                 continue
             _logger.error("worker %d exited unexpectedly (%s); starting a new one", pid,
                           _describe(status))
@@ -350,7 +471,31 @@ class Supervisor:
                                        fix="run with --workers 1 to see the error")
             self._spawn()
         self.sock.close()
+        for fd in (self._reports_r, self._reports_w):
+            if fd >= 0:
+                os.close(fd)
+        if self.load_error is not None and not self.ever_ready:
+            error = self.load_error
+            raise ServingError(f"{error.get('message')} (in a worker: load mode per-worker)",
+                               where=error.get("where") or str(self.options.model_dir),
+                               fix=error.get("fix"))
         _logger.info("server stopped")
+
+    def _load_failed(self, status: int) -> bool:
+        """A per-worker load failure before the server was ever ready stops the server (the
+        model cannot load: restarting would fail the same way). Returns True when stopping."""
+        if self.core is not None or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != LOAD_FAILED:
+            return False
+        if self.ever_ready:
+            return False  # a later failure (e.g. memory): replaced like any crash
+        _logger.error("the model failed to load in a worker: %s",
+                      (self.load_error or {}).get("message", "(no message)"))
+        self._on_signal(signal.SIGTERM, None)
+        return True
+
+
+class _LoadFailed(Exception):
+    """A per-worker load failed (already reported on the pipe)."""
 
 
 def _describe(status: int) -> str:

@@ -20,6 +20,7 @@ DEPLOYER = Path(sys.executable).parent / "deployer"
 TOP_KEYS = {
     "schema_version", "uri", "path", "flavors", "loader_module", "python_version", "model", "pyfunc",
     "environment", "signature", "input_example", "loader_requirements", "auto_deps", "warnings",
+    "load_mode", "system_packages", "requirement_variants", "unused_requirements",
 }  # fmt: skip
 
 

@@ -121,8 +121,9 @@ def test_dry_run_shows_loader_needs_and_the_verify_step(skops_unlisted_model: Pa
     res = CliRunner().invoke(cli, ["build", "-m", str(skops_unlisted_model), "--dry-run"])
     assert res.exit_code == 0, res.output
     assert "loader needs: scikit-learn, skops (added)" in res.stdout
-    assert "verify     run offline (--network none), wait for GET /ping, POST /invocations with " \
-           "serving_input_example.json" in res.stdout
+    assert "verify     run offline (--network none) with 2 workers, wait for GET /ping, POST /invocations " \
+           "with serving_input_example.json" in res.stdout
+    assert "load mode  preload: load once, then fork the workers (shared memory); sklearn flavor" in res.stdout
     assert "added requirement 'skops'" in res.stderr
     res = CliRunner().invoke(cli, ["build", "-m", str(skops_unlisted_model), "--dry-run", "--no-verify",
                                    "--output", "json"])

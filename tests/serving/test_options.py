@@ -80,6 +80,7 @@ WALK: dict[str, tuple[object, object, object]] = {
     "max_body_bytes": (1001, 1002, 1003),
     "blas_threads": (1, 2, 3),
     "threads": (5, 6, 7),
+    "load_mode": ("preload", "per-worker", "preload"),
     "graceful_timeout": (1.0, 2.0, 3.0),
     "model_name": ("a", "b", "c"),
     "model_version": ("1", "2", "3"),
