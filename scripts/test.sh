@@ -25,7 +25,29 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 phase_done tools
 
-# 6. the tests
+# 6. the flavors venv: TensorFlow, PyTorch, XGBoost, LightGBM... that save and score the flavor
+#    corpus (tests/building/test_flavor_corpus.py), kept apart from the main venv (see
+#    tests/fixtures/flavor-requirements.txt for why); created once, reused while unchanged
+FLAVORS="$ROOT/.venv-flavors"
+if ! "$FLAVORS/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    log "creating the flavors venv at $FLAVORS"
+    rm -rf "$FLAVORS"
+    python3 -m venv "$FLAVORS"
+fi
+want=$( { cat pyproject.toml tests/fixtures/flavor-requirements.txt; "$FLAVORS/bin/python" -VV; } \
+    | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$FLAVORS/.deployer-install-stamp" 2>/dev/null || true)" != "$want" ] \
+    || ! "$FLAVORS/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None
+for m in ("deployer", "mlflow", "tensorflow", "torch", "xgboost", "lightgbm")))' >/dev/null 2>&1; then
+    log "pip install -e '.[serve]' -r tests/fixtures/flavor-requirements.txt (flavors venv)"
+    "$FLAVORS/bin/python" -m pip install -q --upgrade pip >&2
+    "$FLAVORS/bin/python" -m pip install -q -e ".[serve]" -r tests/fixtures/flavor-requirements.txt >&2
+    echo "$want" >"$FLAVORS/.deployer-install-stamp"
+fi
+export DEPLOYER_FLAVORS_PYTHON="$FLAVORS/bin/python"
+phase_done flavors
+
+# 7. the tests
 set +e
 "$VENV/bin/python" -m pytest "$@"
 rc=$?

@@ -31,6 +31,7 @@ def command(model_uri: str, out_file: Path | None, platform: str, python_version
     Resolution uses this host's pip configuration (indexes, proxy, CA bundle); the lock itself
     names no index, so it holds no credential.
     """
+    from deployer.building.context import lock_warnings
     from deployer.building.plan import BuildOptions, plan_build
     from deployer.building.wheelhouse import PipRunner, Resolver
     from deployer.environment.lock import write_lock
@@ -53,14 +54,18 @@ def command(model_uri: str, out_file: Path | None, platform: str, python_version
     console.info(f"resolving {len(plan.requirements.requirements)} requirements for "
                  f"{plan.platform.docker_platform}, Python {plan.platform.python}")
     runner = PipRunner(on_line=(lambda line: console.info(line)) if console.verbosity > 0 else None)
-    lock = Resolver(pip=runner).lock(plan.requirements, plan.platform, model_dir=loaded.path,
-                                     offline_wheelhouse=wheelhouse, refresh=True)
+    resolver = Resolver(pip=runner)
+    lock = resolver.lock(plan.requirements, plan.platform, model_dir=loaded.path,
+                         offline_wheelhouse=wheelhouse, refresh=True)
+    warnings = lock_warnings(plan, lock, resolver)
+    for warning in warnings:
+        console.warn(warning)
     if out_file is not None:
         write_lock(lock, out_file)
-        console.result({"path": str(out_file), **lock.to_dict()},
+        console.result({"path": str(out_file), **lock.to_dict(), "warnings": list(warnings)},
                        text=f"wrote {out_file}: {len(lock.packages)} packages, {lock.digest}")
     else:
-        console.result(lock.to_dict(), text=lock.to_text())
+        console.result({**lock.to_dict(), "warnings": list(warnings)}, text=lock.to_text())
 
 
 def _lock_conda(loaded: Any, plan: Any, out_file: Path | None) -> None:

@@ -293,3 +293,24 @@ def test_jvm_flavors_get_a_jre_unless_no_java(sklearn_model: Path, tmp_path: Pat
     both = plan_build(load_model(str(model)), BuildOptions(system_packages=("libgomp1",)))
     assert both.os_packages.packages == tuple(sorted((JRE_PACKAGE, "libgomp1")))
     assert not plan_build(load_model(str(sklearn_model))).os_packages  # no JVM flavor, no Java
+
+
+def test_the_plan_bakes_the_load_mode_into_the_image(sklearn_model: Path, custom_pyfunc_model: Path) -> None:
+    """Decided from the model (flavor, requirements, code); a custom pyfunc nothing is known
+    about stays undecided (the server checks it after loading); --env wins; a bad value fails."""
+    import pytest
+
+    from deployer.errors import UsageError
+
+    sk = plan_build(load_model(str(sklearn_model)))
+    assert dict(sk.env)["DEPLOYER_SERVE_LOAD_MODE"] == "preload"
+    assert sk.load_mode is not None and sk.to_dict()["load_mode"]["mode"] == "preload"
+    custom = plan_build(load_model(str(custom_pyfunc_model)))
+    assert "DEPLOYER_SERVE_LOAD_MODE" not in dict(custom.env)
+    assert custom.load_mode is not None and not custom.load_mode.certain
+    forced = plan_build(load_model(str(sklearn_model)),
+                        BuildOptions(env=(("DEPLOYER_SERVE_LOAD_MODE", "per-worker"),)))
+    assert dict(forced.env)["DEPLOYER_SERVE_LOAD_MODE"] == "per-worker"
+    assert forced.verify is not None and forced.verify.load_mode == "per-worker"
+    with pytest.raises(UsageError, match="not a load mode"):
+        plan_build(load_model(str(sklearn_model)), BuildOptions(env=(("DEPLOYER_SERVE_LOAD_MODE", "fork"),)))

@@ -65,6 +65,37 @@ def test_diagnose_names_the_requirement_to_add() -> None:
     assert diagnose("ValueError: bad") is None
 
 
+def test_diagnose_names_the_os_package_for_a_missing_shared_library() -> None:
+    log = ("Traceback (most recent call last):\n"
+           "OSError: libgomp.so.1: cannot open shared object file: No such file or directory")
+    fix = diagnose(log)
+    assert fix and "libgomp.so.1" in fix and "--system-package libgomp1" in fix
+    unknown = diagnose("OSError: libfoo9.so.3: cannot open shared object file: No such file or directory")
+    assert unknown and "libfoo9.so.3" in unknown and "--system-package NAME" in unknown
+
+
+def test_verification_runs_at_least_two_workers_whatever_the_build_host(sklearn_model: Path) -> None:
+    loaded = load_model(str(sklearn_model))
+    assert plan_verify(loaded, "local", 8080).workers == 2
+    assert plan_verify(loaded, "local", 8080, {"DEPLOYER_SERVE_WORKERS": "1"}).workers == 2
+    vp = plan_verify(loaded, "local", 8080, {"MLFLOW_MODELS_WORKERS": "6", "DEPLOYER_SERVE_LOAD_MODE": "preload",
+                                              "DEPLOYER_SERVE_TIMEOUT": "9"})
+    assert (vp.workers, vp.load_mode, vp.request_timeout) == (6, "preload", 9.0)
+    assert vp.environment() == {"DEPLOYER_SERVE_WORKERS": "6", "WORKER_COUNT": "6"}
+    assert "with 6 workers" in vp.describe()
+
+
+def test_a_hang_is_explained_by_how_the_image_loads_the_model(sklearn_model: Path) -> None:
+    from deployer.building.verify import hang_fix
+
+    loaded = load_model(str(sklearn_model))
+    preload = hang_fix(plan_verify(loaded, "local", 8080, {"DEPLOYER_SERVE_LOAD_MODE": "preload"}))
+    assert "DEPLOYER_SERVE_LOAD_MODE=per-worker" in preload and "does not survive fork" in preload
+    per_worker = hang_fix(plan_verify(loaded, "local", 8080, {"DEPLOYER_SERVE_LOAD_MODE": "per-worker"}))
+    assert "forking is not the cause" in per_worker and "--workers 1" in per_worker
+    assert "DEPLOYER_SERVE_TIMEOUT=SECONDS" in per_worker and "fewer rows" not in per_worker + preload
+
+
 # ---------------------------------------------------------------- on the engine
 CASES = [
     # fixture, passes, what the output must show
@@ -73,6 +104,8 @@ CASES = [
     ("no_signature_model", True, "/ping"),
     ("load_context_fails_model", False, "load_context failure on purpose"),
     ("example_fails_model", False, "model failure on purpose"),
+    # a custom model whose load starts its own thread: auto sees it and does not fork
+    ("thread_bound_model", True, "/invocations"),
 ]
 
 
@@ -207,3 +240,28 @@ def test_the_failure_shows_the_exception_even_when_shutdown_chatter_follows_it()
     assert wrapped.splitlines()[0].strip() == cause and "UserScriptException" in wrapped
     short = _log_excerpt(lines + chatter[:3])  # the cause is among the last lines: shown once, in place
     assert short.count(cause) == 1 and short.splitlines()[0].strip() == lines[0]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.usefixtures("build_cache")
+def test_a_model_that_hangs_in_forked_workers_fails_verification_as_a_hang(
+        docker_client: Any, base_image: str, thread_bound_model: Path) -> None:
+    """Forced to preload, a model that does not survive fork hangs in both workers: the build
+    says so (not "send fewer rows"), names the load mode to use, and tags nothing."""
+    tag = "deployer-test/verify-thread-bound-preload:1"
+    res = _cli("build", "-m", str(thread_bound_model), "--base-image", base_image, "-t", tag,
+               "--env", "DEPLOYER_SERVE_LOAD_MODE=preload", "--env", "DEPLOYER_SERVE_TIMEOUT=3")
+    assert res.exit_code == 1, res.output
+    assert "got no answer within" in res.stderr and "from 2 workers" in res.stderr
+    assert "the model hangs" in res.stderr and "DEPLOYER_SERVE_LOAD_MODE=per-worker" in res.stderr
+    assert "fewer rows" not in res.stderr and "Traceback" not in res.stderr
+    import docker.errors
+
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client.images.get(tag)
+    res = _cli("build", "-m", str(thread_bound_model), "--base-image", base_image, "-t", tag,
+               "--env", "DEPLOYER_SERVE_LOAD_MODE=per-worker", "--output", "json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["verification"]["status"] == "passed"
+    docker_client.images.remove(tag, force=True)
