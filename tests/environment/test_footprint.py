@@ -5,7 +5,12 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from deployer.environment.footprint import PackageFacts, facts_from_installed, facts_from_wheels, unused_requirements
+from deployer.environment.footprint import (
+    PackageFacts,
+    facts_from_installed,
+    facts_from_wheels,
+    unused_requirements,
+)
 from deployer.environment.loader_deps import ALTERNATIVES
 
 MIB = 1 << 20

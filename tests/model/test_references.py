@@ -9,7 +9,12 @@ from pathlib import Path
 
 import cloudpickle
 
-from deployer.model.references import pickle_modules, referenced_modules, skops_modules, source_imports
+from deployer.model.references import (
+    pickle_modules,
+    referenced_modules,
+    skops_modules,
+    source_imports,
+)
 
 
 def test_sources_imports_including_dynamic_ones(tmp_path: Path) -> None:
