@@ -32,7 +32,7 @@ ABSENT_TOOLS = ("curl", "wget", "jq", "gcc", "cc", "git", "docker")
 EXAMPLE_ENDPOINT = "iris-model"  # the example model's name, which run-local uses
 
 
-_NOT_IN_A_CLONE = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", "iris-model"}
+_NOT_IN_A_CLONE = {".git", ".venv", ".venv-flavors", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", "iris-model"}
 
 
 def _checkout_files() -> list[str]:
