@@ -30,7 +30,7 @@ def test_mlflow_written_conda_yaml(sklearn_model: Path) -> None:
 def test_conda_only_packages(conda_packages_model: Path) -> None:
     env = parse_conda_file(conda_packages_model / "conda.yaml")
     assert env == CondaEnv(
-        python_version="3.11.7",
+        python_version=PYTHON_VERSION,  # the fixture pins the Python that saved it
         channels=("conda-forge", "nvidia"),
         conda_packages=("cudatoolkit=11.8", "conda-forge::libgomp"),
         build_packages=("pip<=24.0",),
