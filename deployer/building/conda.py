@@ -25,8 +25,8 @@ import yaml
 
 from deployer.atomic import atomic_output
 from deployer.environment.lock import Lock, LockedPackage, TargetPlatform
-from deployer.environment.redact import redact_text
 from deployer.errors import EnvironmentSpecError
+from deployer.redact import redact_text
 
 CONDA_PLATFORMS = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}
 LOCKFILE_NAMES = ("conda-lock.yml", "conda-lock.yaml")

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from deployer import __version__
+from deployer.building.contracts import contract
 from deployer.building.dependencies import ImageRequirements
 from deployer.building.plan import (
     BUILD_DIR,
@@ -40,12 +41,11 @@ from deployer.building.plan import (
     USER_UID,
     WHEELS_DIR,
     BuildPlan,
-    iter_model_files,
-    sanitized_content,
 )
 from deployer.building.wheelhouse import Resolver, link_wheels
 from deployer.environment.lock import Lock, TargetPlatform
 from deployer.errors import BuildError, EnvironmentSpecError, UsageError
+from deployer.model.files import copy_model
 from deployer.rendering.render import render_template
 from deployer.resources import package_dir
 
@@ -172,6 +172,7 @@ def serve_context(plan: BuildPlan) -> dict[str, object]:
     return {
         "deployer_version": __version__,
         "target": plan.target,
+        "server": contract(plan.target).server,
         "port": plan.port,
         "model_dir": MODEL_DIR,
         "python": plan.python,
@@ -310,7 +311,7 @@ def write_context(
     _write(out_dir / ".dockerignore", render_template(
         "dockerignore.j2", deployer_version=__version__, plan_file=PLAN_FILE))
     if part == "full":
-        if plan.target == "azureml":
+        if contract(plan.target).service_script:
             _write(out_dir / "create_service.sh", render_create_service(plan), 0o755)
         _write(out_dir / PLAN_FILE, json.dumps(plan.to_dict(), indent=2) + "\n")
     _normalize_tree(out_dir)
@@ -324,23 +325,17 @@ def _write_runtime(plan: BuildPlan, runtime_root: Path) -> None:
     for rel in plan.runtime.files:
         _copy(src_root / rel, runtime_root / rel)
     _write(runtime_root / "bin" / "serve", render_template("serve.j2", **serve_context(plan)), 0o755)
-    if plan.target == "azureml":
+    if contract(plan.target).entry_script:
         from deployer.serving.azure import render_score_py
 
         _write(runtime_root / "score.py", render_score_py(model_name=plan.model_name))
 
 
 def _write_model(plan: BuildPlan, model_root: Path) -> None:
-    """The model, file by file (escaping symlinks were refused by the plan; URLs scrubbed)."""
+    """The model, file by file, as it ships (:mod:`deployer.model.files`: escaping symlinks
+    refused, URLs in environment files scrubbed)."""
     model_root.mkdir()
-    for rel, src in iter_model_files(plan.model_path):
-        cleaned = sanitized_content(rel, src)
-        if cleaned is None:
-            _copy(src, model_root / rel)
-        else:
-            (model_root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (model_root / rel).write_bytes(cleaned)
-            os.chmod(model_root / rel, 0o644)
+    copy_model(plan.model_path, model_root)
 
 
 def _conda_inputs(plan: BuildPlan, out_dir: Path, build_dir: Path, resolver: Resolver, say: LineSink):  # type: ignore[no-untyped-def]

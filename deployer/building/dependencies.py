@@ -10,7 +10,8 @@ Adjustments, each for a reason:
   tools for building sdists, and deployer installs wheels only.
 * deployer's serving runtime (the ``serve`` extra of deployer's own metadata, so there is one
   source of truth), ``dumb-init`` (PID 1 as a wheel, so air-gapped builds need no apt), and
-  for Azure ML ``azureml-inference-server-http`` are added.
+  the platform's own server when its serving contract names one (Azure ML:
+  ``azureml-inference-server-http``; :mod:`deployer.building.contracts`) are added.
 * ``--pip REQ`` and ``--pip-requirements-override FILE`` (``overrides``), with MLflow's
   semantics: a requirement naming a package the model lists replaces the model's line, the
   others are added.
@@ -36,10 +37,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from deployer.environment import variants
-from deployer.environment.redact import redact_text
 from deployer.environment.requirements import parse_requirement_line
 from deployer.environment.spec import IndexOptions
 from deployer.errors import EnvironmentSpecError
+from deployer.redact import redact_text
 
 #: Used only when deployer's own metadata is unavailable (e.g. running from a bare checkout).
 SERVE_FALLBACK = (
@@ -53,7 +54,6 @@ SERVE_FALLBACK = (
     "pyarrow>=14",
 )
 PID1_REQUIREMENT = "dumb-init>=1.2"
-AZURE_SERVER_REQUIREMENT = "azureml-inference-server-http>=1.3"
 #: Build-stage-only tools: resolved into the lock's build tools, never installed in the image.
 BUILD_TOOLS = ("uv>=0.4",)
 _DROPPED = {"pip", "setuptools", "wheel"}
@@ -126,7 +126,7 @@ def image_requirements(
     mlflow_version: str | None,
     constraints: tuple[str, ...] = (),
     index_options: IndexOptions | None = None,
-    target: str = "local",
+    server_requirements: tuple[str, ...] = (),
     keep_full_mlflow: bool = False,
     parquet: bool = False,
     extra_requirements: tuple[str, ...] = (),
@@ -176,9 +176,7 @@ def image_requirements(
         notes.append(f"added {pin!r}: the model's requirements name no mlflow package")
         out.append(pin)
         names.add("mlflow-skinny")
-    added = [*serving_requirements(python_version), PID1_REQUIREMENT]
-    if target == "azureml":
-        added.append(AZURE_SERVER_REQUIREMENT)
+    added = [*serving_requirements(python_version), PID1_REQUIREMENT, *server_requirements]
     for line in added:
         name = _name(line)
         if name in names:

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from deployer.environment.redact import redact_text
 from deployer.errors import BuildError
+from deployer.redact import redact_text
 
 LineSink = Callable[[str], None]
 BUILD_TIMEOUT = 3600

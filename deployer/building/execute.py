@@ -39,8 +39,8 @@ from deployer.building.verify import (
     verify_image,
 )
 from deployer.building.wheelhouse import Resolver, default_cache_root
-from deployer.environment.redact import redact_text
 from deployer.errors import BuildError
+from deployer.redact import redact_text
 from deployer.rendering.render import render_template
 
 LineSink = Callable[[str], None]
@@ -317,7 +317,7 @@ def build_model_image(
     passed is not verified again; one built with --no-verify is verified now.
     """
     from deployer.building.plan import BuildOptions, plan_build
-    from deployer.model import load_model
+    from deployer.intake import load_model
 
     t0 = time.monotonic()
     say = step or (lambda _line: None)

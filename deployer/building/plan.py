@@ -15,9 +15,7 @@ so a hostile model or option fails at planning, before anything is written.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -26,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from deployer import __version__
+from deployer.building.contracts import contract
 from deployer.building.dependencies import ImageRequirements, image_requirements
 from deployer.building.runtime import RuntimeFiles, runtime_files
 from deployer.building.verify import LABEL as VERIFY_LABEL
@@ -33,15 +32,16 @@ from deployer.building.verify import VerifyPlan, plan_verify
 from deployer.environment import loader_deps, system_deps
 from deployer.environment.loader_deps import LoaderRequirement
 from deployer.environment.lock import DEFAULT_GLIBC, Lock, TargetPlatform, read_lock
-from deployer.errors import EnvironmentSpecError, RenderError, UnsafePathError, UsageError
-from deployer.model.loader import LoadedModel
+from deployer.errors import EnvironmentSpecError, RenderError, UsageError
+from deployer.intake import LoadedModel
+from deployer.model.files import model_digest, scrubbed_files
 from deployer.model.references import referenced_modules
+from deployer.redact import has_url_credentials
 from deployer.rendering.filters import check_env_var, check_image_ref, check_label_key
 from deployer.serving import loading
 from deployer.serving.loading import ENV as LOAD_MODE_ENV
 from deployer.serving.loading import LoadMode
 
-TARGETS = ("local", "sagemaker", "azureml")
 ENV_KINDS = ("virtualenv", "conda", "local")
 DEFAULT_PORT = 8080
 VENV_DIR = "/opt/venv"
@@ -60,8 +60,6 @@ DEFAULT_CONDA_BASE = "debian:bookworm-slim"
 # which the build checks up front (execute.check_base_python); users pass --base-image then.
 DEFAULT_GPU_BASE = "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04"
 LABEL_PREFIX = "io.deployer"
-# Files never copied from a model directory (bytecode differs per machine, VCS metadata).
-SKIPPED_NAMES = frozenset({"__pycache__", ".git", ".DS_Store"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TAG_CHARS = re.compile(r"[^a-z0-9._-]+")
 
@@ -228,7 +226,7 @@ def pip_overrides(options: BuildOptions) -> tuple[str, ...]:
         if "://" not in normalized and ("/" in normalized.split(";")[0] or normalized.endswith((".whl", ".tar.gz"))):
             raise UsageError(f"{normalized!r} is a local path", where=where,
                              fix="give a requirement such as 'pandas==2.2.3' (or a package URL)")
-        if _URL_USERINFO.search(normalized.encode()):
+        if has_url_credentials(normalized):
             raise UsageError(f"a URL in {where} carries credentials", where=where,
                              fix="keep credentials in this host's pip configuration or netrc, not in requirements")
         out.append(normalized)
@@ -350,80 +348,6 @@ def image_name(loaded: LoadedModel) -> str:
     return name[:100] or "model"
 
 
-_URL_USERINFO = re.compile(rb"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
-_ENV_FILE = re.compile(r"^[^/]+\.(txt|ya?ml|cfg|toml)$")
-
-
-def sanitized_content(rel: str, path: Path) -> bytes | None:
-    """The bytes to ship for an environment file whose URLs carry credentials, else None.
-
-    A model's requirements.txt may name ``--extra-index-url https://user:token@host/simple``:
-    the host uses it to resolve, but the image must not contain it. Root-level text files
-    (requirements*.txt, constraints.txt, python_env.yaml, conda.yaml...) are copied with the
-    ``user:token@`` part of every URL removed; everything else is copied byte for byte.
-    """
-    if not _ENV_FILE.match(rel) or path.stat().st_size > 1 << 20:
-        return None
-    data = path.read_bytes()
-    cleaned = _URL_USERINFO.sub(rb"\g<scheme>", data)
-    return cleaned if cleaned != data else None
-
-
-def model_digest(model_dir: Path) -> str:
-    """sha256 over (relative path, bytes) of every file as it is copied into the image."""
-    h = hashlib.sha256()
-    for rel, path in iter_model_files(model_dir):
-        h.update(rel.encode() + b"\0")
-        cleaned = sanitized_content(rel, path)
-        if cleaned is not None:
-            h.update(cleaned)
-        else:
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-        h.update(b"\0")
-    return "sha256:" + h.hexdigest()
-
-
-def iter_model_files(model_dir: Path) -> list[tuple[str, Path]]:
-    """Every regular file of the model (sorted), refusing anything that escapes the directory.
-
-    Symlinks are followed only when their target stays inside the model directory; file
-    names with control characters (a newline in a name breaks line-based tools) are refused.
-    """
-    root = model_dir.resolve()
-    out: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_NAMES)
-        base = Path(dirpath)
-        for name in [*dirnames, *sorted(filenames)]:
-            path = base / name
-            rel = path.relative_to(root).as_posix()
-            if _CONTROL.search(name):
-                raise UnsafePathError(f"model file name {rel!r} contains a control character",
-                                      where=str(root), fix="rename the file to plain characters")
-            if path.is_symlink():
-                target = path.resolve()
-                if target != root and root not in target.parents:
-                    raise UnsafePathError(
-                        f"{rel!r} is a symlink to {str(target)!r}, outside the model directory",
-                        where=str(root),
-                        fix="copy the file into the model directory instead of linking to it")
-                if target.is_dir():
-                    raise UnsafePathError(f"{rel!r} is a symlink to a directory", where=str(root),
-                                          fix="replace the directory link with a real directory")
-            if name in dirnames:
-                continue
-            if name.endswith((".pyc", ".pyo")) or name in SKIPPED_NAMES:
-                continue
-            mode = path.stat().st_mode
-            if not stat.S_ISREG(mode):
-                raise UnsafePathError(f"{rel!r} is not a regular file", where=str(root),
-                                      fix="remove sockets, devices and pipes from the model directory")
-            out.append((rel, path))
-    return out
-
-
 def _python_version(loaded: LoadedModel, options: BuildOptions, warnings: list[str]) -> str:
     raw = options.python_version or loaded.environment.python_version
     if not raw and loaded.mlmodel.pyfunc is not None:
@@ -486,12 +410,7 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
     """Decide the whole image for ``loaded`` (pure: reads files, changes nothing)."""
     options = options or BuildOptions()
     warnings: list[str] = list(loaded.warnings)
-    if options.target not in TARGETS:
-        import difflib
-
-        close = difflib.get_close_matches(options.target, TARGETS, n=1)
-        raise UsageError(f"unknown target {options.target!r}",
-                         fix=f"did you mean '{close[0]}'?" if close else f"use one of: {', '.join(TARGETS)}")
+    serving = contract(options.target)
     if not 0 < options.port < 65536:
         raise UsageError(f"port {options.port} is out of range", fix="use a port between 1 and 65535")
     env_spec = loaded.environment
@@ -515,7 +434,8 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
     def requirements(extra: tuple[str, ...]) -> ImageRequirements:
         return image_requirements(
             pip_reqs, python_version=platform.python, mlflow_version=loaded.mlmodel.mlflow_version,
-            constraints=env_spec.constraints, index_options=env_spec.index_options, target=options.target,
+            constraints=env_spec.constraints, index_options=env_spec.index_options,
+            server_requirements=serving.server_requirements,
             keep_full_mlflow=options.keep_full_mlflow, parquet=options.parquet,
             extra_requirements=extra, overrides=overrides, gpu=options.gpu, where=str(loaded.path),
         )
@@ -562,14 +482,13 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         env[k] = v
 
     digest = model_digest(loaded.path)
-    scrubbed = [rel for rel, path in iter_model_files(loaded.path) if sanitized_content(rel, path) is not None]
+    scrubbed = scrubbed_files(loaded.path)
     if scrubbed:
         warnings.append(f"credentials in URLs of {', '.join(scrubbed)} are removed from the image's copy of "
                         "the model (they are used on this host only)")
     runtime = runtime_files()
     name = image_name(loaded)
     user = "root" if options.run_as_root else f"{USER_UID}:{USER_UID}"
-    health_path = "/" if options.target == "azureml" else "/ping"
     entrypoint = (f"{env_prefix}/bin/dumb-init", "--") if env_prefix else ("/usr/bin/env",)
     fingerprint_src = repr((
         __version__, digest, runtime.digest, base, env_kind, platform.to_dict(), reqs.to_dict(),
@@ -611,7 +530,7 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         model_digest=digest, target=options.target, tag=tag, base_image=base, env_kind=env_kind,
         platform=platform, requirements=reqs, runtime=runtime, layers=layers, labels=labels,
         env=tuple(env.items()), user=user, port=options.port, entrypoint=entrypoint, cmd=("serve",),
-        healthcheck=_healthcheck(python, health_path, options.port), python=python, env_prefix=env_prefix,
+        healthcheck=_healthcheck(python, serving.health_route, options.port), python=python, env_prefix=env_prefix,
         fingerprint=fingerprint, lock=lock, lock_file=options.lock_file, wheelhouse=options.wheelhouse,
         conda_lock=options.conda_lock, micromamba_image=options.micromamba_image,
         refresh_lock=options.refresh_lock, warnings=tuple(dict.fromkeys(warnings)), gpu=options.gpu,

@@ -1,7 +1,7 @@
 """Prove a built image before it is tagged or pushed: run it once, offline, and score it.
 
-Planning (:func:`plan_verify`, pure) picks the routes the target uses (:data:`ROUTES` of the
-local target: ``/ping`` + ``/invocations``, Azure's ``/`` + ``/score``) and the request body:
+Planning (:func:`plan_verify`, pure) picks the routes of the image's serving contract
+(:mod:`deployer.building.contracts`: ``/ping`` + ``/invocations``, Azure's ``/`` + ``/score``) and the request body:
 the model's saved ``serving_input_example.json``, else a one-row payload generated from the
 signature, else none (health check only).
 
@@ -37,13 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deployer.environment.redact import redact_text
+from deployer.building.contracts import contract
 from deployer.errors import BuildError
+from deployer.redact import redact_text
 
 if TYPE_CHECKING:
     from deployer.building.engine import BuildEngine
     from deployer.building.plan import BuildPlan
-    from deployer.model.loader import LoadedModel
+    from deployer.intake import LoadedModel
     from deployer.model.signature import Signature
 
 log = logging.getLogger("deployer")
@@ -176,13 +177,12 @@ SKIPPED = VerifyResult(status="skipped")
 def plan_verify(loaded: LoadedModel, target: str, port: int,
                 env: Mapping[str, str] | None = None) -> VerifyPlan:
     """``env``: the image's environment (its worker count and load mode, if set)."""
-    from deployer.targets.local import ROUTES
-
     env = env or {}
     common = {"port": port, "workers": verify_workers(env),
               "load_mode": env.get("DEPLOYER_SERVE_LOAD_MODE", "auto"),
               "request_timeout": _number(env, ("DEPLOYER_SERVE_TIMEOUT", "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"), 60.0)}
-    health, score = ROUTES.get(target, ROUTES["local"])
+    serving = contract(target)
+    health, score = serving.health_route, serving.score_route
     example = loaded.serving_input_path or (
         loaded.path / SERVING_EXAMPLE if (loaded.path / SERVING_EXAMPLE).is_file() else None)
     if example is not None and example.stat().st_size <= _MAX_PAYLOAD:

@@ -57,9 +57,9 @@ from deployer.environment.lock import (
     sha256_file,
     write_lock,
 )
-from deployer.environment.redact import redact_text
 from deployer.environment.spec import IndexOptions
 from deployer.errors import EnvironmentSpecError
+from deployer.redact import redact_text
 
 log = logging.getLogger("deployer")
 

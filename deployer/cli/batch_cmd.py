@@ -11,12 +11,7 @@ from typing import Any
 
 import click
 
-from deployer.cli.build_options import (
-    build_option_group,
-    pop_build_options,
-    refuse_unused,
-    they_shape,
-)
+from deployer.cli.build_options import build_option_group, pop_build_options
 from deployer.cli.common import DeployerCommand, get_console
 from deployer.cli.spark_batch import SPARK_TARGET, pop_spark_values, run_spark, spark_options
 from deployer.cli.targets_common import (
@@ -27,6 +22,7 @@ from deployer.cli.targets_common import (
     target_options,
 )
 from deployer.targets.base import BatchRequest
+from deployer.targets.build_options import refuse_unused, they_shape
 
 
 @click.command("batch", cls=DeployerCommand)

@@ -46,7 +46,7 @@ def print_build_plan(model_uri: str, params: dict[str, Any],
     the image (``then(plan)``: JSON fields and a text line), printed; nothing resolved, built,
     pushed or run."""
     from deployer.building.plan import plan_build
-    from deployer.model import load_model
+    from deployer.intake import load_model
 
     console = get_console()
     loaded = load_model(model_uri)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from deployer.cli.build_options import build_option_group, pop_build_options, refuse_unused
+from deployer.cli.build_options import build_option_group, pop_build_options
 from deployer.cli.common import command, get_console
 from deployer.cli.targets_common import (
     render_mapping,
@@ -16,6 +16,7 @@ from deployer.cli.targets_common import (
     target_options,
 )
 from deployer.targets.base import DeployRequest
+from deployer.targets.build_options import refuse_unused
 
 
 @command("deploy")

@@ -32,7 +32,7 @@ def command(model_uri: str, out_dir: Path, force: bool, buildkit: bool, dry_run:
     from deployer.building.context import write_context
     from deployer.building.plan import plan_build
     from deployer.building.progress import Progress
-    from deployer.model import load_model
+    from deployer.intake import load_model
 
     console = get_console()
     if dry_run:

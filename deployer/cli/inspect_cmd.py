@@ -8,9 +8,9 @@ from typing import Any
 
 from deployer.cli.common import command as deployer_command
 from deployer.cli.common import get_console, model_option
-from deployer.environment.redact import redact_text
-from deployer.model.loader import LoadedModel, load_model
+from deployer.intake import LoadedModel, load_model
 from deployer.model.signature import ParamSpec, Schema, Signature, TensorSpec
+from deployer.redact import redact_text
 
 log = logging.getLogger("deployer")
 

@@ -35,7 +35,7 @@ def command(model_uri: str, out_file: Path | None, platform: str, python_version
     from deployer.building.plan import BuildOptions, plan_build
     from deployer.building.wheelhouse import PipRunner, Resolver
     from deployer.environment.lock import write_lock
-    from deployer.model import load_model
+    from deployer.intake import load_model
 
     console = get_console()
     loaded = load_model(model_uri)

@@ -176,7 +176,7 @@ def _write_stream(target: str, name: str, body: bytes, content_type: str,
 
 
 def _load_core(model_uri: str) -> Any:
-    from deployer.model.loader import require_pyfunc
+    from deployer.intake import require_pyfunc
     from deployer.model.mlmodel import parse_mlmodel
     from deployer.model.uri import resolve_model_uri
 

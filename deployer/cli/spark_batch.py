@@ -59,8 +59,8 @@ def check_build_options(given: tuple[str, ...], env_manager: str) -> None:
     """The build options a Spark job can use: those that shape the packed environment
     (``deployer.spark.environment.ENVIRONMENT_OPTIONS``), with ``--env-manager virtualenv``;
     the others shape an image, which a Spark job does not have: refused, not ignored."""
-    from deployer.cli.build_options import GROUP, they_shape
     from deployer.spark.environment import ENVIRONMENT_OPTIONS
+    from deployer.targets.build_options import GROUP, they_shape
 
     environment_flags = [s for o in GROUP if o.name in ENVIRONMENT_OPTIONS for s in o.spellings]
     image_only = [flag for flag in given if flag not in environment_flags]

@@ -17,9 +17,11 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from deployer.cli.build_options import NAMES as BUILD_OPTION_NAMES
 from deployer.errors import DeployerError, UsageError
-from deployer.targets.base import DeployPlan, OptionSpec, PlannedCall
+from deployer.targets.base import OptionSpec
+from deployer.targets.build_options import NAMES as BUILD_OPTION_NAMES
+from deployer.targets.executor import render_plan  # noqa: F401 - the CLI renders plans from here too
+from deployer.targets.options import option_type
 
 # Parameters of the generic commands; a target may not redefine them with another meaning.
 GENERIC = {"target", "name", "model_uri", "image_uri", "dry_run", "wait", "timeout", "output",
@@ -74,47 +76,6 @@ def _merge(command: str) -> tuple[dict[str, MergedOption], dict[str, DeployerErr
 def merged_options(command: str) -> dict[str, MergedOption]:
     """Every target's options for ``command``, merged by name."""
     return _merge(command)[0]
-
-
-def option_type(spec: OptionSpec) -> click.ParamType:
-    """The click type that parses values of ``spec`` (one value of a ``multiple`` option)."""
-    types: dict[str, click.ParamType] = {
-        "str": click.STRING, "int": click.INT, "float": click.FLOAT, "bool": click.BOOL,
-        "path": click.Path(exists=True, dir_okay=False),
-        "choice": click.Choice(list(spec.choices)),
-    }
-    return types[spec.type]
-
-
-def coerce_option(spec: OptionSpec, value: Any, where: str) -> Any:
-    """Parse ``value`` (text or already typed) for ``spec`` exactly as the command line would.
-
-    A ``multiple`` option takes a list/tuple, a JSON list in text (``'["A=1", "B=2"]'``) or
-    one value. Bad values raise :class:`UsageError` naming ``where``.
-    """
-    import json
-
-    if spec.multiple:
-        items = value
-        if isinstance(value, str) and value.lstrip().startswith("["):
-            try:
-                items = json.loads(value)
-            except ValueError as exc:
-                raise UsageError(f"{value!r} is not a JSON list ({exc})", where=where,
-                                 fix='write one value, or a JSON list such as ["A=1", "B=2"]') from None
-        if not isinstance(items, (list, tuple)):
-            items = (items,)
-        return tuple(_convert(spec, item, where) for item in items)
-    return _convert(spec, value, where)
-
-
-def _convert(spec: OptionSpec, value: Any, where: str) -> Any:
-    try:
-        return option_type(spec).convert(value, None, None)
-    except click.BadParameter as exc:
-        expected = f"one of {', '.join(spec.choices)}" if spec.type == "choice" else f"a {spec.type} value"
-        raise UsageError(f"invalid value {value!r}: {exc.format_message()}", where=where,
-                         fix=f"pass {expected} for {spec.name}") from None
 
 
 def _click_option(opt: MergedOption) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -197,32 +158,6 @@ def split_target_values(
 
 
 # ------------------------------------------------------------------------------ rendering
-def _call_text(index: int, call: PlannedCall) -> list[str]:
-    import json
-
-    head = f"{index:2d}. {call.service}:{call.operation}"
-    if call.phase != "create":
-        head += f"  [{call.phase}]"
-    lines = [head + (f"  - {call.description}" if call.description else "")]
-    params = json.dumps(dict(call.params), default=str, sort_keys=False)
-    if len(params) > 400:
-        params = params[:400] + "..."
-    lines.append(f"      {params}")
-    if call.undo is not None:
-        lines.append(f"      undo on failure: {call.undo.service}:{call.undo.operation}")
-    return lines
-
-
-def render_plan(plan: DeployPlan) -> str:
-    lines = [f"plan ({plan.target}, {plan.action}): {plan.summary}"]
-    if not plan.calls:
-        lines.append("no calls: nothing to do")
-    for i, call in enumerate(plan.calls, 1):
-        lines += _call_text(i, call)
-    lines.append("dry run: nothing was changed")
-    return "\n".join(lines)
-
-
 def render_mapping(title: str, data: Mapping[str, Any]) -> str:
     lines = [title]
     for key, value in data.items():

@@ -2,7 +2,6 @@
 conda.yaml resolved into one :class:`EnvironmentSpec` (see :mod:`deployer.environment.resolve`).
 """
 
-from deployer.environment.redact import redact_text, redact_url
 from deployer.environment.requirements import parse_requirement_line
 from deployer.environment.resolve import resolve_environment
 from deployer.environment.spec import EnvironmentSpec, IndexOptions
@@ -11,7 +10,5 @@ __all__ = [
     "EnvironmentSpec",
     "IndexOptions",
     "parse_requirement_line",
-    "redact_text",
-    "redact_url",
     "resolve_environment",
 ]

@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployer.environment.redact import redact_text
 from deployer.errors import EnvironmentSpecError
 from deployer.model.mlmodel import load_yaml
+from deployer.redact import redact_text
 
 BUILD_PACKAGES = ("pip", "setuptools", "wheel")
 

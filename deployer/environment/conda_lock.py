@@ -26,9 +26,9 @@ import yaml
 
 from deployer.atomic import atomic_output
 from deployer.environment.lock import TargetPlatform
-from deployer.environment.redact import redact_text
 from deployer.environment.spec import EnvironmentSpec
 from deployer.errors import EnvironmentSpecError, MissingDependencyError
+from deployer.redact import redact_text
 
 CONDA_PLATFORMS = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}
 DEFAULT_CHANNELS = ("conda-forge",)

@@ -29,9 +29,9 @@ from pathlib import Path, PurePosixPath
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from deployer.environment.redact import redact_text
 from deployer.errors import EnvironmentSpecError
 from deployer.model.paths import check_relative_path, safe_model_path
+from deployer.redact import redact_text
 
 MAX_INCLUDE_DEPTH = 10
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from deployer.environment.conda import CondaEnv, parse_conda_file
 from deployer.environment.python_env import parse_python_env_file
-from deployer.environment.redact import redact_text
 from deployer.environment.requirements import (
     RequirementSet,
     parse_requirement_line,
@@ -32,6 +31,7 @@ from deployer.environment.requirements import (
 from deployer.environment.spec import EnvironmentSpec, IndexOptions
 from deployer.model.mlmodel import MLModel
 from deployer.model.paths import safe_model_path
+from deployer.redact import redact_text
 
 PYTHON_ENV_FILE = "python_env.yaml"
 CONDA_FILE = "conda.yaml"

@@ -7,7 +7,7 @@ into one :class:`EnvironmentSpec` so that nothing downstream reads those files a
 Index options (``--index-url`` etc.) are kept verbatim because the builder needs them, but they
 may carry credentials (``https://user:token@host/simple``). Their ``repr`` and
 :meth:`IndexOptions.redacted` hide the userinfo, and every message that echoes them goes
-through :func:`deployer.environment.redact.redact_text`.
+through :func:`deployer.redact.redact_text`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from deployer.environment.redact import redact_url
+from deployer.redact import redact_url
 
 
 @dataclass(frozen=True, repr=False)

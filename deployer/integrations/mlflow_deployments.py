@@ -38,10 +38,11 @@ from mlflow.protos.databricks_pb2 import (
     RESOURCE_DOES_NOT_EXIST,
 )
 
-from deployer.cli.targets_common import coerce_option, render_plan
 from deployer.errors import ConfigError, DeployerError, UsageError
 from deployer.targets import actions
 from deployer.targets.base import DeployPlan, DeployRequest, EndpointStatus, OptionSpec
+from deployer.targets.executor import render_plan
+from deployer.targets.options import coerce_option
 
 log = logging.getLogger("deployer")
 
@@ -235,7 +236,11 @@ class DeployerDeploymentClient(BaseDeploymentClient):
         if flavor not in (None, FLAVOR):
             raise MlflowException(f"deployer serves the {FLAVOR} flavor, not {flavor!r}",
                                   error_code=INVALID_PARAMETER_VALUE)
-        from deployer.cli.build_options import option_specs, pop_config_build_options, refuse_unused
+        from deployer.targets.build_options import (
+            option_specs,
+            pop_config_build_options,
+            refuse_unused,
+        )
 
         specs = {**self._specs("deploy", _IMAGE_URI, _DRY_RUN, _WAIT, _TIMEOUT), **option_specs()}
         values = self._values(specs, config, f"{verb}_deployment")
@@ -413,7 +418,7 @@ def _local_specs(kind: str) -> dict[str, OptionSpec]:
     runs as ``kind`` would run it."""
     from dataclasses import replace
 
-    from deployer.cli.build_options import option_specs
+    from deployer.targets.build_options import option_specs
     from deployer.targets.local import OPTIONS
 
     specs = {s.name: replace(s, default=kind) if s.name == "serve_as" else s for s in OPTIONS}
@@ -439,7 +444,7 @@ class _Plugin:
         """
         from dataclasses import replace
 
-        from deployer.cli.build_options import pop_config_build_options
+        from deployer.targets.build_options import pop_config_build_options
 
         if flavor not in (None, FLAVOR):
             raise MlflowException(f"deployer serves the {FLAVOR} flavor, not {flavor!r}",
@@ -487,7 +492,7 @@ def target_help(kind: str) -> str:
             out.append(f"  {spec.name:<24} {kind_text}. {spec.help}{default}")
         return out
 
-    from deployer.cli.build_options import option_specs
+    from deployer.targets.build_options import option_specs
     from deployer.targets.registry import declared_options, load_factory
 
     declared = declared_options(kind)

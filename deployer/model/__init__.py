@@ -1,24 +1,7 @@
-"""Model intake: a model URI -> a local directory -> a parsed MLmodel + resolved environment.
+"""The model directory: its MLmodel (:mod:`~deployer.model.mlmodel`), signature, paths that
+may not escape it, the URIs it comes from and their cache, the files it ships
+(:mod:`~deployer.model.files`) and the modules its files reference.
 
-Public API: :func:`load_model` and :class:`LoadedModel` (from :mod:`deployer.model.loader`);
-the parsed types live in :mod:`deployer.model.mlmodel` and :mod:`deployer.model.signature`.
-Attributes are imported lazily (PEP 562) so that ``deployer.environment`` can import
-``deployer.model.mlmodel`` without a circular import through this package.
+Taking a model in (URI -> directory -> MLmodel + resolved environment) is
+:func:`deployer.intake.load_model`, one layer up: the environment is read *from* the model.
 """
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from deployer.model.loader import LoadedModel, load_model
-
-__all__ = ["LoadedModel", "load_model"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from deployer.model import loader
-
-        return getattr(loader, name)
-    raise AttributeError(f"module 'deployer.model' has no attribute {name!r}")

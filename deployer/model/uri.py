@@ -33,8 +33,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import unquote, urlparse
 
-# One redaction for every message (URL userinfo, tokens, signed-URL secrets, secret env values).
-from deployer.environment.redact import redact_text as redact
 from deployer.errors import (
     DeployerError,
     MissingDependencyError,
@@ -43,6 +41,9 @@ from deployer.errors import (
     UnsafePathError,
 )
 from deployer.model.cache import ModelCache, cache_key
+
+# One redaction for every message (URL userinfo, tokens, signed-URL secrets, secret env values).
+from deployer.redact import redact_text as redact
 
 log = logging.getLogger("deployer")
 T = TypeVar("T")

@@ -74,6 +74,24 @@ class Ecr:
         self.client = _client(session, region)
         self.region = str(self.client.meta.region_name)
 
+    @classmethod
+    def connect(cls, region: str | None = None, profile: str | None = None) -> Ecr:
+        """ECR of the standard AWS configuration (``--region`` / ``--profile`` win)."""
+        try:
+            import boto3
+            from botocore.exceptions import BotoCoreError
+        except ImportError as exc:  # pragma: no cover
+            raise MissingDependencyError("boto3", "sagemaker", "pushing to Amazon ECR") from exc
+        try:
+            session = boto3.session.Session(region_name=region, profile_name=profile)
+        except BotoCoreError as exc:
+            raise RegistryError(f"cannot start an AWS session: {exc}", where="--profile",
+                                fix="check the profile name in ~/.aws/config") from exc
+        if not session.region_name:
+            raise UsageError("no AWS region configured", where="--region",
+                             fix="pass --region, set AWS_DEFAULT_REGION, or set a region in your AWS profile")
+        return cls(session, session.region_name)
+
     def ensure_repository(self, name: str, tags: dict[str, str] | None = None) -> tuple[str, bool]:
         """The repository URI, creating the repository if needed; (uri, created)."""
         from botocore.exceptions import BotoCoreError, ClientError

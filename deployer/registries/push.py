@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from deployer.building.engine import docker_client
 from deployer.errors import RegistryAuthError, RegistryError
 from deployer.registries.credentials import Credentials, registry_host
 
@@ -67,21 +68,6 @@ def split_reference(ref: str) -> tuple[str, str]:
     if colon > slash:
         return ref[:colon], ref[colon + 1:]
     return ref, "latest"
-
-
-def docker_client() -> Any:
-    import docker
-
-    try:
-        client = docker.from_env(timeout=600)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise RegistryError(
-            f"cannot reach the Docker engine: {exc}",
-            where="DOCKER_HOST",
-            fix="start Docker (or eval \"$(bash docker/ensure-engine.sh)\") and check DOCKER_HOST",
-        ) from exc
-    return client
 
 
 def classify(message: str, registry: str, credentials: Credentials | None) -> Exception:

@@ -112,7 +112,7 @@ def plan_environment(model_dir: Path, *, options: Any = None) -> EnvironmentPlan
     """``options``: a ``BuildOptions`` whose :data:`ENVIRONMENT_OPTIONS` apply (``--pip``,
     ``--lock``, ``--wheelhouse``...); the platform and Python are the driver's."""
     from deployer.building.plan import BuildOptions, plan_build
-    from deployer.model import load_model
+    from deployer.intake import load_model
     from deployer.spark.shipping import spark_cache_dir
 
     python = "{}.{}".format(*sys.version_info[:2])
@@ -198,7 +198,7 @@ def build_environment(plan: EnvironmentPlan, *, resolver: Any = None,
             cmd += ["--uv-sha256", sha]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_offline_env(), check=False)
         if proc.returncode != 0:
-            from deployer.environment.redact import redact_text
+            from deployer.redact import redact_text
 
             raise BuildError(f"installing the model's environment failed:\n"
                              f"{redact_text((proc.stdout + proc.stderr)[-3000:])}",

@@ -9,8 +9,6 @@ once per model digest in deployer's cache (credentials in URLs scrubbed, as in i
 
 from __future__ import annotations
 
-import io
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ def is_local_master(spark: Any) -> bool:
 
 
 def ship_model(spark: Any, model_uri: str) -> ShippedModel:
-    from deployer.building.plan import model_digest
+    from deployer.model.files import model_digest
     from deployer.model.uri import resolve_model_uri
     from deployer.spark.udf import model_metadata
 
@@ -74,17 +72,13 @@ def add_py_file(spark: Any, path: Path) -> None:
 
 
 def model_archive(model_dir: Path, digest: str) -> Path:
-    """``<cache>/spark/models/<digest>.tar.gz`` (built once, atomically)."""
-    from deployer.building.plan import iter_model_files, sanitized_content
+    """``<cache>/spark/models/<digest>.tar.gz`` (built once, atomically; the model as it ships:
+    :func:`deployer.model.files.write_model_archive`)."""
+    from deployer.model.files import write_model_archive
 
     out = spark_cache_dir() / "models" / f"{digest.split(':')[-1]}.tar.gz"
     if out.is_file():
         return out
-    with atomic_output(out, prefix=".model-", suffix=".tar.gz") as tmp, tarfile.open(tmp, "w:gz") as tar:
-        for rel, path in iter_model_files(model_dir):
-            cleaned = sanitized_content(rel, path)
-            data = cleaned if cleaned is not None else path.read_bytes()
-            info = tarfile.TarInfo(rel)
-            info.size, info.mode, info.mtime = len(data), 0o644, 315532800
-            tar.addfile(info, io.BytesIO(data))
+    with atomic_output(out, prefix=".model-", suffix=".tar.gz") as tmp:
+        write_model_archive(model_dir, Path(tmp))
     return out

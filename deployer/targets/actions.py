@@ -142,9 +142,10 @@ def start_local(model_uri: str, build_options: Any, *, name: str | None = None, 
 
     Returns once the server answers its readiness route. ``name`` defaults to the model's name.
     """
+    from deployer.building.contracts import CONTRACTS
     from deployer.building.plan import plan_build
-    from deployer.model import load_model
-    from deployer.targets.local import ROUTES, LocalTarget
+    from deployer.intake import load_model
+    from deployer.targets.local import LocalTarget
 
     target = LocalTarget(ready_timeout=ready_timeout)
     loaded = load_model(model_uri)
@@ -155,7 +156,7 @@ def start_local(model_uri: str, build_options: Any, *, name: str | None = None, 
     result = target.apply(plan, step=step, on_line=on_line)
     serve_as = str(result.details.get("serve_as", build_options.target))
     return LocalRun(target=target, name=endpoint, model_uri=loaded.uri, model_path=loaded.path, result=result,
-                    serve_as=serve_as, url=str(result.endpoint_url), predict_route=ROUTES[serve_as][1])
+                    serve_as=serve_as, url=str(result.endpoint_url), predict_route=CONTRACTS[serve_as].score_route)
 
 
 def follow_local(run: LocalRun, on_chunk: Callable[[bytes], None], on_stop: Callable[[str], None]) -> None:

@@ -38,7 +38,7 @@ Writing a target (the contract the CLI relies on)
     ``plan_delete(name, **options) -> DeployPlan``.
   - on ``batch``, they go to ``BatchRequest.options``.
   - the build-option group (``--base-image``, ``--pip``, ``--gpu``... see
-    :mod:`deployer.cli.build_options`) is generic too: one ``BuildOptions`` in
+    :mod:`deployer.targets.build_options`) is generic too: one ``BuildOptions`` in
     ``DeployRequest.build`` / ``BatchRequest.build``, for the image a target builds from
     ``-m``; targets must not declare those names. A target that never builds an image sets
     the class attribute ``builds_images = False``: the CLI then refuses build options

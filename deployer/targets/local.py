@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from deployer.building.contracts import CONTRACTS
 from deployer.errors import DeployerError, TargetError, UsageError
 from deployer.targets.base import (
     DeployPlan,
@@ -31,7 +32,6 @@ from deployer.targets.base import (
     EndpointStatus,
     OptionSpec,
     PlannedCall,
-    image_build_options,
 )
 
 log = logging.getLogger("deployer")
@@ -39,8 +39,6 @@ log = logging.getLogger("deployer")
 ENDPOINT_LABEL = "io.deployer.endpoint"
 CONTAINER_PREFIX = "deployer-"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
-ROUTES = {"local": ("/ping", "/invocations"), "sagemaker": ("/ping", "/invocations"),
-          "azureml": ("/", "/score")}
 READY_TIMEOUT = 300.0
 
 OPTIONS: tuple[OptionSpec, ...] = (
@@ -88,11 +86,17 @@ class LocalTarget:
 
     # ------------------------------------------------------------------ Target protocol
     def plan(self, request: DeployRequest) -> DeployPlan:
-        """Build (if the image is missing or stale) then run; reads the engine, changes nothing."""
+        """Build (if the image is missing or stale) then run; reads the engine, changes nothing.
+
+        Replacing a running endpoint keeps it until the new container is ready: the old one is
+        renamed and stopped (``prepare``: it frees the port; undone by starting it again), the
+        new one runs (``create``: undone by removing it) and must answer its readiness route
+        (``wait``), and only then is the old one removed (``cleanup``).
+        """
         name = check_name(request.name)
         opts = dict(request.options)
         serve_as = str(opts.get("serve_as") or "local")
-        if serve_as not in ROUTES:
+        if serve_as not in CONTRACTS:
             raise UsageError(f"unknown serve_as {serve_as!r}", fix="use local, sagemaker or azureml")
         port = int(opts.get("port") if opts.get("port") is not None else 8080)
         calls: list[PlannedCall] = []
@@ -101,22 +105,17 @@ class LocalTarget:
             image = request.image_uri
         elif request.model_uri:
             from deployer.building.execute import existing_build
-            from deployer.building.plan import plan_build
-            from deployer.model import load_model
+            from deployer.targets.model_image import build_call, plan_model_image
 
-            build_opts = image_build_options(request.build, serve_as)
-            if build_opts.gpu:
+            build, step = plan_model_image(request.model_uri, request.build, serve_as)
+            if build.gpu:
                 self._check_gpu_runtime()
-            plan = plan_build(load_model(request.model_uri), build_opts)
-            image = plan.tag
-            fresh = existing_build(self.client, plan.tag, plan.fingerprint) is not None
-            facts.update(model_uri=plan.model_uri, fingerprint=plan.fingerprint, image_up_to_date=fresh,
-                         image=image, build=build_opts.to_params())
+            image = build.tag
+            fresh = existing_build(self.client, build.tag, build.fingerprint) is not None
+            facts.update(model_uri=build.model_uri, fingerprint=build.fingerprint, image_up_to_date=fresh,
+                         image=image, build=step["Build"])
             if not fresh:
-                calls.append(PlannedCall("docker", "build", {"model_uri": request.model_uri, "tag": image,
-                                                             "build": facts["build"]},
-                                         f"build {image}" + (", run it offline and score its input example"
-                                                             if plan.verify else " (not verified: --no-verify)")))
+                calls.append(build_call(step, f"image {image}"))
         else:
             raise UsageError("the local target needs a model (-m) or an image (--image-uri)",
                              fix="pass -m MODEL or --image-uri IMAGE")
@@ -124,40 +123,48 @@ class LocalTarget:
         gpu = bool(getattr(request.build, "gpu", False))
         if gpu and request.image_uri:
             self._check_gpu_runtime()
+        container = CONTAINER_PREFIX + name
         existing = self._container(name)
+        previous = f"{container}-previous"
         if existing is not None:
-            calls.append(PlannedCall("docker", "remove_container", {"name": existing.name},
-                                     f"replace the running container {existing.name}"))
+            running = existing.status == "running"
+            calls.append(PlannedCall(
+                "docker", "set_aside", {"name": existing.name, "rename_to": previous}, phase="prepare",
+                description=f"stop the running container {existing.name} (kept as {previous} until the new "
+                            "one is ready)",
+                undo=PlannedCall("docker", "restore", {"name": previous, "rename_to": existing.name,
+                                                       "start": running},
+                                 description=f"start {existing.name} again")))
         calls.append(PlannedCall("docker", "run", {
-            "image": image, "name": CONTAINER_PREFIX + name, "command": ["serve"], "port": port,
-            "serve_as": serve_as, "wait": request.wait, "timeout": request.timeout, "gpu": gpu,
-        }, f"run {image} as {serve_as} on 127.0.0.1:{port or '<any>'}" + (" with all GPUs" if gpu else "")))
+            "image": image, "name": container, "endpoint": name, "command": ["serve"], "port": port,
+            "serve_as": serve_as, "gpu": gpu,
+        }, f"run {image} as {serve_as} on 127.0.0.1:{port or '<any>'}" + (" with all GPUs" if gpu else ""),
+            undo=PlannedCall("docker", "remove_container", {"name": container},
+                             description=f"remove container {container}")))
+        if request.wait:
+            calls.append(PlannedCall("docker", "wait_ready", {
+                "name": container, "serve_as": serve_as, "timeout": request.timeout},
+                f"wait until {CONTRACTS[serve_as].health_route} answers 200", phase="wait"))
+        if existing is not None:
+            calls.append(PlannedCall("docker", "remove_container", {"name": previous}, phase="cleanup",
+                                     description=f"remove the replaced container {previous}"))
         return DeployPlan(target=self.name, name=name, action="replace" if existing else "create",
                           calls=tuple(calls), summary=f"run {image} locally", facts=facts)
 
     def apply(self, plan: DeployPlan, *, step: Callable[[str], None] | None = None,
               on_line: Callable[[str], None] | None = None) -> DeployResult:
-        say = step or (lambda msg: log.info(msg))
-        image = ""
-        for call in plan.calls:
-            if call.operation == "build":
-                from deployer.building.execute import build_model_image
-                from deployer.building.plan import BuildOptions
+        from deployer.targets.executor import execute
 
-                options = BuildOptions.from_params(call.params["build"])
-                _p, result = build_model_image(str(call.params["model_uri"]), options,
-                                               step=say, on_line=on_line, client=self.client)
-                image = result.image
-            elif call.operation == "remove_container":
-                self._remove(str(call.params["name"]))
-            elif call.operation == "run":
-                image = str(call.params["image"])
-                url = self._run(plan.name, call.params, say)
-                return DeployResult(target=self.name, name=plan.name, action=plan.action, status="running",
-                                    endpoint_url=url, details={"image": image,
-                                                               "container": CONTAINER_PREFIX + plan.name,
-                                                               "serve_as": call.params["serve_as"]})
-        raise TargetError("the plan has no run step", fix="this is a bug: report it")
+        say = step or (lambda msg: log.info(msg))
+        report = execute(plan, _LocalOperations(self, say, on_line), progress=say)
+        run = next((c for c in plan.calls if c.operation == "run"), None)
+        if run is None:
+            raise TargetError("the plan has no run step", fix="this is a bug: report it")
+        return DeployResult(target=self.name, name=plan.name, action=plan.action, status="running",
+                            endpoint_url=str(report.outputs["run"]),
+                            details={"image": report.outputs.get("build_image") or run.params["image"],
+                                     "container": run.params["name"], "serve_as": run.params["serve_as"],
+                                     "removed": report.removed, "warnings": report.warnings})
 
     def status(self, name: str) -> EndpointStatus:
         container = self._container(check_name(name))
@@ -186,7 +193,7 @@ class LocalTarget:
         if container is None or container.status != "running":
             raise TargetError(f"no running local endpoint {name!r}", fix=f"deployer run-local ... --name {name}")
         details = self._details(container)
-        url = f"{details['url']}{ROUTES[details['serve_as']][1]}"
+        url = f"{details['url']}{CONTRACTS[details['serve_as']].score_route}"
         req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
         try:
             with _opener().open(req, timeout=120) as resp:
@@ -235,8 +242,8 @@ class LocalTarget:
                 raise TargetError(f"cannot remove container {container_name}: {exc}",
                                   fix=f"docker rm -f {container_name}") from exc
 
-    def _run(self, name: str, params: Any, say: Callable[[str], None]) -> str:
-        image, serve_as = str(params["image"]), str(params["serve_as"])
+    def _run(self, name: str, params: Any, say: Callable[[str], None], image: str) -> str:
+        serve_as = str(params["serve_as"])
         port = int(params["port"])
         container_port = 8080
         try:
@@ -263,13 +270,16 @@ class LocalTarget:
             hint = "pick another port with -p (or -p 0 for any free port)" if "port" in str(exc).lower() \
                 else "check `docker ps -a` and the engine"
             raise TargetError(f"cannot start the container: {exc}", fix=hint) from exc
-        url = self._details(container)["url"]
-        if params.get("wait", True):
-            self._wait_ready(container, f"{url}{ROUTES[serve_as][0]}",
-                             float(params.get("timeout") or self.ready_timeout), say)
-        return str(url)
+        return str(self._details(container)["url"])
 
-    def _wait_ready(self, container: Any, url: str, timeout: float, say: Callable[[str], None]) -> None:
+    def _wait_ready(self, container_name: str, timeout: float, say: Callable[[str], None]) -> None:
+        try:
+            container = self.client.containers.get(container_name)
+        except Exception as exc:  # noqa: BLE001
+            raise TargetError(f"the container {container_name} is gone: {exc}",
+                              fix="check `docker ps -a` and the engine") from exc
+        details = self._details(container)
+        url = f"{details['url']}{CONTRACTS[details['serve_as']].health_route}"
         say(f"waiting for {url}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -288,6 +298,68 @@ class LocalTarget:
             time.sleep(0.25)
         raise TargetError(f"the container was not ready within {timeout:.0f}s ({url})",
                           fix="check `docker logs` of the container; a large model may need --timeout")
+
+    def _set_aside(self, name: str, rename_to: str) -> None:
+        """Rename and stop a container (its name and port free for the new one)."""
+        self._remove(rename_to)  # debris of an earlier interrupted replace
+        try:
+            container = self.client.containers.get(name)
+            container.rename(rename_to)
+            container.stop(timeout=10)
+        except Exception as exc:  # noqa: BLE001
+            raise TargetError(f"cannot stop container {name}: {exc}", fix=f"docker stop {name}") from exc
+
+    def _restore(self, name: str, rename_to: str, start: bool) -> None:
+        try:
+            container = self.client.containers.get(name)
+            container.rename(rename_to)
+            if start:
+                container.start()
+        except Exception as exc:  # noqa: BLE001
+            raise TargetError(f"cannot restore container {rename_to} (now {name}): {exc}",
+                              fix=f"docker rename {name} {rename_to} && docker start {rename_to}") from exc
+
+
+class _LocalOperations:
+    """The local target's operations for the one executor (:mod:`deployer.targets.executor`)."""
+
+    def __init__(self, target: LocalTarget, say: Callable[[str], None],
+                 on_line: Callable[[str], None] | None) -> None:
+        self.target, self.say, self.on_line = target, say, on_line
+
+    def handle(self, call: PlannedCall, outputs: Any) -> Any:
+        p = call.params
+        if call.operation == "build_image":
+            from deployer.targets.model_image import build_step
+
+            return build_step(p, step=self.say, on_line=self.on_line)
+        if call.operation == "set_aside":
+            return self.target._set_aside(str(p["name"]), str(p["rename_to"]))
+        if call.operation == "restore":
+            return self.target._restore(str(p["name"]), str(p["rename_to"]), bool(p.get("start")))
+        if call.operation == "run":
+            image = str(outputs.get("build_image") or p["image"])
+            return self.target._run(str(p["endpoint"]), p, self.say, image)
+        if call.operation == "wait_ready":
+            return self.target._wait_ready(str(p["name"]), float(p.get("timeout") or self.target.ready_timeout),
+                                           self.say)
+        if call.operation == "remove_container":
+            return self.target._remove(str(p["name"]))
+        raise TargetError(f"unknown planned operation {call.operation!r}", where="local plan")
+
+    def label(self, call: PlannedCall) -> str:
+        return call.description or call.operation
+
+    def is_not_found(self, exc: DeployerError) -> bool:
+        return "No such container" in exc.what
+
+    def keeps(self, plan: DeployPlan, call: PlannedCall) -> bool:
+        return False
+
+    def story(self, plan: DeployPlan, call: PlannedCall, exc: DeployerError) -> Sequence[str]:
+        if plan.action == "replace":
+            return [f"the endpoint {plan.name} keeps its previous container"]
+        return []
 
 
 def _opener() -> urllib.request.OpenerDirector:

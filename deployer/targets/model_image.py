@@ -1,7 +1,7 @@
 """The image a target builds from ``-m``: planned as data, built by a plan's ``build_image`` step.
 
-Targets that deploy a model directory as a container image (SageMaker; Azure ML with
-``--registry``) plan the image with :func:`plan_model_image` (pure: it fixes the
+Targets that deploy a model directory as a container image (local Docker; SageMaker; Azure ML
+with ``--registry``) plan the image with :func:`plan_model_image` (pure: it fixes the
 content-addressed tag and the build parameters) and run :func:`build_step` when their plan's
 ``deployer:build_image`` call comes up. The build verifies the image (unless ``--no-verify``)
 before anything is pushed, and reuses an image of the same content that is already built.
@@ -10,7 +10,7 @@ before anything is pushed, and reuses an image of the same content that is alrea
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 log = logging.getLogger("deployer")
@@ -23,7 +23,7 @@ def plan_model_image(model_uri: str, build_options: Any, target: str) -> tuple[A
     """The build plan of ``model_uri``'s image for ``target`` and the ``build_image`` call's
     parameters (``ModelUri``, ``LocalImage``: the tag planned, ``Build``: the options)."""
     from deployer.building.plan import plan_build
-    from deployer.model import load_model
+    from deployer.intake import load_model
     from deployer.targets.base import image_build_options
 
     options = image_build_options(build_options, target)
@@ -42,13 +42,16 @@ def build_call(step: Mapping[str, Any], what: str) -> Any:
         if verify else " (not verified: --no-verify)"))
 
 
-def build_step(params: Mapping[str, Any]) -> str:
-    """Run a planned ``build_image`` call: build (and verify) the image; return its local tag."""
+def build_step(params: Mapping[str, Any], *, step: Callable[[str], None] | None = None,
+               on_line: Callable[[str], None] | None = None) -> str:
+    """Run a planned ``build_image`` call: build (and verify) the image; return its local tag.
+    ``step`` / ``on_line``: progress (default: the log)."""
     from deployer.building.execute import build_model_image
     from deployer.building.plan import BuildOptions
 
     options = BuildOptions.from_params(params["Build"])
-    plan, result = build_model_image(str(params["ModelUri"]), options, if_needed=True, step=log.info)
+    plan, result = build_model_image(str(params["ModelUri"]), options, if_needed=True, step=step or log.info,
+                                     on_line=on_line)
     if plan.tag != params.get("LocalImage"):
         log.warning("the image tag changed since planning (%s, planned %s): the model or its "
                     "environment changed meanwhile", plan.tag, params.get("LocalImage"))

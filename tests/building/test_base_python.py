@@ -18,7 +18,7 @@ import pytest
 from deployer.building.execute import check_base_python
 from deployer.building.plan import BuildOptions, plan_build
 from deployer.errors import BuildError
-from deployer.model import load_model
+from deployer.intake import load_model
 
 pytestmark = pytest.mark.docker
 

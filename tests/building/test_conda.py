@@ -29,7 +29,7 @@ from deployer.building.context import write_context
 from deployer.building.plan import BuildOptions, plan_build
 from deployer.environment.lock import TargetPlatform
 from deployer.errors import EnvironmentSpecError
-from deployer.model import load_model
+from deployer.intake import load_model
 
 MD5 = "0" * 32
 SHA = "1" * 64

@@ -241,7 +241,7 @@ def test_verification_forks_2_workers_even_on_one_cpu(images: Images, corpus: Pa
     from deployer.building.plan import BuildOptions, plan_build
     from deployer.building.verify import verify_image
     from deployer.errors import BuildError
-    from deployer.model import load_model
+    from deployer.intake import load_model
 
     model = str(corpus / "keras")
     image = images.get("keras")

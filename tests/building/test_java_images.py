@@ -80,7 +80,7 @@ def spark_image(docker_client, base_image: str, spark_flavor_model, build_cache:
 
 def test_spark_flavor_plans_java(spark_flavor_model) -> None:  # type: ignore[no-untyped-def]
     from deployer.building.plan import JRE_PACKAGE, plan_build
-    from deployer.model import load_model
+    from deployer.intake import load_model
 
     model, _ = spark_flavor_model
     plan = plan_build(load_model(str(model)))

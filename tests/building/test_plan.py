@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deployer.building.plan import BuildOptions, iter_model_files, plan_build, strip_credentials
+from deployer.building.plan import BuildOptions, plan_build, strip_credentials
 from deployer.building.runtime import runtime_files
 from deployer.errors import (
     DeployerError,
@@ -18,7 +18,8 @@ from deployer.errors import (
     UnsafePathError,
     UsageError,
 )
-from deployer.model import load_model
+from deployer.intake import load_model
+from deployer.model.files import iter_model_files
 
 BASE = "deployer-base/python:3.11-bookworm"
 
@@ -181,7 +182,7 @@ def test_runtime_is_the_serving_import_closure() -> None:
 
 
 def test_credentials_in_model_env_files_are_scrubbed_from_the_image_copy(sklearn_model: Path, tmp_path: Path) -> None:
-    from deployer.building.plan import sanitized_content
+    from deployer.model.files import sanitized_content
 
     model = _copy(sklearn_model, tmp_path / "m")
     reqs = model / "requirements.txt"

@@ -22,7 +22,7 @@ from deployer.building.platform_check import (
     normalize_platform,
 )
 from deployer.cli import cli
-from deployer.model import load_model
+from deployer.intake import load_model
 
 
 def _run(*args: str) -> tuple[int, str, str]:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from deployer.building.verify import diagnose, payload_from_signature, plan_verify
 from deployer.cli import cli
-from deployer.model import load_model
+from deployer.intake import load_model
 from deployer.model.signature import parse_signature
 from tests.building.conftest import build_cache  # noqa: F401 - session wheel cache fixture
 

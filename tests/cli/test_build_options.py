@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from deployer.cli import cli
-from deployer.cli.build_options import GROUP
+from deployer.targets.build_options import GROUP
 from tests.fixtures.build_option_cases import FIELD_OF_PARAM, OPTION_CASES, OptionCase
 
 
@@ -157,9 +157,10 @@ def test_each_option_reaches_the_local_deploy_plan(case: OptionCase, sklearn_mod
     assert json.loads(out)["plan"]["tag"] == got["facts"]["image"]
     run = next(c for c in got["calls"] if c["operation"] == "run")
     assert run["params"]["image"] == got["facts"]["image"]
-    build = [c for c in got["calls"] if c["operation"] == "build"]
+    build = [c for c in got["calls"] if c["operation"] == "build_image"]
     if build:  # planned when the image is not on the engine yet: it builds with the same options
-        assert build[0]["params"]["build"] == got["facts"]["build"]
+        assert build[0]["params"]["Build"] == got["facts"]["build"]
+        assert build[0]["service"] == "deployer"  # the build step every target plans (model_image)
 
 
 

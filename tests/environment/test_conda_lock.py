@@ -17,7 +17,7 @@ from deployer.cli import cli
 from deployer.environment.conda_lock import conda_environment, find_conda_lock, run_conda_lock
 from deployer.environment.lock import TargetPlatform
 from deployer.errors import MissingDependencyError
-from deployer.model import load_model
+from deployer.intake import load_model
 
 
 def test_the_conda_yaml_given_to_conda_lock_comes_from_the_spec(conda_model: Path) -> None:

@@ -14,7 +14,7 @@ from deployer.building.plan import BuildOptions, plan_build
 from deployer.cli import cli
 from deployer.environment import loader_deps
 from deployer.errors import EnvironmentSpecError, ModelFormatError
-from deployer.model import load_model
+from deployer.intake import load_model
 from deployer.model.mlmodel import parse_mlmodel
 
 MLFLOW_ROOT = Path(__import__("mlflow").__file__).parent

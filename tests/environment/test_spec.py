@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from deployer.environment import EnvironmentSpec, IndexOptions, redact_text, redact_url
+from deployer.environment import EnvironmentSpec, IndexOptions
+from deployer.redact import redact_text, redact_url
 
 
 @pytest.mark.parametrize(

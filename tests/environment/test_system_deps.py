@@ -6,7 +6,7 @@ from pathlib import Path
 
 from deployer.building.plan import BuildOptions, plan_build
 from deployer.environment.system_deps import missing_libraries, needs
-from deployer.model import load_model
+from deployer.intake import load_model
 from tests.model._edit import copy_model
 
 

@@ -264,17 +264,17 @@ def test_target_help_of_each_target():
     (("env", "str", True), ["A=1"], ("A=1",)),
 ])
 def test_config_values_are_parsed_like_flags(spec, raw, expected):
-    from deployer.cli.targets_common import coerce_option
     from deployer.targets.base import OptionSpec
+    from deployer.targets.options import coerce_option
 
     name, kind, *multiple = spec
     assert coerce_option(OptionSpec(name, "h", type=kind, multiple=bool(multiple)), raw, f"-C {name}") == expected
 
 
 def test_bad_config_values_name_the_key_and_the_choices():
-    from deployer.cli.targets_common import coerce_option
     from deployer.errors import UsageError
     from deployer.targets.base import OptionSpec
+    from deployer.targets.options import coerce_option
 
     with pytest.raises(UsageError, match=r"^-C mode: invalid value 'swap'") as err:
         coerce_option(OptionSpec("mode", "h", type="choice", choices=("create", "replace")), "swap", "-C mode")

@@ -1,17 +1,14 @@
-"""Run a :class:`~deployer.targets.base.DeployPlan` against Azure ML, with rollback.
+"""Azure ML's operations for the one plan executor (:mod:`deployer.targets.executor`).
 
-The executor is thin on purpose: each planned operation maps to one azure-ai-ml call (or one
-scoring request for the smoke test). What it adds is the failure discipline of
-:mod:`deployer.targets.base`:
+Each planned operation maps to one azure-ai-ml call (or one scoring request for the smoke
+test); the executor runs them and owns the rollback rule. What Azure adds:
 
-* a failing ``create`` or ``commit`` call runs the ``undo`` of every call already made, in
-  reverse order - *including the failing call's own undo*, because a deployment whose
-  provisioning failed still exists (in state Failed) and must be deleted;
+* a deployment whose provisioning failed still exists (in state Failed): its create call's
+  own undo deletes it (the executor's rule for failing ``create`` calls);
 * the traffic map is only ever changed by the ``commit`` call, which runs after the smoke
-  test, so a failure anywhere before it leaves traffic exactly where it was;
+  test, so a failure anywhere before it leaves traffic exactly where it was, and the error
+  says so ("traffic left at ...");
 * ``cleanup`` failures are warnings.
-
-The result names what was created, what was removed again, and why it failed.
 """
 
 from __future__ import annotations
@@ -21,14 +18,15 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployer.errors import TargetError
+from deployer.errors import DeployerError, TargetError
 from deployer.targets.azureml import plan as pl
 from deployer.targets.azureml.client import azure_errors, is_not_found
 from deployer.targets.base import DeployPlan, DeployResult, PlannedCall
+from deployer.targets.executor import BaseOperations, execute
 
 log = logging.getLogger("deployer")
 
@@ -37,8 +35,9 @@ SMOKE_TIMEOUT = 120.0
 
 
 @dataclass
-class Executor:
-    """Runs plan calls with an MLClient. ``http`` sends data-plane requests (smoke test)."""
+class AzureOperations(BaseOperations):
+    """Carries out Azure plans' calls with an MLClient. ``http`` sends data-plane requests
+    (the smoke test)."""
 
     client: Any
     http: Callable[..., tuple[int, bytes]] | None = None
@@ -51,34 +50,32 @@ class Executor:
 
     # ---------------------------------------------------------------- the plan
     def run(self, plan: DeployPlan) -> DeployResult:
-        done: list[PlannedCall] = []
-        for call in plan.calls:
-            try:
-                self.outputs[call.operation] = self.call(call)
-            except TargetError as exc:
-                if call.phase in ("create", "commit"):
-                    undone = self._rollback(done, failed=call)
-                    raise _rollback_error(exc, call, done, undone, plan) from exc
-                if call.phase == "cleanup":
-                    log.warning("cleanup step failed (%s): %s", call.description, exc.what)
-                    continue
-                raise
-            done.append(call)
+        execute(plan, self)
         return self._result(plan)
 
-    def _rollback(self, done: list[PlannedCall], *, failed: PlannedCall) -> list[str]:
-        undone: list[str] = []
-        pending = [failed, *reversed(done)]
-        for call in pending:
-            if call.undo is None:
-                continue
-            try:
-                log.warning("rolling back: %s", call.undo.description)
-                self.call(call.undo)
-                undone.append(call.undo.description)
-            except TargetError as exc:
-                log.error("rollback step failed (%s): %s", call.undo.description, exc.what)
-        return undone
+    def handle(self, call: PlannedCall, outputs: Mapping[str, Any] | None = None) -> Any:
+        handler = getattr(self, "_op_" + call.operation.replace(".", "__"), None)
+        if handler is None:
+            raise TargetError(f"unknown planned operation {call.operation!r}", where="azureml plan")
+        out = handler(dict(call.params))
+        self.outputs[call.operation] = out
+        return out
+
+    def is_not_found(self, exc: DeployerError) -> bool:
+        return exc.__cause__ is not None and is_not_found(exc.__cause__)
+
+    def story(self, plan: DeployPlan, call: PlannedCall, exc: DeployerError) -> Sequence[str]:
+        kept = plan.facts.get("previous_traffic")
+        if kept is not None:
+            from deployer.targets.azureml.traffic import format_traffic
+
+            return [f"traffic left at {format_traffic(kept)}"]
+        return []
+
+    def call(self, call: PlannedCall) -> Any:
+        """One call outside a plan run (``delete``)."""
+        log.info("%s", call.description or call.operation)
+        return self.handle(call)
 
     def _result(self, plan: DeployPlan) -> DeployResult:
         facts = dict(plan.facts)
@@ -112,27 +109,19 @@ class Executor:
         except TargetError:
             return None
 
-    # ---------------------------------------------------------------- one call
-    def call(self, call: PlannedCall) -> Any:
-        handler = getattr(self, "_op_" + call.operation.replace(".", "__"), None)
-        if handler is None:
-            raise TargetError(f"unknown planned operation {call.operation!r}", where="azureml plan")
-        log.info("%s", call.description or call.operation)
-        return handler(dict(call.params))
-
+    # ---------------------------------------------------------------- the operations
     def _op_build_image(self, p: dict[str, Any]) -> str:
         from deployer.targets.model_image import build_step
 
         return build_step(p)
 
     def _op_push(self, p: dict[str, Any]) -> Any:
-        from deployer.registries.acr import push_credentials
-        from deployer.registries.credentials import registry_host
+        from deployer.registries.login import login_for
         from deployer.registries.push import push_image
 
         dest = str(p["Image"])
-        login = push_credentials(registry_host(dest), credential=self.credential)
-        return push_image(str(p["LocalImage"]), dest, credentials=login, skip_if_present=True)
+        return push_image(str(p["LocalImage"]), dest, credentials=login_for(dest, credential=self.credential),
+                          skip_if_present=True)
 
     def _op_online_endpoints__begin_create_or_update(self, p: dict[str, Any]) -> Any:
         from azure.ai.ml.entities import ManagedOnlineEndpoint
@@ -329,21 +318,6 @@ def post_json(uri: str, body: Any, *, token: str | None, deployment: str | None,
             where=uri,
             fix="check the network; private endpoints are reachable only from their virtual network",
         ) from exc
-
-
-def _rollback_error(exc: TargetError, call: PlannedCall, done: list[PlannedCall], undone: list[str], plan: DeployPlan) -> TargetError:
-    made = [c.description for c in done if c.phase in ("create", "commit")]
-    parts = [f"{exc.what}"]
-    if undone:
-        parts.append("rolled back: " + "; ".join(undone))
-    kept = plan.facts.get("previous_traffic")
-    if kept is not None:
-        from deployer.targets.azureml.traffic import format_traffic
-
-        parts.append(f"traffic left at {format_traffic(kept)}")
-    elif made:
-        parts.append("done before the failure: " + "; ".join(made))
-    return TargetError(". ".join(parts), where=exc.where or call.description, fix=exc.fix)
 
 
 def _asset_ref(asset: Any) -> str:

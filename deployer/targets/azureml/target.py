@@ -126,10 +126,10 @@ class AzureMLTarget:
             self._client = ml_client(self.workspace, credential=self._credential, transport=self._transport)
         return self._client
 
-    def _executor(self) -> Any:
-        from deployer.targets.azureml.apply import Executor
+    def _operations(self) -> Any:
+        from deployer.targets.azureml.apply import AzureOperations
 
-        return Executor(self.client, http=self._http, credential=self._credential)
+        return AzureOperations(self.client, http=self._http, credential=self._credential)
 
     # ------------------------------------------------------------------ deploy
     def plan(self, request: DeployRequest) -> DeployPlan:
@@ -138,7 +138,7 @@ class AzureMLTarget:
         return pl.plan_deploy(spec, self.read_state(endpoint))
 
     def apply(self, plan: DeployPlan) -> DeployResult:
-        return self._executor().run(plan)
+        return self._operations().run(plan)
 
     def _spec(self, request: DeployRequest, endpoint: str) -> pl.DeploySpec:
         opts: Mapping[str, Any] = request.options or {}
@@ -155,7 +155,7 @@ class AzureMLTarget:
         if opts.get("registry"):
             source, build_step = self._image_build(request, str(opts["registry"]), source)
         elif isinstance(source, pl.MlflowSource):  # hashed only when it is what gets deployed
-            from deployer.building.plan import model_digest
+            from deployer.model.files import model_digest
 
             source = replace(source, digest=model_digest(Path(source.path)))
         return pl.DeploySpec(
@@ -200,7 +200,7 @@ class AzureMLTarget:
         model_dir: Path | None = None
         self._model_dir = None
         if model_uri and not model_uri.startswith("azureml:"):
-            from deployer.model import load_model
+            from deployer.intake import load_model
 
             loaded = load_model(model_uri)
             model_dir = Path(loaded.path)
@@ -313,7 +313,7 @@ class AzureMLTarget:
 
     def delete(self, name: str, deployment: str | None = None) -> DeployResult:
         tr.check_name(name, kind="endpoint", flag="--name")
-        executor = self._executor()
+        operations = self._operations()
         if deployment:
             tr.check_name(deployment, kind="deployment", flag="--deployment")
             state = self.read_state(name)
@@ -330,7 +330,7 @@ class AzureMLTarget:
                 )
             if deployment.lower() not in {d.lower() for d in state.deployments}:
                 return DeployResult(pl.TARGET, name, "delete", "NotFound", details={"deployment": deployment})
-            executor.call(pl.PlannedCall(pl.SERVICE, "online_deployments.begin_delete",
+            operations.call(pl.PlannedCall(pl.SERVICE, "online_deployments.begin_delete",
                                          {"name": deployment, "endpoint_name": name, "local": self.local},
                                          f"delete deployment {deployment}"))
             return DeployResult(pl.TARGET, name, "delete", "Deleted", details={"deployment": deployment})
@@ -338,7 +338,7 @@ class AzureMLTarget:
         if not state.exists:
             return DeployResult(pl.TARGET, name, "delete", "NotFound")
         params: dict[str, Any] = {"name": name, "local": True} if self.local else {"name": name}
-        executor.call(pl.PlannedCall(pl.SERVICE, "online_endpoints.begin_delete", params,
+        operations.call(pl.PlannedCall(pl.SERVICE, "online_endpoints.begin_delete", params,
                                      f"delete endpoint {name} and its deployments"))
         return DeployResult(pl.TARGET, name, "delete", "Deleted",
                             details={"deployments": sorted(state.deployments)})

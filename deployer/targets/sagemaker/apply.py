@@ -1,22 +1,19 @@
-"""Run a SageMaker plan: calls in order, undo on failure, cleanup only after success.
+"""SageMaker's operations for the one plan executor (:mod:`deployer.targets.executor`).
 
-The executor is the only code that changes anything in AWS. Its guarantees:
+The executor runs the calls and owns the rollback rule; this module only says how each call
+is carried out (a boto3 call through :class:`~deployer.targets.sagemaker.client.Aws`, or one of
+the handlers below: the model.tar.gz upload and the waits) and what SageMaker adds to a
+failure's story:
 
-* a failure in a ``create`` or ``commit`` step undoes, in reverse order, every step of this
-  run that already succeeded (``--archive`` keeps models, configs and archives, but never a
-  failed endpoint this run created), then raises a TargetError saying what failed, what was
-  removed, and what could not be;
 * an update that SageMaker rolls back (endpoint InService again, but on the old config) is
   reported as such: the old config keeps serving and the new resources are removed;
 * a wait that times out undoes nothing (the change is still in progress in AWS) and says so;
-* ``cleanup`` steps (replaced configs/models) run only after the wait succeeded; their
-  failures are warnings in the result;
-* ``prepare`` steps (deregistering a variant from autoscaling before SageMaker may remove it)
-  are undone like ``create`` steps when a later step fails;
-* ``post`` steps (autoscaling of the variant now serving) run after the wait: if one fails,
-  the endpoint change stands (it serves, and undoing it would be a second risky update), the
-  post steps of this run are undone, the cleanup still runs, and the error says to run the
-  same command again (autoscaling is compared with the live state, so only it is retried).
+  an endpoint in UpdateRollbackFailed undoes nothing either (it may still reference the new
+  resources): both are :class:`~deployer.targets.executor.NoRollback`;
+* ``--archive`` keeps models, configs and archives, but never a failed endpoint this run
+  created;
+* a ``post`` step (autoscaling of the variant now serving) that fails leaves the endpoint on
+  the new configuration, and a re-run applies only the missing autoscaling.
 """
 
 from __future__ import annotations
@@ -24,14 +21,14 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from deployer.errors import DeployerError, TargetError
+from deployer.model.files import write_model_archive
 from deployer.targets.base import DeployPlan, DeployResult, PlannedCall
-from deployer.targets.sagemaker.artifact import write_model_archive
+from deployer.targets.executor import BaseOperations, NoRollback, execute
 from deployer.targets.sagemaker.client import Aws, aws_errors, is_not_found
 from deployer.targets.sagemaker.state import describe_endpoint
 
@@ -41,7 +38,7 @@ Handler = Callable[[Mapping[str, Any]], Any]
 FAILED = ("Failed", "UpdateRollbackFailed", "OutOfService")
 
 
-class WaitTimeout(TargetError):
+class WaitTimeout(NoRollback):
     """The change is still in progress when --timeout ran out."""
 
 
@@ -49,16 +46,8 @@ class UpdateRolledBack(TargetError):
     """SageMaker could not apply the new config and went back to the old one."""
 
 
-class EndpointBroken(TargetError):
+class EndpointBroken(NoRollback):
     """The endpoint is in UpdateRollbackFailed: neither config is known to serve."""
-
-
-@dataclass
-class _Run:
-    done: list[PlannedCall] = field(default_factory=list)
-    created: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def describe_call(call: PlannedCall) -> str:
@@ -73,7 +62,9 @@ def describe_call(call: PlannedCall) -> str:
     return call.operation
 
 
-class Executor:
+class SageMakerOperations(BaseOperations):
+    """Carries out SageMaker plans' calls (see module docstring)."""
+
     def __init__(
         self,
         aws: Aws,
@@ -95,119 +86,44 @@ class Executor:
         }
         self.handlers.update(handlers or {})
 
-    # ------------------------------------------------------------------ running a plan
+    # ------------------------------------------------------------------ the executor's hooks
     def run(self, plan: DeployPlan) -> DeployResult:
-        archive = bool(plan.facts.get("archive"))
-        run = _Run()
-        outputs: dict[str, Any] = {}
-        for call in plan.calls:
-            label = describe_call(call)
-            if call.phase == "cleanup":
-                try:
-                    self.do(call)
-                    run.removed.append(label.split(" ", 1)[-1])
-                except DeployerError as exc:
-                    if exc.__cause__ is not None and is_not_found(exc.__cause__):
-                        continue
-                    run.warnings.append(f"could not {label}: {exc.what}")
-                    log.warning("could not %s: %s", label, exc.what)
-                continue
-            log.info("%s%s", label, f"  ({call.description})" if call.description and call.phase == "wait" else "")
-            try:
-                outputs[call.operation] = self.do(call)
-            except WaitTimeout:
-                raise
-            except DeployerError as exc:
-                if call.phase == "post":
-                    self._fail_post(plan, call, exc, run)
-                self._fail(plan, call, exc, run, archive)
-            run.done.append(call)
-            if call.phase in ("create", "commit") and call.undo is not None:
-                run.created.append(label.split(" ", 1)[-1])
+        """Execute ``plan``; the result's status is the last wait's (else "submitted")."""
+        report = execute(plan, self)
         waits = [c.operation for c in plan.calls if c.phase == "wait"]
-        status = str(outputs.get(waits[-1])) if waits else "submitted"
+        status = str(report.outputs.get(waits[-1])) if waits else "submitted"
         details = dict(plan.facts)
-        details.update(created=run.created, removed=run.removed, warnings=run.warnings)
+        details.update(created=report.created, removed=report.removed, warnings=report.warnings)
         return DeployResult(plan.target, plan.name, plan.action, status,
                             endpoint_url=plan.facts.get("endpoint_url"), details=details)
 
-    def do(self, call: PlannedCall) -> Any:
+    def handle(self, call: PlannedCall, outputs: Mapping[str, Any] | None = None) -> Any:
         handler = self.handlers.get((call.service, call.operation))
         if handler is not None:
             return handler(call.params)
         return self.aws.call(call.service, call.operation, where=describe_call(call), **dict(call.params))
 
-    def _fail_post(self, plan: DeployPlan, call: PlannedCall, exc: DeployerError, run: _Run) -> None:
-        """A step after the endpoint settled failed: undo this run's post steps, clean up, explain."""
-        undone: list[str] = []
-        failed: list[str] = []
-        for done in reversed([c for c in run.done if c.phase == "post"]):
-            if done.undo is None:
-                continue
-            try:
-                self.do(done.undo)
-                undone.append(describe_call(done.undo))
-            except DeployerError as undo_exc:
-                failed.append(f"{describe_call(done.undo)} ({undo_exc.what})")
-        for cleanup in (c for c in plan.calls if c.phase == "cleanup"):
-            try:
-                self.do(cleanup)
-            except DeployerError as clean_exc:
-                if not (clean_exc.__cause__ is not None and is_not_found(clean_exc.__cause__)):
-                    failed.append(f"{describe_call(cleanup)} ({clean_exc.what})")
-        story = [f"{describe_call(call)} failed: {exc.what}",
-                 f"endpoint {plan.name} serves the new configuration {plan.facts.get('config_name') or ''}".rstrip(),
-                 "undone: " + (", ".join(undone) if undone else "nothing")]
-        if failed:
-            story.append("COULD NOT: " + ", ".join(failed))
-        raise TargetError("; ".join(story), where=exc.where or f"endpoint {plan.name}",
-                          fix=(exc.fix + "; then " if exc.fix else "") + "run the same command again: only the "
-                          "missing autoscaling is applied") from exc
+    def label(self, call: PlannedCall) -> str:
+        return describe_call(call)
 
-    def _fail(self, plan: DeployPlan, call: PlannedCall, exc: DeployerError, run: _Run, archive: bool) -> None:
-        """Undo this run's steps in reverse order, then raise one error telling the story."""
-        removed: list[str] = []
-        restored: list[str] = []
-        kept: list[str] = []
-        failed: list[str] = []
-        # An endpoint stuck in UpdateRollbackFailed may still reference the new resources:
-        # removing them could take it down for good, so nothing is undone then.
-        steps = [] if isinstance(exc, EndpointBroken) else list(run.done)
-        for done in reversed(steps):
-            undo = done.undo
-            if undo is None:
-                continue
-            target = describe_call(undo).split(" ", 1)[-1]
-            if archive and undo.operation != "delete_endpoint" and done.phase != "prepare":
-                kept.append(target)
-                continue
-            try:
-                self.do(undo)
-                (restored if done.phase == "prepare" else removed).append(describe_call(undo))
-                log.info("rolled back: %s", describe_call(undo))
-            except DeployerError as undo_exc:
-                if undo_exc.__cause__ is not None and is_not_found(undo_exc.__cause__):
-                    removed.append(target)
-                    continue
-                failed.append(f"{target} ({undo_exc.what})")
-        story = [f"{describe_call(call)} failed: {exc.what}"]
+    def is_not_found(self, exc: DeployerError) -> bool:
+        return exc.__cause__ is not None and is_not_found(exc.__cause__)
+
+    def keeps(self, plan: DeployPlan, call: PlannedCall) -> bool:
+        """--archive keeps what was made, but never a (failed) endpoint."""
+        return bool(plan.facts.get("archive")) and call.undo is not None and \
+            call.undo.operation != "delete_endpoint"
+
+    def story(self, plan: DeployPlan, call: PlannedCall, exc: DeployerError) -> Sequence[str]:
+        if call.phase == "post":
+            config = plan.facts.get("config_name") or ""
+            return [f"endpoint {plan.name} serves the new configuration {config}".rstrip()]
         if isinstance(exc, UpdateRolledBack):
-            story.append(f"SageMaker rolled the update back; endpoint {plan.name} still serves "
-                         f"{plan.facts.get('current_config')}")
-        elif call.operation == "update_endpoint":
-            story.append(f"endpoint {plan.name} was not changed and still serves {plan.facts.get('current_config')}")
-        story.append("removed what this run created: " + (", ".join(r.split(" ", 1)[-1] for r in removed)
-                                                           if removed else "nothing to remove"))
-        if restored:
-            story.append("restored: " + ", ".join(restored))
-        if kept:
-            story.append("kept (--archive): " + ", ".join(kept))
-        if failed:
-            story.append("COULD NOT REMOVE: " + ", ".join(failed))
-        fix = exc.fix or "fix the cause above and run the same command again"
-        if failed:
-            fix += "; remove the resources listed as COULD NOT REMOVE by hand (aws sagemaker delete-...)"
-        raise TargetError("; ".join(story), where=exc.where or f"endpoint {plan.name}", fix=fix) from exc
+            return [f"SageMaker rolled the update back; endpoint {plan.name} still serves "
+                    f"{plan.facts.get('current_config')}"]
+        if call.operation == "update_endpoint":
+            return [f"endpoint {plan.name} was not changed and still serves {plan.facts.get('current_config')}"]
+        return []
 
     # ------------------------------------------------------------------ handlers
     def _upload_archive(self, params: Mapping[str, Any]) -> str:

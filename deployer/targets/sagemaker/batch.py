@@ -118,7 +118,7 @@ def plan_batch_job(target: Any, request: BatchRequest) -> DeployPlan:
 
 def stop_job(target: Any, job_name: str) -> DeployResult:
     """Stop a running transform job, wait until it stopped, then remove deployer's model."""
-    from deployer.targets.sagemaker.apply import Executor
+    from deployer.targets.sagemaker.apply import SageMakerOperations
 
     aws = target.aws
     name = validate_name(job_name, what="job name", option="--stop")
@@ -127,9 +127,9 @@ def stop_job(target: Any, job_name: str) -> DeployResult:
     if status != "InProgress":
         raise TargetError(f"transform job {name} is {status}; only a running job can be stopped",
                           where=f"transform job {name}", fix="nothing to do")
-    executor: Executor = target._executor()
-    executor.do(PlannedCall("sagemaker", "stop_transform_job", {"TransformJobName": name}))
-    final = executor.do(PlannedCall("sagemaker", "wait_transform_job",
+    operations: SageMakerOperations = target._operations()
+    operations.handle(PlannedCall("sagemaker", "stop_transform_job", {"TransformJobName": name}))
+    final = operations.handle(PlannedCall("sagemaker", "wait_transform_job",
                                     {"TransformJobName": name, "Timeout": 900, "AcceptStopped": True}))
     removed: list[str] = []
     model_name = str(desc.get("ModelName") or "")

@@ -45,18 +45,11 @@ def image_handlers(aws: Any) -> Mapping[tuple[str, str], Any]:
         return uri
 
     def push(params: Mapping[str, Any]) -> Any:
-        from deployer.registries import credentials as creds
+        from deployer.registries.login import login_for
         from deployer.registries.push import push_image
 
         dest = str(params["PushTo"])
-        ecr = Ecr(aws.session, aws.region)
-        token = ecr.login()  # ECR login always runs: it proves the caller may push to ECR
-        if dest != params["Image"]:
-            host = creds.registry_host(dest)
-            login = creds.from_docker_config(host)
-            log.info("registry override: pushing the image bytes to %s (ECR login done for %s)", host, token.registry)
-        else:
-            login = token
+        login = login_for(dest, ecr=Ecr(aws.session, aws.region))
         return push_image(str(params["LocalImage"]), dest, credentials=login, skip_if_present=True)
 
     return {

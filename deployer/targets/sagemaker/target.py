@@ -162,8 +162,8 @@ class SageMakerTarget:
     def _model_ref(self, uri: str | None) -> ModelRef:
         if not uri:
             return ModelRef()
-        from deployer.model import load_model
-        from deployer.targets.sagemaker.artifact import model_digest
+        from deployer.intake import load_model
+        from deployer.model.files import model_digest
 
         loaded = load_model(uri)
         for warning in loaded.warnings:
@@ -249,18 +249,18 @@ class SageMakerTarget:
                              where="--alarm", fix="create the alarm first (aws cloudwatch put-metric-alarm), "
                              "or check the name and --region")
 
-    def _executor(self) -> Any:
-        from deployer.targets.sagemaker.apply import Executor
+    def _operations(self) -> Any:
+        from deployer.targets.sagemaker.apply import SageMakerOperations
         from deployer.targets.sagemaker.images import image_handlers
 
-        return Executor(self.aws, poll_interval=self.poll_interval, handlers=image_handlers(self.aws))
+        return SageMakerOperations(self.aws, poll_interval=self.poll_interval, handlers=image_handlers(self.aws))
 
     def apply(self, plan: DeployPlan) -> DeployResult:
         if plan.action == "noop":
             log.info("%s", plan.summary)
             return DeployResult(self.name, plan.name, "noop", "InService",
                                 endpoint_url=plan.facts.get("endpoint_url"), details=dict(plan.facts))
-        result = self._executor().run(plan)
+        result = self._operations().run(plan)
         if plan.action == "clean":
             return DeployResult(self.name, plan.name, "clean", "cleaned", details=result.details)
         if plan.action in ("tune", "shift") and result.status == "submitted":
@@ -332,7 +332,7 @@ class SageMakerTarget:
 
     def delete(self, name: str, archive: bool = False) -> DeployResult:
         plan = self.plan_delete(name, archive=archive)
-        result = self._executor().run(plan)
+        result = self._operations().run(plan)
         return DeployResult(self.name, name, "delete", "deleted", details=result.details)
 
     def predict(self, name: str, body: bytes, content_type: str, async_input: str | None = None,

@@ -29,8 +29,8 @@ def deployed(make_target, arm, front_door, sklearn_score_server, sklearn_model):
 
 
 def test_dry_run_plan_reads_only_and_prints_sdk_operations(make_target, arm, sklearn_model):
-    from deployer.cli.targets_common import render_plan
     from deployer.console import to_json
+    from deployer.targets.executor import render_plan
 
     target = make_target()
     plan = target.plan(DeployRequest(EP, model_uri=str(sklearn_model), image_uri=IMAGE,

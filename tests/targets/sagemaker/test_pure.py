@@ -10,7 +10,8 @@ import tarfile
 import pytest
 
 from deployer.errors import UnsafePathError, UsageError
-from deployer.targets.sagemaker.artifact import archive_bytes, model_digest
+from deployer.model.files import model_digest
+from deployer.targets.sagemaker.artifact import archive_bytes
 from deployer.targets.sagemaker.names import resource_name, unique_suffix, validate_name
 from deployer.targets.sagemaker.spec import config_hash, is_ecr_image, parse_batch, parse_deploy
 

@@ -47,3 +47,8 @@ def redact_text(text: str) -> str:
 def redact_url(url: str) -> str:
     """``https://user:pw@host/x`` -> ``https://***@host/x``; URLs without secrets unchanged."""
     return redact_text(url)
+
+
+def has_url_credentials(text: str) -> bool:
+    """Whether ``text`` holds a URL with userinfo (``https://user:token@host``)."""
+    return bool(_USERINFO.search(text))

@@ -1,4 +1,4 @@
-"""``load_model(uri)``: the one entry point every command uses to take in a model.
+"""Model intake, ``load_model(uri)``: the one entry point every command uses to take in a model.
 
 URI -> local directory (:mod:`deployer.model.uri`) -> parsed MLmodel -> resolved environment,
 all validated. Deployment needs the ``python_function`` flavor, so a model without it is
@@ -95,3 +95,4 @@ def load_model(uri: str, *, cache_dir: Path | None = None) -> LoadedModel:
     return LoadedModel(
         uri=uri, path=path, mlmodel=mlmodel, environment=environment, warnings=warnings
     )
+__all__ = ["LoadedModel", "load_model"]
