@@ -46,9 +46,12 @@ Writing a target (the contract the CLI relies on)
     options is given names that option (``builds_images = "registry"``).
   - ``--wait/--no-wait`` and ``--timeout`` are generic: ``DeployRequest.wait`` /
     ``DeployRequest.timeout`` (None: the target's default); targets must not declare them.
-* ``plan`` may read the cloud, never change it. ``apply`` runs ``plan.calls`` in order;
-  if a ``phase="create"`` call fails, the ``undo`` of every call already made runs in
-  reverse order, and a ``TargetError`` says what was created and removed.
+* ``plan`` may read the cloud, never change it. ``apply`` runs ``plan.calls`` with the one
+  executor, :func:`deployer.targets.executor.execute`, and the target's ``operations()``
+  (an :class:`~deployer.targets.executor.Operations`: one handler per operation); the
+  executor owns the order, the phases and the one rollback rule (a failure undoes what the
+  run did, in reverse order; a failing ``create`` call's own undo runs too), so every target
+  fails the same way.
 * Translate SDK errors into :class:`deployer.errors.TargetError` (with what/where/fix).
 * Optional capabilities are separate protocols checked with ``isinstance``:
   :class:`BatchTarget` (``deployer batch``). A batch target may also offer

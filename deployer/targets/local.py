@@ -156,7 +156,7 @@ class LocalTarget:
         from deployer.targets.executor import execute
 
         say = step or (lambda msg: log.info(msg))
-        report = execute(plan, _LocalOperations(self, say, on_line), progress=say)
+        report = execute(plan, self.operations(say, on_line), progress=say)
         run = next((c for c in plan.calls if c.operation == "run"), None)
         if run is None:
             raise TargetError("the plan has no run step", fix="this is a bug: report it")
@@ -165,6 +165,11 @@ class LocalTarget:
                             details={"image": report.outputs.get("build_image") or run.params["image"],
                                      "container": run.params["name"], "serve_as": run.params["serve_as"],
                                      "removed": report.removed, "warnings": report.warnings})
+
+    def operations(self, say: Callable[[str], None] | None = None,
+                   on_line: Callable[[str], None] | None = None) -> Any:
+        """What the one executor runs this target's plans with (progress to ``say``)."""
+        return _LocalOperations(self, say or log.info, on_line)
 
     def status(self, name: str) -> EndpointStatus:
         container = self._container(check_name(name))

@@ -126,7 +126,7 @@ class AzureMLTarget:
             self._client = ml_client(self.workspace, credential=self._credential, transport=self._transport)
         return self._client
 
-    def _operations(self) -> Any:
+    def operations(self) -> Any:
         from deployer.targets.azureml.apply import AzureOperations
 
         return AzureOperations(self.client, http=self._http, credential=self._credential)
@@ -138,7 +138,7 @@ class AzureMLTarget:
         return pl.plan_deploy(spec, self.read_state(endpoint))
 
     def apply(self, plan: DeployPlan) -> DeployResult:
-        return self._operations().run(plan)
+        return self.operations().run(plan)
 
     def _spec(self, request: DeployRequest, endpoint: str) -> pl.DeploySpec:
         opts: Mapping[str, Any] = request.options or {}
@@ -313,7 +313,7 @@ class AzureMLTarget:
 
     def delete(self, name: str, deployment: str | None = None) -> DeployResult:
         tr.check_name(name, kind="endpoint", flag="--name")
-        operations = self._operations()
+        operations = self.operations()
         if deployment:
             tr.check_name(deployment, kind="deployment", flag="--deployment")
             state = self.read_state(name)

@@ -127,7 +127,7 @@ def stop_job(target: Any, job_name: str) -> DeployResult:
     if status != "InProgress":
         raise TargetError(f"transform job {name} is {status}; only a running job can be stopped",
                           where=f"transform job {name}", fix="nothing to do")
-    operations: SageMakerOperations = target._operations()
+    operations: SageMakerOperations = target.operations()
     operations.handle(PlannedCall("sagemaker", "stop_transform_job", {"TransformJobName": name}))
     final = operations.handle(PlannedCall("sagemaker", "wait_transform_job",
                                     {"TransformJobName": name, "Timeout": 900, "AcceptStopped": True}))

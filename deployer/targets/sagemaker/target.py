@@ -249,7 +249,7 @@ class SageMakerTarget:
                              where="--alarm", fix="create the alarm first (aws cloudwatch put-metric-alarm), "
                              "or check the name and --region")
 
-    def _operations(self) -> Any:
+    def operations(self) -> Any:
         from deployer.targets.sagemaker.apply import SageMakerOperations
         from deployer.targets.sagemaker.images import image_handlers
 
@@ -260,7 +260,7 @@ class SageMakerTarget:
             log.info("%s", plan.summary)
             return DeployResult(self.name, plan.name, "noop", "InService",
                                 endpoint_url=plan.facts.get("endpoint_url"), details=dict(plan.facts))
-        result = self._operations().run(plan)
+        result = self.operations().run(plan)
         if plan.action == "clean":
             return DeployResult(self.name, plan.name, "clean", "cleaned", details=result.details)
         if plan.action in ("tune", "shift") and result.status == "submitted":
@@ -332,7 +332,7 @@ class SageMakerTarget:
 
     def delete(self, name: str, archive: bool = False) -> DeployResult:
         plan = self.plan_delete(name, archive=archive)
-        result = self._operations().run(plan)
+        result = self.operations().run(plan)
         return DeployResult(self.name, name, "delete", "deleted", details=result.details)
 
     def predict(self, name: str, body: bytes, content_type: str, async_input: str | None = None,
