@@ -16,7 +16,8 @@ Calls run in plan order. A call's ``phase`` (see ``PlannedCall``) says what its 
     undo removes; a failed ``commit`` or ``prepare`` is a single switch that did not happen, so
     nothing of its own is undone. An undo answered "not found" counts as done (for the failing
     call's own undo: there was nothing to remove). The error then tells the story: what failed,
-    what was removed, restored or kept, what could not be removed and how to remove it.
+    what was removed, restored or kept, what could not be removed and how to remove it (when
+    the very first step failed and left nothing behind, its own error is raised as it is).
 ``post``
     Runs after the wait, on what now serves (autoscaling): the committed change stands (undoing
     it would be a second risky change), only this run's ``post`` calls are undone, the cleanup
@@ -190,6 +191,8 @@ def _fail(plan: DeployPlan, call: PlannedCall, exc: DeployerError, operations: O
     steps = [(call, True)] if call.phase == "create" else []
     steps += [(done, False) for done in reversed(report.done)]
     undone = _undo(plan, steps, operations)
+    if not report.done and not undone.undone and not undone.kept and not undone.failed:
+        raise exc  # the first step failed and left nothing behind: its own error is the whole story
     story = [f"{operations.label(call)} failed: {exc.what}", *operations.story(plan, call, exc)]
     if undone.removed:
         removals = [u for u in undone.undone if u not in undone.restored]
