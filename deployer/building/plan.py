@@ -413,29 +413,74 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
     serving = contract(options.target)
     if not 0 < options.port < 65536:
         raise UsageError(f"port {options.port} is out of range", fix="use a port between 1 and 65535")
-    env_spec = loaded.environment
-    env_kind = options.env_kind or env_spec.kind
+    env_kind = options.env_kind or loaded.environment.kind
     if env_kind not in ENV_KINDS:
         raise UsageError(f"unknown environment kind {env_kind!r}", fix=f"use one of: {', '.join(ENV_KINDS)}")
+    platform, lock = _platform_and_lock(loaded, options, warnings)
+    reqs, needed, added = _plan_requirements(loaded, options, platform, lock, env_kind, warnings)
+    os_packages = plan_os_packages(loaded, options, warnings, tuple(
+        loader_deps.distribution_names(reqs.requirements)) if env_kind != "local" else ())
+    base, env_prefix, python = _base_and_interpreter(options, env_kind, platform, warnings)
+    env, load_mode = _image_env(loaded, options, reqs, env_kind)
+    digest = model_digest(loaded.path)
+    scrubbed = scrubbed_files(loaded.path)
+    if scrubbed:
+        warnings.append(f"credentials in URLs of {', '.join(scrubbed)} are removed from the image's copy of "
+                        "the model (they are used on this host only)")
+    runtime = runtime_files()
+    name = image_name(loaded)
+    user = "root" if options.run_as_root else f"{USER_UID}:{USER_UID}"
+    fingerprint = _fingerprint(digest, runtime, base, env_kind, platform, reqs, lock, options, user, env,
+                               os_packages)
+    tag = _tag(options, name, fingerprint)
+    labels = _labels(loaded, {"name": name, "base": base, "env_kind": env_kind, "python": platform.python,
+                              "digest": digest, "fingerprint": fingerprint,
+                              "os_packages": ",".join(os_packages.packages)}, options)
+    if not options.verify:  # a verified image gets its io.deployer.verify.* labels after the check
+        labels = tuple(sorted({**dict(labels), f"{VERIFY_LABEL}.status": "skipped"}.items()))
+    return BuildPlan(
+        model_name=name, model_uri=strip_credentials(loaded.uri), model_path=loaded.path,
+        model_digest=digest, target=options.target, tag=tag, base_image=base, env_kind=env_kind,
+        platform=platform, requirements=reqs, runtime=runtime,
+        layers=_layers(base, os_packages, options, env_kind, platform, lock, reqs, runtime, digest),
+        labels=labels, env=tuple(env.items()), user=user, port=options.port,
+        entrypoint=(f"{env_prefix}/bin/dumb-init", "--") if env_prefix else ("/usr/bin/env",), cmd=("serve",),
+        healthcheck=_healthcheck(python, serving.health_route, options.port), python=python,
+        env_prefix=env_prefix, fingerprint=fingerprint, lock=lock, lock_file=options.lock_file,
+        wheelhouse=options.wheelhouse, conda_lock=options.conda_lock, micromamba_image=options.micromamba_image,
+        refresh_lock=options.refresh_lock, warnings=tuple(dict.fromkeys(warnings)), gpu=options.gpu,
+        loader_requirements=needed, auto_added=added, os_packages=os_packages,
+        verify=plan_verify(loaded, options.target, options.port, dict(env)) if options.verify else None,
+        options=options, load_mode=load_mode,
+    )
+
+
+def _platform_and_lock(loaded: LoadedModel, options: BuildOptions,
+                       warnings: list[str]) -> tuple[TargetPlatform, Lock | None]:
+    """The target platform (the model's Python, or the ``--lock`` file's, which must agree)."""
     python_version = _python_version(loaded, options, warnings)
     platform = TargetPlatform.parse(options.platform, python_version, options.glibc)
-
     lock = read_lock(options.lock_file) if options.lock_file else None
     if lock is not None and lock.platform.python != platform.python:
         raise UsageError(
             f"the lock file is for Python {lock.platform.python}, the model needs {platform.python}",
             where=str(options.lock_file), fix="re-create it: deployer lock -m MODEL -o FILE")
-    if lock is not None:
-        platform = lock.platform
+    return (lock.platform if lock is not None else platform), lock
 
-    pip_reqs = env_spec.pip_requirements
+
+def _plan_requirements(loaded: LoadedModel, options: BuildOptions, platform: TargetPlatform, lock: Lock | None,
+                       env_kind: str, warnings: list[str],
+                       ) -> tuple[ImageRequirements, tuple[LoaderRequirement, ...], tuple[str, ...]]:
+    """The image's requirements, with what the flavor's loader needs added (or refused)."""
+    env_spec = loaded.environment
     overrides = pip_overrides(options)
+    server = contract(options.target).server_requirements
 
     def requirements(extra: tuple[str, ...]) -> ImageRequirements:
         return image_requirements(
-            pip_reqs, python_version=platform.python, mlflow_version=loaded.mlmodel.mlflow_version,
-            constraints=env_spec.constraints, index_options=env_spec.index_options,
-            server_requirements=serving.server_requirements,
+            env_spec.pip_requirements, python_version=platform.python,
+            mlflow_version=loaded.mlmodel.mlflow_version, constraints=env_spec.constraints,
+            index_options=env_spec.index_options, server_requirements=server,
             keep_full_mlflow=options.keep_full_mlflow, parquet=options.parquet,
             extra_requirements=extra, overrides=overrides, gpu=options.gpu, where=str(loaded.path),
         )
@@ -446,22 +491,30 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
     needed, added = check_loader_requirements(loaded, reqs, lock, env_kind, options, warnings)
     if added:
         reqs = requirements((*options.extra_requirements, *added))
-    os_packages = plan_os_packages(loaded, options, warnings, tuple(
-        loader_deps.distribution_names(reqs.requirements)) if env_kind != "local" else ())
+    return reqs, needed, added
+
+
+def _base_and_interpreter(options: BuildOptions, env_kind: str, platform: TargetPlatform,
+                          warnings: list[str]) -> tuple[str, str, str]:
+    """(base image, environment prefix, the interpreter the image runs)."""
+    slim = DEFAULT_GPU_BASE if options.gpu else f"python:{platform.python}-slim"
     if env_kind == "conda":
         base = options.base_image or (DEFAULT_GPU_BASE if options.gpu else DEFAULT_CONDA_BASE)
         env_prefix, python = CONDA_PREFIX, f"{CONDA_PREFIX}/bin/python"
     elif env_kind == "local":
-        base = options.base_image or (DEFAULT_GPU_BASE if options.gpu else f"python:{platform.python}-slim")
-        env_prefix, python = "", "python3"
+        base, env_prefix, python = options.base_image or slim, "", "python3"
         warnings.append("env kind 'local': nothing is installed; the base image must already have "
                         "the model's packages and deployer's serving runtime")
     else:
-        base = options.base_image or (DEFAULT_GPU_BASE if options.gpu else f"python:{platform.python}-slim")
-        env_prefix, python = VENV_DIR, f"{VENV_DIR}/bin/python"
+        base, env_prefix, python = options.base_image or slim, VENV_DIR, f"{VENV_DIR}/bin/python"
     check_image_ref(base, "base image")
     check_image_ref(options.micromamba_image, "micromamba image")
+    return base, env_prefix, python
 
+
+def _image_env(loaded: LoadedModel, options: BuildOptions, reqs: ImageRequirements,
+               env_kind: str) -> tuple[dict[str, str], LoadMode]:
+    """The image's environment variables (the load mode decided here; ``--env`` wins)."""
     env: dict[str, str] = {
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -480,27 +533,32 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
     for key, value in options.env:
         k, v = check_env_var(key, value)
         env[k] = v
+    return env, load_mode
 
-    digest = model_digest(loaded.path)
-    scrubbed = scrubbed_files(loaded.path)
-    if scrubbed:
-        warnings.append(f"credentials in URLs of {', '.join(scrubbed)} are removed from the image's copy of "
-                        "the model (they are used on this host only)")
-    runtime = runtime_files()
-    name = image_name(loaded)
-    user = "root" if options.run_as_root else f"{USER_UID}:{USER_UID}"
-    entrypoint = (f"{env_prefix}/bin/dumb-init", "--") if env_prefix else ("/usr/bin/env",)
-    fingerprint_src = repr((
+
+def _fingerprint(digest: str, runtime: RuntimeFiles, base: str, env_kind: str, platform: TargetPlatform,
+                 reqs: ImageRequirements, lock: Lock | None, options: BuildOptions, user: str,
+                 env: Mapping[str, str], os_packages: OsPackages) -> str:
+    """sha256 of everything that makes the image what it is (the tag is derived from it)."""
+    source = repr((
         __version__, digest, runtime.digest, base, env_kind, platform.to_dict(), reqs.to_dict(),
         lock.digest if lock else None, options.target, user, sorted(env.items()), options.port,
         options.labels, options.micromamba_image, options.gpu, os_packages.packages,
     ))
-    fingerprint = "sha256:" + hashlib.sha256(fingerprint_src.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(source.encode()).hexdigest()
+
+
+def _tag(options: BuildOptions, name: str, fingerprint: str) -> str:
     tag = options.tag or f"{name}:{fingerprint[7:19]}"
     check_image_ref(tag, "image tag")
     if "@" in tag:
         raise UsageError(f"image tag {tag!r} contains a digest", fix="give a name[:tag] without @sha256")
+    return tag
 
+
+def _layers(base: str, os_packages: OsPackages, options: BuildOptions, env_kind: str, platform: TargetPlatform,
+            lock: Lock | None, reqs: ImageRequirements, runtime: RuntimeFiles, digest: str) -> tuple[Layer, ...]:
+    """The image's layers in order, each with the digest of what goes into it."""
     env_desc = {
         "virtualenv": f"Python {platform.python} virtualenv, installed offline from locked wheels",
         "conda": "conda environment from the conda lock (micromamba, offline)",
@@ -511,7 +569,7 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         "os", "apt: " + ", ".join(os_packages.packages)
         + "".join(f" ({why})" for why in os_packages.reasons) + "; apt lists removed in the same layer",
         "sha256:" + hashlib.sha256(" ".join(os_packages.packages).encode()).hexdigest()),)
-    layers = (
+    return (
         Layer("base", f"FROM {base}"),
         *os_layer,
         Layer("user", "non-root user (uid 1000)" if not options.run_as_root else "runs as root (--run-as-root)"),
@@ -519,24 +577,6 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         Layer("runtime", f"deployer {__version__} serving runtime ({len(runtime.files)} files, byte-compiled)",
               runtime.digest),
         Layer("model", f"model files -> {MODEL_DIR}", digest),
-    )
-    labels = _labels(loaded, {"name": name, "base": base, "env_kind": env_kind, "python": platform.python,
-                              "digest": digest, "fingerprint": fingerprint,
-                              "os_packages": ",".join(os_packages.packages)}, options)
-    if not options.verify:  # a verified image gets its io.deployer.verify.* labels after the check
-        labels = tuple(sorted({**dict(labels), f"{VERIFY_LABEL}.status": "skipped"}.items()))
-    return BuildPlan(
-        model_name=name, model_uri=strip_credentials(loaded.uri), model_path=loaded.path,
-        model_digest=digest, target=options.target, tag=tag, base_image=base, env_kind=env_kind,
-        platform=platform, requirements=reqs, runtime=runtime, layers=layers, labels=labels,
-        env=tuple(env.items()), user=user, port=options.port, entrypoint=entrypoint, cmd=("serve",),
-        healthcheck=_healthcheck(python, serving.health_route, options.port), python=python, env_prefix=env_prefix,
-        fingerprint=fingerprint, lock=lock, lock_file=options.lock_file, wheelhouse=options.wheelhouse,
-        conda_lock=options.conda_lock, micromamba_image=options.micromamba_image,
-        refresh_lock=options.refresh_lock, warnings=tuple(dict.fromkeys(warnings)), gpu=options.gpu,
-        loader_requirements=needed, auto_added=added, os_packages=os_packages,
-        verify=plan_verify(loaded, options.target, options.port, dict(env)) if options.verify else None,
-        options=options, load_mode=load_mode,
     )
 
 

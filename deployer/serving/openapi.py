@@ -206,6 +206,21 @@ def openapi_document(core: Any, app: Any = None) -> dict[str, Any]:
     """The OpenAPI 3.1 document for ``core``'s model (``app`` supplies limits, optional)."""
     from deployer import __version__
 
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": f"{core.model_name} scoring API",
+            "version": core.model_version or "1",
+            "description": f"MLflow model served by deployer {__version__} "
+                           f"(flavor {core.flavor}).",
+        },
+        "paths": {**_invocations_path(core, app), **_service_paths(), **_v2_paths(core)},
+        "components": {"schemas": _components(core)},
+    }
+
+
+def _components(core: Any) -> dict[str, Any]:
+    """The schemas: the request formats for this signature, params, predictions, errors."""
     schema = core.input_schema
     if schema is None:
         formats = _generic_schemas()
@@ -213,20 +228,13 @@ def openapi_document(core: Any, app: Any = None) -> dict[str, Any]:
         formats = _tensor_schemas(schema)
     else:
         formats = _column_schemas(schema)
-    params = _params_schema(core.params_schema)
     keys = {"dataframe_split": "DataframeSplit", "dataframe_records": "DataframeRecords",
             "instances": "Instances", "inputs": "Inputs"}
-    requests = []
-    for key, name in keys.items():
-        requests.append({
-            "type": "object",
-            "title": key,
-            "required": [key],
-            "properties": {key: _ref(name), "params": _ref("Params")},
-        })
-    components = {
+    requests = [{"type": "object", "title": key, "required": [key],
+                 "properties": {key: _ref(name), "params": _ref("Params")}} for key, name in keys.items()]
+    return {
         **formats,
-        "Params": params,
+        "Params": _params_schema(core.params_schema),
         "InvocationRequest": {"oneOf": requests, "description": "Exactly one of "
                               "dataframe_split, dataframe_records, instances, inputs; plus "
                               "optional params."},
@@ -245,15 +253,16 @@ def openapi_document(core: Any, app: Any = None) -> dict[str, Any]:
         },
         "V2Tensor": _v2_tensor(),
     }
+
+
+def _invocations_path(core: Any, app: Any) -> dict[str, Any]:
+    """``POST /invocations``: the content types this server takes, its limits, the example."""
     json_request: dict[str, Any] = {"schema": _ref("InvocationRequest")}
     example = core.serving_input_example
     if example is not None:
         json_request["example"] = example
     limit = getattr(app, "max_body_bytes", None)
     timeout = getattr(app, "timeout", None)
-    plain = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
-    v2_error = _json({"type": "object", "properties": {"error": {"type": "string"}}},
-                     "Error")
     request_content: dict[str, Any] = {
         "application/json": json_request,
         "text/csv": {"schema": {"type": "string"}},
@@ -261,21 +270,26 @@ def openapi_document(core: Any, app: Any = None) -> dict[str, Any]:
     if parquet_supported():  # an image built without --parquet refuses it (415)
         request_content[CONTENT_TYPE_PARQUET] = {"schema": {
             "type": "string", "contentMediaType": CONTENT_TYPE_PARQUET}}
-    paths = {
-        "/invocations": {"post": {
-            "summary": "Score a batch of rows (MLflow scoring protocol)",
-            "operationId": "invocations",
-            "requestBody": {"required": True, "content": request_content},
-            "responses": {
-                "200": _json("Predictions", "Predictions"),
-                "400": _error("Bad request, schema mismatch, or the model failed on this input"),
-                "413": _error(f"Body larger than {limit} bytes" if limit else "Body too large"),
-                "415": {"description": "Unsupported content type or charset",
-                        "content": {"text/plain": {"schema": {"type": "string"}}}},
-                "504": _error(f"Scoring took longer than {timeout:g} s" if timeout
-                              else "Scoring timed out"),
-            },
-        }},
+    return {"/invocations": {"post": {
+        "summary": "Score a batch of rows (MLflow scoring protocol)",
+        "operationId": "invocations",
+        "requestBody": {"required": True, "content": request_content},
+        "responses": {
+            "200": _json("Predictions", "Predictions"),
+            "400": _error("Bad request, schema mismatch, or the model failed on this input"),
+            "413": _error(f"Body larger than {limit} bytes" if limit else "Body too large"),
+            "415": {"description": "Unsupported content type or charset",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "504": _error(f"Scoring took longer than {timeout:g} s" if timeout
+                          else "Scoring timed out"),
+        },
+    }}}
+
+
+def _service_paths() -> dict[str, Any]:
+    """Health, version, metrics and this document."""
+    plain = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    return {
         "/ping": {"get": {"summary": "Liveness (SageMaker)", "operationId": "ping",
                           "responses": {"200": {"description": "Healthy"}}}},
         "/health": {"get": {"summary": "Liveness", "operationId": "health",
@@ -286,6 +300,14 @@ def openapi_document(core: Any, app: Any = None) -> dict[str, Any]:
                              "responses": {"200": plain}}},
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
                                   "responses": {"200": _json({"type": "object"}, "OpenAPI")}}},
+    }
+
+
+def _v2_paths(core: Any) -> dict[str, Any]:
+    """The Open Inference Protocol (V2) routes."""
+    v2_error = _json({"type": "object", "properties": {"error": {"type": "string"}}},
+                     "Error")
+    return {
         "/v2/health/live": {"get": {"operationId": "v2_live", "responses": {
             "200": _json({"type": "object", "properties": {"live": {"type": "boolean"}}},
                          "Live")}}},
@@ -320,17 +342,6 @@ def openapi_document(core: Any, app: Any = None) -> dict[str, Any]:
                 "504": _error("Timed out"),
             },
         }},
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": f"{core.model_name} scoring API",
-            "version": core.model_version or "1",
-            "description": f"MLflow model served by deployer {__version__} "
-                           f"(flavor {core.flavor}).",
-        },
-        "paths": paths,
-        "components": {"schemas": components},
     }
 
 

@@ -225,95 +225,19 @@ def _plan_rollout(spec: DeploySpec, state: EndpointState) -> DeployPlan:
     in_place = current.get(new, 0) > 0
     final = tr.shifted(current, new, existing, spec.traffic) if spec.wait else current
 
-    calls: list[PlannedCall] = []
-    if not state.exists:
-        calls.append(
-            PlannedCall(
-                SERVICE,
-                "online_endpoints.begin_create_or_update",
-                {"name": spec.endpoint, "auth_mode": spec.auth_mode, "tags": dict(spec.tags)},
-                f"create endpoint {spec.endpoint} (auth: {spec.auth_mode})",
-                phase="create",
-                undo=PlannedCall(SERVICE, "online_endpoints.begin_delete", {"name": spec.endpoint},
-                                 f"delete endpoint {spec.endpoint}", phase="cleanup"),
-            )
-        )
-    deployment: dict[str, Any] = {
-        "name": new,
-        "endpoint_name": spec.endpoint,
-        "instance_type": spec.instance_type,
-        "instance_count": spec.instance_count,
-        "environment_variables": dict(spec.env),
-        "tags": {TAG_FINGERPRINT: print_},
-        "wait": spec.wait,
-        "timeout": spec.timeout,
-    }
-    if spec.request_timeout_ms or spec.max_concurrent_requests:
-        deployment["request_settings"] = {
-            k: v
-            for k, v in (
-                ("request_timeout_ms", spec.request_timeout_ms),
-                ("max_concurrent_requests_per_instance", spec.max_concurrent_requests),
-            )
-            if v
-        }
-    source = spec.source
-    if isinstance(source, ImageSource):
-        env_name = source.environment_name or f"{spec.endpoint}-{new}-env"
-        calls.append(
-            PlannedCall(
-                SERVICE,
-                "environments.create_or_update",
-                {"name": env_name, "image": source.image, "inference_config": source.routes.inference_config()},
-                f"register environment {env_name} for image {source.image}",
-                phase="create",
-            )
-        )
-        deployment["environment"] = FROM_ENVIRONMENT
-        what = f"image {source.image}"
-    elif isinstance(source, MlflowSource):
-        calls.append(
-            PlannedCall(
-                SERVICE,
-                "models.create_or_update",
-                {"name": source.model_name, "path": source.path, "type": "mlflow_model"},
-                f"register MLflow model {source.model_name} from {source.path} (uploads it)",
-                phase="create",
-            )
-        )
-        deployment["model"] = FROM_MODEL
-        what = f"MLflow model {source.model_name} (Azure no-code scoring)"
-    else:
-        deployment["model"] = source.reference
-        what = f"registered model {source.reference}"
-    verb = "update" if new in existing else "create"
-    calls.append(
-        PlannedCall(
-            SERVICE,
-            "online_deployments.begin_create_or_update",
-            deployment,
-            f"{verb} deployment {new} ({spec.instance_count} x {spec.instance_type}) running {what}"
-            + (" in place (it serves traffic: no rollback possible)" if in_place
-               else " at 0% traffic" if current.get(new, 0) == 0 else "")
-            + (", wait for Succeeded" if spec.wait else ", not waiting"),
-            phase="create",
-            undo=None if in_place else PlannedCall(
-                SERVICE, "online_deployments.begin_delete", {"name": new, "endpoint_name": spec.endpoint},
-                f"delete deployment {new}", phase="cleanup"),
-        )
-    )
+    calls: list[PlannedCall] = [] if state.exists else [_create_endpoint_call(spec)]
+    deployment = _deployment_params(spec, new, print_)
+    source_calls, what = _source_calls(spec, new, deployment)
+    calls += source_calls
+    calls.append(_deployment_call(spec, new, deployment, what, in_place=in_place,
+                                  idle=current.get(new, 0) == 0, verb="update" if new in existing else "create"))
     smoke = "skipped: --no-wait"
     if spec.wait:
         if spec.smoke_body is not None:
-            calls.append(
-                PlannedCall(
-                    DATA_PLANE,
-                    "smoke_test",
-                    {"endpoint": spec.endpoint, "deployment": new, "body": spec.smoke_body},
-                    f"send the model's input example to deployment {new} through the endpoint's scoring URI",
-                    phase="create",
-                )
-            )
+            calls.append(PlannedCall(
+                DATA_PLANE, "smoke_test", {"endpoint": spec.endpoint, "deployment": new, "body": spec.smoke_body},
+                f"send the model's input example to deployment {new} through the endpoint's scoring URI",
+                phase="create"))
             smoke = "input example"
         else:
             smoke = "skipped: the model has no input example"
@@ -325,17 +249,70 @@ def _plan_rollout(spec: DeploySpec, state: EndpointState) -> DeployPlan:
         + (f"traffic {tr.format_traffic(current)} -> {tr.format_traffic(final)}" if spec.wait
            else "traffic unchanged (--no-wait: shift it later with --traffic)")
     )
-    facts = {
-        "endpoint": spec.endpoint,
-        "deployment": new,
-        "endpoint_exists": state.exists,
-        "previous_traffic": current,
-        "traffic": final,
-        "smoke_test": smoke,
-        "in_place_update": in_place,
-        "wait": spec.wait,
-    }
+    facts = {"endpoint": spec.endpoint, "deployment": new, "endpoint_exists": state.exists,
+             "previous_traffic": current, "traffic": final, "smoke_test": smoke, "in_place_update": in_place,
+             "wait": spec.wait}
     return DeployPlan(TARGET, spec.endpoint, action, tuple(calls), summary, facts)
+
+
+def _create_endpoint_call(spec: DeploySpec) -> PlannedCall:
+    return PlannedCall(
+        SERVICE, "online_endpoints.begin_create_or_update",
+        {"name": spec.endpoint, "auth_mode": spec.auth_mode, "tags": dict(spec.tags)},
+        f"create endpoint {spec.endpoint} (auth: {spec.auth_mode})", phase="create",
+        undo=PlannedCall(SERVICE, "online_endpoints.begin_delete", {"name": spec.endpoint},
+                         f"delete endpoint {spec.endpoint}", phase="cleanup"))
+
+
+def _deployment_params(spec: DeploySpec, name: str, print_: str) -> dict[str, Any]:
+    """The new deployment, as the create call's parameters (its source is added by
+    :func:`_source_calls`)."""
+    deployment: dict[str, Any] = {
+        "name": name, "endpoint_name": spec.endpoint, "instance_type": spec.instance_type,
+        "instance_count": spec.instance_count, "environment_variables": dict(spec.env),
+        "tags": {TAG_FINGERPRINT: print_}, "wait": spec.wait, "timeout": spec.timeout,
+    }
+    settings = {k: v for k, v in (("request_timeout_ms", spec.request_timeout_ms),
+                                  ("max_concurrent_requests_per_instance", spec.max_concurrent_requests)) if v}
+    if settings:
+        deployment["request_settings"] = settings
+    return deployment
+
+
+def _source_calls(spec: DeploySpec, new: str, deployment: dict[str, Any]) -> tuple[list[PlannedCall], str]:
+    """What the deployment runs: an image (registered as an environment), an MLflow model
+    (registered, uploaded) or a registered model; returns the calls and a description."""
+    source = spec.source
+    if isinstance(source, ImageSource):
+        env_name = source.environment_name or f"{spec.endpoint}-{new}-env"
+        deployment["environment"] = FROM_ENVIRONMENT
+        return [PlannedCall(
+            SERVICE, "environments.create_or_update",
+            {"name": env_name, "image": source.image, "inference_config": source.routes.inference_config()},
+            f"register environment {env_name} for image {source.image}", phase="create")], f"image {source.image}"
+    if isinstance(source, MlflowSource):
+        deployment["model"] = FROM_MODEL
+        return [PlannedCall(
+            SERVICE, "models.create_or_update",
+            {"name": source.model_name, "path": source.path, "type": "mlflow_model"},
+            f"register MLflow model {source.model_name} from {source.path} (uploads it)", phase="create",
+        )], f"MLflow model {source.model_name} (Azure no-code scoring)"
+    deployment["model"] = source.reference
+    return [], f"registered model {source.reference}"
+
+
+def _deployment_call(spec: DeploySpec, new: str, deployment: dict[str, Any], what: str, *, in_place: bool,
+                     idle: bool, verb: str) -> PlannedCall:
+    where = (" in place (it serves traffic: no rollback possible)" if in_place
+             else " at 0% traffic" if idle else "")
+    return PlannedCall(
+        SERVICE, "online_deployments.begin_create_or_update", deployment,
+        f"{verb} deployment {new} ({spec.instance_count} x {spec.instance_type}) running {what}{where}"
+        + (", wait for Succeeded" if spec.wait else ", not waiting"),
+        phase="create",
+        undo=None if in_place else PlannedCall(
+            SERVICE, "online_deployments.begin_delete", {"name": new, "endpoint_name": spec.endpoint},
+            f"delete deployment {new}", phase="cleanup"))
 
 
 def _plan_local(spec: DeploySpec, state: EndpointState) -> DeployPlan:
