@@ -81,7 +81,8 @@ def _split(data: dict[str, Any], source: Path, known_commands: set[str]) -> Conf
                 raise ConfigError(
                     f"unknown section [{raw_key}]",
                     where=str(source),
-                    fix=f"sections are command names ({', '.join(sorted(known_commands))}) or [targets.<name>]",
+                    fix=f"sections are command names ({', '.join(sorted(known_commands))}) or "
+                    "[targets.<name>]",
                 )
             commands[key] = {_norm(k): v for k, v in value.items()}
         else:
@@ -101,9 +102,15 @@ def load_config(
         file = Path(path)
         if not file.is_file():
             raise ConfigError(
-                "config file not found", where=str(file), fix="check the --config / DEPLOYER_CONFIG path"
+                "config file not found",
+                where=str(file),
+                fix="check the --config / DEPLOYER_CONFIG path",
             )
-        return _split(_read_toml(file), file, known) if file.name != "pyproject.toml" else _from_pyproject(file, known)
+        return (
+            _split(_read_toml(file), file, known)
+            if file.name != "pyproject.toml"
+            else _from_pyproject(file, known)
+        )
     base = cwd or Path.cwd()
     own = base / CONFIG_FILENAME
     if own.is_file():
@@ -120,7 +127,9 @@ def _from_pyproject(file: Path, known: set[str]) -> Config:
     if section is None:
         return Config()
     if not isinstance(section, dict):
-        raise ConfigError("[tool.deployer] must be a table", where=str(file), fix="see README: Configuration")
+        raise ConfigError(
+            "[tool.deployer] must be a table", where=str(file), fix="see README: Configuration"
+        )
     return _split(section, file, known)
 
 
@@ -129,7 +138,9 @@ def _read_toml(file: Path) -> dict[str, Any]:
         with file.open("rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", where=str(file), fix="fix the TOML syntax") from exc
+        raise ConfigError(
+            f"not valid TOML: {exc}", where=str(file), fix="fix the TOML syntax"
+        ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", where=str(file)) from exc
 

@@ -53,10 +53,12 @@ class LoadedModel:
 def require_pyfunc(mlmodel: MLModel, where: str) -> None:
     if mlmodel.pyfunc is None:
         raise ModelFormatError(
-            f"the model has no '{PYFUNC}' flavor (flavors present: {describe_flavors(mlmodel.flavors)}); "
+            f"the model has no '{PYFUNC}' flavor (flavors present: "
+            f"{describe_flavors(mlmodel.flavors)}); "
             "deployment needs the pyfunc flavor to load and score the model",
             where=where,
-            fix="save the model with an MLflow flavor that adds python_function (e.g. mlflow.sklearn, "
+            fix="save the model with an MLflow flavor that adds python_function (e.g. "
+            "mlflow.sklearn, "
             "mlflow.pyfunc), or wrap it in an mlflow.pyfunc.PythonModel",
         )
 
@@ -69,7 +71,8 @@ def _model_warnings(path: Path, mlmodel: MLModel) -> list[str]:
         value = getattr(pyfunc, key)
         if value is not None and not (path / value).exists():
             warnings.append(
-                f"MLmodel names python_function.{key} '{value}', which is not in the model directory"
+                f"MLmodel names python_function.{key} '{value}', which is not in the model "
+                "directory"
             )
     info = mlmodel.saved_input_example_info
     if info is not None:
@@ -95,4 +98,6 @@ def load_model(uri: str, *, cache_dir: Path | None = None) -> LoadedModel:
     return LoadedModel(
         uri=uri, path=path, mlmodel=mlmodel, environment=environment, warnings=warnings
     )
+
+
 __all__ = ["LoadedModel", "load_model"]

@@ -56,7 +56,9 @@ def find_uv(wheels, expected):
         if name.startswith("uv-") and name.endswith(".whl"):
             path = os.path.join(wheels, name)
             if expected and sha256(path) != expected:
-                fail("the uv wheel " + name + " does not match the lock's sha256; refusing to run it")
+                fail(
+                    "the uv wheel " + name + " does not match the lock's sha256; refusing to run it"
+                )
             return path
     return None
 
@@ -68,7 +70,9 @@ def unpack_uv(wheel, dest):
                 target = os.path.join(dest, "uv")
                 with zf.open(member) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out)
-                os.chmod(target, os.stat(target).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+                os.chmod(
+                    target, os.stat(target).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+                )
                 return target
     fail("the uv wheel " + os.path.basename(wheel) + " has no uv binary")
 
@@ -92,22 +96,36 @@ def main():
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--python-version", required=True)
     parser.add_argument("--uv-sha256", default="")
-    parser.add_argument("--no-venv", action="store_true", help="install into --prefix's existing Python")
+    parser.add_argument(
+        "--no-venv", action="store_true", help="install into --prefix's existing Python"
+    )
     parser.add_argument("--keep-tests", action="store_true")
     args = parser.parse_args()
 
     have = "{}.{}".format(*sys.version_info[:2])
     if not args.no_venv and have != args.python_version:
-        fail(f"the base image has Python {have} ({sys.executable}) but the model and its lock need Python {args.python_version}; "
-             f"use a base image with Python {args.python_version} (deployer build --base-image ...)")
+        fail(
+            f"the base image has Python {have} ({sys.executable}) but the model and its lock need "
+            f"Python {args.python_version}; "
+            f"use a base image with Python {args.python_version} (deployer build --base-image ...)"
+        )
 
     python = os.path.join(args.prefix, "bin", "python")
     work = tempfile.mkdtemp(prefix="deployer-build-")
     uv_wheel = find_uv(args.wheels, args.uv_sha256)
     env = dict(os.environ)
-    env.update({"UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_OFFLINE": "1",
-                "UV_LINK_MODE": "copy", "UV_NO_PROGRESS": "1", "PIP_NO_INDEX": "1",
-                "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    env.update(
+        {
+            "UV_NO_CONFIG": "1",
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_OFFLINE": "1",
+            "UV_LINK_MODE": "copy",
+            "UV_NO_PROGRESS": "1",
+            "PIP_NO_INDEX": "1",
+            "PIP_CONFIG_FILE": os.devnull,
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        }
+    )
     env["UV_NO_CACHE"] = "1"
     if uv_wheel:
         uv = unpack_uv(uv_wheel, work)
@@ -115,26 +133,75 @@ def main():
             run([uv, "venv", "--python", sys.executable, args.prefix], env=env)
         else:
             python = os.path.join(args.prefix, "bin", "python")
-        run([uv, "pip", "install", "--python", python, "--no-index", "--find-links", args.wheels,
-             "--require-hashes", "--requirement", args.lock], env=env)
+        run(
+            [
+                uv,
+                "pip",
+                "install",
+                "--python",
+                python,
+                "--no-index",
+                "--find-links",
+                args.wheels,
+                "--require-hashes",
+                "--requirement",
+                args.lock,
+            ],
+            env=env,
+        )
     else:
         sys.stdout.write("no uv wheel in the wheelhouse: installing with pip\n")
         if not args.no_venv:
             run([sys.executable, "-m", "venv", "--without-pip", args.prefix], env=env)
-        run([sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "--find-links",
-             args.wheels, "--require-hashes", "--no-deps", "--no-compile", "--requirement", args.lock],
-            env=env)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                python,
+                "install",
+                "--no-index",
+                "--find-links",
+                args.wheels,
+                "--require-hashes",
+                "--no-deps",
+                "--no-compile",
+                "--requirement",
+                args.lock,
+            ],
+            env=env,
+        )
     shutil.rmtree(work, ignore_errors=True)
-    site = subprocess.check_output(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).decode().strip()
+    site = (
+        subprocess.check_output(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
+        )
+        .decode()
+        .strip()
+    )
     if not args.keep_tests:
         strip_tests(site)
     # compileall exits non-zero if any file fails to compile (some packages ship Python 2
     # fixtures or templates with a .py suffix): that must not fail the build.
-    code = subprocess.call([python, "-m", "compileall", "-q", "-q", "-j", "0",
-                            "--invalidation-mode", "unchecked-hash", site])
+    code = subprocess.call(
+        [
+            python,
+            "-m",
+            "compileall",
+            "-q",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            site,
+        ]
+    )
     if code != 0:
-        sys.stdout.write("note: some files could not be byte-compiled (they are not Python 3 modules)\n")
+        sys.stdout.write(
+            "note: some files could not be byte-compiled (they are not Python 3 modules)\n"
+        )
     shutil.copyfile(args.lock, os.path.join(args.prefix, LOCK_COPY))
 
 

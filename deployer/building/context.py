@@ -95,23 +95,44 @@ def _normalize_tree(root: Path) -> None:
 def _prepare_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists():
         if not out_dir.is_dir():
-            raise UsageError("the output path exists and is not a directory", where=str(out_dir),
-                             fix="choose a new directory for the build context")
+            raise UsageError(
+                "the output path exists and is not a directory",
+                where=str(out_dir),
+                fix="choose a new directory for the build context",
+            )
         if any(out_dir.iterdir()):
             if not overwrite:
-                raise UsageError("the output directory is not empty", where=str(out_dir),
-                                 fix="choose an empty or new directory (or pass --force to replace it)")
+                raise UsageError(
+                    "the output directory is not empty",
+                    where=str(out_dir),
+                    fix="choose an empty or new directory (or pass --force to replace it)",
+                )
             shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def dockerfile_context(plan: BuildPlan, *, buildkit: bool, uv_sha256: str, part: str = "full",
-                       deps_image: str | None = None) -> dict[str, object]:
+def dockerfile_context(
+    plan: BuildPlan,
+    *,
+    buildkit: bool,
+    uv_sha256: str,
+    part: str = "full",
+    deps_image: str | None = None,
+) -> dict[str, object]:
     """The variables templates/Dockerfile.j2 renders (exposed for the golden-file tests)."""
     env_prefix = plan.env_prefix
-    build_env = [plan.python if plan.env_kind == "conda" else "python3", f"{BUILD_DIR}/build_venv.py",
-                 "--wheels", WHEELS_DIR, "--lock", f"{BUILD_DIR}/{LOCK_NAME}", "--prefix", env_prefix or "/",
-                 "--python-version", plan.platform.python]
+    build_env = [
+        plan.python if plan.env_kind == "conda" else "python3",
+        f"{BUILD_DIR}/build_venv.py",
+        "--wheels",
+        WHEELS_DIR,
+        "--lock",
+        f"{BUILD_DIR}/{LOCK_NAME}",
+        "--prefix",
+        env_prefix or "/",
+        "--python-version",
+        plan.platform.python,
+    ]
     if uv_sha256:
         build_env += ["--uv-sha256", uv_sha256]
     if plan.env_kind == "conda":
@@ -119,12 +140,30 @@ def dockerfile_context(plan: BuildPlan, *, buildkit: bool, uv_sha256: str, part:
     # The runtime stage compiles with the interpreter the image will run: the base image's
     # python3 (which the venv links to), or the conda environment's own Python.
     compile_python = plan.python if plan.env_kind == "conda" else "python3"
-    create_user = [] if plan.user == "root" else [
-        "useradd", "--uid", str(USER_UID), "--user-group", "--no-log-init", "--create-home",
-        "--home-dir", USER_HOME, "--shell", "/usr/sbin/nologin", USER_NAME]
-    path_prefix = ":".join(p for p in (f"{env_prefix}/bin" if env_prefix else "", f"{RUNTIME_DIR}/bin") if p)
-    deps_labels = [("io.deployer.env.lock", plan.lock.digest if plan.lock else ""),
-                   ("io.deployer.env.base", plan.base_image)]
+    create_user = (
+        []
+        if plan.user == "root"
+        else [
+            "useradd",
+            "--uid",
+            str(USER_UID),
+            "--user-group",
+            "--no-log-init",
+            "--create-home",
+            "--home-dir",
+            USER_HOME,
+            "--shell",
+            "/usr/sbin/nologin",
+            USER_NAME,
+        ]
+    )
+    path_prefix = ":".join(
+        p for p in (f"{env_prefix}/bin" if env_prefix else "", f"{RUNTIME_DIR}/bin") if p
+    )
+    deps_labels = [
+        ("io.deployer.env.lock", plan.lock.digest if plan.lock else ""),
+        ("io.deployer.env.base", plan.base_image),
+    ]
     return {
         "part": part,
         "deps_image": deps_image or "",
@@ -139,15 +178,32 @@ def dockerfile_context(plan: BuildPlan, *, buildkit: bool, uv_sha256: str, part:
         "env_kind": plan.env_kind,
         "base_image": plan.base_image,
         "micromamba_image": plan.micromamba_image,
-        "runtime_from": (deps_image if part == "model" else "deps") if plan.env_kind == "conda" else plan.base_image,
+        "runtime_from": (deps_image if part == "model" else "deps")
+        if plan.env_kind == "conda"
+        else plan.base_image,
         "wheels_dir": WHEELS_DIR,
         "build_dir": BUILD_DIR,
         "conda_pkgs_dir": CONDA_PKGS_DIR,
         "build_env_argv": build_env,
-        "conda_create_argv": ["micromamba", "create", "--yes", "--offline", "--prefix", env_prefix or "/",
-                              "--file", f"{BUILD_DIR}/conda-explicit.txt"],
-        "compile_argv": [compile_python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
-                         RUNTIME_DIR],
+        "conda_create_argv": [
+            "micromamba",
+            "create",
+            "--yes",
+            "--offline",
+            "--prefix",
+            env_prefix or "/",
+            "--file",
+            f"{BUILD_DIR}/conda-explicit.txt",
+        ],
+        "compile_argv": [
+            compile_python,
+            "-m",
+            "compileall",
+            "-q",
+            "--invalidation-mode",
+            "unchecked-hash",
+            RUNTIME_DIR,
+        ],
         "create_user_argv": create_user,
         "os_packages_argv": plan.os_packages.apt_argv() if plan.os_packages else [],
         "env_prefix": env_prefix or "/",
@@ -181,10 +237,17 @@ def serve_context(plan: BuildPlan) -> dict[str, object]:
     }
 
 
-def create_service_context(plan: BuildPlan, *, endpoint_name: str | None = None,
-                           deployment_name: str = "blue", instance_type: str = "Standard_DS3_v2",
-                           instance_count: int = 1) -> dict[str, object]:
-    name = endpoint_name or (plan.model_name.replace("_", "-").replace(".", "-")[:28].strip("-") + "-ep")
+def create_service_context(
+    plan: BuildPlan,
+    *,
+    endpoint_name: str | None = None,
+    deployment_name: str = "blue",
+    instance_type: str = "Standard_DS3_v2",
+    instance_count: int = 1,
+) -> dict[str, object]:
+    name = endpoint_name or (
+        plan.model_name.replace("_", "-").replace(".", "-")[:28].strip("-") + "-ep"
+    )
     if not name[:1].isalpha():
         name = "m-" + name
     return {
@@ -208,15 +271,31 @@ def resolve_lock(plan: BuildPlan, resolver: Resolver, say: LineSink) -> Lock:
     """The plan's lock (``--lock``, cached or freshly resolved), with its build tools."""
     lock = plan.lock
     if lock is None:
-        say(f"resolving dependencies for {plan.platform.docker_platform}, Python {plan.platform.python} "
-            "(on this host)")
-        lock = resolver.lock(plan.requirements, plan.platform, model_dir=plan.model_path,
-                             offline_wheelhouse=plan.wheelhouse, refresh=plan.refresh_lock)
+        say(
+            f"resolving dependencies for {plan.platform.docker_platform}, Python "
+            f"{plan.platform.python} "
+            "(on this host)"
+        )
+        lock = resolver.lock(
+            plan.requirements,
+            plan.platform,
+            model_dir=plan.model_path,
+            offline_wheelhouse=plan.wheelhouse,
+            refresh=plan.refresh_lock,
+        )
     if not lock.build_tools:
-        tools = resolver.lock(ImageRequirements(python_version=lock.platform.python, requirements=()),
-                              lock.platform, offline_wheelhouse=plan.wheelhouse)
-        lock = Lock(platform=lock.platform, packages=lock.packages, build_tools=tools.build_tools,
-                    inputs_digest=lock.inputs_digest, notes=lock.notes)
+        tools = resolver.lock(
+            ImageRequirements(python_version=lock.platform.python, requirements=()),
+            lock.platform,
+            offline_wheelhouse=plan.wheelhouse,
+        )
+        lock = Lock(
+            platform=lock.platform,
+            packages=lock.packages,
+            build_tools=tools.build_tools,
+            inputs_digest=lock.inputs_digest,
+            notes=lock.notes,
+        )
     for warning in lock_warnings(plan, lock, resolver):
         log.warning(warning)
     return lock
@@ -229,23 +308,33 @@ def lock_warnings(plan: BuildPlan, lock: Lock, resolver: Resolver) -> tuple[str,
     from deployer.environment import footprint, loader_deps, variants
     from deployer.model.references import referenced_modules
 
-    out = [f"the resolved environment has {', '.join(found)}: two builds of {package} installed over "
-           "each other (a dependency asks for the other name); pin the one you want with --pip"
-           for package, found in variants.conflicts(p.name for p in lock.packages)]
+    out = [
+        f"the resolved environment has {', '.join(found)}: two builds of {package} installed over "
+        "each other (a dependency asks for the other name); pin the one you want with --pip"
+        for package, found in variants.conflicts(p.name for p in lock.packages)
+    ]
     paths = [path for p in lock.packages if (path := resolver.store.lookup(p.sha256)) is not None]
     if len(paths) != len(lock.packages) or plan.env_kind == "local":
         return tuple(out)
     used = [*plan.requirements.runtime, *(r.package for r in plan.loader_requirements)]
     unused = footprint.unused_requirements(
-        plan.requirements.requirements, used, referenced_modules(plan.model_path),
+        plan.requirements.requirements,
+        used,
+        referenced_modules(plan.model_path),
         footprint.facts_from_wheels(paths),
-        python_version=lock.platform.python, alternatives=loader_deps.ALTERNATIVES)
+        python_version=lock.platform.python,
+        alternatives=loader_deps.ALTERNATIVES,
+    )
     for item in unused:
         out.append(
-            f"the model requires {item.describe()}, but neither its flavor's loader nor its files import "
-            "it and nothing they use depends on it: it only makes the image bigger. Leave it out when "
-            "saving the model (pip_requirements=), or remove it from the model's requirements.txt and "
-            "python_env.yaml")
+            f"the model requires {item.describe()}, but neither its flavor's loader nor its files "
+            "import "
+            "it and nothing they use depends on it: it only makes the image bigger. Leave it out "
+            "when "
+            "saving the model (pip_requirements=), or remove it from the model's requirements.txt "
+            "and "
+            "python_env.yaml"
+        )
     return tuple(out)
 
 
@@ -275,8 +364,10 @@ def write_context(
     if part not in ("full", "deps", "model"):
         raise ValueError(f"unknown context part {part!r}")
     if part == "model" and (not deps_image or (plan.env_kind != "local" and plan.lock is None)):
-        raise BuildError("a model-only context needs the environment image and the lock",
-                         fix="this is a bug in deployer: report it")
+        raise BuildError(
+            "a model-only context needs the environment image and the lock",
+            fix="this is a bug in deployer: report it",
+        )
     say = on_line or (lambda _line: None)
     _prepare_dir(out_dir, overwrite)
     resolver = resolver or Resolver()
@@ -290,8 +381,12 @@ def write_context(
             lock = resolve_lock(replace(plan, lock=lock), resolver, say)
         else:
             lock = resolve_lock(plan, resolver, say)
-        files = resolver.materialize(lock, index_options=plan.requirements.index_options,
-                                     model_dir=plan.model_path, offline_wheelhouse=plan.wheelhouse)
+        files = resolver.materialize(
+            lock,
+            index_options=plan.requirements.index_options,
+            model_dir=plan.model_path,
+            offline_wheelhouse=plan.wheelhouse,
+        )
         link_wheels(files, out_dir / "wheels")
         wheel_count = len(files)
         wheel_bytes = sum(p.stat().st_size for p in files.values())
@@ -304,19 +399,28 @@ def write_context(
         _write_runtime(plan, out_dir / "runtime")
         _write_model(plan, out_dir / "model")
 
-    variables = dockerfile_context(plan, buildkit=buildkit, uv_sha256=uv_sha256_of(plan.lock), part=part,
-                                   deps_image=deps_image)
+    variables = dockerfile_context(
+        plan, buildkit=buildkit, uv_sha256=uv_sha256_of(plan.lock), part=part, deps_image=deps_image
+    )
     dockerfile = render_template("Dockerfile.j2", **variables)
     _write(out_dir / "Dockerfile", dockerfile)
-    _write(out_dir / ".dockerignore", render_template(
-        "dockerignore.j2", deployer_version=__version__, plan_file=PLAN_FILE))
+    _write(
+        out_dir / ".dockerignore",
+        render_template("dockerignore.j2", deployer_version=__version__, plan_file=PLAN_FILE),
+    )
     if part == "full":
         if contract(plan.target).service_script:
             _write(out_dir / "create_service.sh", render_create_service(plan), 0o755)
         _write(out_dir / PLAN_FILE, json.dumps(plan.to_dict(), indent=2) + "\n")
     _normalize_tree(out_dir)
-    return BuildContext(path=out_dir, plan=plan, buildkit=buildkit, dockerfile=dockerfile,
-                        wheel_count=wheel_count, wheel_bytes=wheel_bytes)
+    return BuildContext(
+        path=out_dir,
+        plan=plan,
+        buildkit=buildkit,
+        dockerfile=dockerfile,
+        wheel_count=wheel_count,
+        wheel_bytes=wheel_bytes,
+    )
 
 
 def _write_runtime(plan: BuildPlan, runtime_root: Path) -> None:
@@ -324,7 +428,9 @@ def _write_runtime(plan: BuildPlan, runtime_root: Path) -> None:
     src_root = package_dir().parent
     for rel in plan.runtime.files:
         _copy(src_root / rel, runtime_root / rel)
-    _write(runtime_root / "bin" / "serve", render_template("serve.j2", **serve_context(plan)), 0o755)
+    _write(
+        runtime_root / "bin" / "serve", render_template("serve.j2", **serve_context(plan)), 0o755
+    )
     if contract(plan.target).entry_script:
         from deployer.serving.azure import render_score_py
 
@@ -338,16 +444,22 @@ def _write_model(plan: BuildPlan, model_root: Path) -> None:
     copy_model(plan.model_path, model_root)
 
 
-def _conda_inputs(plan: BuildPlan, out_dir: Path, build_dir: Path, resolver: Resolver, say: LineSink):  # type: ignore[no-untyped-def]
+def _conda_inputs(
+    plan: BuildPlan, out_dir: Path, build_dir: Path, resolver: Resolver, say: LineSink
+):  # type: ignore[no-untyped-def]
     """conda: explicit spec + packages from the conda lock; its pip part as a pip Lock."""
     from deployer.building import conda as conda_mod  # yaml/urllib only when a model needs conda
 
     lockfile = conda_mod.find_lockfile(plan.model_path, plan.conda_lock)
     if lockfile is None:
         raise EnvironmentSpecError(
-            "the model needs conda packages, but there is no conda lockfile (conda channels are not "
-            "solved inside image builds)", where=str(plan.model_path / "conda.yaml"),
-            fix="run `conda-lock -f conda.yaml -p linux-64` next to the model (or pass --conda-lock FILE)")
+            "the model needs conda packages, but there is no conda lockfile (conda channels are "
+            "not "
+            "solved inside image builds)",
+            where=str(plan.model_path / "conda.yaml"),
+            fix="run `conda-lock -f conda.yaml -p linux-64` next to the model (or pass "
+            "--conda-lock FILE)",
+        )
     parsed = conda_mod.parse_conda_lock(lockfile)
     conda_platform = conda_mod.CONDA_PLATFORMS[plan.platform.arch]
     packages = parsed.for_platform(conda_platform)
@@ -358,17 +470,30 @@ def _conda_inputs(plan: BuildPlan, out_dir: Path, build_dir: Path, resolver: Res
     conda_mod.download_conda_packages(packages, out_dir / "conda-pkgs")
     pip_part = conda_mod.pip_lock(packages, platform)
     runtime = resolver.lock(
-        type(plan.requirements)(python_version=py, requirements=plan.requirements.requirements,
-                                constraints=tuple(f"{p.name}=={p.version}" for p in pip_part.packages),
-                                index_options=plan.requirements.index_options),
-        platform, model_dir=plan.model_path, offline_wheelhouse=plan.wheelhouse)
+        type(plan.requirements)(
+            python_version=py,
+            requirements=plan.requirements.requirements,
+            constraints=tuple(f"{p.name}=={p.version}" for p in pip_part.packages),
+            index_options=plan.requirements.index_options,
+        ),
+        platform,
+        model_dir=plan.model_path,
+        offline_wheelhouse=plan.wheelhouse,
+    )
     merged = {p.name: p for p in runtime.packages}
     merged.update({p.name: p for p in pip_part.packages})
-    return type(runtime)(platform=platform, packages=tuple(sorted(merged.values())),
-                         build_tools=runtime.build_tools, inputs_digest=runtime.inputs_digest)
+    return type(runtime)(
+        platform=platform,
+        packages=tuple(sorted(merged.values())),
+        build_tools=runtime.build_tools,
+        inputs_digest=runtime.inputs_digest,
+    )
 
 
 def check_context(path: Path) -> None:
     if not (path / "Dockerfile").is_file():
-        raise BuildError("not a build context (no Dockerfile)", where=str(path),
-                         fix="write one with `deployer generate -m MODEL -o DIR`")
+        raise BuildError(
+            "not a build context (no Dockerfile)",
+            where=str(path),
+            fix="write one with `deployer generate -m MODEL -o DIR`",
+        )

@@ -36,12 +36,22 @@ class ServingContract:
 
 AZURE_SERVER_REQUIREMENT = "azureml-inference-server-http>=1.3"
 
-CONTRACTS: dict[str, ServingContract] = {c.name: c for c in (
-    ServingContract("local", "/ping", "/invocations", "deployer"),
-    ServingContract("sagemaker", "/ping", "/invocations", "deployer"),
-    ServingContract("azureml", "/", "/score", "azmlinfsrv", (AZURE_SERVER_REQUIREMENT,),
-                    entry_script=True, service_script=True),
-)}
+CONTRACTS: dict[str, ServingContract] = {
+    c.name: c
+    for c in (
+        ServingContract("local", "/ping", "/invocations", "deployer"),
+        ServingContract("sagemaker", "/ping", "/invocations", "deployer"),
+        ServingContract(
+            "azureml",
+            "/",
+            "/score",
+            "azmlinfsrv",
+            (AZURE_SERVER_REQUIREMENT,),
+            entry_script=True,
+            service_script=True,
+        ),
+    )
+}
 
 
 def contract(name: str) -> ServingContract:
@@ -49,6 +59,8 @@ def contract(name: str) -> ServingContract:
     found = CONTRACTS.get(name)
     if found is None:
         close = difflib.get_close_matches(name, CONTRACTS, n=1)
-        raise UsageError(f"unknown target {name!r}",
-                         fix=f"did you mean '{close[0]}'?" if close else f"use one of: {', '.join(CONTRACTS)}")
+        raise UsageError(
+            f"unknown target {name!r}",
+            fix=f"did you mean '{close[0]}'?" if close else f"use one of: {', '.join(CONTRACTS)}",
+        )
     return found

@@ -87,9 +87,17 @@ class ImageRequirements:
 
 def _target_env(python_version: str) -> dict[str, str]:
     env = dict(default_environment())
-    env.update({"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
-                "python_version": python_version, "implementation_name": "cpython",
-                "platform_python_implementation": "CPython", "extra": ""})
+    env.update(
+        {
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "os_name": "posix",
+            "python_version": python_version,
+            "implementation_name": "cpython",
+            "platform_python_implementation": "CPython",
+            "extra": "",
+        }
+    )
     return env
 
 
@@ -147,11 +155,15 @@ def image_requirements(
             continue
         name = _name(normalized)
         if not is_override and name is not None and name in override_by_name:
-            notes.append(f"replaced {normalized!r} with {override_by_name[name]!r} (--pip / "
-                         "--pip-requirements-override)")
+            notes.append(
+                f"replaced {normalized!r} with {override_by_name[name]!r} (--pip / "
+                "--pip-requirements-override)"
+            )
             continue
         if name in _DROPPED:
-            notes.append(f"dropped build tool requirement {normalized!r} (wheels need no build tools)")
+            notes.append(
+                f"dropped build tool requirement {normalized!r} (wheels need no build tools)"
+            )
             continue
         if name == "mlflow" and not keep_full_mlflow:
             req = Requirement(normalized)
@@ -160,8 +172,10 @@ def image_requirements(
             else:
                 req.name = "mlflow-skinny"
                 skinny = str(req)
-                notes.append(f"replaced {normalized!r} with {skinny!r} (scoring needs only pyfunc loading; "
-                             "--keep-full-mlflow keeps it)")
+                notes.append(
+                    f"replaced {normalized!r} with {skinny!r} (scoring needs only pyfunc loading; "
+                    "--keep-full-mlflow keeps it)"
+                )
                 normalized, name = skinny, "mlflow-skinny"
         if name:
             names.add(name)
@@ -182,8 +196,10 @@ def image_requirements(
         if name in names:
             continue  # the model's own pin wins; the resolver checks it is compatible
         if name == "pyarrow" and not parquet:
-            notes.append("left out pyarrow: the image answers JSON and CSV requests (--parquet adds "
-                         "Parquet support, ~160 MB)")
+            notes.append(
+                "left out pyarrow: the image answers JSON and CSV requests (--parquet adds "
+                "Parquet support, ~160 MB)"
+            )
             continue
         out.append(line)
         if name:
@@ -192,8 +208,11 @@ def image_requirements(
         if parse_requirement_line(line, where=f"{where} (constraints)") is None:
             continue
     if not python_version:
-        raise EnvironmentSpecError("no Python version to build for", where=where,
-                                   fix="declare python in python_env.yaml or pass --python")
+        raise EnvironmentSpecError(
+            "no Python version to build for",
+            where=where,
+            fix="declare python in python_env.yaml or pass --python",
+        )
     return ImageRequirements(
         python_version=python_version,
         requirements=tuple(out),

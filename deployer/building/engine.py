@@ -67,15 +67,17 @@ def docker_client() -> Any:
         host = os.environ.get("DOCKER_HOST", "the default socket")
         raise BuildError(
             f"cannot reach a Docker engine at {host}: {redact_text(str(exc))}",
-            fix="start Docker (or `eval \"$(bash docker/ensure-engine.sh)\"`), or set DOCKER_HOST",
+            fix='start Docker (or `eval "$(bash docker/ensure-engine.sh)"`), or set DOCKER_HOST',
         ) from exc
     return client
 
 
 def _fail(what: str, lines: Sequence[str]) -> BuildError:
     tail = "\n".join(lines[-_TAIL:])
-    return BuildError(f"{what}\n{tail}" if tail else what,
-                      fix="read the build output above; `deployer generate` writes the context for a manual look")
+    return BuildError(
+        f"{what}\n{tail}" if tail else what,
+        fix="read the build output above; `deployer generate` writes the context for a manual look",
+    )
 
 
 @dataclass
@@ -92,9 +94,16 @@ class SdkLegacyEngine:
         image_id = ""
         try:
             stream = client.api.build(
-                path=str(request.context), tag=request.tag, labels=dict(request.labels) or None,
-                rm=True, forcerm=True, pull=request.pull, nocache=request.nocache, decode=True,
-                platform=request.platform, timeout=BUILD_TIMEOUT,
+                path=str(request.context),
+                tag=request.tag,
+                labels=dict(request.labels) or None,
+                rm=True,
+                forcerm=True,
+                pull=request.pull,
+                nocache=request.nocache,
+                decode=True,
+                platform=request.platform,
+                timeout=BUILD_TIMEOUT,
             )
             for chunk in stream:
                 if "error" in chunk:
@@ -137,7 +146,15 @@ class CliBuildKitEngine:
     def build(self, request: BuildRequest, on_line: LineSink) -> str:
         with tempfile.TemporaryDirectory(prefix="deployer-iid-") as tmp:
             iid = Path(tmp) / "iid"
-            cmd = [self.cli, "build", "--progress=plain", "--tag", request.tag, "--iidfile", str(iid)]
+            cmd = [
+                self.cli,
+                "build",
+                "--progress=plain",
+                "--tag",
+                request.tag,
+                "--iidfile",
+                str(iid),
+            ]
             for key, value in request.labels:
                 cmd += ["--label", f"{key}={value}"]
             if request.platform:
@@ -150,10 +167,18 @@ class CliBuildKitEngine:
             env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain"}
             lines: list[str] = []
             try:
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        env=env, errors="replace")
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    env=env,
+                    errors="replace",
+                )
             except OSError as exc:
-                raise BuildError(f"cannot run {self.cli}: {exc}", fix="check DEPLOYER_DOCKER_CLI") from exc
+                raise BuildError(
+                    f"cannot run {self.cli}: {exc}", fix="check DEPLOYER_DOCKER_CLI"
+                ) from exc
             assert proc.stdout is not None
             deadline = time.monotonic() + BUILD_TIMEOUT
             for raw in proc.stdout:
@@ -191,15 +216,24 @@ def cli_has_buildkit(cli: str) -> bool:
 
 def _probe(cli: str) -> bool:
     try:
-        out = subprocess.run([cli, "build", "--help"], capture_output=True, text=True, timeout=20,
-                             env={**os.environ, "DOCKER_BUILDKIT": "1"})
+        out = subprocess.run(
+            [cli, "build", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            env={**os.environ, "DOCKER_BUILDKIT": "1"},
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return out.returncode == 0 and "--secret" in out.stdout
 
 
 def _candidates() -> list[str]:
-    found = [os.environ.get("DEPLOYER_DOCKER_CLI", ""), shutil.which("docker") or "", "/usr/bin/docker"]
+    found = [
+        os.environ.get("DEPLOYER_DOCKER_CLI", ""),
+        shutil.which("docker") or "",
+        "/usr/bin/docker",
+    ]
     out: list[str] = []
     for cli in found:
         if cli and os.path.isfile(cli) and os.access(cli, os.X_OK) and cli not in out:
@@ -219,6 +253,8 @@ def detect_engine(prefer: str | None = None) -> BuildEngine:
         if cli_has_buildkit(cli):
             return CliBuildKitEngine(cli=cli)
     if choice in ("1", "buildkit", "true", "yes"):
-        raise BuildError("BuildKit was required but no docker CLI here can build with it",
-                         fix="install a docker CLI with BuildKit (or buildx), or set DEPLOYER_BUILDKIT=0")
+        raise BuildError(
+            "BuildKit was required but no docker CLI here can build with it",
+            fix="install a docker CLI with BuildKit (or buildx), or set DEPLOYER_BUILDKIT=0",
+        )
     return SdkLegacyEngine()

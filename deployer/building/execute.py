@@ -59,11 +59,16 @@ class ImageInfo:
         try:
             image = client.images.get(ref)
         except Exception as exc:  # noqa: BLE001 - docker.errors.ImageNotFound / APIError
-            raise BuildError(f"image {ref!r} not found in the engine", fix="build it first") from exc
+            raise BuildError(
+                f"image {ref!r} not found in the engine", fix="build it first"
+            ) from exc
         attrs = image.attrs
-        return cls(image_id=image.id, size=int(attrs.get("Size") or 0),
-                   layers=tuple(attrs.get("RootFS", {}).get("Layers") or ()),
-                   labels=dict(attrs.get("Config", {}).get("Labels") or {}))
+        return cls(
+            image_id=image.id,
+            size=int(attrs.get("Size") or 0),
+            layers=tuple(attrs.get("RootFS", {}).get("Layers") or ()),
+            labels=dict(attrs.get("Config", {}).get("Labels") or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -86,9 +91,15 @@ class BuildResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "image": self.image, "digest": self.digest, "size": self.size,
-            "size_over_base": self.size_over_base, "layers": self.layers, "new_layers": self.new_layers,
-            "seconds": round(self.seconds, 2), "engine": self.engine, "lock_digest": self.lock_digest,
+            "image": self.image,
+            "digest": self.digest,
+            "size": self.size,
+            "size_over_base": self.size_over_base,
+            "layers": self.layers,
+            "new_layers": self.new_layers,
+            "seconds": round(self.seconds, 2),
+            "engine": self.engine,
+            "lock_digest": self.lock_digest,
             "skipped": self.skipped,
             "verification": self.verification.to_dict() if self.verification else None,
         }
@@ -114,38 +125,60 @@ def execute_build(
     build_platform = check_build_platform(client, engine, plan.platform.docker_platform)
     if context is None:
         with tempfile.TemporaryDirectory(prefix="deployer-context-") as tmp:
-            ctx = write_context(plan, Path(tmp) / "context", buildkit=engine.buildkit, resolver=resolver,
-                                on_line=on_line)
-            return execute_build(ctx.plan, ctx, engine, on_line=on_line, client=client, started=t0,
-                                 nocache=nocache)
+            ctx = write_context(
+                plan,
+                Path(tmp) / "context",
+                buildkit=engine.buildkit,
+                resolver=resolver,
+                on_line=on_line,
+            )
+            return execute_build(
+                ctx.plan, ctx, engine, on_line=on_line, client=client, started=t0, nocache=nocache
+            )
     plan = context.plan
     if engine.buildkit != context.buildkit:
         raise BuildError(
-            f"the context was written for {'BuildKit' if context.buildkit else 'the classic builder'} "
-            f"but the engine is {engine.name}", fix="write the context with buildkit=engine.buildkit")
+            "the context was written for "
+            f"{'BuildKit' if context.buildkit else 'the classic builder'} "
+            f"but the engine is {engine.name}",
+            fix="write the context with buildkit=engine.buildkit",
+        )
     try:
         image_id = _build(engine, context, plan, nocache, on_line, build_platform)
     except BuildError as exc:
         if _base_info(client, plan.base_image) is None:
             raise BuildError(
-                f"{exc.what}\n(the base image {plan.base_image} is not in the local engine, and pulling it failed)",
-                fix="pass --base-image with an image you have (`docker images`), e.g. one made from "
-                "Debian packages by docker/base-image.sh, or `docker pull` it first") from exc
+                f"{exc.what}\n(the base image {plan.base_image} is not in the local engine, and "
+                "pulling it failed)",
+                fix="pass --base-image with an image you have (`docker images`), e.g. one made "
+                "from "
+                "Debian packages by docker/base-image.sh, or `docker pull` it first",
+            ) from exc
         raise
     info = ImageInfo.inspect(client, image_id)
     base = _base_info(client, plan.base_image)
     base_layers = set(base.layers) if base else set()
     return BuildResult(
-        image=plan.tag, digest=info.image_id, size=info.size,
-        size_over_base=info.size - (base.size if base else 0), layers=len(info.layers),
+        image=plan.tag,
+        digest=info.image_id,
+        size=info.size,
+        size_over_base=info.size - (base.size if base else 0),
+        layers=len(info.layers),
         new_layers=sum(1 for layer in info.layers if layer not in base_layers),
-        seconds=time.monotonic() - t0, engine=engine.name,
+        seconds=time.monotonic() - t0,
+        engine=engine.name,
         lock_digest=plan.lock.digest if plan.lock else None,
     )
 
 
-def _build(engine: BuildEngine, context: BuildContext, plan: BuildPlan, nocache: bool,
-           on_line: LineSink | None, platform: str | None) -> str:
+def _build(
+    engine: BuildEngine,
+    context: BuildContext,
+    plan: BuildPlan,
+    nocache: bool,
+    on_line: LineSink | None,
+    platform: str | None,
+) -> str:
     # ``platform``: from check_build_platform -- only for a foreign architecture (buildx + QEMU
     # checked); native builds omit it so locally imported base images without platform
     # metadata still resolve.
@@ -164,7 +197,8 @@ def _pull(client: Any, ref: str) -> ImageInfo:
         raise BuildError(
             f"the base image {ref} is not in the local engine and could not be pulled: {exc}",
             fix="pass --base-image with an image you have (`docker images`), e.g. one made from "
-            "Debian packages by docker/base-image.sh, or `docker pull` it first") from exc
+            "Debian packages by docker/base-image.sh, or `docker pull` it first",
+        ) from exc
     return ImageInfo.inspect(client, ref)
 
 
@@ -178,11 +212,17 @@ def check_base_python(client: Any, plan: BuildPlan, cache_root: Path | None = No
     """
     want = plan.platform.python
     if plan.gpu:
-        fix = (f"pass --base-image with a CUDA image that has Python {want} as python3 (for example one built "
-               f"FROM {plan.base_image} that installs python{want} and python{want}-venv)")
+        fix = (
+            f"pass --base-image with a CUDA image that has Python {want} as python3 (for example "
+            "one built "
+            f"FROM {plan.base_image} that installs python{want} and python{want}-venv)"
+        )
     else:
-        fix = (f"pass --base-image with an image whose python3 is {want} (e.g. python:{want}-slim), or "
-               "--python X.Y if the model really runs on the base image's Python")
+        fix = (
+            f"pass --base-image with an image whose python3 is {want} (e.g. python:{want}-slim), "
+            "or "
+            "--python X.Y if the model really runs on the base image's Python"
+        )
     try:
         base = _base_info(client, plan.base_image) or _pull(client, plan.base_image)
     except BuildError as exc:  # CUDA bases are the likely miss: say which one works
@@ -194,8 +234,11 @@ def check_base_python(client: Any, plan: BuildPlan, cache_root: Path | None = No
         have = _run_base_python(client, plan.base_image, base.image_id, want, fix)
         _write_json(cache, {**known, base.image_id: have})  # only a real answer is cached
     if have != want:
-        raise BuildError(f"the base image {plan.base_image} has Python {have}, the model needs Python {want}",
-                         where="--base-image", fix=fix)
+        raise BuildError(
+            f"the base image {plan.base_image} has Python {have}, the model needs Python {want}",
+            where="--base-image",
+            fix=fix,
+        )
 
 
 # What runc / the engine say when the command itself is not in the image.
@@ -214,38 +257,54 @@ def _run_base_python(client: Any, ref: str, image_id: str, want: str, fix: str) 
     try:
         # create + start + wait rather than containers.run(remove=True), which leaves the
         # created container behind when the engine fails to start it
-        container = client.containers.create(image_id, ["python3", "-c", code], entrypoint=[],
-                                             network_disabled=True)
+        container = client.containers.create(
+            image_id, ["python3", "-c", code], entrypoint=[], network_disabled=True
+        )
         container.start()
         status = int(container.wait(timeout=120).get("StatusCode", -1))
         out = container.logs(stdout=True, stderr=True)
     except docker.errors.APIError as exc:  # the engine refused to create or start the container
         engine = redact_text(str(exc.explanation or exc)).strip()
         if _NO_EXECUTABLE.search(engine) and "python3" in engine:
-            raise BuildError(f"the base image {ref} has no python3 (the model needs Python {want})",
-                             where="--base-image", fix=fix) from None
-        raise BuildError(f"the Docker engine could not run a container from the base image {ref}: {engine}",
-                         where="Docker engine",
-                         fix="this is the engine's own error, not the image's: fix the engine (its log, "
-                             "`docker run --rm IMAGE true` reproduces it) and build again") from None
+            raise BuildError(
+                f"the base image {ref} has no python3 (the model needs Python {want})",
+                where="--base-image",
+                fix=fix,
+            ) from None
+        raise BuildError(
+            f"the Docker engine could not run a container from the base image {ref}: {engine}",
+            where="Docker engine",
+            fix="this is the engine's own error, not the image's: fix the engine (its log, "
+            "`docker run --rm IMAGE true` reproduces it) and build again",
+        ) from None
     except Exception as exc:  # noqa: BLE001 - requests/docker connection errors: engine unreachable
-        raise BuildError(f"lost the Docker engine while checking the base image {ref}: "
-                         f"{redact_text(str(exc))}", where="Docker engine",
-                         fix="check that the engine runs (docker info) and build again") from None
+        raise BuildError(
+            f"lost the Docker engine while checking the base image {ref}: {redact_text(str(exc))}",
+            where="Docker engine",
+            fix="check that the engine runs (docker info) and build again",
+        ) from None
     finally:
         if container is not None:
             with contextlib.suppress(Exception):
                 container.remove(force=True)
     if status != 0:  # python3 started and failed
         tail = _last_line(out)
-        raise BuildError(f"python3 in the base image {ref} exits with code {status}"
-                         + (f": {tail}" if tail else "") + f" (the model needs Python {want})",
-                         where="--base-image", fix=fix)
+        raise BuildError(
+            f"python3 in the base image {ref} exits with code {status}"
+            + (f": {tail}" if tail else "")
+            + f" (the model needs Python {want})",
+            where="--base-image",
+            fix=fix,
+        )
     text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
     found = re.findall(r"^(\d+\.\d+)\s*$", text, flags=re.MULTILINE)
     if not found:
-        raise BuildError(f"python3 in the base image {ref} did not print its version (it printed "
-                         f"{_last_line(text)!r}; the model needs Python {want})", where="--base-image", fix=fix)
+        raise BuildError(
+            f"python3 in the base image {ref} did not print its version (it printed "
+            f"{_last_line(text)!r}; the model needs Python {want})",
+            where="--base-image",
+            fix=fix,
+        )
     return str(found[-1])
 
 
@@ -341,47 +400,84 @@ def build_model_image(
             base = _base_info(client, plan.base_image)
             base_layers = set(base.layers) if base else set()
             return plan, BuildResult(
-                image=plan.tag, digest=found.image_id, size=found.size,
-                size_over_base=found.size - (base.size if base else 0), layers=len(found.layers),
+                image=plan.tag,
+                digest=found.image_id,
+                size=found.size,
+                size_over_base=found.size - (base.size if base else 0),
+                layers=len(found.layers),
                 new_layers=sum(1 for x in found.layers if x not in base_layers),
-                seconds=time.monotonic() - t0, engine="(existing image)",
-                lock_digest=found.labels.get("io.deployer.lock.digest"), skipped=True,
-                verification=verification or _recorded_result(found.labels))
+                seconds=time.monotonic() - t0,
+                engine="(existing image)",
+                lock_digest=found.labels.get("io.deployer.lock.digest"),
+                skipped=True,
+                verification=verification or _recorded_result(found.labels),
+            )
     engine = engine or detect_engine()
     # Before anything is resolved or downloaded: can this engine build the platform at all?
     build_platform = check_build_platform(client, engine, plan.platform.docker_platform)
     if plan.env_kind == "virtualenv" and (build_platform is None or plan.gpu):
         check_base_python(client, plan)  # native bases only: a foreign one would run under QEMU
     resolver = resolver or Resolver()
-    say(f"building {plan.tag} with {engine.name}" + ("" if plan.verify else " (not verified: --no-verify)"))
+    say(
+        f"building {plan.tag} with {engine.name}"
+        + ("" if plan.verify else " (not verified: --no-verify)")
+    )
     requested = plan.tag
     if plan.verify is not None:  # build under a staging tag: the requested one only once verified
         plan = replace(plan, tag=staging_tag(plan))
     with tempfile.TemporaryDirectory(prefix="deployer-context-") as tmp:
         if not split or plan.env_kind != "virtualenv":
-            ctx = write_context(plan, Path(tmp) / "context", buildkit=engine.buildkit, resolver=resolver,
-                                on_line=say)
-            result = execute_build(ctx.plan, ctx, engine, on_line=on_line, client=client, started=t0,
-                                   nocache=nocache)
+            ctx = write_context(
+                plan,
+                Path(tmp) / "context",
+                buildkit=engine.buildkit,
+                resolver=resolver,
+                on_line=say,
+            )
+            result = execute_build(
+                ctx.plan, ctx, engine, on_line=on_line, client=client, started=t0, nocache=nocache
+            )
             return _verified(ctx.plan, result, requested, engine, client, build_platform, say, t0)
         plan = plan.with_lock(resolve_lock(plan, resolver, say))
         deps_tag = environment_image_tag(client, plan, engine.buildkit)
         if nocache or _base_info(client, deps_tag) is None:
             say(f"building the Python environment image {deps_tag}")
-            deps_ctx = write_context(plan, Path(tmp) / "deps", buildkit=engine.buildkit, resolver=resolver,
-                                     on_line=say, part="deps")
+            deps_ctx = write_context(
+                plan,
+                Path(tmp) / "deps",
+                buildkit=engine.buildkit,
+                resolver=resolver,
+                on_line=say,
+                part="deps",
+            )
             _build(engine, deps_ctx, replace(plan, tag=deps_tag), nocache, on_line, build_platform)
         else:
             say(f"reusing the Python environment image {deps_tag}")
-        ctx = write_context(plan, Path(tmp) / "model", buildkit=engine.buildkit, resolver=resolver,
-                            on_line=say, part="model", deps_image=deps_tag)
-        result = execute_build(ctx.plan, ctx, engine, on_line=on_line, client=client, started=t0,
-                               nocache=nocache)
+        ctx = write_context(
+            plan,
+            Path(tmp) / "model",
+            buildkit=engine.buildkit,
+            resolver=resolver,
+            on_line=say,
+            part="model",
+            deps_image=deps_tag,
+        )
+        result = execute_build(
+            ctx.plan, ctx, engine, on_line=on_line, client=client, started=t0, nocache=nocache
+        )
     return _verified(ctx.plan, result, requested, engine, client, build_platform, say, t0)
 
 
-def _verified(plan: BuildPlan, result: BuildResult, requested: str, engine: BuildEngine, client: Any,
-              platform: str | None, say: LineSink, t0: float) -> tuple[BuildPlan, BuildResult]:
+def _verified(
+    plan: BuildPlan,
+    result: BuildResult,
+    requested: str,
+    engine: BuildEngine,
+    client: Any,
+    platform: str | None,
+    say: LineSink,
+    t0: float,
+) -> tuple[BuildPlan, BuildResult]:
     """Verify the image built under ``plan.tag`` (a staging tag) and give it the ``requested``
     tag with the outcome in its labels; --no-verify builds carry their ``skipped`` label already."""
     if plan.verify is None:
@@ -394,7 +490,12 @@ def _verified(plan: BuildPlan, result: BuildResult, requested: str, engine: Buil
         with contextlib.suppress(Exception):
             client.images.remove(staged, noprune=True)
     return replace(plan, tag=requested), replace(
-        result, image=requested, digest=image_id, verification=verification, seconds=time.monotonic() - t0)
+        result,
+        image=requested,
+        digest=image_id,
+        verification=verification,
+        seconds=time.monotonic() - t0,
+    )
 
 
 def _recorded_result(labels: dict[str, str]) -> VerifyResult | None:
@@ -403,10 +504,15 @@ def _recorded_result(labels: dict[str, str]) -> VerifyResult | None:
         return None
     from deployer.building.verify import LABEL
 
-    return VerifyResult(status=status, route=labels.get(f"{LABEL}.route", ""),
-                        http_status=int(labels[f"{LABEL}.http-status"]) if labels.get(f"{LABEL}.http-status") else None,
-                        payload_digest=labels.get(f"{LABEL}.payload", "").rpartition(" ")[2],
-                        payload_source=labels.get(f"{LABEL}.payload", "").rpartition(" ")[0])
+    return VerifyResult(
+        status=status,
+        route=labels.get(f"{LABEL}.route", ""),
+        http_status=int(labels[f"{LABEL}.http-status"])
+        if labels.get(f"{LABEL}.http-status")
+        else None,
+        payload_digest=labels.get(f"{LABEL}.payload", "").rpartition(" ")[2],
+        payload_source=labels.get(f"{LABEL}.payload", "").rpartition(" ")[0],
+    )
 
 
 def environment_image_tag(client: Any, plan: BuildPlan, buildkit: bool) -> str:
@@ -415,10 +521,18 @@ def environment_image_tag(client: Any, plan: BuildPlan, buildkit: bool) -> str:
     the installer script and the exact lock."""
     base = _base_info(client, plan.base_image) or _pull(client, plan.base_image)
     assert plan.lock is not None
-    dockerfile = render_template("Dockerfile.j2", **dockerfile_context(
-        plan, buildkit=buildkit, uv_sha256=uv_sha256_of(plan.lock), part="deps"))
+    dockerfile = render_template(
+        "Dockerfile.j2",
+        **dockerfile_context(
+            plan, buildkit=buildkit, uv_sha256=uv_sha256_of(plan.lock), part="deps"
+        ),
+    )
     h = hashlib.sha256()
-    for part in (base.image_id, dockerfile, plan.lock.canonical_text(),
-                 Path(__file__).with_name("_build_venv.py").read_text()):
+    for part in (
+        base.image_id,
+        dockerfile,
+        plan.lock.canonical_text(),
+        Path(__file__).with_name("_build_venv.py").read_text(),
+    ):
         h.update(part.encode() + b"\0")
     return f"deployer-env:{h.hexdigest()[:20]}"

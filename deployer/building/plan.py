@@ -80,7 +80,9 @@ class BuildOptions:
     conda_lock: Path | None = None
     micromamba_image: str = DEFAULT_MICROMAMBA
     keep_full_mlflow: bool = False
-    parquet: bool = False  # True adds pyarrow for Parquet requests (~160 MB); the model's own pin wins
+    parquet: bool = (
+        False  # True adds pyarrow for Parquet requests (~160 MB); the model's own pin wins
+    )
     run_as_root: bool = False
     refresh_lock: bool = False
     port: int = DEFAULT_PORT
@@ -92,8 +94,12 @@ class BuildOptions:
     verify: bool = True  # run the built image once, offline, before it is tagged (building.verify)
     pip: tuple[str, ...] = ()  # --pip REQ: replaces the model's line for that package, or adds it
     pip_override_file: Path | None = None  # --pip-requirements-override FILE: the same, from a file
-    system_packages: tuple[str, ...] = ()  # --system-package NAME: Debian packages (apt), an OS layer
-    java: bool = True  # a JRE for flavors that need a JVM (spark, h2o, ...); --no-java: the base has one
+    system_packages: tuple[
+        str, ...
+    ] = ()  # --system-package NAME: Debian packages (apt), an OS layer
+    java: bool = (
+        True  # a JRE for flavors that need a JVM (spark, h2o, ...); --no-java: the base has one
+    )
 
     def to_params(self) -> dict[str, Any]:
         """The options that differ from the defaults, as JSON-safe data: how a deploy plan
@@ -116,8 +122,10 @@ class BuildOptions:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(params) - set(known))
         if unknown:
-            raise UsageError(f"unknown build options {', '.join(unknown)}",
-                             fix=f"use only: {', '.join(sorted(known))}")
+            raise UsageError(
+                f"unknown build options {', '.join(unknown)}",
+                fix=f"use only: {', '.join(sorted(known))}",
+            )
         values: dict[str, Any] = {}
         for name, value in params.items():
             default = known[name].default
@@ -140,7 +148,8 @@ _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]{1,99}")
 JVM_FLAVORS = ("spark", "h2o", "johnsnowlabs", "mleap")
 #: Flavors whose loader starts a local Spark session inside the server.
 SPARK_FLAVORS = ("spark", "johnsnowlabs")
-#: The distribution's default headless JRE: Java 17 on Debian 12, 21 on Debian 13 (Spark 4 needs 17+).
+#: The distribution's default headless JRE: Java 17 on Debian 12, 21 on Debian 13 (Spark 4 needs
+#: 17+).
 JRE_PACKAGE = "default-jre-headless"
 
 
@@ -159,9 +168,12 @@ class OsPackages:
         (a later layer cannot make an earlier one smaller). ``mkdir man1``: slim images drop
         man pages, and the JRE's postinst links one there."""
         names = " ".join(self.packages)  # each matched _DEBIAN_PACKAGE: no shell metacharacters
-        script = ("set -e; mkdir -p /usr/share/man/man1; apt-get update; "
-                  f"DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {names}; "
-                  "apt-get clean; rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/log/apt/*")
+        script = (
+            "set -e; mkdir -p /usr/share/man/man1; apt-get update; "
+            f"DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {names}; "
+            "apt-get clean; rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb "
+            "/var/log/apt/*"
+        )
         return ["/bin/sh", "-c", script]
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,14 +182,21 @@ class OsPackages:
 
 def check_debian_package(name: str, where: str = "--system-package") -> str:
     if not isinstance(name, str) or not _DEBIAN_PACKAGE.fullmatch(name):
-        raise UsageError(f"{name!r} is not a Debian package name", where=where,
-                         fix="give a package name as apt knows it: lower case letters, digits, '+', '-', '.' "
-                             "(e.g. libgomp1); versions and options are not accepted")
+        raise UsageError(
+            f"{name!r} is not a Debian package name",
+            where=where,
+            fix="give a package name as apt knows it: lower case letters, digits, '+', '-', '.' "
+            "(e.g. libgomp1); versions and options are not accepted",
+        )
     return name
 
 
-def plan_os_packages(loaded: LoadedModel, options: BuildOptions, warnings: list[str],
-                     distributions: tuple[str, ...] = ()) -> OsPackages:
+def plan_os_packages(
+    loaded: LoadedModel,
+    options: BuildOptions,
+    warnings: list[str],
+    distributions: tuple[str, ...] = (),
+) -> OsPackages:
     """--system-package names, plus a JRE when a flavor needs a JVM (unless --no-java), plus
     the shared libraries the image's ``distributions`` leave to the OS (lightgbm -> libgomp1;
     :mod:`deployer.environment.system_deps`) unless --no-auto-deps."""
@@ -185,8 +204,10 @@ def plan_os_packages(loaded: LoadedModel, options: BuildOptions, warnings: list[
     reasons: list[str] = []
     for need in system_deps.needs(distributions):
         if not options.auto_deps:
-            warnings.append(f"{need.distribution} needs {need.reason}, which --no-auto-deps leaves out: "
-                            f"the base image must provide it (else --system-package {need.packages[0]})")
+            warnings.append(
+                f"{need.distribution} needs {need.reason}, which --no-auto-deps leaves out: "
+                f"the base image must provide it (else --system-package {need.packages[0]})"
+            )
             continue
         new = [p for p in need.packages if p not in requested]
         requested += new
@@ -196,10 +217,14 @@ def plan_os_packages(loaded: LoadedModel, options: BuildOptions, warnings: list[
     if jvm and options.java:
         if JRE_PACKAGE not in requested:
             requested.append(JRE_PACKAGE)
-        reasons.append(f"{JRE_PACKAGE}: the {', '.join(jvm)} flavor needs a JVM (--no-java skips it)")
+        reasons.append(
+            f"{JRE_PACKAGE}: the {', '.join(jvm)} flavor needs a JVM (--no-java skips it)"
+        )
     elif jvm:
-        warnings.append(f"the {', '.join(jvm)} flavor needs a JVM and --no-java leaves Java out: the base "
-                        "image must provide `java` on PATH")
+        warnings.append(
+            f"the {', '.join(jvm)} flavor needs a JVM and --no-java leaves Java out: the base "
+            "image must provide `java` on PATH"
+        )
     return OsPackages(tuple(sorted(set(requested))), tuple(reasons))
 
 
@@ -214,8 +239,11 @@ def pip_overrides(options: BuildOptions) -> tuple[str, ...]:
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read the requirements override file: {exc}", where=str(path),
-                             fix="pass a readable requirements file to --pip-requirements-override") from None
+            raise UsageError(
+                f"cannot read the requirements override file: {exc}",
+                where=str(path),
+                fix="pass a readable requirements file to --pip-requirements-override",
+            ) from None
         sources += [(line, f"{path}:{n}") for n, line in enumerate(split_file_lines(text), 1)]
     sources += [(value, "--pip") for value in options.pip]
     out: list[str] = []
@@ -223,12 +251,21 @@ def pip_overrides(options: BuildOptions) -> tuple[str, ...]:
         normalized = parse_requirement_line(line, where=where)
         if normalized is None:
             continue
-        if "://" not in normalized and ("/" in normalized.split(";")[0] or normalized.endswith((".whl", ".tar.gz"))):
-            raise UsageError(f"{normalized!r} is a local path", where=where,
-                             fix="give a requirement such as 'pandas==2.2.3' (or a package URL)")
+        if "://" not in normalized and (
+            "/" in normalized.split(";")[0] or normalized.endswith((".whl", ".tar.gz"))
+        ):
+            raise UsageError(
+                f"{normalized!r} is a local path",
+                where=where,
+                fix="give a requirement such as 'pandas==2.2.3' (or a package URL)",
+            )
         if has_url_credentials(normalized):
-            raise UsageError(f"a URL in {where} carries credentials", where=where,
-                             fix="keep credentials in this host's pip configuration or netrc, not in requirements")
+            raise UsageError(
+                f"a URL in {where} carries credentials",
+                where=where,
+                fix="keep credentials in this host's pip configuration or netrc, not in "
+                "requirements",
+            )
         out.append(normalized)
     return tuple(out)
 
@@ -295,20 +332,27 @@ class BuildPlan:
             "tag": self.tag,
             "options": self.options.to_params() if self.options else {},
             "target": self.target,
-            "model": {"name": self.model_name, "uri": self.model_uri, "path": str(self.model_path),
-                      "digest": self.model_digest},
+            "model": {
+                "name": self.model_name,
+                "uri": self.model_uri,
+                "path": str(self.model_path),
+                "digest": self.model_digest,
+            },
             "base_image": self.base_image,
             "gpu": self.gpu,
             "os_packages": self.os_packages.to_dict(),
             "env_kind": self.env_kind,
             "platform": self.platform.to_dict(),
             "requirements": self.requirements.to_dict(),
-            "lock": None if self.lock is None else {"digest": self.lock.digest,
-                                                    "packages": len(self.lock.packages)},
+            "lock": None
+            if self.lock is None
+            else {"digest": self.lock.digest, "packages": len(self.lock.packages)},
             "lock_file": str(self.lock_file) if self.lock_file else None,
             "wheelhouse": str(self.wheelhouse) if self.wheelhouse else None,
-            "layers": [{"name": x.name, "description": x.description, "fingerprint": x.fingerprint}
-                       for x in self.layers],
+            "layers": [
+                {"name": x.name, "description": x.description, "fingerprint": x.fingerprint}
+                for x in self.layers
+            ],
             "labels": dict(self.labels),
             "env": dict(self.env),
             "user": self.user,
@@ -340,7 +384,7 @@ def image_name(loaded: LoadedModel) -> str:
     """A repository name for the model: registered name, else the directory name."""
     uri = loaded.uri
     if uri.startswith("models:/"):
-        raw = uri[len("models:/"):].split("/")[0].split("@")[0]
+        raw = uri[len("models:/") :].split("/")[0].split("@")[0]
     else:
         raw = loaded.path.name
     name = _TAG_CHARS.sub("-", raw.lower()).strip("._-")
@@ -354,7 +398,9 @@ def _python_version(loaded: LoadedModel, options: BuildOptions, warnings: list[s
         raw = loaded.mlmodel.pyfunc.python_version
     if not raw:
         raw = "{}.{}".format(*sys.version_info[:2])
-        warnings.append(f"the model declares no Python version; building for this host's Python {raw}")
+        warnings.append(
+            f"the model declares no Python version; building for this host's Python {raw}"
+        )
     parts = raw.split(".")
     return ".".join(parts[:2])
 
@@ -370,7 +416,9 @@ def _healthcheck(python: str, path: str, port: int) -> tuple[str, ...]:
     return (python, "-c", code % (port, path))
 
 
-def _labels(loaded: LoadedModel, plan_bits: dict[str, str], options: BuildOptions) -> tuple[tuple[str, str], ...]:
+def _labels(
+    loaded: LoadedModel, plan_bits: dict[str, str], options: BuildOptions
+) -> tuple[tuple[str, str], ...]:
     ml = loaded.mlmodel
     labels: dict[str, str] = {
         "org.opencontainers.image.title": plan_bits["name"],
@@ -389,20 +437,28 @@ def _labels(loaded: LoadedModel, plan_bits: dict[str, str], options: BuildOption
         labels[f"{LABEL_PREFIX}.gpu"] = "true"
     if plan_bits.get("os_packages"):
         labels[f"{LABEL_PREFIX}.os-packages"] = plan_bits["os_packages"]
-    for key, value in (("model.uuid", ml.model_uuid), ("model.run-id", ml.run_id),
-                       ("model.id", ml.model_id), ("mlflow.version", ml.mlflow_version)):
+    for key, value in (
+        ("model.uuid", ml.model_uuid),
+        ("model.run-id", ml.run_id),
+        ("model.id", ml.model_id),
+        ("mlflow.version", ml.mlflow_version),
+    ):
         if value:
             labels[f"{LABEL_PREFIX}.{key}"] = str(value)
     for key, value in options.labels:
         check_label_key(key)
         if key.startswith(LABEL_PREFIX + "."):
-            raise UsageError(f"label {key!r} is reserved for deployer", fix="use your own key prefix")
+            raise UsageError(
+                f"label {key!r} is reserved for deployer", fix="use your own key prefix"
+            )
         labels[key] = value
     for key, value in labels.items():
         check_label_key(key)
         if _CONTROL.search(value):
-            raise RenderError(f"label {key} has a value with a control character: {value[:60]!r}",
-                              fix="remove line breaks from the value (flavor names, URIs, options)")
+            raise RenderError(
+                f"label {key} has a value with a control character: {value[:60]!r}",
+                fix="remove line breaks from the value (flavor names, URIs, options)",
+            )
     return tuple(sorted(labels.items()))
 
 
@@ -412,65 +468,120 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
     warnings: list[str] = list(loaded.warnings)
     serving = contract(options.target)
     if not 0 < options.port < 65536:
-        raise UsageError(f"port {options.port} is out of range", fix="use a port between 1 and 65535")
+        raise UsageError(
+            f"port {options.port} is out of range", fix="use a port between 1 and 65535"
+        )
     env_kind = options.env_kind or loaded.environment.kind
     if env_kind not in ENV_KINDS:
-        raise UsageError(f"unknown environment kind {env_kind!r}", fix=f"use one of: {', '.join(ENV_KINDS)}")
+        raise UsageError(
+            f"unknown environment kind {env_kind!r}", fix=f"use one of: {', '.join(ENV_KINDS)}"
+        )
     platform, lock = _platform_and_lock(loaded, options, warnings)
     reqs, needed, added = _plan_requirements(loaded, options, platform, lock, env_kind, warnings)
-    os_packages = plan_os_packages(loaded, options, warnings, tuple(
-        loader_deps.distribution_names(reqs.requirements)) if env_kind != "local" else ())
+    os_packages = plan_os_packages(
+        loaded,
+        options,
+        warnings,
+        tuple(loader_deps.distribution_names(reqs.requirements)) if env_kind != "local" else (),
+    )
     base, env_prefix, python = _base_and_interpreter(options, env_kind, platform, warnings)
     env, load_mode = _image_env(loaded, options, reqs, env_kind)
     digest = model_digest(loaded.path)
     scrubbed = scrubbed_files(loaded.path)
     if scrubbed:
-        warnings.append(f"credentials in URLs of {', '.join(scrubbed)} are removed from the image's copy of "
-                        "the model (they are used on this host only)")
+        warnings.append(
+            f"credentials in URLs of {', '.join(scrubbed)} are removed from the image's copy of "
+            "the model (they are used on this host only)"
+        )
     runtime = runtime_files()
     name = image_name(loaded)
     user = "root" if options.run_as_root else f"{USER_UID}:{USER_UID}"
-    fingerprint = _fingerprint(digest, runtime, base, env_kind, platform, reqs, lock, options, user, env,
-                               os_packages)
+    fingerprint = _fingerprint(
+        digest, runtime, base, env_kind, platform, reqs, lock, options, user, env, os_packages
+    )
     tag = _tag(options, name, fingerprint)
-    labels = _labels(loaded, {"name": name, "base": base, "env_kind": env_kind, "python": platform.python,
-                              "digest": digest, "fingerprint": fingerprint,
-                              "os_packages": ",".join(os_packages.packages)}, options)
+    labels = _labels(
+        loaded,
+        {
+            "name": name,
+            "base": base,
+            "env_kind": env_kind,
+            "python": platform.python,
+            "digest": digest,
+            "fingerprint": fingerprint,
+            "os_packages": ",".join(os_packages.packages),
+        },
+        options,
+    )
     if not options.verify:  # a verified image gets its io.deployer.verify.* labels after the check
         labels = tuple(sorted({**dict(labels), f"{VERIFY_LABEL}.status": "skipped"}.items()))
     return BuildPlan(
-        model_name=name, model_uri=strip_credentials(loaded.uri), model_path=loaded.path,
-        model_digest=digest, target=options.target, tag=tag, base_image=base, env_kind=env_kind,
-        platform=platform, requirements=reqs, runtime=runtime,
+        model_name=name,
+        model_uri=strip_credentials(loaded.uri),
+        model_path=loaded.path,
+        model_digest=digest,
+        target=options.target,
+        tag=tag,
+        base_image=base,
+        env_kind=env_kind,
+        platform=platform,
+        requirements=reqs,
+        runtime=runtime,
         layers=_layers(base, os_packages, options, env_kind, platform, lock, reqs, runtime, digest),
-        labels=labels, env=tuple(env.items()), user=user, port=options.port,
-        entrypoint=(f"{env_prefix}/bin/dumb-init", "--") if env_prefix else ("/usr/bin/env",), cmd=("serve",),
-        healthcheck=_healthcheck(python, serving.health_route, options.port), python=python,
-        env_prefix=env_prefix, fingerprint=fingerprint, lock=lock, lock_file=options.lock_file,
-        wheelhouse=options.wheelhouse, conda_lock=options.conda_lock, micromamba_image=options.micromamba_image,
-        refresh_lock=options.refresh_lock, warnings=tuple(dict.fromkeys(warnings)), gpu=options.gpu,
-        loader_requirements=needed, auto_added=added, os_packages=os_packages,
-        verify=plan_verify(loaded, options.target, options.port, dict(env)) if options.verify else None,
-        options=options, load_mode=load_mode,
+        labels=labels,
+        env=tuple(env.items()),
+        user=user,
+        port=options.port,
+        entrypoint=(f"{env_prefix}/bin/dumb-init", "--") if env_prefix else ("/usr/bin/env",),
+        cmd=("serve",),
+        healthcheck=_healthcheck(python, serving.health_route, options.port),
+        python=python,
+        env_prefix=env_prefix,
+        fingerprint=fingerprint,
+        lock=lock,
+        lock_file=options.lock_file,
+        wheelhouse=options.wheelhouse,
+        conda_lock=options.conda_lock,
+        micromamba_image=options.micromamba_image,
+        refresh_lock=options.refresh_lock,
+        warnings=tuple(dict.fromkeys(warnings)),
+        gpu=options.gpu,
+        loader_requirements=needed,
+        auto_added=added,
+        os_packages=os_packages,
+        verify=plan_verify(loaded, options.target, options.port, dict(env))
+        if options.verify
+        else None,
+        options=options,
+        load_mode=load_mode,
     )
 
 
-def _platform_and_lock(loaded: LoadedModel, options: BuildOptions,
-                       warnings: list[str]) -> tuple[TargetPlatform, Lock | None]:
+def _platform_and_lock(
+    loaded: LoadedModel, options: BuildOptions, warnings: list[str]
+) -> tuple[TargetPlatform, Lock | None]:
     """The target platform (the model's Python, or the ``--lock`` file's, which must agree)."""
     python_version = _python_version(loaded, options, warnings)
     platform = TargetPlatform.parse(options.platform, python_version, options.glibc)
     lock = read_lock(options.lock_file) if options.lock_file else None
     if lock is not None and lock.platform.python != platform.python:
         raise UsageError(
-            f"the lock file is for Python {lock.platform.python}, the model needs {platform.python}",
-            where=str(options.lock_file), fix="re-create it: deployer lock -m MODEL -o FILE")
+            f"the lock file is for Python {lock.platform.python}, "
+            f"the model needs {platform.python}",
+            where=str(options.lock_file),
+            fix="re-create it: deployer lock -m MODEL -o FILE",
+        )
     return (lock.platform if lock is not None else platform), lock
 
 
-def _plan_requirements(loaded: LoadedModel, options: BuildOptions, platform: TargetPlatform, lock: Lock | None,
-                       env_kind: str, warnings: list[str],
-                       ) -> tuple[ImageRequirements, tuple[LoaderRequirement, ...], tuple[str, ...]]:
+def _plan_requirements(
+    loaded: LoadedModel,
+    options: BuildOptions,
+    platform: TargetPlatform,
+    lock: Lock | None,
+    env_kind: str,
+    warnings: list[str],
+) -> tuple[ImageRequirements, tuple[LoaderRequirement, ...], tuple[str, ...]]:
     """The image's requirements, with what the flavor's loader needs added (or refused)."""
     env_spec = loaded.environment
     overrides = pip_overrides(options)
@@ -478,11 +589,18 @@ def _plan_requirements(loaded: LoadedModel, options: BuildOptions, platform: Tar
 
     def requirements(extra: tuple[str, ...]) -> ImageRequirements:
         return image_requirements(
-            env_spec.pip_requirements, python_version=platform.python,
-            mlflow_version=loaded.mlmodel.mlflow_version, constraints=env_spec.constraints,
-            index_options=env_spec.index_options, server_requirements=server,
-            keep_full_mlflow=options.keep_full_mlflow, parquet=options.parquet,
-            extra_requirements=extra, overrides=overrides, gpu=options.gpu, where=str(loaded.path),
+            env_spec.pip_requirements,
+            python_version=platform.python,
+            mlflow_version=loaded.mlmodel.mlflow_version,
+            constraints=env_spec.constraints,
+            index_options=env_spec.index_options,
+            server_requirements=server,
+            keep_full_mlflow=options.keep_full_mlflow,
+            parquet=options.parquet,
+            extra_requirements=extra,
+            overrides=overrides,
+            gpu=options.gpu,
+            where=str(loaded.path),
         )
 
     reqs = requirements(options.extra_requirements)
@@ -494,8 +612,9 @@ def _plan_requirements(loaded: LoadedModel, options: BuildOptions, platform: Tar
     return reqs, needed, added
 
 
-def _base_and_interpreter(options: BuildOptions, env_kind: str, platform: TargetPlatform,
-                          warnings: list[str]) -> tuple[str, str, str]:
+def _base_and_interpreter(
+    options: BuildOptions, env_kind: str, platform: TargetPlatform, warnings: list[str]
+) -> tuple[str, str, str]:
     """(base image, environment prefix, the interpreter the image runs)."""
     slim = DEFAULT_GPU_BASE if options.gpu else f"python:{platform.python}-slim"
     if env_kind == "conda":
@@ -503,8 +622,10 @@ def _base_and_interpreter(options: BuildOptions, env_kind: str, platform: Target
         env_prefix, python = CONDA_PREFIX, f"{CONDA_PREFIX}/bin/python"
     elif env_kind == "local":
         base, env_prefix, python = options.base_image or slim, "", "python3"
-        warnings.append("env kind 'local': nothing is installed; the base image must already have "
-                        "the model's packages and deployer's serving runtime")
+        warnings.append(
+            "env kind 'local': nothing is installed; the base image must already have "
+            "the model's packages and deployer's serving runtime"
+        )
     else:
         base, env_prefix, python = options.base_image or slim, VENV_DIR, f"{VENV_DIR}/bin/python"
     check_image_ref(base, "base image")
@@ -512,8 +633,9 @@ def _base_and_interpreter(options: BuildOptions, env_kind: str, platform: Target
     return base, env_prefix, python
 
 
-def _image_env(loaded: LoadedModel, options: BuildOptions, reqs: ImageRequirements,
-               env_kind: str) -> tuple[dict[str, str], LoadMode]:
+def _image_env(
+    loaded: LoadedModel, options: BuildOptions, reqs: ImageRequirements, env_kind: str
+) -> tuple[dict[str, str], LoadMode]:
     """The image's environment variables (the load mode decided here; ``--env`` wins)."""
     env: dict[str, str] = {
         "PYTHONUNBUFFERED": "1",
@@ -529,22 +651,49 @@ def _image_env(loaded: LoadedModel, options: BuildOptions, reqs: ImageRequiremen
         env["SPARK_LOCAL_IP"] = "127.0.0.1"
     load_mode = plan_load_mode(loaded, reqs, dict(options.env), env_kind)
     if load_mode.certain:
-        env[LOAD_MODE_ENV] = load_mode.mode  # undecided: the server decides and checks after loading
+        env[LOAD_MODE_ENV] = (
+            load_mode.mode
+        )  # undecided: the server decides and checks after loading
     for key, value in options.env:
         k, v = check_env_var(key, value)
         env[k] = v
     return env, load_mode
 
 
-def _fingerprint(digest: str, runtime: RuntimeFiles, base: str, env_kind: str, platform: TargetPlatform,
-                 reqs: ImageRequirements, lock: Lock | None, options: BuildOptions, user: str,
-                 env: Mapping[str, str], os_packages: OsPackages) -> str:
+def _fingerprint(
+    digest: str,
+    runtime: RuntimeFiles,
+    base: str,
+    env_kind: str,
+    platform: TargetPlatform,
+    reqs: ImageRequirements,
+    lock: Lock | None,
+    options: BuildOptions,
+    user: str,
+    env: Mapping[str, str],
+    os_packages: OsPackages,
+) -> str:
     """sha256 of everything that makes the image what it is (the tag is derived from it)."""
-    source = repr((
-        __version__, digest, runtime.digest, base, env_kind, platform.to_dict(), reqs.to_dict(),
-        lock.digest if lock else None, options.target, user, sorted(env.items()), options.port,
-        options.labels, options.micromamba_image, options.gpu, os_packages.packages,
-    ))
+    source = repr(
+        (
+            __version__,
+            digest,
+            runtime.digest,
+            base,
+            env_kind,
+            platform.to_dict(),
+            reqs.to_dict(),
+            lock.digest if lock else None,
+            options.target,
+            user,
+            sorted(env.items()),
+            options.port,
+            options.labels,
+            options.micromamba_image,
+            options.gpu,
+            os_packages.packages,
+        )
+    )
     return "sha256:" + hashlib.sha256(source.encode()).hexdigest()
 
 
@@ -552,52 +701,94 @@ def _tag(options: BuildOptions, name: str, fingerprint: str) -> str:
     tag = options.tag or f"{name}:{fingerprint[7:19]}"
     check_image_ref(tag, "image tag")
     if "@" in tag:
-        raise UsageError(f"image tag {tag!r} contains a digest", fix="give a name[:tag] without @sha256")
+        raise UsageError(
+            f"image tag {tag!r} contains a digest", fix="give a name[:tag] without @sha256"
+        )
     return tag
 
 
-def _layers(base: str, os_packages: OsPackages, options: BuildOptions, env_kind: str, platform: TargetPlatform,
-            lock: Lock | None, reqs: ImageRequirements, runtime: RuntimeFiles, digest: str) -> tuple[Layer, ...]:
+def _layers(
+    base: str,
+    os_packages: OsPackages,
+    options: BuildOptions,
+    env_kind: str,
+    platform: TargetPlatform,
+    lock: Lock | None,
+    reqs: ImageRequirements,
+    runtime: RuntimeFiles,
+    digest: str,
+) -> tuple[Layer, ...]:
     """The image's layers in order, each with the digest of what goes into it."""
     env_desc = {
         "virtualenv": f"Python {platform.python} virtualenv, installed offline from locked wheels",
         "conda": "conda environment from the conda lock (micromamba, offline)",
         "local": "none: the base image's Python is used as is",
     }[env_kind]
-    deps_fp = lock.digest if lock else "sha256:" + hashlib.sha256(repr(reqs.to_dict()).encode()).hexdigest()
-    os_layer = () if not os_packages else (Layer(
-        "os", "apt: " + ", ".join(os_packages.packages)
-        + "".join(f" ({why})" for why in os_packages.reasons) + "; apt lists removed in the same layer",
-        "sha256:" + hashlib.sha256(" ".join(os_packages.packages).encode()).hexdigest()),)
+    deps_fp = (
+        lock.digest
+        if lock
+        else "sha256:" + hashlib.sha256(repr(reqs.to_dict()).encode()).hexdigest()
+    )
+    os_layer = (
+        ()
+        if not os_packages
+        else (
+            Layer(
+                "os",
+                "apt: "
+                + ", ".join(os_packages.packages)
+                + "".join(f" ({why})" for why in os_packages.reasons)
+                + "; apt lists removed in the same layer",
+                "sha256:" + hashlib.sha256(" ".join(os_packages.packages).encode()).hexdigest(),
+            ),
+        )
+    )
     return (
         Layer("base", f"FROM {base}"),
         *os_layer,
-        Layer("user", "non-root user (uid 1000)" if not options.run_as_root else "runs as root (--run-as-root)"),
+        Layer(
+            "user",
+            "non-root user (uid 1000)"
+            if not options.run_as_root
+            else "runs as root (--run-as-root)",
+        ),
         Layer("environment", env_desc, deps_fp if env_kind != "local" else ""),
-        Layer("runtime", f"deployer {__version__} serving runtime ({len(runtime.files)} files, byte-compiled)",
-              runtime.digest),
+        Layer(
+            "runtime",
+            f"deployer {__version__} serving runtime ({len(runtime.files)} files, byte-compiled)",
+            runtime.digest,
+        ),
         Layer("model", f"model files -> {MODEL_DIR}", digest),
     )
 
 
-def plan_load_mode(loaded: LoadedModel, reqs: ImageRequirements, env: Mapping[str, str],
-                   env_kind: str) -> LoadMode:
+def plan_load_mode(
+    loaded: LoadedModel, reqs: ImageRequirements, env: Mapping[str, str], env_kind: str
+) -> LoadMode:
     """How the image's server will load the model: :func:`deployer.serving.loading.decide` on
     the loader, the image's requirements and what the model's files import; an explicit
     ``--env DEPLOYER_SERVE_LOAD_MODE=...`` wins."""
     requested = env.get(LOAD_MODE_ENV, loading.AUTO)
     if requested not in loading.MODES:
-        raise UsageError(f"{LOAD_MODE_ENV}={requested!r} is not a load mode", where="--env",
-                         fix=f"use one of: {', '.join(loading.MODES)}")
+        raise UsageError(
+            f"{LOAD_MODE_ENV}={requested!r} is not a load mode",
+            where="--env",
+            fix=f"use one of: {', '.join(loading.MODES)}",
+        )
     pyfunc = loaded.mlmodel.pyfunc
     names = loader_deps.distribution_names(reqs.requirements) if env_kind != "local" else ()
-    return loading.decide(pyfunc.loader_module if pyfunc else None, names,
-                          referenced_modules(loaded.path), requested)
+    return loading.decide(
+        pyfunc.loader_module if pyfunc else None, names, referenced_modules(loaded.path), requested
+    )
 
 
 def check_loader_requirements(
-    loaded: LoadedModel, reqs: ImageRequirements, lock: Lock | None, env_kind: str,
-    options: BuildOptions, warnings: list[str],
+    loaded: LoadedModel,
+    reqs: ImageRequirements,
+    lock: Lock | None,
+    env_kind: str,
+    options: BuildOptions,
+    warnings: list[str],
 ) -> tuple[tuple[LoaderRequirement, ...], tuple[str, ...]]:
     """Static check: does the image get what the flavor's loader imports? (pure)
 
@@ -613,7 +804,8 @@ def check_loader_requirements(
         have = loader_deps.distribution_names(p.name for p in lock.packages)
     else:
         have = loader_deps.distribution_names(
-            (*reqs.requirements, *loaded.environment.conda_packages))
+            (*reqs.requirements, *loaded.environment.conda_packages)
+        )
     absent = loader_deps.missing(needed, have)
     if not absent:
         return needed, ()
@@ -624,14 +816,20 @@ def check_loader_requirements(
         raise EnvironmentSpecError(
             f"the lock file has no {listed}: the image could not load the model",
             where=str(options.lock_file),
-            fix=f"add {names} to the model's requirements ({source}) and run `deployer lock` again")
+            fix=f"add {names} to the model's requirements ({source}) and run `deployer lock` again",
+        )
     if not options.auto_deps:
         raise EnvironmentSpecError(
-            f"the model's requirements ({source}) do not list {listed}: the image could not load the model",
+            f"the model's requirements ({source}) do not list {listed}: the image could not load "
+            "the model",
             where=str(loaded.path / "MLmodel"),
             fix=f"add {names} to the model's requirements ({source}; or pip_requirements= / "
-                "extra_pip_requirements= when saving with mlflow), or drop --no-auto-deps to let deployer add it")
+            "extra_pip_requirements= when saving with mlflow), or drop --no-auto-deps to let "
+            "deployer add it",
+        )
     for req in absent:
-        warnings.append(f"{req.field} needs '{req.package}', which the model's requirements ({source}) do not "
-                        f"list: added requirement '{req.package}' (version pinned by the lock)")
+        warnings.append(
+            f"{req.field} needs '{req.package}', which the model's requirements ({source}) do not "
+            f"list: added requirement '{req.package}' (version pinned by the lock)"
+        )
     return needed, tuple(r.package for r in absent)

@@ -21,8 +21,10 @@ from deployer.errors import BuildError
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 # binfmt_misc entry names used by qemu-user-static, binfmt-support and tonistiigi/binfmt.
-_QEMU = {"arm64": ("qemu-aarch64", "qemu-aarch64-static", "aarch64"),
-         "amd64": ("qemu-x86_64", "qemu-x86_64-static", "x86_64")}
+_QEMU = {
+    "arm64": ("qemu-aarch64", "qemu-aarch64-static", "aarch64"),
+    "amd64": ("qemu-x86_64", "qemu-x86_64-static", "x86_64"),
+}
 
 
 def normalize_platform(os_type: str, arch: str) -> str:
@@ -35,9 +37,13 @@ def engine_platform(client: Any) -> str:
     try:
         info = client.info()
     except Exception as exc:  # noqa: BLE001 - docker.errors.* / requests errors
-        raise BuildError(f"cannot ask the Docker engine for its platform: {exc}",
-                         fix="check the Docker engine (docker info)") from exc
-    return normalize_platform(str(info.get("OSType") or "linux"), str(info.get("Architecture") or ""))
+        raise BuildError(
+            f"cannot ask the Docker engine for its platform: {exc}",
+            fix="check the Docker engine (docker info)",
+        ) from exc
+    return normalize_platform(
+        str(info.get("OSType") or "linux"), str(info.get("Architecture") or "")
+    )
 
 
 def binfmt_registered(platform: str, binfmt_dir: Path = BINFMT_DIR) -> bool:
@@ -65,9 +71,11 @@ def cli_has_buildx(cli: str | None) -> bool:
     return out.returncode == 0
 
 
-def missing_for_cross_build(target: str, native: str, *, buildx: bool,
-                            binfmt_dir: Path = BINFMT_DIR) -> list[str]:
-    """What is missing to build ``target`` on an engine whose platform is ``native`` ([] = nothing)."""
+def missing_for_cross_build(
+    target: str, native: str, *, buildx: bool, binfmt_dir: Path = BINFMT_DIR
+) -> list[str]:
+    """What is missing to build ``target`` on an engine whose platform is ``native`` ([] =
+    nothing)."""
     if target == native:
         return []
     missing = []
@@ -80,8 +88,9 @@ def missing_for_cross_build(target: str, native: str, *, buildx: bool,
     return missing
 
 
-def check_build_platform(client: Any, engine: Any, target: str, *,
-                         binfmt_dir: Path = BINFMT_DIR) -> str | None:
+def check_build_platform(
+    client: Any, engine: Any, target: str, *, binfmt_dir: Path = BINFMT_DIR
+) -> str | None:
     """Refuse a foreign-platform build this engine cannot do; return the ``--platform`` to pass
     to the builder (None for a native build, so local base images without platform metadata
     still resolve)."""
@@ -89,15 +98,21 @@ def check_build_platform(client: Any, engine: Any, target: str, *,
     if target == native:
         return None
     cli = getattr(engine, "cli", None) if getattr(engine, "buildkit", False) else None
-    missing = missing_for_cross_build(target, native, buildx=cli_has_buildx(cli), binfmt_dir=binfmt_dir)
+    missing = missing_for_cross_build(
+        target, native, buildx=cli_has_buildx(cli), binfmt_dir=binfmt_dir
+    )
     if missing:
         arch = target.partition("/")[2]
         raise BuildError(
             f"cannot build a {target} image on this {native} Docker engine: missing "
             + " and ".join(missing),
             where="--platform",
-            fix=f"install docker buildx and register QEMU for {arch} (qemu-user-static + binfmt-support, or "
-            f"`docker run --privileged --rm tonistiigi/binfmt --install {arch}`), or build on an {arch} machine. "
-            f"`deployer lock --platform {target}` and `deployer build --dry-run --platform {target}` work "
-            "without them")
+            fix=f"install docker buildx and register QEMU for {arch} (qemu-user-static + "
+            "binfmt-support, or "
+            f"`docker run --privileged --rm tonistiigi/binfmt --install {arch}`), or build on an "
+            f"{arch} machine. "
+            f"`deployer lock --platform {target}` and `deployer build --dry-run --platform "
+            f"{target}` work "
+            "without them",
+        )
     return target

@@ -25,7 +25,9 @@ _STEP = re.compile(r"^(Step \d+/\d+ : |#\d+ \[[^\]]+\] )")
 
 
 class Progress:
-    def __init__(self, *, verbosity: int = 0, stream: TextIO | None = None, live: bool | None = None) -> None:
+    def __init__(
+        self, *, verbosity: int = 0, stream: TextIO | None = None, live: bool | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
         self.verbosity = verbosity
         is_tty = hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -44,8 +46,12 @@ class Progress:
             self._status.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._status is not None:
             self._status.stop()
             self._status = None

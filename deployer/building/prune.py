@@ -20,8 +20,8 @@ was killed during verification.
 Pure planning, thin execution: :func:`plan_prune` decides from an :class:`Inventory` gathered
 up front (what exists, how old, which layers are shared) and says why for each item;
 :func:`execute_prune` removes exactly the plan. ``--dry-run`` prints the plan. Nothing outside
-the ``deployer-env`` and ``deployer-unverified`` repositories and the two cache roots is ever touched; model images (the
-user's tags) are never removed.
+the ``deployer-env`` and ``deployer-unverified`` repositories and the two cache roots is ever
+touched; model images (the user's tags) are never removed.
 """
 
 from __future__ import annotations
@@ -91,8 +91,11 @@ class PrunePlan:
         return sum(i.size for i in self.remove)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"remove": [i.to_dict() for i in self.remove], "keep": [i.to_dict() for i in self.keep],
-                "bytes": self.bytes}
+        return {
+            "remove": [i.to_dict() for i in self.remove],
+            "keep": [i.to_dict() for i in self.keep],
+            "bytes": self.bytes,
+        }
 
 
 def _days(seconds: float) -> str:
@@ -107,20 +110,38 @@ def plan_prune(inv: Inventory, *, older_than_days: float) -> PrunePlan:
         if img.tag.split(":", 1)[0] == STAGING_REPOSITORY:
             age = inv.now - img.created
             if age > STAGING_DEBRIS_AGE:
-                remove.append(PruneItem("staging-image", img.tag, img.size,
-                                        "staging tag left by a build killed during its verification"))
+                remove.append(
+                    PruneItem(
+                        "staging-image",
+                        img.tag,
+                        img.size,
+                        "staging tag left by a build killed during its verification",
+                    )
+                )
             else:
-                keep.append(PruneItem("staging-image", img.tag, img.size, "a build may be verifying it"))
+                keep.append(
+                    PruneItem("staging-image", img.tag, img.size, "a build may be verifying it")
+                )
             continue
-        used = any(chain[:len(img.layers)] == img.layers for chain in inv.other_layers if chain)
+        used = any(chain[: len(img.layers)] == img.layers for chain in inv.other_layers if chain)
         age = inv.now - img.created
         if used:
-            keep.append(PruneItem("env-image", img.tag, img.size,
-                                  "an image is built on it (removing it would free nothing)"))
+            keep.append(
+                PruneItem(
+                    "env-image",
+                    img.tag,
+                    img.size,
+                    "an image is built on it (removing it would free nothing)",
+                )
+            )
         elif age < limit:
-            keep.append(PruneItem("env-image", img.tag, img.size, f"unused, but only {_days(age)} old"))
+            keep.append(
+                PruneItem("env-image", img.tag, img.size, f"unused, but only {_days(age)} old")
+            )
         else:
-            remove.append(PruneItem("env-image", img.tag, img.size, f"no image uses it; {_days(age)} old"))
+            remove.append(
+                PruneItem("env-image", img.tag, img.size, f"no image uses it; {_days(age)} old")
+            )
     for item in inv.cached:
         age = inv.now - item.last_used
         if item.kind == "lock":
@@ -132,7 +153,9 @@ def plan_prune(inv: Inventory, *, older_than_days: float) -> PrunePlan:
         else:
             expired = age >= limit
             reason = f"last used {_days(age)} ago"
-        (remove if expired else keep).append(PruneItem(item.kind, str(item.path), item.size, reason))
+        (remove if expired else keep).append(
+            PruneItem(item.kind, str(item.path), item.size, reason)
+        )
     return PrunePlan(tuple(remove), tuple(keep))
 
 
@@ -172,8 +195,14 @@ def cached_paths(build_cache: Path, model_cache: Path) -> list[CachedPath]:
         add("tmp", sorted(envs.glob(".build-*")))
         add("spark-env", sorted((build_cache / "spark" / "runtime").glob("*.zip")))
     if model_cache.is_dir():
-        add("model", sorted(p for p in model_cache.iterdir()
-                            if p.is_dir() and not p.name.startswith(".") and (p / "model").is_dir()))
+        add(
+            "model",
+            sorted(
+                p
+                for p in model_cache.iterdir()
+                if p.is_dir() and not p.name.startswith(".") and (p / "model").is_dir()
+            ),
+        )
     return out
 
 
@@ -196,13 +225,23 @@ def env_images(client: Any) -> tuple[list[EnvImage], list[tuple[str, ...]]]:
     for image in client.images.list():
         layers = tuple(image.attrs.get("RootFS", {}).get("Layers") or ())
         staging = [t for t in image.tags if t.split(":", 1)[0] == STAGING_REPOSITORY]
-        ours.extend(EnvImage(tag, image.id, _epoch(image.attrs.get("Created", "")),
-                             int(image.attrs.get("Size") or 0), layers) for tag in staging)
+        ours.extend(
+            EnvImage(
+                tag,
+                image.id,
+                _epoch(image.attrs.get("Created", "")),
+                int(image.attrs.get("Size") or 0),
+                layers,
+            )
+            for tag in staging
+        )
         tags = [t for t in image.tags if t.split(":", 1)[0] == ENV_REPOSITORY]
         if tags and len(tags) == len(image.tags):
             created = _epoch(image.attrs.get("Created", ""))
-            ours.extend(EnvImage(tag, image.id, created, int(image.attrs.get("Size") or 0), layers)
-                        for tag in tags)
+            ours.extend(
+                EnvImage(tag, image.id, created, int(image.attrs.get("Size") or 0), layers)
+                for tag in tags
+            )
         else:
             others.append(layers)
     return ours, others

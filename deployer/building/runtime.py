@@ -69,16 +69,22 @@ def _imports(path: Path, module: str) -> set[str]:
     return {m for m in found if m == ROOT_PACKAGE or m.startswith(ROOT_PACKAGE + ".")}
 
 
-def runtime_files(pkg_root: Path | None = None, entries: tuple[str, ...] = ENTRY_PACKAGES) -> RuntimeFiles:
+def runtime_files(
+    pkg_root: Path | None = None, entries: tuple[str, ...] = ENTRY_PACKAGES
+) -> RuntimeFiles:
     """The import closure of ``entries`` inside the deployer package at ``pkg_root``."""
     root = pkg_root or package_dir()
     todo: list[str] = []
     for entry in entries:
         folder = root.joinpath(*entry.split(".")[1:])
         if not folder.is_dir():
-            raise BuildError(f"deployer's serving package is missing ({folder})",
-                             fix="reinstall deployer with the serving runtime")
-        todo += [entry] + [f"{entry}.{p.stem}" for p in sorted(folder.glob("*.py")) if p.stem != "__init__"]
+            raise BuildError(
+                f"deployer's serving package is missing ({folder})",
+                fix="reinstall deployer with the serving runtime",
+            )
+        todo += [entry] + [
+            f"{entry}.{p.stem}" for p in sorted(folder.glob("*.py")) if p.stem != "__init__"
+        ]
     seen: dict[str, Path] = {}
     while todo:
         module = todo.pop()

@@ -1,7 +1,8 @@
 """Prove a built image before it is tagged or pushed: run it once, offline, and score it.
 
 Planning (:func:`plan_verify`, pure) picks the routes of the image's serving contract
-(:mod:`deployer.building.contracts`: ``/ping`` + ``/invocations``, Azure's ``/`` + ``/score``) and the request body:
+(:mod:`deployer.building.contracts`: ``/ping`` + ``/invocations``, Azure's ``/`` + ``/score``)
+and the request body:
 the model's saved ``serving_input_example.json``, else a one-row payload generated from the
 signature, else none (health check only).
 
@@ -60,7 +61,9 @@ _LOG_TAIL = 30
 #: How far back the log is searched for the exception that stopped the model.
 _LOG_SCAN = 2000
 #: A Python exception's last line ("ValueError: ...", "mlflow.exceptions.MlflowException: ...").
-_EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)\b:? ")
+_EXCEPTION_LINE = re.compile(
+    r"^\s*(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)\b:? "
+)
 _MAX_PAYLOAD = 8 << 20
 
 # The probe runs inside the image (its own Python, stdlib only). argv: port health score
@@ -96,10 +99,19 @@ print(json.dumps(out))
 
 # import name -> distribution, for the fix of a ModuleNotFoundError
 _DISTRIBUTIONS = {
-    "sklearn": "scikit-learn", "skops": "skops", "cv2": "opencv-python-headless", "PIL": "pillow",
-    "yaml": "pyyaml", "cloudpickle": "cloudpickle", "google.protobuf": "protobuf", "bs4": "beautifulsoup4",
-    "paddle": "paddlepaddle", "llama_index": "llama-index", "sentence_transformers": "sentence-transformers",
-    "dateutil": "python-dateutil", "attr": "attrs",
+    "sklearn": "scikit-learn",
+    "skops": "skops",
+    "cv2": "opencv-python-headless",
+    "PIL": "pillow",
+    "yaml": "pyyaml",
+    "cloudpickle": "cloudpickle",
+    "google.protobuf": "protobuf",
+    "bs4": "beautifulsoup4",
+    "paddle": "paddlepaddle",
+    "llama_index": "llama-index",
+    "sentence_transformers": "sentence-transformers",
+    "dateutil": "python-dateutil",
+    "attr": "attrs",
 }
 _NO_MODULE = re.compile(r"No module named '([A-Za-z0-9_.]+)'")
 
@@ -127,8 +139,10 @@ class VerifyPlan:
         run = f"run offline (--network none) with {self.workers} workers"
         if not self.score_route:
             return f"{run}, wait for GET {self.health_route} (no input example, no signature)"
-        return (f"{run}, wait for GET {self.health_route}, POST {self.score_route} "
-                f"with {self.payload_source} ({len(self.payload)} bytes); expect 200 and a JSON body")
+        return (
+            f"{run}, wait for GET {self.health_route}, POST {self.score_route} "
+            f"with {self.payload_source} ({len(self.payload)} bytes); expect 200 and a JSON body"
+        )
 
     def environment(self) -> dict[str, str]:
         """What the verification container gets on top of the image's own environment: the
@@ -136,10 +150,16 @@ class VerifyPlan:
         return {"DEPLOYER_SERVE_WORKERS": str(self.workers), "WORKER_COUNT": str(self.workers)}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"health_route": self.health_route, "score_route": self.score_route,
-                "payload_source": self.payload_source, "payload_digest": self.payload_digest,
-                "payload_bytes": len(self.payload), "network": "none", "timeout": self.timeout,
-                "workers": self.workers}
+        return {
+            "health_route": self.health_route,
+            "score_route": self.score_route,
+            "payload_source": self.payload_source,
+            "payload_digest": self.payload_digest,
+            "payload_bytes": len(self.payload),
+            "network": "none",
+            "timeout": self.timeout,
+            "workers": self.workers,
+        }
 
 
 @dataclass(frozen=True)
@@ -164,33 +184,50 @@ class VerifyResult:
         return tuple(sorted(out.items()))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "route": self.route, "http_status": self.http_status,
-                "payload_digest": self.payload_digest, "payload_source": self.payload_source,
-                "cold_start": None if self.cold_start is None else round(self.cold_start, 2),
-                "seconds": round(self.seconds, 2)}
+        return {
+            "status": self.status,
+            "route": self.route,
+            "http_status": self.http_status,
+            "payload_digest": self.payload_digest,
+            "payload_source": self.payload_source,
+            "cold_start": None if self.cold_start is None else round(self.cold_start, 2),
+            "seconds": round(self.seconds, 2),
+        }
 
 
 SKIPPED = VerifyResult(status="skipped")
 
 
 # ---------------------------------------------------------------------------- planning (pure)
-def plan_verify(loaded: LoadedModel, target: str, port: int,
-                env: Mapping[str, str] | None = None) -> VerifyPlan:
+def plan_verify(
+    loaded: LoadedModel, target: str, port: int, env: Mapping[str, str] | None = None
+) -> VerifyPlan:
     """``env``: the image's environment (its worker count and load mode, if set)."""
     env = env or {}
-    common = {"port": port, "workers": verify_workers(env),
-              "load_mode": env.get("DEPLOYER_SERVE_LOAD_MODE", "auto"),
-              "request_timeout": _number(env, ("DEPLOYER_SERVE_TIMEOUT", "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"), 60.0)}
+    common = {
+        "port": port,
+        "workers": verify_workers(env),
+        "load_mode": env.get("DEPLOYER_SERVE_LOAD_MODE", "auto"),
+        "request_timeout": _number(
+            env, ("DEPLOYER_SERVE_TIMEOUT", "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"), 60.0
+        ),
+    }
     serving = contract(target)
     health, score = serving.health_route, serving.score_route
     example = loaded.serving_input_path or (
-        loaded.path / SERVING_EXAMPLE if (loaded.path / SERVING_EXAMPLE).is_file() else None)
+        loaded.path / SERVING_EXAMPLE if (loaded.path / SERVING_EXAMPLE).is_file() else None
+    )
     if example is not None and example.stat().st_size <= _MAX_PAYLOAD:
         return VerifyPlan(health, score, example.read_bytes(), example.name, **common)
     generated = payload_from_signature(loaded.mlmodel.signature)
     if generated is not None:
-        return VerifyPlan(health, score, json.dumps(generated).encode(), "a payload generated from the signature",
-                          **common)
+        return VerifyPlan(
+            health,
+            score,
+            json.dumps(generated).encode(),
+            "a payload generated from the signature",
+            **common,
+        )
     return VerifyPlan(health, None, **common)
 
 
@@ -199,7 +236,10 @@ def verify_workers(env: Mapping[str, str]) -> int:
     ``MLFLOW_MODELS_WORKERS``), at least :data:`MIN_WORKERS`; never this build host's CPU
     count, which says nothing about the endpoint's (a 1-CPU builder would run one worker and
     never fork: a model that hangs in forked workers would pass)."""
-    return max(MIN_WORKERS, int(_number(env, ("DEPLOYER_SERVE_WORKERS", "MLFLOW_MODELS_WORKERS"), MIN_WORKERS)))
+    return max(
+        MIN_WORKERS,
+        int(_number(env, ("DEPLOYER_SERVE_WORKERS", "MLFLOW_MODELS_WORKERS"), MIN_WORKERS)),
+    )
 
 
 def _number(env: Mapping[str, str], names: tuple[str, ...], default: float) -> float:
@@ -211,8 +251,14 @@ def _number(env: Mapping[str, str], names: tuple[str, ...], default: float) -> f
 
 
 _SAMPLES: Mapping[str, object] = {
-    "boolean": False, "integer": 0, "long": 0, "float": 0.0, "double": 0.0, "string": "a",
-    "datetime": "2020-01-01T00:00:00", "binary": "",
+    "boolean": False,
+    "integer": 0,
+    "long": 0,
+    "float": 0.0,
+    "double": 0.0,
+    "string": "a",
+    "datetime": "2020-01-01T00:00:00",
+    "binary": "",
 }
 
 
@@ -256,27 +302,47 @@ def staging_tag(plan: BuildPlan) -> str:
     return f"{STAGING_REPO}:{plan.fingerprint[7:27]}-{uuid.uuid4().hex[:8]}"
 
 
-def verify_image(client: Any, image: str, plan: BuildPlan, *, say: Callable[[str], None] | None = None,
-                 verify: VerifyPlan | None = None, shown: str | None = None,
-                 cpuset_cpus: str | None = None) -> VerifyResult:
+def verify_image(
+    client: Any,
+    image: str,
+    plan: BuildPlan,
+    *,
+    say: Callable[[str], None] | None = None,
+    verify: VerifyPlan | None = None,
+    shown: str | None = None,
+    cpuset_cpus: str | None = None,
+) -> VerifyResult:
     """Run ``image`` once offline and score it (see module docstring). Raises BuildError
     naming ``shown`` (the tag the user asked for; default ``image``). ``cpuset_cpus``: pin the
     container to these CPUs (``"0"``: a one-CPU machine), as ``docker run --cpuset-cpus``."""
     vp = verify or plan.verify
     assert vp is not None
     say = say or (lambda _line: None)
-    what = f"POST {vp.score_route} with {vp.payload_source}" if vp.score_route else f"GET {vp.health_route}"
+    what = (
+        f"POST {vp.score_route} with {vp.payload_source}"
+        if vp.score_route
+        else f"GET {vp.health_route}"
+    )
     say(f"verifying the image: offline run, {what}")
     t0 = time.monotonic()
     name = f"deployer-verify-{uuid.uuid4().hex[:12]}"
     try:
         container = client.containers.create(
-            image, command=["serve"], name=name, network_mode="none", detach=True,
-            environment=vp.environment(), cpuset_cpus=cpuset_cpus,
-            labels={f"{LABEL}.run": plan.fingerprint})
+            image,
+            command=["serve"],
+            name=name,
+            network_mode="none",
+            detach=True,
+            environment=vp.environment(),
+            cpuset_cpus=cpuset_cpus,
+            labels={f"{LABEL}.run": plan.fingerprint},
+        )
     except Exception as exc:  # noqa: BLE001 - docker.errors.*
-        raise BuildError(f"cannot start the image for verification: {redact_text(str(exc))}",
-                         where=image, fix="check the Docker engine (docker info)") from exc
+        raise BuildError(
+            f"cannot start the image for verification: {redact_text(str(exc))}",
+            where=image,
+            fix="check the Docker engine (docker info)",
+        ) from exc
     try:
         if vp.score_route:
             container.put_archive("/tmp", _tar("deployer-verify-payload.json", vp.payload))
@@ -293,12 +359,19 @@ def verify_image(client: Any, image: str, plan: BuildPlan, *, say: Callable[[str
     finally:
         with contextlib.suppress(Exception):
             container.remove(force=True)
-    result = VerifyResult(status="passed", route=vp.score_route or vp.health_route,
-                          http_status=int(status) if vp.score_route and status is not None else 200,
-                          payload_digest=vp.payload_digest, payload_source=vp.payload_source,
-                          cold_start=cold_start, seconds=time.monotonic() - t0)
-    say(f"verified: {result.route} -> {result.http_status} (ready after {cold_start:.1f}s, "
-        f"check took {result.seconds:.1f}s)")
+    result = VerifyResult(
+        status="passed",
+        route=vp.score_route or vp.health_route,
+        http_status=int(status) if vp.score_route and status is not None else 200,
+        payload_digest=vp.payload_digest,
+        payload_source=vp.payload_source,
+        cold_start=cold_start,
+        seconds=time.monotonic() - t0,
+    )
+    say(
+        f"verified: {result.route} -> {result.http_status} (ready after {cold_start:.1f}s, "
+        f"check took {result.seconds:.1f}s)"
+    )
     return result
 
 
@@ -312,8 +385,17 @@ def _tar(name: str, data: bytes) -> bytes:
 
 
 def _probe(container: Any, python: str, vp: VerifyPlan) -> dict[str, Any] | None:
-    argv = [python, "-c", PROBE, str(vp.port), vp.health_route, vp.score_route or "", vp.content_type,
-            _PAYLOAD_PATH, str(vp.timeout)]
+    argv = [
+        python,
+        "-c",
+        PROBE,
+        str(vp.port),
+        vp.health_route,
+        vp.score_route or "",
+        vp.content_type,
+        _PAYLOAD_PATH,
+        str(vp.timeout),
+    ]
     try:
         code, out = container.exec_run(argv, stdout=True, stderr=False)
     except Exception:  # noqa: BLE001 - the container died before or during the probe
@@ -340,7 +422,9 @@ def _well_formed(body: str, vp: VerifyPlan) -> bool:
     return data is not None
 
 
-def _failure(container: Any, vp: VerifyPlan, image: str, probe: dict[str, Any] | None) -> BuildError:
+def _failure(
+    container: Any, vp: VerifyPlan, image: str, probe: dict[str, Any] | None
+) -> BuildError:
     if probe is None:  # the probe was cut off: the server is probably exiting; let it finish
         with contextlib.suppress(Exception):
             container.wait(timeout=10)
@@ -356,27 +440,39 @@ def _failure(container: Any, vp: VerifyPlan, image: str, probe: dict[str, Any] |
     where = f"{image} (offline verification run)"
     if probe is None or probe.get("ready") is None:
         if exited:
-            what = f"the image exited (code {state.get('ExitCode')}) before {vp.health_route} answered"
+            what = (
+                f"the image exited (code {state.get('ExitCode')}) before {vp.health_route} answered"
+            )
         elif probe is None:
             what = f"the image stopped answering before {vp.health_route} was ready"
         else:
             what = f"{vp.health_route} did not answer 200 within {vp.timeout:.0f}s"
         fix = diagnose(logs) or "read the log above: the model failed to load in the image"
     elif _hung(probe):
-        what = (f"POST {vp.score_route} with {vp.payload_source} got no answer within "
-                f"{float(probe.get('score_seconds') or 0):.0f}s from {vp.workers} workers "
-                f"({probe.get('error') or 'HTTP ' + str(probe.get('status'))}): the model hangs")
+        what = (
+            f"POST {vp.score_route} with {vp.payload_source} got no answer within "
+            f"{float(probe.get('score_seconds') or 0):.0f}s from {vp.workers} workers "
+            f"({probe.get('error') or 'HTTP ' + str(probe.get('status'))}): the model hangs"
+        )
         fix = diagnose(logs) or hang_fix(vp)
     else:
         status, body = probe.get("status"), str(probe.get("body", ""))[:600]
-        what = (f"POST {vp.score_route} with {vp.payload_source} answered {status}"
-                + ("" if status != 200 else " with a body that is not the expected JSON") + f": {body}")
+        what = (
+            f"POST {vp.score_route} with {vp.payload_source} answered {status}"
+            + ("" if status != 200 else " with a body that is not the expected JSON")
+            + f": {body}"
+        )
         fix = diagnose(logs) or (
-            f"the model fails on {vp.payload_source}: fix the model (or the example saved with it); "
-            "--no-verify builds without this check")
+            f"the model fails on {vp.payload_source}: fix the model (or the example saved with "
+            "it); "
+            "--no-verify builds without this check"
+        )
     tail = f"\ncontainer log (last lines):\n{logs}" if logs else ""
-    return BuildError(f"image verification failed: {what}{tail}", where=where,
-                      fix=f"{fix}. Nothing was tagged or pushed")
+    return BuildError(
+        f"image verification failed: {what}{tail}",
+        where=where,
+        fix=f"{fix}. Nothing was tagged or pushed",
+    )
 
 
 def _hung(probe: dict[str, Any]) -> bool:
@@ -387,20 +483,35 @@ def _hung(probe: dict[str, Any]) -> bool:
 
 def hang_fix(vp: VerifyPlan) -> str:
     """What to do about a request that never finished, by how the image loads the model."""
-    fork = ("a library that does not survive fork (TensorFlow/Keras, PyTorch, XGBoost or LightGBM "
-            "with OpenMP threads, a JVM gateway) hangs every worker forked after the model loaded")
-    slow = (f"if the model is only slow, raise the server's {vp.request_timeout:g} s request limit with "
-            "--env DEPLOYER_SERVE_TIMEOUT=SECONDS")
+    fork = (
+        "a library that does not survive fork (TensorFlow/Keras, PyTorch, XGBoost or LightGBM "
+        "with OpenMP threads, a JVM gateway) hangs every worker forked after the model loaded"
+    )
+    slow = (
+        f"if the model is only slow, raise the server's {vp.request_timeout:g} s request limit "
+        "with "
+        "--env DEPLOYER_SERVE_TIMEOUT=SECONDS"
+    )
     if vp.load_mode == "preload":
-        return (f"the image loads the model before forking its workers (DEPLOYER_SERVE_LOAD_MODE=preload) and "
-                f"{fork}: build with --env DEPLOYER_SERVE_LOAD_MODE=per-worker (each worker loads its own "
-                f"copy); {slow}")
+        return (
+            "the image loads the model before forking its workers "
+            "(DEPLOYER_SERVE_LOAD_MODE=preload) and "
+            f"{fork}: build with --env DEPLOYER_SERVE_LOAD_MODE=per-worker (each worker loads its "
+            "own "
+            f"copy); {slow}"
+        )
     if vp.load_mode == "per-worker":
-        return (f"each worker loaded its own copy (per-worker), so forking is not the cause: run the model "
-                f"with `deployer serve -m MODEL --workers 1` to see where it stops; {slow}")
-    return (f"the image's server chose preload for this model (nothing in its flavor, requirements or code "
-            f"named a library that breaks under fork), and {fork}: build with --env "
-            f"DEPLOYER_SERVE_LOAD_MODE=per-worker; {slow}")
+        return (
+            "each worker loaded its own copy (per-worker), so forking is not the cause: run the "
+            "model "
+            f"with `deployer serve -m MODEL --workers 1` to see where it stops; {slow}"
+        )
+    return (
+        "the image's server chose preload for this model (nothing in its flavor, requirements or "
+        "code "
+        f"named a library that breaks under fork), and {fork}: build with --env "
+        f"DEPLOYER_SERVE_LOAD_MODE=per-worker; {slow}"
+    )
 
 
 def _log_excerpt(lines: list[str]) -> str:
@@ -408,7 +519,9 @@ def _log_excerpt(lines: list[str]) -> str:
     error above a server's wrapping exception and shutdown chatter) come first, so the cause
     is shown however long the chatter after it is."""
     shown = lines[-_LOG_TAIL:]
-    hidden = [line for line in lines[:-_LOG_TAIL] if _EXCEPTION_LINE.match(line) and line not in shown]
+    hidden = [
+        line for line in lines[:-_LOG_TAIL] if _EXCEPTION_LINE.match(line) and line not in shown
+    ]
     causes = list(dict.fromkeys(hidden))[-3:]
     return "\n".join("  " + line for line in ([*causes, "..."] if causes else []) + shown)
 
@@ -421,31 +534,46 @@ def diagnose(logs: str) -> str | None:
     if libraries:
         soname, package = libraries[-1]
         if package:
-            return (f"the image lacks the shared library {soname}, which the Debian package "
-                    f"{package} provides: build with --system-package {package}")
-        return (f"the image lacks the shared library {soname}: install the OS package that provides "
-                "it with --system-package NAME (`apt-file search` names it), or use a base image that has it")
+            return (
+                f"the image lacks the shared library {soname}, which the Debian package "
+                f"{package} provides: build with --system-package {package}"
+            )
+        return (
+            f"the image lacks the shared library {soname}: install the OS package that provides "
+            "it with --system-package NAME (`apt-file search` names it), or use a base image that "
+            "has it"
+        )
     found = _NO_MODULE.findall(logs)
     if found:
         module = found[-1]
         top = module.split(".")[0]
         dist = _DISTRIBUTIONS.get(module) or _DISTRIBUTIONS.get(top) or top.replace("_", "-")
-        return (f"the image lacks the module '{module}': add '{dist}' to the model's requirements "
-                "(requirements.txt and python_env.yaml's dependencies, or conda.yaml's pip list; "
-                "pip_requirements= / extra_pip_requirements= when saving with mlflow)")
+        return (
+            f"the image lacks the module '{module}': add '{dist}' to the model's requirements "
+            "(requirements.txt and python_env.yaml's dependencies, or conda.yaml's pip list; "
+            "pip_requirements= / extra_pip_requirements= when saving with mlflow)"
+        )
     return None
 
 
-def label_image(engine: BuildEngine, source: str, tag: str, labels: tuple[tuple[str, str], ...],
-                platform: str | None = None) -> str:
-    """``FROM source`` + labels, tagged ``tag``: metadata only, no new layer. Returns the image ID."""
+def label_image(
+    engine: BuildEngine,
+    source: str,
+    tag: str,
+    labels: tuple[tuple[str, str], ...],
+    platform: str | None = None,
+) -> str:
+    """``FROM source`` + labels, tagged ``tag``: metadata only, no new layer. Returns the image
+    ID."""
     from deployer.building.engine import BuildRequest
 
     with tempfile.TemporaryDirectory(prefix="deployer-label-") as tmp:
         # ``source`` is deployer's own staging tag or a tag plan_build validated (check_image_ref)
         (Path(tmp) / "Dockerfile").write_text(f"FROM {source}\n")
-        return engine.build(BuildRequest(context=Path(tmp), tag=tag, labels=labels, platform=platform),
-                            lambda _line: None)
+        return engine.build(
+            BuildRequest(context=Path(tmp), tag=tag, labels=labels, platform=platform),
+            lambda _line: None,
+        )
 
 
 def recorded(labels: Mapping[str, str]) -> str | None:

@@ -66,7 +66,10 @@ log = logging.getLogger("deployer")
 LOCK_TTL = 24 * 3600
 PIP_TIMEOUT = 1800
 MAX_SDIST_BUILDS = 8
-_NO_MATCH = re.compile(r"(?:No matching distribution found for|Could not find a version that satisfies the requirement) (?P<req>\S+)")
+_NO_MATCH = re.compile(
+    r"(?:No matching distribution found for|Could not find a version that satisfies the "
+    r"requirement) (?P<req>\S+)"
+)
 _PURE_TAG = re.compile(r"-py[23](?:\.py[23])?-none-any\.whl$")
 
 LineSink = Callable[[str], None]
@@ -151,15 +154,28 @@ class PipRunner:
 
     def run(self, args: Sequence[str], *, what: str, cwd: Path | None = None) -> str:
         cmd = [self.python, "-m", "pip", *args]
-        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
-               "PIP_PROGRESS_BAR": "off"}
+        env = {
+            **os.environ,
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PIP_NO_INPUT": "1",
+            "PIP_PROGRESS_BAR": "off",
+        }
         log.debug("running pip %s", redact_text(" ".join(args)))
         try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    env=env, cwd=cwd, errors="replace")
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+                cwd=cwd,
+                errors="replace",
+            )
         except OSError as exc:
-            raise EnvironmentSpecError(f"cannot run pip ({self.python} -m pip): {exc}",
-                                       fix="install pip for this Python: python -m ensurepip") from exc
+            raise EnvironmentSpecError(
+                f"cannot run pip ({self.python} -m pip): {exc}",
+                fix="install pip for this Python: python -m ensurepip",
+            ) from exc
         lines: list[str] = []
         deadline = time.monotonic() + self.timeout
         assert proc.stdout is not None
@@ -170,8 +186,10 @@ class PipRunner:
                 self.on_line(line)
             if time.monotonic() > deadline:
                 proc.kill()
-                raise EnvironmentSpecError(f"{what}: pip did not finish within {self.timeout:.0f}s",
-                                           fix="check network access to your package index")
+                raise EnvironmentSpecError(
+                    f"{what}: pip did not finish within {self.timeout:.0f}s",
+                    fix="check network access to your package index",
+                )
         code = proc.wait()
         out = "\n".join(lines)
         if code != 0:
@@ -181,7 +199,9 @@ class PipRunner:
 
 class PipFailed(EnvironmentSpecError):
     def __init__(self, what: str, output: str, code: int) -> None:
-        tail = "\n".join(line for line in output.splitlines()[-25:] if not line.startswith("WARNING: Location"))
+        tail = "\n".join(
+            line for line in output.splitlines()[-25:] if not line.startswith("WARNING: Location")
+        )
         super().__init__(
             f"{what} failed (pip exit {code}):\n{tail}",
             fix="check the requirement names/versions and that your pip configuration reaches the "
@@ -227,11 +247,22 @@ def _expected_hashes(requirements: Sequence[str]) -> dict[str, set[str]]:
 def lock_key(reqs: ImageRequirements, platform: TargetPlatform, offline: Path | None) -> str:
     """Cache key of a resolution: every input, index URLs included (hashed, never stored)."""
     opts = reqs.index_options
-    return inputs_digest([
-        "deployer-lock-v1", *platform.to_dict().values(), *reqs.requirements, "--",
-        *reqs.constraints, "--", *reqs.build_tools, "--", opts.index_url or "",
-        *opts.extra_index_urls, *opts.find_links, str(offline or ""),
-    ])
+    return inputs_digest(
+        [
+            "deployer-lock-v1",
+            *platform.to_dict().values(),
+            *reqs.requirements,
+            "--",
+            *reqs.constraints,
+            "--",
+            *reqs.build_tools,
+            "--",
+            opts.index_url or "",
+            *opts.extra_index_urls,
+            *opts.find_links,
+            str(offline or ""),
+        ]
+    )
 
 
 class Resolver:
@@ -255,13 +286,17 @@ class Resolver:
         key = lock_key(reqs, platform, offline_wheelhouse)
         if not refresh:
             cached = self.store.cached_lock(key)
-            if cached is not None and all(self.store.lookup(p.sha256) for p in cached.all_packages()):
+            if cached is not None and all(
+                self.store.lookup(p.sha256) for p in cached.all_packages()
+            ):
                 log.debug("reusing cached resolution %s", key)
                 return cached
         with self.store.workdir() as work:
             dest = work / "download"
             dest.mkdir()
-            self._download(reqs, platform, dest, work, model_dir=model_dir, offline=offline_wheelhouse)
+            self._download(
+                reqs, platform, dest, work, model_dir=model_dir, offline=offline_wheelhouse
+            )
             expected = _expected_hashes(reqs.requirements)
             requested = {canonicalize_name(n) for n in _names(reqs.requirements)}
             runtime: list[LockedPackage] = []
@@ -270,20 +305,39 @@ class Resolver:
             for path in sorted(dest.iterdir()):
                 if not path.name.endswith(".whl"):
                     raise EnvironmentSpecError(
-                        f"pip returned {path.name}, which is not a wheel", fix="report this as a bug")
+                        f"pip returned {path.name}, which is not a wheel",
+                        fix="report this as a bug",
+                    )
                 pkg = self.store.ingest(path)
                 if pkg.name in expected and pkg.sha256 not in expected[pkg.name]:
                     raise EnvironmentSpecError(
                         f"{pkg.filename} does not match the --hash the model's requirements pin",
-                        fix="fix the hash in the model's requirements, or check your index for tampering")
-                (tools if pkg.name in tool_names and pkg.name not in requested else runtime).append(pkg)
-        lock = Lock(platform=platform, packages=tuple(sorted(runtime)), build_tools=tuple(sorted(tools)),
-                    inputs_digest=key, notes=reqs.notes)
+                        fix="fix the hash in the model's requirements, or check your index for "
+                        "tampering",
+                    )
+                (tools if pkg.name in tool_names and pkg.name not in requested else runtime).append(
+                    pkg
+                )
+        lock = Lock(
+            platform=platform,
+            packages=tuple(sorted(runtime)),
+            build_tools=tuple(sorted(tools)),
+            inputs_digest=key,
+            notes=reqs.notes,
+        )
         self.store.save_lock(key, lock)
         return lock
 
-    def _download(self, reqs: ImageRequirements, platform: TargetPlatform, dest: Path, work: Path, *,
-                  model_dir: Path | None, offline: Path | None) -> None:
+    def _download(
+        self,
+        reqs: ImageRequirements,
+        platform: TargetPlatform,
+        dest: Path,
+        work: Path,
+        *,
+        model_dir: Path | None,
+        offline: Path | None,
+    ) -> None:
         req_file = work / "requirements.in"
         lines = [] if offline else _index_lines(reqs.index_options, model_dir)
         lines += [_requirement_line(r, model_dir) for r in (*reqs.requirements, *reqs.build_tools)]
@@ -294,8 +348,16 @@ class Resolver:
         os.chmod(req_file, 0o600)
         built = work / "built"
         built.mkdir()
-        args = ["download", "--dest", str(dest), "--requirement", str(req_file), *platform.pip_args(),
-                "--find-links", str(built)]
+        args = [
+            "download",
+            "--dest",
+            str(dest),
+            "--requirement",
+            str(req_file),
+            *platform.pip_args(),
+            "--find-links",
+            str(built),
+        ]
         if offline:
             args += ["--no-index", "--find-links", str(offline)]
         tried: set[str] = set()
@@ -310,11 +372,14 @@ class Resolver:
                 tried.add(match["req"])
                 index = [] if offline else _index_lines(reqs.index_options, model_dir)
                 self._build_pure_wheel(match["req"], built, work, exc, index)
-        raise EnvironmentSpecError(f"gave up after building {MAX_SDIST_BUILDS} wheels from sdists",
-                                   fix="pre-build the wheels and pass --wheelhouse DIR")
+        raise EnvironmentSpecError(
+            f"gave up after building {MAX_SDIST_BUILDS} wheels from sdists",
+            fix="pre-build the wheels and pass --wheelhouse DIR",
+        )
 
-    def _build_pure_wheel(self, req: str, out: Path, work: Path, original: PipFailed,
-                          index_lines: list[str]) -> None:
+    def _build_pure_wheel(
+        self, req: str, out: Path, work: Path, original: PipFailed, index_lines: list[str]
+    ) -> None:
         """No wheel for ``req``: build it from its sdist on the host if it is pure Python."""
         sdists = work / "sdists"
         sdists.mkdir(exist_ok=True)
@@ -323,14 +388,26 @@ class Resolver:
         req_file.write_text("\n".join([*index_lines, req]) + "\n")
         os.chmod(req_file, 0o600)
         try:
-            self.pip.run(["download", "--no-deps", "--no-binary=:all:", "--dest", str(sdists),
-                          "--requirement", str(req_file)], what=f"downloading the sdist of {req}")
+            self.pip.run(
+                [
+                    "download",
+                    "--no-deps",
+                    "--no-binary=:all:",
+                    "--dest",
+                    str(sdists),
+                    "--requirement",
+                    str(req_file),
+                ],
+                what=f"downloading the sdist of {req}",
+            )
         except PipFailed:
             raise original from None
         before = set(out.iterdir())
         for sdist in sorted(sdists.iterdir()):
-            self.pip.run(["wheel", "--no-deps", "--wheel-dir", str(out), str(sdist)],
-                         what=f"building a wheel of {sdist.name}")
+            self.pip.run(
+                ["wheel", "--no-deps", "--wheel-dir", str(out), str(sdist)],
+                what=f"building a wheel of {sdist.name}",
+            )
             sdist.unlink()
         for wheel in set(out.iterdir()) - before:
             if not _PURE_TAG.search(wheel.name):
@@ -371,24 +448,40 @@ class Resolver:
                 req_file.write_text("\n".join(lines) + "\n")
                 os.chmod(req_file, 0o600)
                 dest = work / "download"
-                self.pip.run(["download", "--no-deps", "--require-hashes", "--dest", str(dest),
-                              "--requirement", str(req_file), *lock.platform.pip_args()],
-                             what="downloading locked wheels", cwd=model_dir)
+                self.pip.run(
+                    [
+                        "download",
+                        "--no-deps",
+                        "--require-hashes",
+                        "--dest",
+                        str(dest),
+                        "--requirement",
+                        str(req_file),
+                        *lock.platform.pip_args(),
+                    ],
+                    what="downloading locked wheels",
+                    cwd=model_dir,
+                )
                 for path in dest.iterdir():
                     self.store.ingest(path)
         out = {}
         for pkg in lock.all_packages():
             path = self.store.lookup(pkg.sha256)
             if path is None:
-                raise EnvironmentSpecError(f"locked wheel {pkg.pin} (sha256 {pkg.sha256[:12]}) could not be fetched",
-                                           fix="check that your index still serves this exact file")
+                raise EnvironmentSpecError(
+                    f"locked wheel {pkg.pin} (sha256 {pkg.sha256[:12]}) could not be fetched",
+                    fix="check that your index still serves this exact file",
+                )
             out[pkg] = path
         return out
 
     def _ingest_from(self, folder: Path, wanted: set[str]) -> None:
         if not folder.is_dir():
-            raise EnvironmentSpecError("wheelhouse is not a directory", where=str(folder),
-                                       fix="pass --wheelhouse DIR with the .whl files")
+            raise EnvironmentSpecError(
+                "wheelhouse is not a directory",
+                where=str(folder),
+                fix="pass --wheelhouse DIR with the .whl files",
+            )
         self.store.root.mkdir(parents=True, exist_ok=True)
         for path in folder.rglob("*.whl"):
             if sha256_file(path) in wanted:

@@ -77,8 +77,13 @@ class LazyGroup(click.Group):
     envvar="DEPLOYER_CONFIG",
     help="Config file (default: ./deployer.toml, or [tool.deployer] in ./pyproject.toml).",
 )
-@click.option("--output", type=click.Choice(["text", "json"]), default=None, envvar="DEPLOYER_OUTPUT",
-              help="Result format for every command: text or json.")
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    envvar="DEPLOYER_OUTPUT",
+    help="Result format for every command: text or json.",
+)
 @click.option("-v", "--verbose", count=True, help="More logs; tracebacks on error.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 def cli(config: str | None, output: str | None, verbose: int, quiet: bool) -> None:

@@ -19,29 +19,51 @@ log = logging.getLogger("deployer")
 
 
 def plan_text(plan: Any) -> str:
-    lines = [f"image      {plan.tag}", f"target     {plan.target}", f"model      {plan.model_uri}",
-             f"base       {plan.base_image}" + ("  (gpu)" if plan.gpu else ""),
-             f"python     {plan.platform.python} ({plan.platform.docker_platform}, {plan.env_kind})",
-             "layers:"]
-    lines += [f"  {i}. {layer.name:<12} {layer.description}" for i, layer in enumerate(plan.layers, 1)]
+    lines = [
+        f"image      {plan.tag}",
+        f"target     {plan.target}",
+        f"model      {plan.model_uri}",
+        f"base       {plan.base_image}" + ("  (gpu)" if plan.gpu else ""),
+        f"python     {plan.platform.python} ({plan.platform.docker_platform}, {plan.env_kind})",
+        "layers:",
+    ]
+    lines += [
+        f"  {i}. {layer.name:<12} {layer.description}" for i, layer in enumerate(plan.layers, 1)
+    ]
     lines.append("requirements:")
     lines += [f"  {r}" for r in plan.to_dict()["requirements"]["requirements"]]
     for note in plan.requirements.notes:
         lines.append(f"note: {note}")
     if plan.loader_requirements:
-        lines.append("loader needs: " + ", ".join(
-            r.package + (" (added)" if r.package in plan.auto_added else "") for r in plan.loader_requirements))
+        lines.append(
+            "loader needs: "
+            + ", ".join(
+                r.package + (" (added)" if r.package in plan.auto_added else "")
+                for r in plan.loader_requirements
+            )
+        )
     lines.append(f"runs as    {plan.user}, port {plan.port}, command {' '.join(plan.cmd)}")
     if plan.load_mode is not None:
-        lines.append(f"load mode  {plan.load_mode.describe()}"
-                     + ("" if plan.load_mode.certain else " (the server checks again after loading)"))
-    lines.append("verify     " + (plan.verify.describe() + ", then tag" if plan.verify
-                                  else "skipped (--no-verify; label io.deployer.verify.status=skipped)"))
+        lines.append(
+            f"load mode  {plan.load_mode.describe()}"
+            + ("" if plan.load_mode.certain else " (the server checks again after loading)")
+        )
+    lines.append(
+        "verify     "
+        + (
+            plan.verify.describe() + ", then tag"
+            if plan.verify
+            else "skipped (--no-verify; label io.deployer.verify.status=skipped)"
+        )
+    )
     return "\n".join(lines)
 
 
-def print_build_plan(model_uri: str, params: dict[str, Any],
-                     then: Callable[[Any], tuple[dict[str, Any], str]] | None = None) -> None:
+def print_build_plan(
+    model_uri: str,
+    params: dict[str, Any],
+    then: Callable[[Any], tuple[dict[str, Any], str]] | None = None,
+) -> None:
     """``--dry-run`` of the image commands: the build plan, and what the command would do with
     the image (``then(plan)``: JSON fields and a text line), printed; nothing resolved, built,
     pushed or run."""
@@ -57,12 +79,20 @@ def print_build_plan(model_uri: str, params: dict[str, Any],
         if warning not in loaded.warnings:
             console.warn(warning)
     extra, extra_text = then(plan) if then is not None else ({}, "")
-    console.result({"dry_run": True, "plan": plan.to_dict(), **extra},
-                   text=lambda: plan_text(plan) + (f"\n{extra_text}" if extra_text else ""))
+    console.result(
+        {"dry_run": True, "plan": plan.to_dict(), **extra},
+        text=lambda: plan_text(plan) + (f"\n{extra_text}" if extra_text else ""),
+    )
 
 
-def run_build(model_uri: str, params: dict[str, Any], *, engine_pref: str | None = None,
-              if_needed: bool = False, nocache: bool = False) -> tuple[Any, Any]:
+def run_build(
+    model_uri: str,
+    params: dict[str, Any],
+    *,
+    engine_pref: str | None = None,
+    if_needed: bool = False,
+    nocache: bool = False,
+) -> tuple[Any, Any]:
     """Load, plan, resolve, build with progress; returns (plan, BuildResult)."""
     from deployer.building.engine import detect_engine
     from deployer.building.execute import build_model_image
@@ -72,18 +102,32 @@ def run_build(model_uri: str, params: dict[str, Any], *, engine_pref: str | None
     options = build_options(params)
     engine = detect_engine(engine_pref)
     with Progress(verbosity=console.verbosity) as progress:
-        return build_model_image(model_uri, options, engine=engine, if_needed=if_needed,
-                                 step=progress.step, on_line=progress.line, nocache=nocache)
+        return build_model_image(
+            model_uri,
+            options,
+            engine=engine,
+            if_needed=if_needed,
+            step=progress.step,
+            on_line=progress.line,
+            nocache=nocache,
+        )
 
 
 def result_text(result: Any) -> str:
     mb = 1024 * 1024
-    text = (f"{result.image}\n  digest  {result.digest}\n"
-            f"  size    {result.size / mb:.0f} MiB ({result.size_over_base / mb:.0f} MiB over the base), "
-            f"{result.layers} layers\n  built in {result.seconds:.1f}s with {result.engine}")
+    text = (
+        f"{result.image}\n  digest  {result.digest}\n"
+        f"  size    {result.size / mb:.0f} MiB ({result.size_over_base / mb:.0f} MiB over the "
+        "base), "
+        f"{result.layers} layers\n  built in {result.seconds:.1f}s with {result.engine}"
+    )
     check = getattr(result, "verification", None)
     if check is not None and check.status == "passed":
-        timing = f" (ready after {check.cold_start:.1f}s, check {check.seconds:.1f}s)" if check.cold_start else ""
+        timing = (
+            f" (ready after {check.cold_start:.1f}s, check {check.seconds:.1f}s)"
+            if check.cold_start
+            else ""
+        )
         text += f"\n  verified {check.route} -> {check.http_status}{timing}"
     elif check is not None:
         text += "\n  not verified (--no-verify)"
@@ -94,9 +138,16 @@ def result_text(result: Any) -> str:
 @model_option
 @image_options
 @click.option("--dry-run", is_flag=True, default=False, help="Print the build plan; build nothing.")
-@click.option("--builder", type=click.Choice(["auto", "buildkit", "legacy"]), default="auto", show_default=True,
-              help="BuildKit (via a capable docker CLI) or the classic builder (docker SDK).")
-@click.option("--no-cache", is_flag=True, default=False, help="Build every layer again (no layer cache).")
+@click.option(
+    "--builder",
+    type=click.Choice(["auto", "buildkit", "legacy"]),
+    default="auto",
+    show_default=True,
+    help="BuildKit (via a capable docker CLI) or the classic builder (docker SDK).",
+)
+@click.option(
+    "--no-cache", is_flag=True, default=False, help="Build every layer again (no layer cache)."
+)
 def command(model_uri: str, dry_run: bool, builder: str, no_cache: bool, **params: Any) -> None:
     """Build the model's serving image in the local Docker engine; print its tag and digest.
 
@@ -118,6 +169,7 @@ def command(model_uri: str, dry_run: bool, builder: str, no_cache: bool, **param
     if dry_run:
         print_build_plan(model_uri, params)
         return
-    _plan, result = run_build(model_uri, params, engine_pref=None if builder == "auto" else builder,
-                              nocache=no_cache)
+    _plan, result = run_build(
+        model_uri, params, engine_pref=None if builder == "auto" else builder, nocache=no_cache
+    )
     console.result(result.to_dict(), text=lambda: result_text(result))

@@ -21,11 +21,24 @@ __all__ = ["build_option_group", "build_options", "image_options", "pop_build_op
 
 #: Options only the image commands have.
 _IMAGE_ONLY: tuple[Decorator, ...] = (
-    click.option("-t", "--tag", default=None, help="Image name[:tag] (default: <model>:<content hash>)."),
-    click.option("--target", type=click.Choice(list(CONTRACTS)), default="local",
-                 show_default=True, help="Where the image will run (sets its command and server)."),
-    click.option("--container-port", "port", type=click.IntRange(1, 65535), default=8080, show_default=True,
-                 help="Port the server listens on inside the container."),
+    click.option(
+        "-t", "--tag", default=None, help="Image name[:tag] (default: <model>:<content hash>)."
+    ),
+    click.option(
+        "--target",
+        type=click.Choice(list(CONTRACTS)),
+        default="local",
+        show_default=True,
+        help="Where the image will run (sets its command and server).",
+    ),
+    click.option(
+        "--container-port",
+        "port",
+        type=click.IntRange(1, 65535),
+        default=8080,
+        show_default=True,
+        help="Port the server listens on inside the container.",
+    ),
 )
 
 
@@ -49,6 +62,9 @@ def pop_build_options(ctx: click.Context, values: dict[str, Any]) -> tuple[Any, 
     """deploy / batch: take the group's values out of ``values``; return the BuildOptions and
     the flags given on the command line (for commands that build nothing to refuse)."""
     params = {name: values.pop(name) for name in list(values) if name in NAMES}
-    given = tuple(o.given_flag(params.get(o.name)) for o in GROUP
-                  if ctx.get_parameter_source(o.name) == ParameterSource.COMMANDLINE)
+    given = tuple(
+        o.given_flag(params.get(o.name))
+        for o in GROUP
+        if ctx.get_parameter_source(o.name) == ParameterSource.COMMANDLINE
+    )
     return build_options(params), given

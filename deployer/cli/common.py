@@ -37,7 +37,9 @@ def _config_for(ctx: click.Context) -> Config:
         from deployer.cli import COMMANDS
 
         path = root.params.get("config") if root.params else None
-        cfg = load_config(path, known_commands=set(COMMANDS) | {n.replace("-", "_") for n in COMMANDS})
+        cfg = load_config(
+            path, known_commands=set(COMMANDS) | {n.replace("-", "_") for n in COMMANDS}
+        )
         root.meta["deployer.config"] = cfg
     return cfg
 
@@ -73,7 +75,10 @@ class DeployerCommand(click.Command):
             if source not in (ParameterSource.DEFAULT, None):
                 continue
             # `deployer --output json inspect` (group-level flag or env) beats the config file too
-            if root_ctx is not ctx and root_ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None):
+            if root_ctx is not ctx and root_ctx.get_parameter_source(name) not in (
+                ParameterSource.DEFAULT,
+                None,
+            ):
                 continue
             found, value = cfg.lookup(name, command=self.name, target=target)
             if found:
@@ -110,8 +115,12 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
         default=None,
         help="Result format: text (default) or json (on stdout; logs go to stderr).",
     )(f)
-    f = click.option("-v", "--verbose", count=True, help="More logs (repeatable); tracebacks on error.")(f)
-    f = click.option("-q", "--quiet", is_flag=True, default=False, help="Only warnings and errors.")(f)
+    f = click.option(
+        "-v", "--verbose", count=True, help="More logs (repeatable); tracebacks on error."
+    )(f)
+    f = click.option(
+        "-q", "--quiet", is_flag=True, default=False, help="Only warnings and errors."
+    )(f)
     return f
 
 
@@ -131,7 +140,8 @@ def model_option(f: Callable[..., Any]) -> Callable[..., Any]:
         "model_uri",
         required=True,
         metavar="URI",
-        help="Model: a local path, file://, s3://, runs:/<run_id>/path, models:/<name>/<version|@alias>.",
+        help="Model: a local path, file://, s3://, runs:/<run_id>/path, "
+        "models:/<name>/<version|@alias>.",
     )(f)
 
 
@@ -151,7 +161,9 @@ class ReportedError(click.ClickException):
     def show(self, file: Any = None) -> None:
         stderr = sys.stderr
         if self.console.verbosity > 0:
-            traceback.print_exception(type(self.error), self.error, self.error.__traceback__, file=stderr)
+            traceback.print_exception(
+                type(self.error), self.error, self.error.__traceback__, file=stderr
+            )
         message = self.message
         if not isinstance(self.error, DeployerError) and self.console.verbosity <= 0:
             message += "\n  hint: run again with -v for the traceback, and report it as a bug"
@@ -160,6 +172,11 @@ class ReportedError(click.ClickException):
             payload = (
                 self.error.to_dict()
                 if isinstance(self.error, DeployerError)
-                else {"error": "InternalError", "message": str(self.error), "where": None, "fix": None}
+                else {
+                    "error": "InternalError",
+                    "message": str(self.error),
+                    "where": None,
+                    "fix": None,
+                }
             )
             sys.stdout.write(json.dumps(payload, indent=2) + "\n")

@@ -17,7 +17,9 @@ from deployer.cli.targets_common import (
 
 
 @command("delete")
-@click.option("--target", "-t", "target", metavar="TARGET", help="Deployment target (e.g. sagemaker).")
+@click.option(
+    "--target", "-t", "target", metavar="TARGET", help="Deployment target (e.g. sagemaker)."
+)
 @click.option("--name", "-n", "name", metavar="NAME", help="Endpoint name.")
 @click.option("--dry-run", is_flag=True, help="Print what would be deleted; change nothing.")
 @target_options("delete")
@@ -31,12 +33,18 @@ def command(target: str | None, name: str | None, dry_run: bool, **target_values
     target = require_target(target, "delete")
     connection, options = split_target_values(ctx, target, "delete", target_values)
     if not name:
-        raise UsageError("`deployer delete` needs --name", where="--name", fix="pass --name ENDPOINT")
+        raise UsageError(
+            "`deployer delete` needs --name", where="--name", fix="pass --name ENDPOINT"
+        )
     console = get_console()
     result = delete_endpoint(target, name, connection, options, dry_run=dry_run)
     if isinstance(result, DeployPlan):
         plan = result
         console.result({"dry_run": True, "plan": plan}, text=lambda: render_plan(plan))
         return
-    console.result(result, text=lambda: render_mapping(
-        f"deleted {result.target} endpoint {result.name}", dict(result.details)))
+    console.result(
+        result,
+        text=lambda: render_mapping(
+            f"deleted {result.target} endpoint {result.name}", dict(result.details)
+        ),
+    )

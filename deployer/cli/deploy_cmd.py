@@ -20,17 +20,43 @@ from deployer.targets.build_options import refuse_unused
 
 
 @command("deploy")
-@click.option("--target", "-t", "target", metavar="TARGET", help="Where to deploy (e.g. sagemaker).")
+@click.option(
+    "--target", "-t", "target", metavar="TARGET", help="Where to deploy (e.g. sagemaker)."
+)
 @click.option("--name", "-n", "name", metavar="NAME", help="Endpoint name.")
-@click.option("-m", "--model", "model_uri", metavar="URI", help="Model to deploy (local path, runs:/, models:/...).")
-@click.option("--image-uri", "--image", "image_uri", metavar="IMAGE", help="Deploy this prebuilt, pushed image (no build; Azure ML: bring-your-own-container).")
-@click.option("--dry-run", is_flag=True, help="Print the ordered plan of cloud calls; change nothing.")
-@click.option("--wait/--no-wait", default=True, help="Wait until the endpoint serves (default: wait).")
+@click.option(
+    "-m",
+    "--model",
+    "model_uri",
+    metavar="URI",
+    help="Model to deploy (local path, runs:/, models:/...).",
+)
+@click.option(
+    "--image-uri",
+    "--image",
+    "image_uri",
+    metavar="IMAGE",
+    help="Deploy this prebuilt, pushed image (no build; Azure ML: bring-your-own-container).",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the ordered plan of cloud calls; change nothing."
+)
+@click.option(
+    "--wait/--no-wait", default=True, help="Wait until the endpoint serves (default: wait)."
+)
 @click.option("--timeout", type=float, metavar="SECONDS", help="Give up waiting after this long.")
 @target_options("deploy")
 @build_option_group
-def command(target: str | None, name: str | None, model_uri: str | None, image_uri: str | None,
-            dry_run: bool, wait: bool, timeout: float | None, **target_values: Any) -> None:
+def command(
+    target: str | None,
+    name: str | None,
+    model_uri: str | None,
+    image_uri: str | None,
+    dry_run: bool,
+    wait: bool,
+    timeout: float | None,
+    **target_values: Any,
+) -> None:
     """Deploy a model (or a prebuilt image) to an endpoint.
 
     \b
@@ -50,15 +76,28 @@ def command(target: str | None, name: str | None, model_uri: str | None, image_u
     connection, options = split_target_values(ctx, target, "deploy", target_values)
     refuse_unused(given, target=target, model_uri=model_uri, image_uri=image_uri, options=options)
     if not name:
-        raise UsageError("`deployer deploy` needs --name", where="--name", fix="pass --name ENDPOINT")
-    request = DeployRequest(name=name, model_uri=model_uri, image_uri=image_uri, options=options,
-                            wait=wait, timeout=timeout, build=build)
+        raise UsageError(
+            "`deployer deploy` needs --name", where="--name", fix="pass --name ENDPOINT"
+        )
+    request = DeployRequest(
+        name=name,
+        model_uri=model_uri,
+        image_uri=image_uri,
+        options=options,
+        wait=wait,
+        timeout=timeout,
+        build=build,
+    )
     plugin, plan = plan_deploy(target, request, connection)
     console = get_console()
     if dry_run:
         console.result({"dry_run": True, "plan": plan}, text=lambda: render_plan(plan))
         return
     result = plugin.apply(plan)
-    console.result(result, text=lambda: render_mapping(
-        f"{result.action}: {result.target} endpoint {result.name} is {result.status}",
-        {"url": result.endpoint_url, **dict(result.details)}))
+    console.result(
+        result,
+        text=lambda: render_mapping(
+            f"{result.action}: {result.target} endpoint {result.name} is {result.status}",
+            {"url": result.endpoint_url, **dict(result.details)},
+        ),
+    )

@@ -137,20 +137,37 @@ def _hygiene(model: LoadedModel) -> dict[str, Any]:
     unused: tuple[footprint.UnusedRequirement, ...] = ()
     absent: list[str] = list(names)
     if python and env.pip_requirements:
-        used = [*serving_requirements(".".join(python.split(".")[:2])), "mlflow", "mlflow-skinny",
-                *(r.package for r in loader_deps.loader_requirements(model.mlmodel))]
+        used = [
+            *serving_requirements(".".join(python.split(".")[:2])),
+            "mlflow",
+            "mlflow-skinny",
+            *(r.package for r in loader_deps.loader_requirements(model.mlmodel)),
+        ]
         facts = footprint.facts_from_installed()
         unused = footprint.unused_requirements(
-            kept, used, referenced, facts, python_version=".".join(python.split(".")[:2]),
-            alternatives=loader_deps.ALTERNATIVES, complete=False)
+            kept,
+            used,
+            referenced,
+            facts,
+            python_version=".".join(python.split(".")[:2]),
+            alternatives=loader_deps.ALTERNATIVES,
+            complete=False,
+        )
         absent = sorted(n for n in loader_deps.distribution_names(kept) if n not in facts)
     return {
         "load_mode": load.to_dict(),
-        "system_packages": [{"distribution": n.distribution, "packages": list(n.packages), "reason": n.reason}
-                            for n in system_deps.needs(names)],
-        "requirement_variants": [{"dropped": d.line, "kept": d.kept, "package": d.package} for d in dropped],
-        "unused_requirements": {"checked": not absent, "not_installed_here": absent,
-                                "items": [u.to_dict() for u in unused]},
+        "system_packages": [
+            {"distribution": n.distribution, "packages": list(n.packages), "reason": n.reason}
+            for n in system_deps.needs(names)
+        ],
+        "requirement_variants": [
+            {"dropped": d.line, "kept": d.kept, "package": d.package} for d in dropped
+        ],
+        "unused_requirements": {
+            "checked": not absent,
+            "not_installed_here": absent,
+            "items": [u.to_dict() for u in unused],
+        },
     }
 
 
@@ -159,10 +176,15 @@ def _loader(model: LoadedModel) -> dict[str, Any]:
 
     needed = loader_deps.loader_requirements(model.mlmodel)
     env = model.environment
-    absent = set(loader_deps.missing(needed, loader_deps.distribution_names((*env.pip_requirements,
-                                                                             *env.conda_packages))))
-    return {"loader_requirements": [{**r.to_dict(), "listed": r not in absent} for r in needed],
-            "auto_deps": [r.package for r in needed if r in absent]}
+    absent = set(
+        loader_deps.missing(
+            needed, loader_deps.distribution_names((*env.pip_requirements, *env.conda_packages))
+        )
+    )
+    return {
+        "loader_requirements": [{**r.to_dict(), "listed": r not in absent} for r in needed],
+        "auto_deps": [r.package for r in needed if r in absent],
+    }
 
 
 def _schema(schema: Schema | None) -> dict[str, Any] | None:
@@ -173,21 +195,35 @@ def _schema(schema: Schema | None) -> dict[str, Any] | None:
         if isinstance(c, TensorSpec):
             cols.append({"name": c.name, "dtype": c.dtype, "shape": list(c.shape)})
         else:
-            cols.append({"name": c.name, "type": c.type, "type_repr": c.type_repr(),
-                         "required": c.required, "detail": c.detail})
+            cols.append(
+                {
+                    "name": c.name,
+                    "type": c.type,
+                    "type_repr": c.type_repr(),
+                    "required": c.required,
+                    "detail": c.detail,
+                }
+            )
     return {"kind": schema.kind, "columns": cols}
 
 
 def _param(p: ParamSpec) -> dict[str, Any]:
-    return {"name": p.name, "type": p.type, "default": p.default,
-            "shape": list(p.shape) if p.shape is not None else None}
+    return {
+        "name": p.name,
+        "type": p.type,
+        "default": p.default,
+        "shape": list(p.shape) if p.shape is not None else None,
+    }
 
 
 def _signature(sig: Signature | None) -> dict[str, Any] | None:
     if sig is None:
         return None
-    return {"inputs": _schema(sig.inputs), "outputs": _schema(sig.outputs),
-            "params": [_param(p) for p in sig.params]}
+    return {
+        "inputs": _schema(sig.inputs),
+        "outputs": _schema(sig.outputs),
+        "params": [_param(p) for p in sig.params],
+    }
 
 
 # --- text rendering -----------------------------------------------------------------------
@@ -207,10 +243,19 @@ def _schema_lines(title: str, schema: dict[str, Any] | None) -> list[str]:
         return [f"  {title}: (none)"]
     out = [f"  {title} ({schema['kind']}-based):"]
     if schema["kind"] == "tensor":
-        rows = [[c["name"] or "-", c["dtype"], "(" + ", ".join(map(str, c["shape"])) + ")"] for c in schema["columns"]]
+        rows = [
+            [c["name"] or "-", c["dtype"], "(" + ", ".join(map(str, c["shape"])) + ")"]
+            for c in schema["columns"]
+        ]
         return out + _table(["name", "dtype", "shape"], rows)
-    rows = [[c["name"] if c["name"] is not None else "-", c["type_repr"], "yes" if c["required"] else "no"]
-            for c in schema["columns"]]
+    rows = [
+        [
+            c["name"] if c["name"] is not None else "-",
+            c["type_repr"],
+            "yes" if c["required"] else "no",
+        ]
+        for c in schema["columns"]
+    ]
     return out + _table(["name", "type", "required"], rows)
 
 
@@ -225,7 +270,8 @@ def render_text(d: dict[str, Any]) -> str:
     lines = [
         f"Model:          {d['path']}",
         f"Flavors:        {', '.join(d['flavors'])}",
-        f"Loader:         {d['loader_module']}" + (f" (predict_fn: {d['pyfunc']['predict_fn']})" if d["pyfunc"]["predict_fn"] else ""),
+        f"Loader:         {d['loader_module']}"
+        + (f" (predict_fn: {d['pyfunc']['predict_fn']})" if d["pyfunc"]["predict_fn"] else ""),
         f"Python:         {d['python_version'] or 'unknown'}",
     ]
     if d["model"]["mlflow_version"]:
@@ -242,8 +288,11 @@ def render_text(d: dict[str, Any]) -> str:
     if env["conda_channels"]:
         lines.append(f"  Conda channels: {', '.join(env['conda_channels'])}")
     idx = env["index_options"]
-    opts = ([f"--index-url {idx['index_url']}"] if idx["index_url"] else []) + \
-        [f"--extra-index-url {u}" for u in idx["extra_index_urls"]] + [f"--find-links {u}" for u in idx["find_links"]]
+    opts = (
+        ([f"--index-url {idx['index_url']}"] if idx["index_url"] else [])
+        + [f"--extra-index-url {u}" for u in idx["extra_index_urls"]]
+        + [f"--find-links {u}" for u in idx["find_links"]]
+    )
     lines += _listing("Index options", opts)
     sig = d["signature"]
     if sig is None:
@@ -254,32 +303,55 @@ def render_text(d: dict[str, Any]) -> str:
         lines += _schema_lines("Outputs", sig["outputs"])
         if sig["params"]:
             lines.append("  Params:")
-            rows = [[p["name"], p["type"], json.dumps(p["default"]),
-                     "(" + ", ".join(map(str, p["shape"])) + ")" if p["shape"] else "-"] for p in sig["params"]]
+            rows = [
+                [
+                    p["name"],
+                    p["type"],
+                    json.dumps(p["default"]),
+                    "(" + ", ".join(map(str, p["shape"])) + ")" if p["shape"] else "-",
+                ]
+                for p in sig["params"]
+            ]
             lines += _table(["name", "type", "default", "shape"], rows)
     if d["loader_requirements"]:
-        lines.append("Loader needs:   " + ", ".join(
-            r["package"] + ("" if r["listed"] else " (not in the requirements)") for r in d["loader_requirements"]))
+        lines.append(
+            "Loader needs:   "
+            + ", ".join(
+                r["package"] + ("" if r["listed"] else " (not in the requirements)")
+                for r in d["loader_requirements"]
+            )
+        )
     if d["auto_deps"]:
-        lines.append(f"  added at build time: {', '.join(d['auto_deps'])} (--no-auto-deps makes this an error)")
+        lines.append(
+            f"  added at build time: {', '.join(d['auto_deps'])} (--no-auto-deps makes this an "
+            "error)"
+        )
     load = d["load_mode"]
     lines.append(f"Serving:        load mode {load['mode']} ({load['reason']})")
     for need in d["system_packages"]:
-        lines.append(f"  OS packages added at build time: {', '.join(need['packages'])} "
-                     f"({need['distribution']} needs {need['reason']}; --no-auto-deps skips them)")
+        lines.append(
+            f"  OS packages added at build time: {', '.join(need['packages'])} "
+            f"({need['distribution']} needs {need['reason']}; --no-auto-deps skips them)"
+        )
     for v in d["requirement_variants"]:
-        lines.append(f"  duplicate build: {v['dropped']} is dropped at build time, {v['kept']} kept "
-                     f"(both install {v['package']})")
+        lines.append(
+            f"  duplicate build: {v['dropped']} is dropped at build time, {v['kept']} kept "
+            f"(both install {v['package']})"
+        )
     unused = d["unused_requirements"]
     if not unused["checked"] and unused["not_installed_here"]:
         missing = unused["not_installed_here"]
-        lines.append(f"  unused requirements: not checked here (this host lacks {', '.join(missing[:5])}"
-                     f"{'...' if len(missing) > 5 else ''}; `deployer build` checks the locked wheels)")
+        lines.append(
+            f"  unused requirements: not checked here (this host lacks {', '.join(missing[:5])}"
+            f"{'...' if len(missing) > 5 else ''}; `deployer build` checks the locked wheels)"
+        )
     for u in unused["items"]:
         mib = u["size"] / (1 << 20)
-        lines.append(f"  unused requirement: {u['requirement']} ({mib:,.0f} MiB on this host"
-                     + (f", with {', '.join(u['brings'][:4])}" if u["brings"] else "")
-                     + "): neither the loader nor the model's files use it")
+        lines.append(
+            f"  unused requirement: {u['requirement']} ({mib:,.0f} MiB on this host"
+            + (f", with {', '.join(u['brings'][:4])}" if u["brings"] else "")
+            + "): neither the loader nor the model's files use it"
+        )
     ex = d["input_example"]
     if ex["present"]:
         kind = f"{ex['type']}, " if ex["type"] else ""

@@ -11,7 +11,9 @@ from deployer.cli.targets_common import require_target, split_target_values, tar
 
 
 @command("list")
-@click.option("--target", "-t", "target", metavar="TARGET", help="Deployment target (e.g. sagemaker).")
+@click.option(
+    "--target", "-t", "target", metavar="TARGET", help="Deployment target (e.g. sagemaker)."
+)
 @target_options("list")
 def command(target: str | None, **target_values: Any) -> None:
     """List endpoints (marking those deployer manages)."""
@@ -27,7 +29,9 @@ def command(target: str | None, **target_values: Any) -> None:
             return f"no {target} endpoints"
         width = max(len(e.name) for e in endpoints)
         return "\n".join(
-            f"{e.name:<{width}}  {e.status:<14} {'deployer' if e.details.get('managed_by_deployer') else ''}"
-            .rstrip() for e in endpoints)
+            f"{e.name:<{width}}  {e.status:<14} "
+            f"{'deployer' if e.details.get('managed_by_deployer') else ''}".rstrip()
+            for e in endpoints
+        )
 
     get_console().result({"target": target, "endpoints": endpoints}, text=text)

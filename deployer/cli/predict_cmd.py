@@ -20,30 +20,84 @@ log = logging.getLogger("deployer")
 
 
 @deployer_command("predict")
-@click.option("-m", "--model", "model_uri", default=None, metavar="URI",
-              help="Model to score with on this host (a path or any model URI).")
-@click.option("--target", "-t", "target", default=None, metavar="TARGET",
-              help="Score through a deployed endpoint instead (e.g. sagemaker, azureml).")
-@click.option("--name", "-n", "name", default=None, metavar="NAME",
-              help="Endpoint name (with --target).")
+@click.option(
+    "-m",
+    "--model",
+    "model_uri",
+    default=None,
+    metavar="URI",
+    help="Model to score with on this host (a path or any model URI).",
+)
+@click.option(
+    "--target",
+    "-t",
+    "target",
+    default=None,
+    metavar="TARGET",
+    help="Score through a deployed endpoint instead (e.g. sagemaker, azureml).",
+)
+@click.option(
+    "--name", "-n", "name", default=None, metavar="NAME", help="Endpoint name (with --target)."
+)
 @target_options("predict")
-@click.option("-i", "--input", "input_path", required=True, metavar="FILE|-",
-              help="Input file, or - for stdin.")
-@click.option("-o", "--output-file", "output_path", default="-", show_default=True,
-              metavar="FILE|-", help="Where to write predictions (- for stdout). A file is "
-              "written atomically: it appears only once every row is scored.")
-@click.option("--content-type", type=click.Choice(["json", "csv", "parquet"]), default=None,
-              help="Input format (default: from the file extension, else sniffed).")
-@click.option("--chunk-rows", type=click.IntRange(min=1), default=10_000, show_default=True,
-              help="Rows read, scored and written at a time (bounds memory).")
-@click.option("--format", "output_format", type=click.Choice(["jsonl", "csv"]), default=None,
-              help="Output format (default: csv for a .csv output file, else jsonl).")
-@click.option("--stream", "stream", is_flag=True, default=False,
-              help="With --target sagemaker: InvokeEndpointWithResponseStream; the model's "
-                   "server-sent events are written as they arrive.")
-def command(model_uri: str | None, target: str | None, name: str | None, input_path: str,
-            output_path: str, content_type: str | None, chunk_rows: int,
-            output_format: str | None, stream: bool = False, **target_values: Any) -> None:
+@click.option(
+    "-i",
+    "--input",
+    "input_path",
+    required=True,
+    metavar="FILE|-",
+    help="Input file, or - for stdin.",
+)
+@click.option(
+    "-o",
+    "--output-file",
+    "output_path",
+    default="-",
+    show_default=True,
+    metavar="FILE|-",
+    help="Where to write predictions (- for stdout). A file is "
+    "written atomically: it appears only once every row is scored.",
+)
+@click.option(
+    "--content-type",
+    type=click.Choice(["json", "csv", "parquet"]),
+    default=None,
+    help="Input format (default: from the file extension, else sniffed).",
+)
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Rows read, scored and written at a time (bounds memory).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["jsonl", "csv"]),
+    default=None,
+    help="Output format (default: csv for a .csv output file, else jsonl).",
+)
+@click.option(
+    "--stream",
+    "stream",
+    is_flag=True,
+    default=False,
+    help="With --target sagemaker: InvokeEndpointWithResponseStream; the model's "
+    "server-sent events are written as they arrive.",
+)
+def command(
+    model_uri: str | None,
+    target: str | None,
+    name: str | None,
+    input_path: str,
+    output_path: str,
+    content_type: str | None,
+    chunk_rows: int,
+    output_format: str | None,
+    stream: bool = False,
+    **target_values: Any,
+) -> None:
     """Batch-score a CSV, Parquet or JSON file with the model, in this Python environment.
 
     \b
@@ -69,24 +123,37 @@ def command(model_uri: str | None, target: str | None, name: str | None, input_p
     # --target local with --name: the running container of `run-local`/`deploy --target local`;
     # --target local without --name: this host, like no --target at all
     if target and (target != "local" or name):
-        _predict_remote(target, name, model_uri, input_path, output_path, content_type,
-                        target_values, stream)
+        _predict_remote(
+            target, name, model_uri, input_path, output_path, content_type, target_values, stream
+        )
         return
     if stream:
-        raise UsageError("--stream needs a deployed endpoint", where="--stream",
-                         fix="pass --target sagemaker --name ENDPOINT, or drop --stream")
+        raise UsageError(
+            "--stream needs a deployed endpoint",
+            where="--stream",
+            fix="pass --target sagemaker --name ENDPOINT, or drop --stream",
+        )
     if not model_uri:
-        raise UsageError("`deployer predict` needs -m/--model (or --target and --name)",
-                         where="-m/--model", fix="pass -m ./model, or --target T --name ENDPOINT")
+        raise UsageError(
+            "`deployer predict` needs -m/--model (or --target and --name)",
+            where="-m/--model",
+            fix="pass -m ./model, or --target T --name ENDPOINT",
+        )
     from deployer.serving.batch import STDIO, plan_batch, run_batch
 
     console = get_console()
     # the core logs each rejected request at INFO (right for a server, noise here: the
     # error is reported once, below); -v shows everything
     logging.getLogger("deployer.serving").setLevel(
-        logging.WARNING if console.verbosity <= 0 else logging.NOTSET)
-    spec = plan_batch(input_path, output_path, content_type=content_type,
-                      output_format=output_format, chunk_rows=chunk_rows)
+        logging.WARNING if console.verbosity <= 0 else logging.NOTSET
+    )
+    spec = plan_batch(
+        input_path,
+        output_path,
+        content_type=content_type,
+        output_format=output_format,
+        chunk_rows=chunk_rows,
+    )
     core = _load_core(model_uri)
     try:
         result = run_batch(core, spec)
@@ -96,12 +163,19 @@ def command(model_uri: str | None, target: str | None, name: str | None, input_p
         os.dup2(devnull, sys.stdout.fileno())
         raise click.exceptions.Exit(1) from None
     data = {
-        "input": spec.input, "output": result.output, "content_type": result.content_type,
-        "format": result.output_format, "rows": result.rows, "predictions": result.predictions,
-        "chunks": result.chunks, "seconds": result.seconds,
+        "input": spec.input,
+        "output": result.output,
+        "content_type": result.content_type,
+        "format": result.output_format,
+        "rows": result.rows,
+        "predictions": result.predictions,
+        "chunks": result.chunks,
+        "seconds": result.seconds,
     }
-    summary = (f"scored {result.rows} rows in {result.chunks} chunk(s), {result.seconds:.1f}s: "
-               f"{result.predictions} predictions ({result.output_format})")
+    summary = (
+        f"scored {result.rows} rows in {result.chunks} chunk(s), {result.seconds:.1f}s: "
+        f"{result.predictions} predictions ({result.output_format})"
+    )
     if spec.output == STDIO:
         # stdout carries the predictions: the summary goes to stderr only
         log.info(summary)
@@ -109,13 +183,23 @@ def command(model_uri: str | None, target: str | None, name: str | None, input_p
         console.result(data, text=f"{summary} -> {result.output}")
 
 
-_CONTENT_TYPES = {"json": "application/json", "csv": "text/csv",
-                  "parquet": "application/vnd.apache.parquet"}
+_CONTENT_TYPES = {
+    "json": "application/json",
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+}
 
 
-def _predict_remote(target: str, name: str | None, model_uri: str | None, input_path: str,
-                    output_path: str, content_type: str | None,
-                    target_values: dict[str, Any], stream: bool = False) -> None:
+def _predict_remote(
+    target: str,
+    name: str | None,
+    model_uri: str | None,
+    input_path: str,
+    output_path: str,
+    content_type: str | None,
+    target_values: dict[str, Any],
+    stream: bool = False,
+) -> None:
     """One request to a deployed endpoint; the response body is written as received."""
     from deployer.serving.batch import STDIO, plan_batch, sniff
     from deployer.targets.actions import predict_endpoint
@@ -124,18 +208,27 @@ def _predict_remote(target: str, name: str | None, model_uri: str | None, input_
     target = require_target(target, "predict")
     connection, options = split_target_values(ctx, target, "predict", target_values)
     if not name:
-        raise UsageError("`deployer predict --target` needs --name", where="--name",
-                         fix="pass --name ENDPOINT")
+        raise UsageError(
+            "`deployer predict --target` needs --name", where="--name", fix="pass --name ENDPOINT"
+        )
     if model_uri:
-        raise UsageError("-m/--model and --target are exclusive", where="-m/--model",
-                         fix="score locally with -m, or remotely with --target and --name")
+        raise UsageError(
+            "-m/--model and --target are exclusive",
+            where="-m/--model",
+            fix="score locally with -m, or remotely with --target and --name",
+        )
     try:
         body = sys.stdin.buffer.read() if input_path == STDIO else Path(input_path).read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read the input: {exc.strerror}", where=input_path,
-                         fix="check the -i/--input path") from None
+        raise UsageError(
+            f"cannot read the input: {exc.strerror}",
+            where=input_path,
+            fix="check the -i/--input path",
+        ) from None
     # the same detection as local scoring: --content-type, else the file name, else the bytes
-    kind = plan_batch(input_path, output_path, content_type=content_type).content_type or sniff(body[:64])
+    kind = plan_batch(input_path, output_path, content_type=content_type).content_type or sniff(
+        body[:64]
+    )
     if stream:
         _write_stream(target, name, body, _CONTENT_TYPES[kind], connection, output_path)
         return
@@ -147,13 +240,20 @@ def _predict_remote(target: str, name: str | None, model_uri: str | None, input_
     out = Path(output_path)
     with atomic_output(out, prefix=f".{out.name}.") as tmp:
         tmp.write_bytes(response)
-    get_console().result({"target": target, "name": name, "output": str(out),
-                          "bytes": len(response)},
-                         text=f"{len(response)} bytes from {target} endpoint {name} -> {out}")
+    get_console().result(
+        {"target": target, "name": name, "output": str(out), "bytes": len(response)},
+        text=f"{len(response)} bytes from {target} endpoint {name} -> {out}",
+    )
 
 
-def _write_stream(target: str, name: str, body: bytes, content_type: str,
-                  connection: dict[str, Any], output_path: str) -> None:
+def _write_stream(
+    target: str,
+    name: str,
+    body: bytes,
+    content_type: str,
+    connection: dict[str, Any],
+    output_path: str,
+) -> None:
     """The endpoint's stream, written part by part (stdout) or atomically (a file)."""
     from deployer.serving.batch import STDIO
     from deployer.targets.actions import predict_endpoint_stream
@@ -170,9 +270,10 @@ def _write_stream(target: str, name: str, body: bytes, content_type: str,
         for part in parts:
             fh.write(part)
             size += len(part)
-    get_console().result({"target": target, "name": name, "output": str(out), "bytes": size,
-                          "stream": True},
-                         text=f"{size} bytes streamed from {target} endpoint {name} -> {out}")
+    get_console().result(
+        {"target": target, "name": name, "output": str(out), "bytes": size, "stream": True},
+        text=f"{size} bytes streamed from {target} endpoint {name} -> {out}",
+    )
 
 
 def _load_core(model_uri: str) -> Any:
@@ -185,8 +286,9 @@ def _load_core(model_uri: str) -> Any:
     try:
         from deployer.serving.core import ScoringCore
     except ImportError as exc:
-        raise MissingDependencyError(exc.name or "mlflow-skinny", "serve",
-                                     "deployer predict") from None
+        raise MissingDependencyError(
+            exc.name or "mlflow-skinny", "serve", "deployer predict"
+        ) from None
     log.debug("loading %s", path)
     try:
         return ScoringCore.load(path)

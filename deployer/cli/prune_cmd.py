@@ -10,10 +10,21 @@ from deployer.cli.common import command, get_console
 
 
 @command("prune")
-@click.option("--older-than", "older_than", type=click.FloatRange(min=0), default=14.0, show_default=True,
-              metavar="DAYS", help="Remove cached wheels, models and unused environment images not used for this long.")
-@click.option("--dry-run", is_flag=True, default=False, help="Print what would be removed; remove nothing.")
-@click.option("--no-images", is_flag=True, default=False, help="Leave images alone (caches on disk only).")
+@click.option(
+    "--older-than",
+    "older_than",
+    type=click.FloatRange(min=0),
+    default=14.0,
+    show_default=True,
+    metavar="DAYS",
+    help="Remove cached wheels, models and unused environment images not used for this long.",
+)
+@click.option(
+    "--dry-run", is_flag=True, default=False, help="Print what would be removed; remove nothing."
+)
+@click.option(
+    "--no-images", is_flag=True, default=False, help="Leave images alone (caches on disk only)."
+)
 def command(older_than: float, dry_run: bool, no_images: bool) -> None:
     """Remove deployer's caches that nothing uses: environment images, wheels, models.
 
@@ -42,8 +53,11 @@ def command(older_than: float, dry_run: bool, no_images: bool) -> None:
 
         client = docker_client()
         ours, others = env_images(client)
-    inventory = Inventory(env_images=tuple(ours), other_layers=tuple(others),
-                          cached=tuple(cached_paths(default_cache_root(), default_cache_dir())))
+    inventory = Inventory(
+        env_images=tuple(ours),
+        other_layers=tuple(others),
+        cached=tuple(cached_paths(default_cache_root(), default_cache_dir())),
+    )
     plan = plan_prune(inventory, older_than_days=older_than)
     failed: list[str] = []
     if not dry_run:
@@ -52,13 +66,17 @@ def command(older_than: float, dry_run: bool, no_images: bool) -> None:
 
     def text() -> str:
         verb = "would remove" if dry_run else "removed"
-        lines = [f"{verb} {item.kind:<9} {item.what}  ({item.size / 1e6:.1f} MB; {item.reason})"
-                 for item in plan.remove]
+        lines = [
+            f"{verb} {item.kind:<9} {item.what}  ({item.size / 1e6:.1f} MB; {item.reason})"
+            for item in plan.remove
+        ]
         kept_images = [i for i in plan.keep if i.kind == "env-image"]
         lines += [f"kept      env-image {i.what}  ({i.reason})" for i in kept_images]
         lines += [f"could not remove {f}" for f in failed]
-        lines.append(f"{verb} {len(plan.remove) - len(failed)} item(s), {plan.bytes / 1e6:.1f} MB; "
-                     f"kept {len(plan.keep)}")
+        lines.append(
+            f"{verb} {len(plan.remove) - len(failed)} item(s), {plan.bytes / 1e6:.1f} MB; "
+            f"kept {len(plan.keep)}"
+        )
         return "\n".join(lines)
 
     console.result(data, text=text)

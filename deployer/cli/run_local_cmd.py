@@ -1,4 +1,5 @@
-"""``deployer run-local``: build the image if needed, run it like its platform would, stream logs."""
+"""``deployer run-local``: build the image if needed, run it like its platform would, stream
+logs."""
 
 from __future__ import annotations
 
@@ -21,24 +22,54 @@ def sample_curl(url: str, route: str, model_path: Path | None) -> str:
             body = f"@{example}"
     if body is None:
         body = json.dumps({"dataframe_split": {"columns": ["x"], "data": [[1.0]]}})
-    return (f"curl -X POST {shlex.quote(url + route)} -H 'Content-Type: application/json' "
-            f"--data {shlex.quote(body)}")
+    return (
+        f"curl -X POST {shlex.quote(url + route)} -H 'Content-Type: application/json' "
+        f"--data {shlex.quote(body)}"
+    )
 
 
 @command("run-local")
 @model_option
-@click.option("-p", "--port", "host_port", type=click.IntRange(0, 65535), default=8080, show_default=True,
-              help="Host port on 127.0.0.1 (0: any free port).")
+@click.option(
+    "-p",
+    "--port",
+    "host_port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Host port on 127.0.0.1 (0: any free port).",
+)
 @click.option("--name", default=None, help="Container/endpoint name (default: the model's name).")
-@click.option("-d", "--detach", is_flag=True, default=False,
-              help="Leave the container running and return (remove it with `deployer delete`).")
-@click.option("--ready-timeout", type=click.FloatRange(1, 3600), default=300.0, show_default=True,
-              help="Seconds to wait for the server to answer its readiness route.")
-@click.option("--dry-run", is_flag=True, default=False, help="Print the build plan and how it would run; "
-              "build and run nothing.")
+@click.option(
+    "-d",
+    "--detach",
+    is_flag=True,
+    default=False,
+    help="Leave the container running and return (remove it with `deployer delete`).",
+)
+@click.option(
+    "--ready-timeout",
+    type=click.FloatRange(1, 3600),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for the server to answer its readiness route.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    default=False,
+    help="Print the build plan and how it would run; build and run nothing.",
+)
 @image_options
-def command(model_uri: str, host_port: int, name: str | None, detach: bool, ready_timeout: float,
-            dry_run: bool, **params: Any) -> None:
+def command(
+    model_uri: str,
+    host_port: int,
+    name: str | None,
+    detach: bool,
+    ready_timeout: float,
+    dry_run: bool,
+    **params: Any,
+) -> None:
     """Run the model's image locally, started the way the target platform starts it.
 
     \b
@@ -57,18 +88,41 @@ def command(model_uri: str, host_port: int, name: str | None, detach: bool, read
 
         serve_as, gpu = params.get("target") or "local", bool(params.get("gpu"))
         run = {"serve_as": serve_as, "host_port": host_port, "name": name, "gpu": gpu}
-        print_build_plan(model_uri, {**params, "port": 8080}, lambda _plan: (
-            {"run": run}, f"run        as {serve_as} on 127.0.0.1:{host_port or '<any>'}"
-            + (" with all GPUs" if gpu else "")))
+        print_build_plan(
+            model_uri,
+            {**params, "port": 8080},
+            lambda _plan: (
+                {"run": run},
+                f"run        as {serve_as} on 127.0.0.1:{host_port or '<any>'}"
+                + (" with all GPUs" if gpu else ""),
+            ),
+        )
         return
     options = build_options({**params, "port": 8080})
     with Progress(verbosity=console.verbosity) as progress:
-        run = start_local(model_uri, options, name=name, port=host_port, ready_timeout=ready_timeout,
-                          step=progress.step, on_line=progress.line)
+        run = start_local(
+            model_uri,
+            options,
+            name=name,
+            port=host_port,
+            ready_timeout=ready_timeout,
+            step=progress.step,
+            on_line=progress.line,
+        )
     data = {**run.to_dict(), "detached": detach}
     curl = sample_curl(run.url, run.predict_route, run.model_path)
-    console.result(data, text=lambda: f"serving {run.model_uri} at {run.url}  (container {data['container']})\n"
-                   f"try:  {curl}\n" + ("" if detach else "streaming logs; Ctrl-C stops and removes the container"))
+    console.result(
+        data,
+        text=lambda: (
+            f"serving {run.model_uri} at {run.url}  (container {data['container']})\n"
+            f"try:  {curl}\n"
+            + ("" if detach else "streaming logs; Ctrl-C stops and removes the container")
+        ),
+    )
     if detach:
         return
-    follow_local(run, lambda chunk: click.echo(chunk.decode(errors="replace"), nl=False, err=True), console.info)
+    follow_local(
+        run,
+        lambda chunk: click.echo(chunk.decode(errors="replace"), nl=False, err=True),
+        console.info,
+    )

@@ -31,25 +31,44 @@ def click_options(f: Callable[..., Any]) -> Callable[..., Any]:
         envvar = list(serve_options.env_names(name))
         help_text = spec.metadata["help"][:1].upper() + spec.metadata["help"][1:] + "."
         if kind is bool:
-            f = click.option(f"{flag}/--no-{serve_options.flag_name(name)}", name,
-                             default=default, show_default=True, envvar=envvar,
-                             help=help_text)(f)
+            f = click.option(
+                f"{flag}/--no-{serve_options.flag_name(name)}",
+                name,
+                default=default,
+                show_default=True,
+                envvar=envvar,
+                help=help_text,
+            )(f)
             continue
         choices = spec.metadata["choices"]
-        click_type: Any = click.Choice(choices) if choices else {
-            int: click.INT, float: click.FLOAT}.get(kind, click.STRING)
-        f = click.option(flag, name, type=click_type, default=default,
-                         show_default=default is not None, envvar=envvar,
-                         metavar=spec.metadata["metavar"], help=help_text)(f)
+        click_type: Any = (
+            click.Choice(choices)
+            if choices
+            else {int: click.INT, float: click.FLOAT}.get(kind, click.STRING)
+        )
+        f = click.option(
+            flag,
+            name,
+            type=click_type,
+            default=default,
+            show_default=default is not None,
+            envvar=envvar,
+            metavar=spec.metadata["metavar"],
+            help=help_text,
+        )(f)
     return f
 
 
 @deployer_command("serve")
 @model_option
 @click_options
-@click.option("--dry-run", is_flag=True, default=False,
-              help="Print the resolved server options (flags, environment, config file) "
-                   "and exit, without loading the model.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    default=False,
+    help="Print the resolved server options (flags, environment, config file) "
+    "and exit, without loading the model.",
+)
 def command(model_uri: str, dry_run: bool, **values: Any) -> None:
     """Serve a model over HTTP on this host (no container), like `mlflow models serve`.
 
@@ -74,16 +93,20 @@ def command(model_uri: str, dry_run: bool, **values: Any) -> None:
 
     console = get_console()
     if values.get("log_level") is None:
-        values["log_level"] = ("debug" if console.verbosity > 0 else "warning"
-                               if console.verbosity < 0 else "info")
+        values["log_level"] = (
+            "debug" if console.verbosity > 0 else "warning" if console.verbosity < 0 else "info"
+        )
     ServeOptions(model_dir="", **values).validate()  # bad options fail before any download
     if dry_run:
         from dataclasses import asdict
 
         from deployer.serving.options import read_api_key
 
-        data = {k: v for k, v in asdict(ServeOptions(model_dir="", **values)).items()
-                if k not in ("model_dir", "extra")}
+        data = {
+            k: v
+            for k, v in asdict(ServeOptions(model_dir="", **values)).items()
+            if k not in ("model_dir", "extra")
+        }
         data["model"] = model_uri
         data["auth"] = bool(read_api_key(ServeOptions(model_dir="", **values)))
         console.result(data, text="\n".join(f"{k} = {v}" for k, v in data.items()))

@@ -19,22 +19,67 @@ from deployer.errors import UsageError
 SPARK_TARGET = "spark"
 
 _OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
-    (("--master", "spark_master"), {"metavar": "URL", "help": "[spark] local[*] (default), spark://HOST:PORT or yarn."}),
-    (("--input-format", "spark_input_format"), {"type": click.Choice(["parquet", "csv"]),
-                                                "help": "[spark] Input format (default: from the path; parquet). The output has the same."}),
-    (("--columns", "spark_columns"), {"metavar": "A,B,...",
-                                      "help": "[spark] Input columns passed in signature order (default: the signature's names)."}),
-    (("--result-type", "spark_result_type"), {"metavar": "TYPE",
-                                              "help": "[spark] Spark type of the prediction: double, long, string, array<double>, struct<...> (default: from the model)."}),
-    (("--env-manager", "spark_env_manager"), {"type": click.Choice(["local", "virtualenv"]),
-                                              "help": "[spark] local: executors' Python has the packages; virtualenv: ship the model's packed, locked environment."}),
-    (("--partitions", "spark_partitions"), {"type": int, "metavar": "N", "help": "[spark] Repartition the input into N partitions."}),
-    (("--conf", "spark_conf"), {"multiple": True, "metavar": "KEY=VALUE", "help": "[spark] Spark configuration (repeatable)."}),
+    (
+        ("--master", "spark_master"),
+        {"metavar": "URL", "help": "[spark] local[*] (default), spark://HOST:PORT or yarn."},
+    ),
+    (
+        ("--input-format", "spark_input_format"),
+        {
+            "type": click.Choice(["parquet", "csv"]),
+            "help": "[spark] Input format (default: from the path; parquet). The output has the "
+            "same.",
+        },
+    ),
+    (
+        ("--columns", "spark_columns"),
+        {
+            "metavar": "A,B,...",
+            "help": "[spark] Input columns passed in signature order (default: the signature's "
+            "names).",
+        },
+    ),
+    (
+        ("--result-type", "spark_result_type"),
+        {
+            "metavar": "TYPE",
+            "help": "[spark] Spark type of the prediction: double, long, string, array<double>, "
+            "struct<...> (default: from the model).",
+        },
+    ),
+    (
+        ("--env-manager", "spark_env_manager"),
+        {
+            "type": click.Choice(["local", "virtualenv"]),
+            "help": "[spark] local: executors' Python has the packages; virtualenv: ship the "
+            "model's packed, locked environment.",
+        },
+    ),
+    (
+        ("--partitions", "spark_partitions"),
+        {"type": int, "metavar": "N", "help": "[spark] Repartition the input into N partitions."},
+    ),
+    (
+        ("--conf", "spark_conf"),
+        {
+            "multiple": True,
+            "metavar": "KEY=VALUE",
+            "help": "[spark] Spark configuration (repeatable).",
+        },
+    ),
 )
 _NAMES = tuple(decls[1] for decls, _ in _OPTIONS)
 #: batch options that mean nothing for a Spark job.
-_NOT_FOR_SPARK = {"image_uri": "--image-uri", "name": "--name", "stop": "--stop", "status_job": "--status",
-                  "list_jobs": "--list", "clean": "--clean", "wait": "--wait/--no-wait", "timeout": "--timeout"}
+_NOT_FOR_SPARK = {
+    "image_uri": "--image-uri",
+    "name": "--name",
+    "stop": "--stop",
+    "status_job": "--status",
+    "list_jobs": "--list",
+    "clean": "--clean",
+    "wait": "--wait/--no-wait",
+    "timeout": "--timeout",
+}
 
 
 def spark_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -43,15 +88,23 @@ def spark_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def pop_spark_values(ctx: click.Context, target: str | None, values: dict[str, Any]) -> dict[str, Any]:
+def pop_spark_values(
+    ctx: click.Context, target: str | None, values: dict[str, Any]
+) -> dict[str, Any]:
     """Take Spark's option values out of ``values``; refuse them for another target."""
     mine = {name: values.pop(name, None) for name in _NAMES}
     if target != SPARK_TARGET:
         for decls, _ in _OPTIONS:
             value = mine[decls[1]]
-            if value not in (None, ()) and ctx.get_parameter_source(decls[1]) == ParameterSource.COMMANDLINE:
-                raise UsageError(f"{decls[0]} is an option of target spark, not of {target!r}",
-                                 where=decls[0], fix=f"drop {decls[0]}, or use --target spark")
+            if (
+                value not in (None, ())
+                and ctx.get_parameter_source(decls[1]) == ParameterSource.COMMANDLINE
+            ):
+                raise UsageError(
+                    f"{decls[0]} is an option of target spark, not of {target!r}",
+                    where=decls[0],
+                    fix=f"drop {decls[0]}, or use --target spark",
+                )
     return mine
 
 
@@ -65,55 +118,91 @@ def check_build_options(given: tuple[str, ...], env_manager: str) -> None:
     environment_flags = [s for o in GROUP if o.name in ENVIRONMENT_OPTIONS for s in o.spellings]
     image_only = [flag for flag in given if flag not in environment_flags]
     if image_only:
-        raise UsageError(f"{they_shape(image_only)} an image, and `batch --target spark` builds none",
-                         where=image_only[0],
-                         fix="drop them: a Spark job runs in the executors' Python or, with --env-manager "
-                             "virtualenv, in the model's packed environment (which takes "
-                             f"{', '.join(environment_flags)})")
+        raise UsageError(
+            f"{they_shape(image_only)} an image, and `batch --target spark` builds none",
+            where=image_only[0],
+            fix="drop them: a Spark job runs in the executors' Python or, with --env-manager "
+            "virtualenv, in the model's packed environment (which takes "
+            f"{', '.join(environment_flags)})",
+        )
     if given and env_manager != "virtualenv":
-        raise UsageError(f"{they_shape(given)} the packed environment of --env-manager virtualenv, and this "
-                         "job runs in the executors' own Python",
-                         where=given[0], fix="add --env-manager virtualenv, or drop them")
+        raise UsageError(
+            f"{they_shape(given)} the packed environment of --env-manager virtualenv, and this "
+            "job runs in the executors' own Python",
+            where=given[0],
+            fix="add --env-manager virtualenv, or drop them",
+        )
 
 
-def run_spark(ctx: click.Context, *, model_uri: str | None, input_uri: str | None, output_uri: str | None,
-              dry_run: bool, spark_values: dict[str, Any], other_values: dict[str, Any], build: Any = None,
-              build_given: tuple[str, ...] = ()) -> None:
+def run_spark(
+    ctx: click.Context,
+    *,
+    model_uri: str | None,
+    input_uri: str | None,
+    output_uri: str | None,
+    dry_run: bool,
+    spark_values: dict[str, Any],
+    other_values: dict[str, Any],
+    build: Any = None,
+    build_given: tuple[str, ...] = (),
+) -> None:
     from deployer.cli.common import get_console
     from deployer.cli.targets_common import render_mapping
 
     for name, value in other_values.items():
-        if value not in (None, (), False) and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+        if (
+            value not in (None, (), False)
+            and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+        ):
             flag = _NOT_FOR_SPARK.get(name, "--" + name.replace("_", "-"))
-            raise UsageError(f"{flag} is not an option of target spark", where=flag,
-                             fix=f"drop {flag} (see deployer batch --help: [spark] options)")
+            raise UsageError(
+                f"{flag} is not an option of target spark",
+                where=flag,
+                fix=f"drop {flag} (see deployer batch --help: [spark] options)",
+            )
     if not model_uri:
         raise UsageError("a Spark batch job needs -m/--model", where="-m", fix="pass -m MODEL_URI")
     if not input_uri or not output_uri:
-        raise UsageError("a batch job needs --input and --output", where="--input/--output",
-                         fix="pass --input data.parquet --output predictions.parquet")
+        raise UsageError(
+            "a batch job needs --input and --output",
+            where="--input/--output",
+            fix="pass --input data.parquet --output predictions.parquet",
+        )
     from deployer.spark.plan import plan_batch
 
     env_manager = spark_values["spark_env_manager"] or "local"
     check_build_options(build_given, env_manager)
     columns = spark_values["spark_columns"]
     plan = plan_batch(
-        model_uri, input=input_uri, output=output_uri, master=spark_values["spark_master"] or "local[*]",
+        model_uri,
+        input=input_uri,
+        output=output_uri,
+        master=spark_values["spark_master"] or "local[*]",
         input_format=spark_values["spark_input_format"],
         columns=tuple(c.strip() for c in columns.split(",")) if columns else None,
-        result_type=spark_values["spark_result_type"], env_manager=env_manager,
-        partitions=spark_values["spark_partitions"], conf=tuple(spark_values["spark_conf"] or ()),
+        result_type=spark_values["spark_result_type"],
+        env_manager=env_manager,
+        partitions=spark_values["spark_partitions"],
+        conf=tuple(spark_values["spark_conf"] or ()),
         build_options=build,
     )
     console = get_console()
     if dry_run:
-        console.result({"dry_run": True, "plan": plan.to_dict()},
-                       text=lambda: render_mapping("plan (spark batch); dry run: nothing was run",
-                                                   plan.to_dict()))
+        console.result(
+            {"dry_run": True, "plan": plan.to_dict()},
+            text=lambda: render_mapping(
+                "plan (spark batch); dry run: nothing was run", plan.to_dict()
+            ),
+        )
         return
     from deployer.spark.run import execute
 
     result = execute(plan)
-    console.result(result, text=lambda: render_mapping(
-        f"spark batch: {result.rows} rows in {result.seconds:.1f} s "
-        f"({result.rows_per_second:,.0f} rows/s)", result.to_dict()))
+    console.result(
+        result,
+        text=lambda: render_mapping(
+            f"spark batch: {result.rows} rows in {result.seconds:.1f} s "
+            f"({result.rows_per_second:,.0f} rows/s)",
+            result.to_dict(),
+        ),
+    )

@@ -16,7 +16,9 @@ from deployer.cli.targets_common import (
 
 
 @command("status")
-@click.option("--target", "-t", "target", metavar="TARGET", help="Deployment target (e.g. sagemaker).")
+@click.option(
+    "--target", "-t", "target", metavar="TARGET", help="Deployment target (e.g. sagemaker)."
+)
 @click.option("--name", "-n", "name", metavar="NAME", help="Endpoint name.")
 @target_options("status")
 def command(target: str | None, name: str | None, **target_values: Any) -> None:
@@ -28,7 +30,13 @@ def command(target: str | None, name: str | None, **target_values: Any) -> None:
     target = require_target(target, "status")
     connection, options = split_target_values(ctx, target, "status", target_values)
     if not name:
-        raise UsageError("`deployer status` needs --name", where="--name", fix="pass --name ENDPOINT")
+        raise UsageError(
+            "`deployer status` needs --name", where="--name", fix="pass --name ENDPOINT"
+        )
     status = endpoint_status(target, name, connection, options)
-    get_console().result(status, text=lambda: render_mapping(
-        f"{status.target} endpoint {status.name}: {status.status}", status.details))
+    get_console().result(
+        status,
+        text=lambda: render_mapping(
+            f"{status.target} endpoint {status.name}: {status.status}", status.details
+        ),
+    )

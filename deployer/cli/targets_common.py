@@ -24,8 +24,22 @@ from deployer.targets.executor import render_plan  # noqa: F401 - the CLI render
 from deployer.targets.options import option_type
 
 # Parameters of the generic commands; a target may not redefine them with another meaning.
-GENERIC = {"target", "name", "model_uri", "image_uri", "dry_run", "wait", "timeout", "output",
-           "verbose", "quiet", "input_uri", "output_uri", "stop", "config"} | BUILD_OPTION_NAMES
+GENERIC = {
+    "target",
+    "name",
+    "model_uri",
+    "image_uri",
+    "dry_run",
+    "wait",
+    "timeout",
+    "output",
+    "verbose",
+    "quiet",
+    "input_uri",
+    "output_uri",
+    "stop",
+    "config",
+} | BUILD_OPTION_NAMES
 
 
 @dataclass(frozen=True)
@@ -52,24 +66,39 @@ def _merge(command: str) -> tuple[dict[str, MergedOption], dict[str, DeployerErr
         for spec in specs:
             if spec.name in GENERIC:
                 conflicts[target] = DeployerError(
-                    f"target {target!r} declares option {spec.flag}, which `deployer {command}` already has",
-                    where=f"target {target!r}", fix="rename the option in the target plugin")
+                    f"target {target!r} declares option {spec.flag}, which `deployer {command}` "
+                    "already has",
+                    where=f"target {target!r}",
+                    fix="rename the option in the target plugin",
+                )
                 continue
             seen = merged.get(spec.name)
             if seen is None:
                 merged[spec.name] = MergedOption(spec, frozenset({target}), ((target, spec.help),))
                 continue
-            if (seen.spec.type, seen.spec.multiple, seen.spec.connection) != (spec.type, spec.multiple, spec.connection):
+            if (seen.spec.type, seen.spec.multiple, seen.spec.connection) != (
+                spec.type,
+                spec.multiple,
+                spec.connection,
+            ):
                 conflicts[target] = DeployerError(
                     f"target {target!r} declares {spec.flag} as {spec.type}"
-                    f"{' (multiple)' if spec.multiple else ''}, but target(s) {', '.join(sorted(seen.owners))} "
+                    f"{' (multiple)' if spec.multiple else ''}, but target(s) "
+                    f"{', '.join(sorted(seen.owners))} "
                     f"declare it as {seen.spec.type}{' (multiple)' if seen.spec.multiple else ''}",
-                    where=f"target {target!r}", fix="declare the shared option with the same type, or rename it")
+                    where=f"target {target!r}",
+                    fix="declare the shared option with the same type, or rename it",
+                )
                 continue
             choices = tuple(dict.fromkeys(seen.spec.choices + spec.choices))
-            merged_spec = seen.spec if choices == seen.spec.choices else OptionSpec(
-                **{**seen.spec.__dict__, "choices": choices})
-            merged[spec.name] = MergedOption(merged_spec, seen.owners | {target}, seen.helps + ((target, spec.help),))
+            merged_spec = (
+                seen.spec
+                if choices == seen.spec.choices
+                else OptionSpec(**{**seen.spec.__dict__, "choices": choices})
+            )
+            merged[spec.name] = MergedOption(
+                merged_spec, seen.owners | {target}, seen.helps + ((target, spec.help),)
+            )
     return merged, conflicts
 
 
@@ -118,8 +147,11 @@ def require_target(name: str | None, command: str) -> str:
     from deployer.targets.registry import available_targets
 
     installed = ", ".join(sorted(available_targets())) or "none installed"
-    raise UsageError(f"`deployer {command}` needs --target", where="--target",
-                     fix=f"pass --target NAME (installed: {installed}), or set `target` in deployer.toml")
+    raise UsageError(
+        f"`deployer {command}` needs --target",
+        where="--target",
+        fix=f"pass --target NAME (installed: {installed}), or set `target` in deployer.toml",
+    )
 
 
 def split_target_values(
@@ -149,9 +181,12 @@ def split_target_values(
                 owners = ", ".join(sorted(merged[name].owners))
                 plural = "s" if len(merged[name].owners) > 1 else ""
                 raise UsageError(
-                    f"{merged[name].spec.flag} is an option of target{plural} {owners}, not of {target!r}",
+                    f"{merged[name].spec.flag} is an option of target{plural} {owners}, not of "
+                    f"{target!r}",
                     where=merged[name].spec.flag,
-                    fix=f"drop {merged[name].spec.flag}, or use --target {sorted(merged[name].owners)[0]}")
+                    fix=f"drop {merged[name].spec.flag}, or use --target "
+                    f"{sorted(merged[name].owners)[0]}",
+                )
             continue
         given[name] = value
     return resolve_options(target, command, given)

@@ -28,7 +28,9 @@ _SPEC = re.compile(
     r"(?P<name>[A-Za-z0-9_][A-Za-z0-9_.\-]*)"
     r"(?P<rest>[A-Za-z0-9_.*+!,|<>=~\- ]*)$"
 )
-_VERSION_OP = re.compile(r"^\s*(?P<op>==|=|>=|<=|~=|>|<|!=)?\s*(?P<version>[0-9][0-9A-Za-z.*+]*)?\s*(?P<build>\S.*)?$")
+_VERSION_OP = re.compile(
+    r"^\s*(?P<op>==|=|>=|<=|~=|>|<|!=)?\s*(?P<version>[0-9][0-9A-Za-z.*+]*)?\s*(?P<build>\S.*)?$"
+)
 _CHANNEL = re.compile(r"^[A-Za-z0-9_.\-/:@%~+]+$")
 
 
@@ -44,7 +46,9 @@ class CondaEnv:
     warnings: tuple[str, ...]
 
 
-def _error(what: str, where: str, fix: str = "fix conda.yaml, or save the model again with mlflow") -> EnvironmentSpecError:
+def _error(
+    what: str, where: str, fix: str = "fix conda.yaml, or save the model again with mlflow"
+) -> EnvironmentSpecError:
     return EnvironmentSpecError(redact_text(what), where=redact_text(where), fix=fix)
 
 
@@ -55,7 +59,9 @@ def parse_conda_file(path: Path) -> CondaEnv:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise _error(f"a conda environment file must be a mapping, got {type(data).__name__}", where)
+        raise _error(
+            f"a conda environment file must be a mapping, got {type(data).__name__}", where
+        )
     warnings: list[str] = []
     channels = data.get("channels") or []
     if not isinstance(channels, list):
@@ -77,20 +83,28 @@ def parse_conda_file(path: Path) -> CondaEnv:
         here = f"{where} (dependencies[{i}])"
         if isinstance(dep, dict):
             if set(dep) != {"pip"}:
-                raise _error(f"only a {{pip: [...]}} mapping may appear in dependencies, got keys {sorted(dep)}", here)
+                raise _error(
+                    f"only a {{pip: [...]}} mapping may appear in dependencies, got keys "
+                    f"{sorted(dep)}",
+                    here,
+                )
             items = dep["pip"] or []
             if not isinstance(items, list):
                 raise _error(f"'pip' must be a list of requirements, got {items!r}", here)
             pip.extend(items)
             continue
         if not isinstance(dep, str):
-            raise _error(f"a conda dependency must be a string, got {type(dep).__name__} {dep!r}", here)
+            raise _error(
+                f"a conda dependency must be a string, got {type(dep).__name__} {dep!r}", here
+            )
         m = _SPEC.match(dep.strip())
         if not m:
             raise _error(
-                f"conda dependency {dep!r} is not a plain match spec (name, optional channel::, version, build)",
+                f"conda dependency {dep!r} is not a plain match spec (name, optional channel::, "
+                "version, build)",
                 here,
-                fix="write it as name=version, e.g. 'cudatoolkit=11.8'; bracket and quoted forms are not supported",
+                fix="write it as name=version, e.g. 'cudatoolkit=11.8'; bracket and quoted forms "
+                "are not supported",
             )
         name = m.group("name").lower()
         rest = m.group("rest")
@@ -120,8 +134,11 @@ def _python_version(rest: str, dep: str, where: str, warnings: list[str]) -> str
     version = m.group("version").rstrip("*").rstrip(".")
     op = m.group("op") or "="
     if op in ("<", ">", "!="):
-        raise _error(f"python dependency {dep!r} uses {op!r}; a Python version must be pinned", where,
-                     fix="write python=3.11 (or python>=3.11 / python<=3.11)")
+        raise _error(
+            f"python dependency {dep!r} uses {op!r}; a Python version must be pinned",
+            where,
+            fix="write python=3.11 (or python>=3.11 / python<=3.11)",
+        )
     if op not in ("=", "=="):
         warnings.append(f"{where}: '{dep}' is a range; Python {version} is used")
     return version
@@ -131,8 +148,11 @@ def _as_pip(name: str, rest: str, dep: str, where: str) -> str:
     """conda's ``pip<=24`` / ``pip=24.0`` -> pip's ``pip<=24`` / ``pip==24.0``."""
     m = _VERSION_OP.match(rest)
     if not m or m.group("build"):
-        raise _error(f"build package spec {dep!r} cannot be expressed for pip", where,
-                     fix=f"write it as {name}=<version> or {name}>=<version>")
+        raise _error(
+            f"build package spec {dep!r} cannot be expressed for pip",
+            where,
+            fix=f"write it as {name}=<version> or {name}>=<version>",
+        )
     op, version = m.group("op"), m.group("version")
     if not version:
         return name

@@ -60,12 +60,20 @@ class UnusedRequirement:
     brings: tuple[str, ...]  # the dependencies that come only with it
 
     def describe(self) -> str:
-        extra = f" with {', '.join(self.brings[:5])}{'...' if len(self.brings) > 5 else ''}" if self.brings else ""
+        extra = (
+            f" with {', '.join(self.brings[:5])}{'...' if len(self.brings) > 5 else ''}"
+            if self.brings
+            else ""
+        )
         return f"{self.requirement!r} ({_mib(self.size)}{extra})"
 
     def to_dict(self) -> dict[str, object]:
-        return {"requirement": self.requirement, "name": self.name, "size": self.size,
-                "brings": list(self.brings)}
+        return {
+            "requirement": self.requirement,
+            "name": self.name,
+            "size": self.size,
+            "brings": list(self.brings),
+        }
 
 
 def _mib(size: int) -> str:
@@ -74,9 +82,16 @@ def _mib(size: int) -> str:
 
 def _target_env(python_version: str) -> dict[str, str]:
     env = dict(default_environment())
-    env.update({"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
-                "python_version": python_version, "implementation_name": "cpython",
-                "platform_python_implementation": "CPython"})
+    env.update(
+        {
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "os_name": "posix",
+            "python_version": python_version,
+            "implementation_name": "cpython",
+            "platform_python_implementation": "CPython",
+        }
+    )
     return env
 
 
@@ -98,15 +113,23 @@ def facts_from_wheels(paths: Iterable[Path]) -> dict[str, PackageFacts]:
             name, version, _build, _tags = parse_wheel_filename(path.name)
             with zipfile.ZipFile(path) as wheel:
                 infos = wheel.infolist()
-                meta_name = next(i.filename for i in infos
-                                 if i.filename.endswith(".dist-info/METADATA") and i.filename.count("/") == 1)
-                meta = email.parser.Parser().parsestr(wheel.read(meta_name).decode("utf-8", "replace"),
-                                                      headersonly=True)
+                meta_name = next(
+                    i.filename
+                    for i in infos
+                    if i.filename.endswith(".dist-info/METADATA") and i.filename.count("/") == 1
+                )
+                meta = email.parser.Parser().parsestr(
+                    wheel.read(meta_name).decode("utf-8", "replace"), headersonly=True
+                )
         except (OSError, ValueError, StopIteration, zipfile.BadZipFile):
             continue
         out[str(name)] = PackageFacts(
-            name=str(name), version=str(version), requires=tuple(meta.get_all("Requires-Dist") or ()),
-            modules=_modules_of(i.filename for i in infos), size=sum(i.file_size for i in infos))
+            name=str(name),
+            version=str(version),
+            requires=tuple(meta.get_all("Requires-Dist") or ()),
+            modules=_modules_of(i.filename for i in infos),
+            size=sum(i.file_size for i in infos),
+        )
     return out
 
 
@@ -128,13 +151,21 @@ def facts_from_installed(names: Iterable[str] | None = None) -> dict[str, Packag
                 size += int(f.size)
         top = (dist.read_text("top_level.txt") or "").split()
         modules = frozenset(top) if top else _modules_of(str(f).replace("\\", "/") for f in files)
-        out[name] = PackageFacts(name=name, version=dist.version, requires=tuple(dist.requires or ()),
-                                 modules=modules, size=size)
+        out[name] = PackageFacts(
+            name=name,
+            version=dist.version,
+            requires=tuple(dist.requires or ()),
+            modules=modules,
+            size=size,
+        )
     return out
 
 
-def _closure(roots: Iterable[tuple[str, frozenset[str]]], facts: Mapping[str, PackageFacts],
-             env: Mapping[str, str]) -> tuple[set[str], set[str]]:
+def _closure(
+    roots: Iterable[tuple[str, frozenset[str]]],
+    facts: Mapping[str, PackageFacts],
+    env: Mapping[str, str],
+) -> tuple[set[str], set[str]]:
     """Every distribution reachable from ``roots`` ((name, extras) pairs); and the reached names
     whose facts are unknown."""
     seen: dict[str, set[str]] = {}
@@ -156,7 +187,8 @@ def _closure(roots: Iterable[tuple[str, frozenset[str]]], facts: Mapping[str, Pa
             except InvalidRequirement:
                 continue
             if req.marker is not None and not any(
-                    req.marker.evaluate({**env, "extra": e}) for e in (*sorted(seen[name]), "")):
+                req.marker.evaluate({**env, "extra": e}) for e in (*sorted(seen[name]), "")
+            ):
                 continue
             todo.append((canonicalize_name(req.name), set(req.extras)))
     return set(seen), unknown
@@ -193,8 +225,11 @@ def unused_requirements(
     alternatives = alternatives or {}
     used = list(used)
     used_names = {r[0] for line in used if (r := _root(line)) is not None}
-    model = [(line, r) for line in model_requirements
-             if (r := _root(line)) is not None and r[0] not in used_names]
+    model = [
+        (line, r)
+        for line in model_requirements
+        if (r := _root(line)) is not None and r[0] not in used_names
+    ]
     referenced = set(referenced_modules)
     roots: list[tuple[str, frozenset[str]]] = []
     for line in used:
@@ -202,7 +237,9 @@ def unused_requirements(
         if r is None:
             continue
         name, extras = r
-        present = [name] if name in facts else sorted(alternatives.get(name, frozenset()) & set(facts))
+        present = (
+            [name] if name in facts else sorted(alternatives.get(name, frozenset()) & set(facts))
+        )
         roots += [(n, extras) for n in present] or [r]
     roots += [(name, frozenset()) for name, pkg in facts.items() if pkg.modules & referenced]
     needed, _unknown = _closure(roots, facts, env)

@@ -62,55 +62,92 @@ class LoaderRequirement:
 _PYTHON_MODEL = ("python_model", "", ("cloudpickle",))  # value "" = any value of the field
 
 #: flavor name -> rule. The pyfunc loader module is ``mlflow.<flavor>`` (see LOADER_FLAVORS).
-FLAVORS: Mapping[str, FlavorRule] = {rule.flavor: rule for rule in (
-    FlavorRule("sklearn", ("scikit-learn",), "sklearn_version", (
-        ("serialization_format", "skops", ("skops",)),
-        ("serialization_format", "cloudpickle", ("cloudpickle",)))),
-    # the scikit-learn API classes (XGBClassifier...) raise ImportError without scikit-learn
-    FlavorRule("xgboost", ("xgboost",), "xgb_version", (
-        ("model_class", "xgboost.sklearn.*", ("scikit-learn",)),)),
-    FlavorRule("lightgbm", ("lightgbm",), "lgb_version", (
-        ("serialization_format", "skops", ("skops",)),
-        ("serialization_format", "cloudpickle", ("cloudpickle",)),
-        ("model_class", "lightgbm.sklearn.*", ("scikit-learn",)))),
-    FlavorRule("catboost", ("catboost",), "catboost_version"),
-    FlavorRule("onnx", ("onnx", "onnxruntime"), "onnx_version"),
-    # mlflow.pytorch.pickle_module is cloudpickle
-    FlavorRule("pytorch", ("torch", "cloudpickle"), "pytorch_version"),
-    FlavorRule("tensorflow", ("tensorflow",)),
-    FlavorRule("keras", ("keras",), "keras_version", (
-        ("keras_backend", "tensorflow", ("tensorflow",)),
-        ("keras_backend", "torch", ("torch",)),
-        ("keras_backend", "jax", ("jax",)))),
-    FlavorRule("transformers", ("transformers",), "transformers_version", (
-        ("framework", "pt", ("torch",)),
-        ("framework", "tf", ("tensorflow",)),
-        ("framework", "flax", ("flax",)))),
-    FlavorRule("sentence_transformers", ("sentence-transformers",), "sentence_transformers_version"),
-    FlavorRule("diffusers", ("diffusers", "transformers", "torch")),
-    FlavorRule("spacy", ("spacy",), "spacy_version"),
-    FlavorRule("statsmodels", ("statsmodels",), "statsmodels_version"),
-    FlavorRule("prophet", ("prophet",), "prophet_version"),
-    FlavorRule("pmdarima", ("pmdarima",), "pmdarima_version"),
-    FlavorRule("h2o", ("h2o",), "h2o_version", system="a Java runtime (H2O starts a JVM)"),
-    FlavorRule("spark", ("pyspark",), "pyspark_version", system="a Java 17+ runtime (Spark)"),
-    FlavorRule("johnsnowlabs", ("johnsnowlabs", "pyspark"), "pyspark_version",
-               system="a Java runtime (Spark NLP)"),
-    FlavorRule("paddle", ("paddlepaddle",), "paddle_version"),
-    FlavorRule("shap", ("shap",), "shap_version"),
-    FlavorRule("langchain", ("langchain", "cloudpickle", "pydantic"), "langchain_version"),
-    FlavorRule("llama_index", ("llama-index",), "llama_index_version"),
-    FlavorRule("dspy", ("dspy",)),
-    FlavorRule("openai", ("openai",), "openai_version"),
-    # python_function models: the PythonModel / chat model is a cloudpickle file
-    FlavorRule(PYFUNC, (), None, (_PYTHON_MODEL,)),
-    # MLflow 2.x flavors that saved models may still name (gone from MLflow 3)
-    FlavorRule("fastai", ("fastai",), "fastai_version"),
-    FlavorRule("diviner", ("diviner",), "diviner_version"),
-    FlavorRule("gluon", ("mxnet",), "mxnet_version"),
-    FlavorRule("mleap", ()),  # no pyfunc loader: deployment uses the spark flavor's
-    FlavorRule("crate", (), system="R and the carrier package (an R model)"),
-)}
+FLAVORS: Mapping[str, FlavorRule] = {
+    rule.flavor: rule
+    for rule in (
+        FlavorRule(
+            "sklearn",
+            ("scikit-learn",),
+            "sklearn_version",
+            (
+                ("serialization_format", "skops", ("skops",)),
+                ("serialization_format", "cloudpickle", ("cloudpickle",)),
+            ),
+        ),
+        # the scikit-learn API classes (XGBClassifier...) raise ImportError without scikit-learn
+        FlavorRule(
+            "xgboost",
+            ("xgboost",),
+            "xgb_version",
+            (("model_class", "xgboost.sklearn.*", ("scikit-learn",)),),
+        ),
+        FlavorRule(
+            "lightgbm",
+            ("lightgbm",),
+            "lgb_version",
+            (
+                ("serialization_format", "skops", ("skops",)),
+                ("serialization_format", "cloudpickle", ("cloudpickle",)),
+                ("model_class", "lightgbm.sklearn.*", ("scikit-learn",)),
+            ),
+        ),
+        FlavorRule("catboost", ("catboost",), "catboost_version"),
+        FlavorRule("onnx", ("onnx", "onnxruntime"), "onnx_version"),
+        # mlflow.pytorch.pickle_module is cloudpickle
+        FlavorRule("pytorch", ("torch", "cloudpickle"), "pytorch_version"),
+        FlavorRule("tensorflow", ("tensorflow",)),
+        FlavorRule(
+            "keras",
+            ("keras",),
+            "keras_version",
+            (
+                ("keras_backend", "tensorflow", ("tensorflow",)),
+                ("keras_backend", "torch", ("torch",)),
+                ("keras_backend", "jax", ("jax",)),
+            ),
+        ),
+        FlavorRule(
+            "transformers",
+            ("transformers",),
+            "transformers_version",
+            (
+                ("framework", "pt", ("torch",)),
+                ("framework", "tf", ("tensorflow",)),
+                ("framework", "flax", ("flax",)),
+            ),
+        ),
+        FlavorRule(
+            "sentence_transformers", ("sentence-transformers",), "sentence_transformers_version"
+        ),
+        FlavorRule("diffusers", ("diffusers", "transformers", "torch")),
+        FlavorRule("spacy", ("spacy",), "spacy_version"),
+        FlavorRule("statsmodels", ("statsmodels",), "statsmodels_version"),
+        FlavorRule("prophet", ("prophet",), "prophet_version"),
+        FlavorRule("pmdarima", ("pmdarima",), "pmdarima_version"),
+        FlavorRule("h2o", ("h2o",), "h2o_version", system="a Java runtime (H2O starts a JVM)"),
+        FlavorRule("spark", ("pyspark",), "pyspark_version", system="a Java 17+ runtime (Spark)"),
+        FlavorRule(
+            "johnsnowlabs",
+            ("johnsnowlabs", "pyspark"),
+            "pyspark_version",
+            system="a Java runtime (Spark NLP)",
+        ),
+        FlavorRule("paddle", ("paddlepaddle",), "paddle_version"),
+        FlavorRule("shap", ("shap",), "shap_version"),
+        FlavorRule("langchain", ("langchain", "cloudpickle", "pydantic"), "langchain_version"),
+        FlavorRule("llama_index", ("llama-index",), "llama_index_version"),
+        FlavorRule("dspy", ("dspy",)),
+        FlavorRule("openai", ("openai",), "openai_version"),
+        # python_function models: the PythonModel / chat model is a cloudpickle file
+        FlavorRule(PYFUNC, (), None, (_PYTHON_MODEL,)),
+        # MLflow 2.x flavors that saved models may still name (gone from MLflow 3)
+        FlavorRule("fastai", ("fastai",), "fastai_version"),
+        FlavorRule("diviner", ("diviner",), "diviner_version"),
+        FlavorRule("gluon", ("mxnet",), "mxnet_version"),
+        FlavorRule("mleap", ()),  # no pyfunc loader: deployment uses the spark flavor's
+        FlavorRule("crate", (), system="R and the carrier package (an R model)"),
+    )
+}
 
 #: pyfunc loader module -> the flavor row that applies
 LOADER_FLAVORS: Mapping[str, str] = {
@@ -131,8 +168,9 @@ ALWAYS_PRESENT = frozenset({"cloudpickle", "pydantic", "pyyaml", "pandas", "nump
 #: Other distributions that provide the same import (GPU builds, conda names, metapackages).
 ALTERNATIVES: Mapping[str, frozenset[str]] = {
     "onnxruntime": frozenset({"onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"}),
-    "tensorflow": frozenset({"tensorflow-cpu", "tensorflow-gpu", "tensorflow-macos", "tf-nightly",
-                             "tensorflow-intel"}),
+    "tensorflow": frozenset(
+        {"tensorflow-cpu", "tensorflow-gpu", "tensorflow-macos", "tf-nightly", "tensorflow-intel"}
+    ),
     "torch": frozenset({"pytorch", "pytorch-cpu", "pytorch-gpu"}),
     "xgboost": frozenset({"py-xgboost", "xgboost-cpu", "py-xgboost-cpu"}),
     "paddlepaddle": frozenset({"paddlepaddle-gpu"}),
@@ -202,7 +240,9 @@ def distribution_names(lines: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
-def missing(needed: Iterable[LoaderRequirement], have: Iterable[str]) -> tuple[LoaderRequirement, ...]:
+def missing(
+    needed: Iterable[LoaderRequirement], have: Iterable[str]
+) -> tuple[LoaderRequirement, ...]:
     """The requirements in ``needed`` that no name in ``have`` (canonical names) provides."""
     names = set(have) | ALWAYS_PRESENT
     out = []
@@ -215,7 +255,9 @@ def missing(needed: Iterable[LoaderRequirement], have: Iterable[str]) -> tuple[L
 
 
 def describe(req: LoaderRequirement) -> str:
-    saved = f"; the model was saved with {req.package} {req.saved_version}" if req.saved_version else ""
+    saved = (
+        f"; the model was saved with {req.package} {req.saved_version}" if req.saved_version else ""
+    )
     return f"'{req.package}' (needed by {req.field}{saved})"
 
 
@@ -227,7 +269,10 @@ def check_model_files(model_dir: Path, mlmodel: MLModel) -> None:
     checked to stay inside the model directory when MLmodel was parsed.
     """
     where = str(model_dir / "MLmodel")
-    fix = "save the model again with mlflow (code_paths= / artifacts=), or copy the file into the model directory"
+    fix = (
+        "save the model again with mlflow (code_paths= / artifacts=), "
+        "or copy the file into the model directory"
+    )
     named: list[tuple[str, object]] = []
     for flavor, conf in mlmodel.flavors.items():
         if isinstance(conf.get("code"), str):
@@ -244,5 +289,6 @@ def check_model_files(model_dir: Path, mlmodel: MLModel) -> None:
     for field, rel in named:
         assert isinstance(rel, str)
         if not (model_dir / rel).exists():
-            raise ModelFormatError(f"{field} names '{rel}', which is not in the model directory",
-                                   where=where, fix=fix)
+            raise ModelFormatError(
+                f"{field} names '{rel}', which is not in the model directory", where=where, fix=fix
+            )

@@ -80,8 +80,10 @@ class TargetPlatform:
             )
         g = _GLIBC.match(glibc)
         if not g or int(g["minor"]) < MIN_GLIBC_MINOR:
-            raise EnvironmentSpecError(f"glibc version {glibc!r} is not supported",
-                                       fix=f"use a glibc of 2.{MIN_GLIBC_MINOR} or newer, e.g. {DEFAULT_GLIBC}")
+            raise EnvironmentSpecError(
+                f"glibc version {glibc!r} is not supported",
+                fix=f"use a glibc of 2.{MIN_GLIBC_MINOR} or newer, e.g. {DEFAULT_GLIBC}",
+            )
         return cls(python=f"3.{m['minor']}", arch=_ARCHES[arch], glibc=glibc)
 
     @property
@@ -93,7 +95,8 @@ class TargetPlatform:
         return "cp" + self.python.replace(".", "")
 
     def wheel_platforms(self) -> list[str]:
-        """pip ``--platform`` values, newest first: manylinux_2_N down to 2_17 (+ legacy aliases)."""
+        """pip ``--platform`` values, newest first: manylinux_2_N down to 2_17 (+ legacy
+        aliases)."""
         top = int(self.glibc.split(".")[1])
         tags = [f"manylinux_2_{n}_{self.arch}" for n in range(top, MIN_GLIBC_MINOR - 1, -1)]
         tags.append(f"manylinux2014_{self.arch}")
@@ -103,8 +106,15 @@ class TargetPlatform:
 
     def pip_args(self) -> list[str]:
         """The arguments that make ``pip download`` pick wheels for this platform, not the host."""
-        args = ["--only-binary=:all:", "--implementation", "cp", "--python-version", self.python,
-                "--abi", self.abi]
+        args = [
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            self.python,
+            "--abi",
+            self.abi,
+        ]
         for tag in self.wheel_platforms():
             args += ["--platform", tag]
         return args
@@ -124,18 +134,27 @@ class LockedPackage:
 
     def __post_init__(self) -> None:
         if not _SHA256.match(self.sha256):
-            raise EnvironmentSpecError(f"invalid sha256 {self.sha256!r} for {self.name}",
-                                       fix="re-create the lock with `deployer lock`")
+            raise EnvironmentSpecError(
+                f"invalid sha256 {self.sha256!r} for {self.name}",
+                fix="re-create the lock with `deployer lock`",
+            )
         if not _PIN.match(f"{self.name}=={self.version}"):
-            raise EnvironmentSpecError(f"invalid pin {self.name}=={self.version}",
-                                       fix="re-create the lock with `deployer lock`")
+            raise EnvironmentSpecError(
+                f"invalid pin {self.name}=={self.version}",
+                fix="re-create the lock with `deployer lock`",
+            )
 
     @property
     def pin(self) -> str:
         return f"{self.name}=={self.version}"
 
     def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version, "sha256": self.sha256, "filename": self.filename}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "filename": self.filename,
+        }
 
 
 @dataclass(frozen=True)
@@ -191,7 +210,9 @@ class Lock:
         This is the copy that goes into build contexts, where any byte difference would
         invalidate the dependency layer's cache.
         """
-        return Lock(platform=self.platform, packages=self.packages, build_tools=self.build_tools).to_text()
+        return Lock(
+            platform=self.platform, packages=self.packages, build_tools=self.build_tools
+        ).to_text()
 
     def to_text(self) -> str:
         head = [
@@ -224,8 +245,10 @@ def parse_dist_filename(filename: str) -> tuple[str, str]:
         else:
             name, ver = parse_sdist_filename(filename)
     except (InvalidWheelFilename, InvalidSdistFilename) as exc:
-        raise EnvironmentSpecError(f"{filename!r} is not a wheel or sdist file name",
-                                   fix="remove the file from the wheelhouse") from exc
+        raise EnvironmentSpecError(
+            f"{filename!r} is not a wheel or sdist file name",
+            fix="remove the file from the wheelhouse",
+        ) from exc
     return str(name), str(ver)
 
 
@@ -252,8 +275,11 @@ def read_lock(path: Path) -> Lock:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise EnvironmentSpecError(f"cannot read lock file: {exc}", where=where,
-                                   fix="pass a file written by `deployer lock`") from exc
+        raise EnvironmentSpecError(
+            f"cannot read lock file: {exc}",
+            where=where,
+            fix="pass a file written by `deployer lock`",
+        ) from exc
     return parse_lock(text, where=where)
 
 
@@ -265,13 +291,16 @@ def parse_lock(text: str, *, where: str = "lock file") -> Lock:
     for raw in text.splitlines():
         if raw.startswith(HEADER_PREFIX):
             try:
-                header = json.loads(raw[len(HEADER_PREFIX):])
+                header = json.loads(raw[len(HEADER_PREFIX) :])
             except json.JSONDecodeError as exc:
-                raise EnvironmentSpecError(f"lock header is not valid JSON: {exc}", where=where,
-                                           fix="re-create the lock with `deployer lock`") from exc
+                raise EnvironmentSpecError(
+                    f"lock header is not valid JSON: {exc}",
+                    where=where,
+                    fix="re-create the lock with `deployer lock`",
+                ) from exc
             continue
         if raw.startswith("# note: "):
-            notes.append(raw[len("# note: "):])
+            notes.append(raw[len("# note: ") :])
             continue
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
@@ -284,11 +313,15 @@ def parse_lock(text: str, *, where: str = "lock file") -> Lock:
         buf = ""
     if not isinstance(header, dict) or header.get("version") != LOCK_VERSION:
         raise EnvironmentSpecError(
-            "not a deployer lock file (missing or unknown '# deployer-lock:' header)", where=where,
+            "not a deployer lock file (missing or unknown '# deployer-lock:' header)",
+            where=where,
             fix="create one with `deployer lock -m MODEL -o FILE`",
         )
-    platform = TargetPlatform.parse(str(header.get("platform")), str(header.get("python")),
-                                    str(header.get("glibc", DEFAULT_GLIBC)))
+    platform = TargetPlatform.parse(
+        str(header.get("platform")),
+        str(header.get("python")),
+        str(header.get("glibc", DEFAULT_GLIBC)),
+    )
     packages = []
     for body, filename in logical:
         tokens = body.split()
@@ -297,20 +330,39 @@ def parse_lock(text: str, *, where: str = "lock file") -> Lock:
         if not pin or len(hashes) != 1 or not hashes[0]:
             raise EnvironmentSpecError(
                 f"lock entry {body[:120]!r} is not 'name==version --hash=sha256:<hex>' (one hash: "
-                "a lock is for one platform)", where=where,
-                fix="re-create the lock with `deployer lock` (hand edits must keep pins and hashes)",
+                "a lock is for one platform)",
+                where=where,
+                fix="re-create the lock with `deployer lock` "
+                "(hand edits must keep pins and hashes)",
             )
-        packages.append(LockedPackage(canonicalize_name(pin["name"]), pin["version"], hashes[0]["hex"],
-                                      filename))
+        packages.append(
+            LockedPackage(
+                canonicalize_name(pin["name"]), pin["version"], hashes[0]["hex"], filename
+            )
+        )
     tools = []
     for item in header.get("build_tools") or []:  # type: ignore[union-attr]
         if not isinstance(item, dict):
-            raise EnvironmentSpecError("lock header build_tools entries must be objects", where=where,
-                                       fix="re-create the lock with `deployer lock`")
-        tools.append(LockedPackage(canonicalize_name(str(item.get("name"))), str(item.get("version")),
-                                   str(item.get("sha256")), str(item.get("filename") or "")))
-    return Lock(platform=platform, packages=tuple(packages), build_tools=tuple(tools),
-                inputs_digest=str(header.get("inputs") or ""), notes=tuple(notes))
+            raise EnvironmentSpecError(
+                "lock header build_tools entries must be objects",
+                where=where,
+                fix="re-create the lock with `deployer lock`",
+            )
+        tools.append(
+            LockedPackage(
+                canonicalize_name(str(item.get("name"))),
+                str(item.get("version")),
+                str(item.get("sha256")),
+                str(item.get("filename") or ""),
+            )
+        )
+    return Lock(
+        platform=platform,
+        packages=tuple(packages),
+        build_tools=tuple(tools),
+        inputs_digest=str(header.get("inputs") or ""),
+        notes=tuple(notes),
+    )
 
 
 def write_lock(lock: Lock, path: Path) -> None:

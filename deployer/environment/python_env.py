@@ -38,7 +38,8 @@ def parse_python_env_file(path: Path) -> PythonEnv:
         data = {}
     if not isinstance(data, dict):
         raise EnvironmentSpecError(
-            f"python_env.yaml must be a mapping with python/build_dependencies/dependencies, got {type(data).__name__}",
+            "python_env.yaml must be a mapping with python/build_dependencies/dependencies, got "
+            f"{type(data).__name__}",
             where=where,
             fix="save the model again with mlflow, or fix the file by hand",
         )
@@ -67,7 +68,7 @@ def parse_python_env_file(path: Path) -> PythonEnv:
             raise EnvironmentSpecError(
                 f"'{key}' must be a list of requirement strings, got {type(value).__name__}",
                 where=where,
-                fix=f"write {key}: [\"pkg==1.0\", ...]",
+                fix=f'write {key}: ["pkg==1.0", ...]',
             )
         lists[key] = tuple(value)
     return PythonEnv(

@@ -70,8 +70,12 @@ def resolve_environment(model_dir: Path, mlmodel: MLModel) -> EnvironmentSpec:
     declared_conda = pyfunc.env.conda if pyfunc else None
     mlmodel_where = str(model_dir / "MLmodel")
 
-    venv_path = _locate(model_dir, declared_venv, PYTHON_ENV_FILE, "env.virtualenv", mlmodel_where, warnings)
-    conda_path = _locate(model_dir, declared_conda, CONDA_FILE, "env.conda", mlmodel_where, warnings)
+    venv_path = _locate(
+        model_dir, declared_venv, PYTHON_ENV_FILE, "env.virtualenv", mlmodel_where, warnings
+    )
+    conda_path = _locate(
+        model_dir, declared_conda, CONDA_FILE, "env.conda", mlmodel_where, warnings
+    )
     conda = parse_conda_file(conda_path) if conda_path else None
     if conda:
         warnings.extend(conda.warnings)
@@ -88,8 +92,9 @@ def resolve_environment(model_dir: Path, mlmodel: MLModel) -> EnvironmentSpec:
     elif conda is not None and conda_path is not None:
         spec = _from_conda(model_dir, conda_path, conda, kind="virtualenv")
     elif (model_dir / REQUIREMENTS_FILE).is_file():
-        reqs = read_requirements_file(REQUIREMENTS_FILE, model_dir=model_dir, base_dir=model_dir,
-                                      where=mlmodel_where)
+        reqs = read_requirements_file(
+            REQUIREMENTS_FILE, model_dir=model_dir, base_dir=model_dir, where=mlmodel_where
+        )
         spec = _spec("virtualenv", None, reqs, source=REQUIREMENTS_FILE)
     else:
         spec = None
@@ -102,10 +107,16 @@ def resolve_environment(model_dir: Path, mlmodel: MLModel) -> EnvironmentSpec:
     flavor_python = pyfunc.python_version if pyfunc else None
     if python is None and flavor_python:
         python = flavor_python
-        warnings.append(f"no Python version in the environment files; using {flavor_python} from MLmodel")
+        warnings.append(
+            f"no Python version in the environment files; using {flavor_python} from MLmodel"
+        )
     elif python is None:
         warnings.append("no Python version declared anywhere; the builder's default Python is used")
-    elif flavor_python and not flavor_python.startswith(python) and not python.startswith(flavor_python):
+    elif (
+        flavor_python
+        and not flavor_python.startswith(python)
+        and not python.startswith(flavor_python)
+    ):
         warnings.append(
             f"{spec.source} asks for Python {python} but MLmodel says the model was saved with "
             f"Python {flavor_python}; {python} is used"
@@ -125,21 +136,33 @@ def resolve_environment(model_dir: Path, mlmodel: MLModel) -> EnvironmentSpec:
     )
 
 
-def _locate(model_dir: Path, declared: str | None, default: str, field: str, where: str,
-            warnings: list[str]) -> Path | None:
+def _locate(
+    model_dir: Path, declared: str | None, default: str, field: str, where: str, warnings: list[str]
+) -> Path | None:
     """The file the flavor declares (must exist, else a warning), or the default name if present."""
     if declared is not None:
-        path = safe_model_path(model_dir, declared, field=f"flavors.python_function.{field}", where=where)
+        path = safe_model_path(
+            model_dir, declared, field=f"flavors.python_function.{field}", where=where
+        )
         if path.is_file():
             return path
-        warnings.append(f"MLmodel names {field} file '{declared}', which is not in the model directory")
+        warnings.append(
+            f"MLmodel names {field} file '{declared}', which is not in the model directory"
+        )
         return None
     path = safe_model_path(model_dir, default, field=default, where=where)
     return path if path.is_file() else None
 
 
-def _spec(kind: str, python: str | None, reqs: RequirementSet, *, source: str,
-          build: tuple[str, ...] = (), conda: CondaEnv | None = None) -> EnvironmentSpec:
+def _spec(
+    kind: str,
+    python: str | None,
+    reqs: RequirementSet,
+    *,
+    source: str,
+    build: tuple[str, ...] = (),
+    conda: CondaEnv | None = None,
+) -> EnvironmentSpec:
     return EnvironmentSpec(
         kind=kind,  # type: ignore[arg-type]
         python_version=python,
@@ -161,34 +184,50 @@ def _spec(kind: str, python: str | None, reqs: RequirementSet, *, source: str,
 def _from_python_env(model_dir: Path, path: Path) -> EnvironmentSpec:
     env = parse_python_env_file(path)
     build = tuple(
-        b for b in (
+        b
+        for b in (
             parse_requirement_line(dep, where=f"{path} (build_dependencies[{i}])")  # type: ignore[arg-type]
             for i, dep in enumerate(env.build_dependencies)
-        ) if b
+        )
+        if b
     )
-    reqs = read_requirement_lines(list(env.dependencies), model_dir=model_dir, base_dir=model_dir,
-                                  where=lambda n: f"{path} (dependencies[{n - 1}])")
+    reqs = read_requirement_lines(
+        list(env.dependencies),
+        model_dir=model_dir,
+        base_dir=model_dir,
+        where=lambda n: f"{path} (dependencies[{n - 1}])",
+    )
     reqs.warnings[:0] = env.warnings
     return _spec("virtualenv", env.python_version, reqs, source=_rel(model_dir, path), build=build)
 
 
 def _from_conda(model_dir: Path, path: Path, conda: CondaEnv, *, kind: str) -> EnvironmentSpec:
-    reqs = read_requirement_lines(list(conda.pip), model_dir=model_dir, base_dir=model_dir,
-                                  where=lambda n: f"{path} (pip[{n - 1}])")
+    reqs = read_requirement_lines(
+        list(conda.pip),
+        model_dir=model_dir,
+        base_dir=model_dir,
+        where=lambda n: f"{path} (pip[{n - 1}])",
+    )
     build = tuple(
         b for b in (parse_requirement_line(p, where=str(path)) for p in conda.build_packages) if b
     )
-    return _spec(kind, conda.python_version, reqs, source=_rel(model_dir, path), build=build, conda=conda)
+    return _spec(
+        kind, conda.python_version, reqs, source=_rel(model_dir, path), build=build, conda=conda
+    )
 
 
-def _fallback(mlmodel: MLModel, found: EnvironmentSpec | None, warnings: list[str]) -> EnvironmentSpec:
+def _fallback(
+    mlmodel: MLModel, found: EnvironmentSpec | None, warnings: list[str]
+) -> EnvironmentSpec:
     loader = mlmodel.pyfunc.loader_module if mlmodel.pyfunc else None
     packages = ["mlflow"]
     lib = FLAVOR_PACKAGES.get(loader or "")
     if lib:
         packages.append(lib)
     if found is None:
-        what = "the model declares no environment (no python_env.yaml, conda.yaml or requirements.txt)"
+        what = (
+            "the model declares no environment (no python_env.yaml, conda.yaml or requirements.txt)"
+        )
     else:
         what = f"{found.source} lists no pip requirements"
     hint = f" for loader {loader}" if loader else ""
@@ -210,7 +249,9 @@ def _fallback(mlmodel: MLModel, found: EnvironmentSpec | None, warnings: list[st
 
 
 def _warn_unused_constraints(model_dir: Path, spec: EnvironmentSpec, warnings: list[str]) -> None:
-    if (model_dir / CONSTRAINTS_FILE).is_file() and CONSTRAINTS_FILE not in spec.source.split(" + "):
+    if (model_dir / CONSTRAINTS_FILE).is_file() and CONSTRAINTS_FILE not in spec.source.split(
+        " + "
+    ):
         warnings.append(
             f"{CONSTRAINTS_FILE} is in the model directory but no requirement file references it "
             "with '-c constraints.txt'; it is not applied"

@@ -51,7 +51,10 @@ class IndexOptions:
 
     def __repr__(self) -> str:
         r = self.redacted()
-        return f"IndexOptions(index_url={r.index_url!r}, extra_index_urls={r.extra_index_urls!r}, find_links={r.find_links!r})"
+        return (
+            f"IndexOptions(index_url={r.index_url!r}, extra_index_urls={r.extra_index_urls!r}, "
+            f"find_links={r.find_links!r})"
+        )
 
 
 @dataclass(frozen=True)

@@ -38,20 +38,43 @@ class VariantGroup:
 
 GROUPS: tuple[VariantGroup, ...] = (
     VariantGroup("xgboost", cpu=("xgboost-cpu", "xgboost"), gpu=("xgboost", "xgboost-cpu")),
-    VariantGroup("tensorflow",
-                 cpu=("tensorflow-cpu", "tensorflow", "tensorflow-intel", "tensorflow-gpu"),
-                 gpu=("tensorflow", "tensorflow-gpu", "tensorflow-cpu", "tensorflow-intel")),
-    VariantGroup("tf-nightly", cpu=("tf-nightly-cpu", "tf-nightly"), gpu=("tf-nightly", "tf-nightly-cpu")),
-    VariantGroup("onnxruntime", cpu=("onnxruntime", "onnxruntime-gpu"), gpu=("onnxruntime-gpu", "onnxruntime")),
+    VariantGroup(
+        "tensorflow",
+        cpu=("tensorflow-cpu", "tensorflow", "tensorflow-intel", "tensorflow-gpu"),
+        gpu=("tensorflow", "tensorflow-gpu", "tensorflow-cpu", "tensorflow-intel"),
+    ),
+    VariantGroup(
+        "tf-nightly", cpu=("tf-nightly-cpu", "tf-nightly"), gpu=("tf-nightly", "tf-nightly-cpu")
+    ),
+    VariantGroup(
+        "onnxruntime",
+        cpu=("onnxruntime", "onnxruntime-gpu"),
+        gpu=("onnxruntime-gpu", "onnxruntime"),
+    ),
     VariantGroup("faiss", cpu=("faiss-cpu", "faiss-gpu"), gpu=("faiss-gpu", "faiss-cpu")),
-    VariantGroup("paddlepaddle", cpu=("paddlepaddle", "paddlepaddle-gpu"),
-                 gpu=("paddlepaddle-gpu", "paddlepaddle")),
-    VariantGroup("cv2 (OpenCV)",
-                 cpu=("opencv-contrib-python-headless", "opencv-contrib-python",
-                      "opencv-python-headless", "opencv-python"),
-                 gpu=("opencv-contrib-python-headless", "opencv-contrib-python",
-                      "opencv-python-headless", "opencv-python")),
-    VariantGroup("psycopg2", cpu=("psycopg2-binary", "psycopg2"), gpu=("psycopg2-binary", "psycopg2")),
+    VariantGroup(
+        "paddlepaddle",
+        cpu=("paddlepaddle", "paddlepaddle-gpu"),
+        gpu=("paddlepaddle-gpu", "paddlepaddle"),
+    ),
+    VariantGroup(
+        "cv2 (OpenCV)",
+        cpu=(
+            "opencv-contrib-python-headless",
+            "opencv-contrib-python",
+            "opencv-python-headless",
+            "opencv-python",
+        ),
+        gpu=(
+            "opencv-contrib-python-headless",
+            "opencv-contrib-python",
+            "opencv-python-headless",
+            "opencv-python",
+        ),
+    ),
+    VariantGroup(
+        "psycopg2", cpu=("psycopg2-binary", "psycopg2"), gpu=("psycopg2-binary", "psycopg2")
+    ),
 )
 _GROUP_OF = {name: group for group in GROUPS for name in group.members}
 
@@ -66,14 +89,20 @@ class Dropped:
     gpu: bool
 
     def describe(self) -> str:
-        why = ("--gpu keeps the GPU build" if self.gpu else "the CPU build is kept (--gpu keeps the GPU one)")
+        why = (
+            "--gpu keeps the GPU build"
+            if self.gpu
+            else "the CPU build is kept (--gpu keeps the GPU one)"
+        )
         if self.package.startswith("cv2"):
             why = "the headless build is kept (no display in an image)"
         elif self.package == "psycopg2":
             why = "the binary wheel is kept (psycopg2 is an sdist that needs a compiler)"
-        return (f"the model's requirements list both {self.kept!r} and {self.line!r}, two builds of "
-                f"{self.package} that would overwrite each other in one site-packages: dropped "
-                f"{self.line!r}; {why}")
+        return (
+            f"the model's requirements list both {self.kept!r} and {self.line!r}, two builds of "
+            f"{self.package} that would overwrite each other in one site-packages: dropped "
+            f"{self.line!r}; {why}"
+        )
 
 
 def _name(line: str) -> str | None:
@@ -83,8 +112,9 @@ def _name(line: str) -> str | None:
         return None
 
 
-def resolve(lines: Iterable[str], *, gpu: bool = False,
-            prefer: Iterable[str] = ()) -> tuple[tuple[str, ...], tuple[Dropped, ...]]:
+def resolve(
+    lines: Iterable[str], *, gpu: bool = False, prefer: Iterable[str] = ()
+) -> tuple[tuple[str, ...], tuple[Dropped, ...]]:
     """Keep one line per group (see module docstring); other lines pass unchanged, in order.
     ``prefer``: names asked for explicitly (``--pip``), kept over the usual preference."""
     preferred = {canonicalize_name(n) for n in prefer}
@@ -99,8 +129,10 @@ def resolve(lines: Iterable[str], *, gpu: bool = False,
     for group, names in listed.items():
         if len(names) > 1:
             order = group.gpu if gpu else group.cpu
-            keep[group] = next((n for n in order if n in names and n in preferred),
-                               next(n for n in order if n in names))
+            keep[group] = next(
+                (n for n in order if n in names and n in preferred),
+                next(n for n in order if n in names),
+            )
     out: list[str] = []
     dropped: list[Dropped] = []
     for line in lines:

@@ -1,1 +1,2 @@
-"""Adapters that let other tools drive deployer (loaded only by those tools, never by ``import deployer``)."""
+"""Adapters that let other tools drive deployer (loaded only by those tools, never by ``import
+deployer``)."""

@@ -51,8 +51,11 @@ def iter_model_files(model_dir: Path) -> list[tuple[str, Path]]:
             path = base / name
             rel = path.relative_to(root).as_posix()
             if _CONTROL.search(name):
-                raise UnsafePathError(f"model file name {rel!r} contains a control character",
-                                      where=str(root), fix="rename the file to plain characters")
+                raise UnsafePathError(
+                    f"model file name {rel!r} contains a control character",
+                    where=str(root),
+                    fix="rename the file to plain characters",
+                )
             if path.is_symlink():
                 _check_link(root, path, rel)
             if name in dirnames:
@@ -60,8 +63,11 @@ def iter_model_files(model_dir: Path) -> list[tuple[str, Path]]:
             if name.endswith((".pyc", ".pyo")) or name in SKIPPED_NAMES:
                 continue
             if not stat.S_ISREG(path.stat().st_mode):
-                raise UnsafePathError(f"{rel!r} is not a regular file", where=str(root),
-                                      fix="remove sockets, devices and pipes from the model directory")
+                raise UnsafePathError(
+                    f"{rel!r} is not a regular file",
+                    where=str(root),
+                    fix="remove sockets, devices and pipes from the model directory",
+                )
             out.append((rel, path))
     return out
 
@@ -69,11 +75,17 @@ def iter_model_files(model_dir: Path) -> list[tuple[str, Path]]:
 def _check_link(root: Path, path: Path, rel: str) -> None:
     target = path.resolve()
     if target != root and root not in target.parents:
-        raise UnsafePathError(f"{rel!r} is a symlink to {str(target)!r}, outside the model directory",
-                              where=str(root), fix="copy the file into the model directory instead of linking to it")
+        raise UnsafePathError(
+            f"{rel!r} is a symlink to {str(target)!r}, outside the model directory",
+            where=str(root),
+            fix="copy the file into the model directory instead of linking to it",
+        )
     if target.is_dir():
-        raise UnsafePathError(f"{rel!r} is a symlink to a directory", where=str(root),
-                              fix="replace the directory link with a real directory")
+        raise UnsafePathError(
+            f"{rel!r} is a symlink to a directory",
+            where=str(root),
+            fix="replace the directory link with a real directory",
+        )
 
 
 def sanitized_content(rel: str, path: Path) -> bytes | None:
@@ -93,7 +105,9 @@ def sanitized_content(rel: str, path: Path) -> bytes | None:
 
 def scrubbed_files(model_dir: Path) -> list[str]:
     """The files whose shipped copy has credentials removed (for a warning)."""
-    return [rel for rel, path in iter_model_files(model_dir) if sanitized_content(rel, path) is not None]
+    return [
+        rel for rel, path in iter_model_files(model_dir) if sanitized_content(rel, path) is not None
+    ]
 
 
 def _chunks(rel: str, path: Path) -> Iterator[bytes]:
@@ -139,13 +153,23 @@ def copy_model(model_dir: Path, dest: Path) -> list[str]:
 def write_model_archive(model_dir: Path, dest: Path) -> Path:
     """A reproducible ``tar.gz`` of what ships, rooted at the model's contents (what SageMaker
     extracts into /opt/ml/model, what Spark unpacks on its executors)."""
-    with dest.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        dest.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for rel, path in iter_model_files(model_dir):
             data = sanitized_content(rel, path)
             info = tarfile.TarInfo(rel)
             info.size = len(data) if data is not None else path.stat().st_size
-            info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = 0, 0o644, 0, 0, "", ""
+            info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = (
+                0,
+                0o644,
+                0,
+                0,
+                "",
+                "",
+            )
             if data is not None:
                 tar.addfile(info, io.BytesIO(data))
             else:

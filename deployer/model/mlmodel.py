@@ -152,7 +152,8 @@ def parse_mlmodel(model_dir: Path) -> MLModel:
         raise ModelNotFoundError(
             f"no MLmodel file in the model directory{listing}",
             where=str(model_dir),
-            fix="point -m at the directory mlflow.<flavor>.save_model wrote (the one containing MLmodel)",
+            fix="point -m at the directory mlflow.<flavor>.save_model wrote (the one containing "
+            "MLmodel)",
         )
     data = load_yaml(file)
     where = str(file)
@@ -207,7 +208,8 @@ def _flavors(raw: object, where: str) -> dict[str, dict[str, Any]]:
             conf = {}
         if not isinstance(conf, dict):
             raise _fmt_error(
-                f"flavor '{name}' must be a mapping of settings, got {type(conf).__name__} {conf!r}",
+                f"flavor '{name}' must be a mapping of settings, "
+                f"got {type(conf).__name__} {conf!r}",
                 where,
             )
         out[name] = conf
@@ -328,7 +330,8 @@ def _env(raw: object, model_dir: Path, where: str) -> EnvFiles:
         return EnvFiles(conda=raw, virtualenv=None)
     if not isinstance(raw, dict):
         raise _fmt_error(
-            f"'{field_name}' must be a file path or a mapping {{conda: ..., virtualenv: ...}}, got {raw!r}",
+            f"'{field_name}' must be a file path or a mapping {{conda: ..., virtualenv: ...}}, got "
+            f"{raw!r}",
             where,
         )
     unknown = sorted(set(raw) - {"conda", "virtualenv"})

@@ -55,7 +55,8 @@ def check_relative_path(value: object, *, field: str, where: str) -> PurePosixPa
             f"'{field}' is an absolute path ({value!r}); model paths must be relative to the "
             "model directory",
             where=where,
-            fix="save the model again so the file is inside the model directory, with a relative path",
+            fix="save the model again so the file is inside the model directory, with a relative "
+            "path",
         )
     pure = PurePosixPath(value)
     if ".." in pure.parts:

@@ -89,7 +89,13 @@ def source_imports(path: Path) -> set[str]:
 def _is_dynamic_import(node: ast.Call) -> bool:
     """``importlib.import_module("x")`` / ``__import__("x")`` with a literal name."""
     func = node.func
-    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    name = (
+        func.attr
+        if isinstance(func, ast.Attribute)
+        else func.id
+        if isinstance(func, ast.Name)
+        else ""
+    )
     return name in ("import_module", "__import__") and bool(node.args)
 
 

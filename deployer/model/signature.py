@@ -47,7 +47,8 @@ class ColSpec:
     )
 
     def type_repr(self) -> str:
-        """Human form of the type: ``double``, ``array<string>``, ``object{a: long, b?: string}``."""
+        """Human form of the type: ``double``, ``array<string>``, ``object{a: long, b?:
+        string}``."""
         return _type_repr(self.detail) if self.detail is not None else self.type
 
 
@@ -114,7 +115,8 @@ def _bad(field: str, what: str, where: str) -> ModelFormatError:
     return ModelFormatError(
         f"unreadable {field}: {what}",
         where=where,
-        fix="save the model again with mlflow (mlflow.models.infer_signature), or fix the JSON by hand",
+        fix="save the model again with mlflow (mlflow.models.infer_signature), or fix the JSON by "
+        "hand",
     )
 
 
@@ -188,7 +190,8 @@ def _column(item: dict[str, Any], field: str, where: str) -> ColSpec:
         return ColSpec(name=name, type=type_, required=required, detail=detail)
     raise _bad(
         field,
-        f"unknown column type {type_!r} (expected one of {', '.join(SCALAR_TYPES + NESTED_TYPES)} or tensor)",
+        f"unknown column type {type_!r} (expected one of {', '.join(SCALAR_TYPES + NESTED_TYPES)} "
+        "or tensor)",
         where,
     )
 
@@ -282,7 +285,8 @@ def _parse_params(items: object, where: str) -> tuple[ParamSpec, ...]:
         if type_ not in PARAM_TYPES:
             raise _bad(
                 field,
-                f"param {name!r} has unsupported type {type_!r} (expected one of {', '.join(PARAM_TYPES)})",
+                f"param {name!r} has unsupported type {type_!r} (expected one of "
+                f"{', '.join(PARAM_TYPES)})",
                 where,
             )
         shape = item.get("shape")

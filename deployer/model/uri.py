@@ -189,7 +189,8 @@ def _safe_rel(rel: str, shown: str) -> PurePosixPath:
         raise UnsafePathError(
             f"object key {rel!r} would be written outside the model directory",
             where=shown,
-            fix="remove or rename the object; keys below a model prefix must be plain relative paths",
+            fix="remove or rename the object; keys below a model prefix must be plain relative "
+            "paths",
         )
     return PurePosixPath(rel)
 

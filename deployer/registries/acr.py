@@ -33,8 +33,9 @@ def is_acr(host: str) -> bool:
     return bool(_ACR_HOST.match(host.lower()))
 
 
-def push_credentials(host: str, *, username: str | None = None, password: str | None = None,
-                     credential: Any = None) -> Credentials | None:
+def push_credentials(
+    host: str, *, username: str | None = None, password: str | None = None, credential: Any = None
+) -> Credentials | None:
     """Credentials to push to ``host``: explicit ones, else Docker's config; an Azure Container
     Registry with neither logs in through azure-identity (``credential``: a TokenCredential,
     default DefaultAzureCredential). None: push anonymously."""
@@ -61,7 +62,9 @@ def acr_login(
         try:
             from azure.identity import DefaultAzureCredential
         except ImportError as exc:
-            raise MissingDependencyError("azure-identity", "azureml", "Azure Container Registry login") from exc
+            raise MissingDependencyError(
+                "azure-identity", "azureml", "Azure Container Registry login"
+            ) from exc
         credential = DefaultAzureCredential()
     aad_token = _aad_token(credential, registry)
     form = {"grant_type": "access_token", "service": registry, "access_token": aad_token}
@@ -84,16 +87,25 @@ def acr_login(
                 fix="grant the signed-in identity the AcrPush role on the registry "
                 "(az role assignment create --role AcrPush ...)",
             ) from None
-        raise RegistryError(f"token exchange failed with HTTP {exc.code}", where=registry,
-                            fix="check the registry name; retry later if the registry is busy") from None
+        raise RegistryError(
+            f"token exchange failed with HTTP {exc.code}",
+            where=registry,
+            fix="check the registry name; retry later if the registry is busy",
+        ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or type(exc).__name__
-        raise RegistryError(f"cannot reach the registry's token endpoint: {reason}", where=registry,
-                            fix="check the registry name and the network") from None
+        raise RegistryError(
+            f"cannot reach the registry's token endpoint: {reason}",
+            where=registry,
+            fix="check the registry name and the network",
+        ) from None
     refresh = payload.get("refresh_token") if isinstance(payload, dict) else None
     if not refresh or not isinstance(refresh, str):
-        raise RegistryError("the registry's token exchange returned no refresh_token", where=registry,
-                            fix="check that this is an Azure Container Registry")
+        raise RegistryError(
+            "the registry's token exchange returned no refresh_token",
+            where=registry,
+            fix="check that this is an Azure Container Registry",
+        )
     return Credentials(username=ACR_TOKEN_USER, password=refresh, registry=registry, source="acr")
 
 
@@ -101,7 +113,9 @@ def _aad_token(credential: Any, registry: str) -> str:
     try:
         from azure.core.exceptions import ClientAuthenticationError
     except ImportError as exc:  # pragma: no cover - azure-core comes with azure-identity
-        raise MissingDependencyError("azure-identity", "azureml", "Azure Container Registry login") from exc
+        raise MissingDependencyError(
+            "azure-identity", "azureml", "Azure Container Registry login"
+        ) from exc
     try:
         return str(credential.get_token(ARM_SCOPE).token)
     except ClientAuthenticationError as exc:
@@ -109,5 +123,6 @@ def _aad_token(credential: Any, registry: str) -> str:
         raise RegistryAuthError(
             f"no usable Azure credentials to log in to the registry ({first})",
             where=registry,
-            fix="sign in with `az login`, or set AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET",
+            fix="sign in with `az login`, or set AZURE_TENANT_ID / AZURE_CLIENT_ID / "
+            "AZURE_CLIENT_SECRET",
         ) from None

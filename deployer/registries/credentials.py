@@ -33,7 +33,11 @@ class Credentials:
 
     def auth_config(self) -> dict[str, str]:
         """The dict the docker SDK's push/pull take."""
-        return {"username": self.username, "password": self.password, "serveraddress": self.registry}
+        return {
+            "username": self.username,
+            "password": self.password,
+            "serveraddress": self.registry,
+        }
 
     def to_dict(self) -> dict[str, str]:
         return {"username": self.username, "registry": self.registry, "source": self.source}
@@ -52,15 +56,24 @@ def from_stdin(username: str | None, password: str | None, registry: str) -> Cre
     if not username and password is None:
         return None
     if not username:
-        raise UsageError("--password-stdin needs --username", where="--username",
-                         fix="pass --username NAME together with --password-stdin")
+        raise UsageError(
+            "--password-stdin needs --username",
+            where="--username",
+            fix="pass --username NAME together with --password-stdin",
+        )
     if password is None:
-        raise UsageError("--username needs the password on stdin", where="--password-stdin",
-                         fix="echo \"$PASSWORD\" | deployer ... --username NAME --password-stdin")
+        raise UsageError(
+            "--username needs the password on stdin",
+            where="--password-stdin",
+            fix='echo "$PASSWORD" | deployer ... --username NAME --password-stdin',
+        )
     password = password.rstrip("\r\n")
     if not password:
-        raise UsageError("the password read from stdin is empty", where="--password-stdin",
-                         fix="pipe the password into the command")
+        raise UsageError(
+            "the password read from stdin is empty",
+            where="--password-stdin",
+            fix="pipe the password into the command",
+        )
     return Credentials(username, password, registry, "stdin")
 
 
@@ -88,7 +101,9 @@ def from_docker_config(registry: str) -> Credentials | None:
     return Credentials(str(username), str(password), registry, "docker-config")
 
 
-def resolve(registry: str, *, username: str | None = None, password: str | None = None) -> Credentials | None:
+def resolve(
+    registry: str, *, username: str | None = None, password: str | None = None
+) -> Credentials | None:
     """Explicit credentials if given, else the Docker config's, else None (anonymous)."""
     explicit = from_stdin(username, password, registry)
     if explicit is not None:

@@ -18,7 +18,9 @@ from deployer.errors import MissingDependencyError, RegistryAuthError, RegistryE
 from deployer.registries.credentials import Credentials
 
 _REPO = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-_ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
+_ECR_HOST = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$"
+)
 
 
 def ecr_host(account: str, region: str) -> str:
@@ -56,15 +58,27 @@ def _translate(exc: Exception, what: str, where: str) -> RegistryError:
     from botocore.exceptions import ClientError, NoCredentialsError
 
     if isinstance(exc, NoCredentialsError):
-        return RegistryAuthError("no AWS credentials found for ECR", where=where,
-                                 fix="configure AWS credentials (aws configure, AWS_PROFILE, env vars)")
+        return RegistryAuthError(
+            "no AWS credentials found for ECR",
+            where=where,
+            fix="configure AWS credentials (aws configure, AWS_PROFILE, env vars)",
+        )
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         msg = exc.response.get("Error", {}).get("Message", "")
-        cls = RegistryAuthError if "AccessDenied" in code or "Unrecognized" in code or "Token" in code else RegistryError
-        return cls(f"ECR {what} failed: {code}: {msg}", where=where,
-                   fix="check your AWS credentials and the ecr:* permissions of the caller")
-    return RegistryError(f"ECR {what} failed: {exc}", where=where, fix="check the region and network")
+        cls = (
+            RegistryAuthError
+            if "AccessDenied" in code or "Unrecognized" in code or "Token" in code
+            else RegistryError
+        )
+        return cls(
+            f"ECR {what} failed: {code}: {msg}",
+            where=where,
+            fix="check your AWS credentials and the ecr:* permissions of the caller",
+        )
+    return RegistryError(
+        f"ECR {what} failed: {exc}", where=where, fix="check the region and network"
+    )
 
 
 class Ecr:
@@ -85,11 +99,17 @@ class Ecr:
         try:
             session = boto3.session.Session(region_name=region, profile_name=profile)
         except BotoCoreError as exc:
-            raise RegistryError(f"cannot start an AWS session: {exc}", where="--profile",
-                                fix="check the profile name in ~/.aws/config") from exc
+            raise RegistryError(
+                f"cannot start an AWS session: {exc}",
+                where="--profile",
+                fix="check the profile name in ~/.aws/config",
+            ) from exc
         if not session.region_name:
-            raise UsageError("no AWS region configured", where="--region",
-                             fix="pass --region, set AWS_DEFAULT_REGION, or set a region in your AWS profile")
+            raise UsageError(
+                "no AWS region configured",
+                where="--region",
+                fix="pass --region, set AWS_DEFAULT_REGION, or set a region in your AWS profile",
+            )
         return cls(session, session.region_name)
 
     def ensure_repository(self, name: str, tags: dict[str, str] | None = None) -> tuple[str, bool]:
@@ -138,8 +158,11 @@ class Ecr:
         try:
             user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
         except (ValueError, UnicodeDecodeError) as exc:
-            raise RegistryAuthError("ECR returned an authorization token that is not base64 user:password",
-                                    where="ECR login", fix="retry; report a bug if it persists") from exc
+            raise RegistryAuthError(
+                "ECR returned an authorization token that is not base64 user:password",
+                where="ECR login",
+                fix="retry; report a bug if it persists",
+            ) from exc
         endpoint = str(data.get("proxyEndpoint", ""))
         host = endpoint.replace("https://", "").replace("http://", "").rstrip("/")
         return Credentials(user, password, host, "ecr")

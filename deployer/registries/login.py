@@ -25,13 +25,23 @@ from deployer.registries.credentials import Credentials, registry_host
 log = logging.getLogger("deployer")
 
 
-def login_for(dest: str, *, ecr: Any = None, username: str | None = None, password: str | None = None,
-              credential: Any = None) -> Credentials | None:
+def login_for(
+    dest: str,
+    *,
+    ecr: Any = None,
+    username: str | None = None,
+    password: str | None = None,
+    credential: Any = None,
+) -> Credentials | None:
     """The credentials to push ``dest`` with (see the module docstring)."""
     host = registry_host(dest)
     if ecr is not None:
         token = ecr.login()
         if host == token.registry:
             return token
-        log.info("registry override: pushing the image bytes to %s (ECR login done for %s)", host, token.registry)
+        log.info(
+            "registry override: pushing the image bytes to %s (ECR login done for %s)",
+            host,
+            token.registry,
+        )
     return push_credentials(host, username=username, password=password, credential=credential)

@@ -39,24 +39,38 @@ class Destination:
     def check(self) -> Destination:
         """Refuse contradictory destinations (before anything is planned or built)."""
         if self.ecr and self.registry:
-            raise UsageError("--registry and --target sagemaker exclude each other", where="--registry",
-                             fix="ECR's registry is derived from the AWS account and region; drop --registry")
+            raise UsageError(
+                "--registry and --target sagemaker exclude each other",
+                where="--registry",
+                fix="ECR's registry is derived from the AWS account and region; drop --registry",
+            )
         if not self.ecr and not self.registry:
-            raise UsageError("where to push?", where="--registry",
-                             fix="pass --registry HOST[/NAMESPACE], or --target sagemaker for Amazon ECR")
+            raise UsageError(
+                "where to push?",
+                where="--registry",
+                fix="pass --registry HOST[/NAMESPACE], or --target sagemaker for Amazon ECR",
+            )
         if self.registry_override and not self.ecr:
-            raise UsageError("--registry-override only applies to ECR pushes", where="--registry-override",
-                             fix="use --registry HOST directly")
+            raise UsageError(
+                "--registry-override only applies to ECR pushes",
+                where="--registry-override",
+                fix="use --registry HOST directly",
+            )
         return self
 
     def describe(self, image_tag: str) -> str:
-        """Where ``image_tag`` (a planned ``name:tag``) would go, for ``--dry-run`` (no AWS call)."""
+        """Where ``image_tag`` (a planned ``name:tag``) would go, for ``--dry-run`` (no AWS
+        call)."""
         name, _, tag = image_tag.rpartition(":")
         if self.ecr:
-            override = f"{self.registry_override.rstrip('/')} (bytes), " if self.registry_override else ""
+            override = (
+                f"{self.registry_override.rstrip('/')} (bytes), " if self.registry_override else ""
+            )
             region = f", {self.region}" if self.region else ""
-            return (f"ECR {override}repository {self.repository or name} (account and region from the "
-                    f"AWS SDK{region})")
+            return (
+                f"ECR {override}repository {self.repository or name} (account and region from the "
+                f"AWS SDK{region})"
+            )
         return f"{(self.registry or '').rstrip('/')}/{self.repository or name}:{tag}"
 
 
@@ -72,17 +86,28 @@ class Published:
     verification: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"image": self.image, "local_image": self.local_image,
-                               "repository_created": self.repository_created, "digest": self.digest,
-                               "built": self.built, "pushed": self.pushed}
+        out: dict[str, Any] = {
+            "image": self.image,
+            "local_image": self.local_image,
+            "repository_created": self.repository_created,
+            "digest": self.digest,
+            "built": self.built,
+            "pushed": self.pushed,
+        }
         if self.pushed:
             out["attempts"] = self.attempts
             out["verification"] = self.verification.to_dict() if self.verification else None
         return out
 
 
-def build_and_push(model_uri: str, options: Any, destination: Destination, *, retries: int = 4,
-                   build: Callable[[], tuple[Any, Any]] | None = None) -> Published:
+def build_and_push(
+    model_uri: str,
+    options: Any,
+    destination: Destination,
+    *,
+    retries: int = 4,
+    build: Callable[[], tuple[Any, Any]] | None = None,
+) -> Published:
     """Plan the image, skip everything when the registry has its content-addressed tag, else
     build (and verify) it and push it. ``build``: how to build (default
     :func:`~deployer.building.execute.build_model_image` with ``if_needed``; the CLI passes
@@ -113,9 +138,21 @@ def build_and_push(model_uri: str, options: Any, destination: Destination, *, re
     custom_tag = bool(getattr(options, "tag", None))
     existing = None if custom_tag else remote_digest(docker_client(), dest, login)
     if existing:
-        log.info("%s is already in the registry (content-addressed tag): nothing to build or push", dest)
-        return Published(dest, plan.tag, existing, built=False, pushed=False, repository_created=created)
+        log.info(
+            "%s is already in the registry (content-addressed tag): nothing to build or push", dest
+        )
+        return Published(
+            dest, plan.tag, existing, built=False, pushed=False, repository_created=created
+        )
     _plan, result = (build or (lambda: build_model_image(model_uri, options, if_needed=True)))()
     pushed = push_image(result.image, dest, credentials=login, retries=retries)
-    return Published(dest, plan.tag, pushed.digest, built=not result.skipped, pushed=True,
-                     repository_created=created, attempts=pushed.attempts, verification=result.verification)
+    return Published(
+        dest,
+        plan.tag,
+        pushed.digest,
+        built=not result.skipped,
+        pushed=True,
+        repository_created=created,
+        attempts=pushed.attempts,
+        verification=result.verification,
+    )

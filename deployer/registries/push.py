@@ -61,28 +61,39 @@ class _Transient(Exception):
 def split_reference(ref: str) -> tuple[str, str]:
     """``host:5000/ns/repo:tag`` -> (``host:5000/ns/repo``, ``tag``); tag defaults to latest."""
     if "@" in ref:
-        raise RegistryError(f"cannot push to a digest reference {ref!r}", where=ref,
-                            fix="push to a tag (repo:tag); the digest is assigned by the registry")
+        raise RegistryError(
+            f"cannot push to a digest reference {ref!r}",
+            where=ref,
+            fix="push to a tag (repo:tag); the digest is assigned by the registry",
+        )
     slash = ref.rfind("/")
     colon = ref.rfind(":")
     if colon > slash:
-        return ref[:colon], ref[colon + 1:]
+        return ref[:colon], ref[colon + 1 :]
     return ref, "latest"
 
 
 def classify(message: str, registry: str, credentials: Credentials | None) -> Exception:
     """A push error message -> RegistryAuthError | _Transient | RegistryError."""
     if _AUTH.search(message):
-        source = f" (from {credentials.source}, user {credentials.username!r})" if credentials else " (none found)"
+        source = (
+            f" (from {credentials.source}, user {credentials.username!r})"
+            if credentials
+            else " (none found)"
+        )
         return RegistryAuthError(
             f"the registry refused our credentials{source}: {message}",
             where=registry,
-            fix=f"check the user/password (docker login {registry}, or --username with --password-stdin)",
+            fix=f"check the user/password (docker login {registry}, or --username with "
+            "--password-stdin)",
         )
     if _TRANSIENT.search(message):
         return _Transient(message)
-    return RegistryError(f"push failed: {message}", where=registry,
-                         fix="see the registry's message above; run with -v for the push log")
+    return RegistryError(
+        f"push failed: {message}",
+        where=registry,
+        fix="see the registry's message above; run with -v for the push log",
+    )
 
 
 def remote_digest(client: Any, ref: str, credentials: Credentials | None) -> str | None:
@@ -90,27 +101,38 @@ def remote_digest(client: Any, ref: str, credentials: Credentials | None) -> str
     import docker
 
     try:
-        data = client.api.inspect_distribution(ref, auth_config=credentials.auth_config() if credentials else None)
+        data = client.api.inspect_distribution(
+            ref, auth_config=credentials.auth_config() if credentials else None
+        )
     except docker.errors.APIError as exc:
         text = str(getattr(exc, "explanation", "") or exc)
         if "manifest unknown" in text or "not found" in text.lower() or exc.status_code == 404:
             return None
         err = classify(text, registry_host(ref), credentials)
         if isinstance(err, _Transient):
-            raise RegistryError(f"cannot read {ref} from the registry: {text}", where=ref,
-                                fix="check the registry is up and retry") from exc
+            raise RegistryError(
+                f"cannot read {ref} from the registry: {text}",
+                where=ref,
+                fix="check the registry is up and retry",
+            ) from exc
         raise err from exc
     return str(data.get("Descriptor", {}).get("digest") or "") or None
 
 
-def _consume(stream: Iterable[dict[str, Any]], registry: str, credentials: Credentials | None) -> tuple[str | None, int]:
+def _consume(
+    stream: Iterable[dict[str, Any]], registry: str, credentials: Credentials | None
+) -> tuple[str | None, int]:
     """Read the engine's push progress; return (digest, bytes). Raise on an error line."""
     digest = None
     layers: dict[str, int] = {}
     last_status: dict[str, str] = {}
     for item in stream:
         if "error" in item or "errorDetail" in item:
-            message = (item.get("errorDetail") or {}).get("message") or item.get("error") or "unknown error"
+            message = (
+                (item.get("errorDetail") or {}).get("message")
+                or item.get("error")
+                or "unknown error"
+            )
             raise classify(str(message), registry, credentials)
         aux = item.get("aux")
         if isinstance(aux, dict) and aux.get("Digest"):
@@ -147,8 +169,11 @@ def push_image(
     try:
         image = client.images.get(local_image)
     except docker.errors.ImageNotFound as exc:
-        raise RegistryError(f"no local image {local_image!r} to push", where=local_image,
-                            fix="build it first (deployer build -m MODEL)") from exc
+        raise RegistryError(
+            f"no local image {local_image!r} to push",
+            where=local_image,
+            fix="build it first (deployer build -m MODEL)",
+        ) from exc
     if skip_if_present:
         existing = remote_digest(client, dest, credentials)
         if existing:
@@ -186,7 +211,8 @@ def push_image(
     served = remote_digest(client, dest, credentials)
     if digest and served != digest:
         raise RegistryError(
-            f"after the push, the registry serves {served or 'nothing'} for {dest}, not the pushed {digest}",
+            f"after the push, the registry serves {served or 'nothing'} for {dest}, not the pushed "
+            f"{digest}",
             where=registry,
             fix="another client may be pushing the same tag; push again, or use a unique tag",
         )

@@ -48,13 +48,16 @@ _SAFE_PATH = re.compile(r"^/?[A-Za-z0-9._+@-]+(/[A-Za-z0-9._+@-]+)*/?$")
 _AZURE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
 # Docker reference grammar (distribution/reference), simplified but strict:
 # [host[:port]/]path-component(/path-component)*[:tag][@digest]
-_REF_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]{1,5})?/)"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_REF_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?/)"
 _REF_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 _REF_TAG = r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})"
 _REF_DIGEST = r"(?:@sha256:[a-f0-9]{64})"
 _IMAGE_REF = re.compile(rf"^{_REF_HOST}?{_REF_PATH}{_REF_TAG}?{_REF_DIGEST}?$")
 # Names that suggest a credential: such values must be passed at run time, never baked in.
-_SECRETISH = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|ACCESS_KEY|PRIVATE_KEY|AUTH)", re.I)
+_SECRETISH = re.compile(
+    r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|ACCESS_KEY|PRIVATE_KEY|AUTH)", re.I
+)
 _PROXY_VARS = {"http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy"}
 
 
@@ -91,8 +94,10 @@ def docker_json(argv: Iterable[str], what: str = "command") -> Escaped:
     """
     items = list(argv) if not isinstance(argv, str) else None
     if items is None or not items:
-        raise RenderError(f"{what} must be a non-empty list of arguments, got {argv!r}",
-                          fix="this is a bug in the caller: report it")
+        raise RenderError(
+            f"{what} must be a non-empty list of arguments, got {argv!r}",
+            fix="this is a bug in the caller: report it",
+        )
     for item in items:
         _require_text(item, f"{what} argument")
     return Escaped(json.dumps(items, ensure_ascii=False))
@@ -132,15 +137,19 @@ def bare_path(value: object, what: str = "path") -> Escaped:
     return Escaped(json.loads(docker_path(value, what)))
 
 
-_USER_SPEC = re.compile(r"^[a-z_][a-z0-9_-]{0,31}(:[a-z_][a-z0-9_-]{0,31})?$|^[0-9]{1,10}(:[0-9]{1,10})?$")
+_USER_SPEC = re.compile(
+    r"^[a-z_][a-z0-9_-]{0,31}(:[a-z_][a-z0-9_-]{0,31})?$|^[0-9]{1,10}(:[0-9]{1,10})?$"
+)
 
 
 def user_spec(value: object, what: str = "user") -> Escaped:
-    """A ``USER`` argument: a name or uid, optionally ``:group`` (unquoted: USER takes no quotes)."""
+    """A ``USER`` argument: a name or uid, optionally ``:group`` (unquoted: USER takes no
+    quotes)."""
     text = _require_text(value, what)
     if not _USER_SPEC.match(text):
-        raise RenderError(f"{what} {text!r} is not a user name or uid[:gid]",
-                          fix="use e.g. '1000:1000' or 'root'")
+        raise RenderError(
+            f"{what} {text!r} is not a user name or uid[:gid]", fix="use e.g. '1000:1000' or 'root'"
+        )
     return Escaped(text)
 
 
@@ -167,8 +176,10 @@ def comment(value: object, what: str = "comment text") -> Escaped:
 def number(value: object, what: str = "number") -> Escaped:
     """A non-negative integer (ports, uids, intervals)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise RenderError(f"{what} must be a non-negative integer, got {value!r}",
-                          fix="this is a bug in the caller: report it")
+        raise RenderError(
+            f"{what} must be a non-negative integer, got {value!r}",
+            fix="this is a bug in the caller: report it",
+        )
     return Escaped(str(value))
 
 

@@ -64,10 +64,13 @@ def render_template(name: str, **context: Any) -> str:
     try:
         template = environment().get_template(name)
     except jinja2.TemplateNotFound as exc:
-        raise RenderError(f"template {name!r} not found", where=str(templates_dir()),
-                          fix="reinstall deployer") from exc
+        raise RenderError(
+            f"template {name!r} not found", where=str(templates_dir()), fix="reinstall deployer"
+        ) from exc
     try:
         return template.render(**context)
     except jinja2.UndefinedError as exc:
-        raise RenderError(f"template {name!r} needs a value that was not provided: {exc.message}",
-                          fix="this is a bug in deployer: report it") from exc
+        raise RenderError(
+            f"template {name!r} needs a value that was not provided: {exc.message}",
+            fix="this is a bug in deployer: report it",
+        ) from exc

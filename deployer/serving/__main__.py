@@ -38,20 +38,33 @@ def build_parser() -> argparse.ArgumentParser:
         shown = f" (default: {default})" if default is not None else ""
         help_text = f"{spec.metadata['help']}{shown}; env {env}"
         if kind is bool:
-            serve.add_argument(f"--{_opts.flag_name(name)}", dest=name, default=None,
-                               action=argparse.BooleanOptionalAction, help=help_text)
+            serve.add_argument(
+                f"--{_opts.flag_name(name)}",
+                dest=name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
         else:
-            serve.add_argument(f"--{_opts.flag_name(name)}", dest=name, default=None,
-                               type=kind, choices=spec.metadata["choices"],
-                               metavar=spec.metadata["metavar"], help=help_text)
+            serve.add_argument(
+                f"--{_opts.flag_name(name)}",
+                dest=name,
+                default=None,
+                type=kind,
+                choices=spec.metadata["choices"],
+                metavar=spec.metadata["metavar"],
+                help=help_text,
+            )
     return parser
 
 
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
     """Flags > DEPLOYER_SERVE_* > platform variables > defaults."""
-    given = {spec.name: getattr(args, spec.name)
-             for spec in _opts.option_fields(include_model_dir=True)
-             if getattr(args, spec.name, None) is not None}
+    given = {
+        spec.name: getattr(args, spec.name)
+        for spec in _opts.option_fields(include_model_dir=True)
+        if getattr(args, spec.name, None) is not None
+    }
     return replace(ServeOptions().with_env(explicit=set(given)), **given)
 
 

@@ -47,7 +47,7 @@ def split(raw: Any, sizes: list[int]) -> list[Any] | None:
     out = []
     start = 0
     for size in sizes:
-        out.append(raw[start:start + size])
+        out.append(raw[start : start + size])
         start += size
     return out
 
@@ -66,7 +66,7 @@ def rows_independent(fn: Any, matrix: Any) -> bool:
             return False
         half = len(rows) // 2
         parts = [fn(stack([rows[:half]])), fn(stack([rows[half:]]))]
-        alone = [fn(stack([rows[i:i + 1]])) for i in range(len(rows))]
+        alone = [fn(stack([rows[i : i + 1]])) for i in range(len(rows))]
         for piece in (np.concatenate(parts, axis=0), np.concatenate(alone, axis=0)):
             if piece.dtype != together.dtype or not np.array_equal(piece, together):
                 return False

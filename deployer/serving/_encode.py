@@ -39,8 +39,7 @@ def _plain_frame(frame: Any) -> bool:
         if isinstance(dtype, pd.StringDtype):
             if frame[col].isna().any():
                 return False
-        elif getattr(dtype, "kind", "O") not in "biuf" or not _plain_array(
-                frame[col].to_numpy()):
+        elif getattr(dtype, "kind", "O") not in "biuf" or not _plain_array(frame[col].to_numpy()):
             return False
     return True
 

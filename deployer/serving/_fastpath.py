@@ -56,8 +56,9 @@ def _decline() -> _Decline:
 class FastPath:
     """Built once per model; :meth:`invoke_json` returns a ScoringResult or None."""
 
-    def __init__(self, model: Any = None, columns: tuple[_Column, ...] = (),
-                 params_schema: Any = None) -> None:
+    def __init__(
+        self, model: Any = None, columns: tuple[_Column, ...] = (), params_schema: Any = None
+    ) -> None:
         self._model = model
         self._columns = columns
         self._names = tuple(c.name for c in columns)
@@ -73,8 +74,9 @@ class FastPath:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def build(cls, model: Any, input_schema: Any, params_schema: Any,
-              model_dir: Any = None) -> FastPath:
+    def build(
+        cls, model: Any, input_schema: Any, params_schema: Any, model_dir: Any = None
+    ) -> FastPath:
         columns = _plan_columns(model, input_schema)
         if columns is None:
             return cls()
@@ -163,8 +165,10 @@ class FastPath:
         params_arg = inspect.signature(fn).parameters.get("params")
         self._takes_params = bool(params_arg and params_arg.kind != inspect.Parameter.VAR_KEYWORD)
         self._sklearn_fn = _sklearn_matrix_fn(model, fn, self._columns)
-        self._skip_finite_scan = self._sklearn_fn is not None and type(
-            model._model_impl.sklearn_model).__name__ != "Pipeline"
+        self._skip_finite_scan = (
+            self._sklearn_fn is not None
+            and type(model._model_impl.sklearn_model).__name__ != "Pipeline"
+        )
 
     def _self_check(self, model_dir: Any) -> None:
         """Score an example through MLflow's code and through the matrix shortcut; any
@@ -175,9 +179,12 @@ class FastPath:
             import numpy as np
             from mlflow.pyfunc.scoring_server import infer_and_parse_data
 
-            payload = {"dataframe_split": {"columns": list(self._names),
-                                           "data": [[0.5] * len(self._names),
-                                                    [1.5] * len(self._names)]}}
+            payload = {
+                "dataframe_split": {
+                    "columns": list(self._names),
+                    "data": [[0.5] * len(self._names), [1.5] * len(self._names)],
+                }
+            }
             if model_dir is not None:
                 from deployer.serving.core import decode_json
 
@@ -188,24 +195,29 @@ class FastPath:
             frame = self._frame(payload)
             by_matrix = self.predict_matrix(frame.matrix())
             general_input = infer_and_parse_data(
-                {k: v for k, v in payload.items() if k in _FORMATS}, self._model.metadata
-                .get_input_schema())
+                {k: v for k, v in payload.items() if k in _FORMATS},
+                self._model.metadata.get_input_schema(),
+            )
             by_mlflow = self._model.predict(general_input)
             same = type(by_mlflow) is type(by_matrix) and np.array_equal(
-                np.asarray(by_mlflow), np.asarray(by_matrix))
+                np.asarray(by_mlflow), np.asarray(by_matrix)
+            )
         except Exception as exc:  # noqa: BLE001
             _logger.debug("sklearn matrix self-check failed: %s", exc)
             same = False
         if not same:
-            _logger.info("fast path: the estimator answers differently on a matrix; using the "
-                         "DataFrame path")
+            _logger.info(
+                "fast path: the estimator answers differently on a matrix; using the DataFrame path"
+            )
             self._sklearn_fn = None
             return
         from deployer.serving._batching import rows_independent
 
         self._batchable = rows_independent(self.predict_matrix, frame.matrix())
-        _logger.debug("fast path: sklearn matrix shortcut on; batching %s",
-                      "on" if self._batchable else "off (rows are not independent)")
+        _logger.debug(
+            "fast path: sklearn matrix shortcut on; batching %s",
+            "on" if self._batchable else "off (rows are not independent)",
+        )
 
     # ------------------------------------------------------------------ the request
     def invoke_json(self, payload: dict[str, Any]) -> Any:
@@ -435,7 +447,6 @@ class _Matrixable:
         return _matrix(self)
 
 
-
 def _matrix(frame: _Matrixable) -> Any:
     """The (rows, cols) float64 array, Fortran-ordered like ``np.asarray(DataFrame)``."""
     import numpy as np
@@ -481,8 +492,7 @@ def _plan_columns(model: Any, schema: Any) -> tuple[_Column, ...] | None:
 def _sklearn_matrix_fn(model: Any, fn: Any, columns: tuple[_Column, ...]) -> Any:
     """The estimator method to call with a float matrix, when that is provably equivalent."""
     impl = model._model_impl
-    if type(impl).__name__ != "_SklearnModelWrapper" or \
-            type(impl).__module__ != "mlflow.sklearn":
+    if type(impl).__name__ != "_SklearnModelWrapper" or type(impl).__module__ != "mlflow.sklearn":
         return None
     est = impl.sklearn_model
     if getattr(fn, "__func__", None) is type(impl).predict:
@@ -499,8 +509,9 @@ def _sklearn_matrix_fn(model: Any, fn: Any, columns: tuple[_Column, ...]) -> Any
     if not _plain_sklearn(est):
         return None
     # The matrix carries no names; the estimator warns about that on every call.
-    warnings.filterwarnings("ignore", message="X does not have valid feature names",
-                            category=UserWarning)
+    warnings.filterwarnings(
+        "ignore", message="X does not have valid feature names", category=UserWarning
+    )
     return target
 
 
@@ -514,7 +525,12 @@ def _plain_sklearn(est: Any, depth: int = 0) -> bool:
     if name in ("ColumnTransformer", "FunctionTransformer", "FeatureUnion"):
         return False
     if name == "Pipeline":
-        return all(_plain_sklearn(step, depth + 1) for _, step in est.steps
-                   if step not in (None, "passthrough"))
-    return not any(hasattr(est, a) for a in ("estimator", "estimators", "base_estimator",
-                                             "steps", "transformers"))
+        return all(
+            _plain_sklearn(step, depth + 1)
+            for _, step in est.steps
+            if step not in (None, "passthrough")
+        )
+    return not any(
+        hasattr(est, a)
+        for a in ("estimator", "estimators", "base_estimator", "steps", "transformers")
+    )

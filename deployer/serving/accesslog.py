@@ -65,17 +65,38 @@ class AccessLog:
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
         return self._stamp
 
-    def record(self, method: str, raw_path: bytes, status: int, nbytes: int, seconds: float,
-               request_id: bytes) -> None:
+    def record(
+        self,
+        method: str,
+        raw_path: bytes,
+        status: int,
+        nbytes: int,
+        seconds: float,
+        request_id: bytes,
+    ) -> None:
         path = _printable(raw_path)
         ms = round(seconds * 1000.0, 3)
         if self.json:
-            line = orjson.dumps({"ts": self._now(), "type": "access", "method": method,
-                                 "path": path, "status": status, "bytes": nbytes, "ms": ms,
-                                 "request_id": request_id.decode("ascii")}) + b"\n"
+            line = (
+                orjson.dumps(
+                    {
+                        "ts": self._now(),
+                        "type": "access",
+                        "method": method,
+                        "path": path,
+                        "status": status,
+                        "bytes": nbytes,
+                        "ms": ms,
+                        "request_id": request_id.decode("ascii"),
+                    }
+                )
+                + b"\n"
+            )
         else:
-            line = (f"{self._now()} access {method} {path} {status} {nbytes}B {ms:.2f}ms "
-                    f"id={request_id.decode('ascii')}\n").encode()
+            line = (
+                f"{self._now()} access {method} {path} {status} {nbytes}B {ms:.2f}ms "
+                f"id={request_id.decode('ascii')}\n"
+            ).encode()
         self._lines.append(line)
         if len(self._lines) == 1:
             try:

@@ -196,8 +196,14 @@ class ScoringApp:
             if metrics is not None:
                 metrics.finished(route, method, status, time.perf_counter() - start)
             if self.access_log is not None:
-                self.access_log.record(method, scope.get("raw_path") or path.encode(), status,
-                                       nbytes, time.perf_counter() - start, request_id)
+                self.access_log.record(
+                    method,
+                    scope.get("raw_path") or path.encode(),
+                    status,
+                    nbytes,
+                    time.perf_counter() - start,
+                    request_id,
+                )
 
     # ------------------------------------------------------------------ body + limits
     async def _read_body(self, scope: Scope, receive: Receive, deadline: float) -> bytes:
@@ -236,8 +242,9 @@ class ScoringApp:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _score(self, scope: Scope, receive: Receive,
-                     work: Callable[[bytes, str | None], Any]) -> tuple[Any, ...]:
+    async def _score(
+        self, scope: Scope, receive: Receive, work: Callable[[bytes, str | None], Any]
+    ) -> tuple[Any, ...]:
         """Read the body and run ``work(body, content_type)`` in the pool, within the limits."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
@@ -264,11 +271,11 @@ class ScoringApp:
         if self._inline and _content_length(scope) <= min(INLINE_MAX_BODY, self.max_body_bytes):
             message = await receive()
             if message["type"] == "http.request" and not message.get("more_body", False):
-                result = await self._inline_invoke(message.get("body", b""),
-                                                   _header(scope, b"content-type"))
+                result = await self._inline_invoke(
+                    message.get("body", b""), _header(scope, b"content-type")
+                )
             else:
-                result = await self._score(scope, _replaying(message, receive),
-                                           self._pooled_invoke)
+                result = await self._score(scope, _replaying(message, receive), self._pooled_invoke)
         else:
             result = await self._score(scope, receive, self._pooled_invoke)
         if isinstance(result, ScoringResult):
@@ -296,17 +303,26 @@ class ScoringApp:
             return result.status, result.body, result.content_type.encode(), ()
         return result  # type: ignore[no-any-return]
 
-    async def _send_stream(self, send: Send, receive: Receive, stream: Any,
-                           request_id: bytes) -> int:
+    async def _send_stream(
+        self, send: Send, receive: Receive, stream: Any, request_id: bytes
+    ) -> int:
         """Send a started stream as server-sent events; returns the bytes sent (negative if
         the client went away first)."""
         from deployer.serving import streaming
 
         loop = asyncio.get_running_loop()
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"),
-            (b"x-request-id", request_id)]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                    (b"x-request-id", request_id),
+                ],
+            }
+        )
         sent = 0
         chunks = stream.chunks
         pending: asyncio.Future[Any] | None = None
@@ -321,18 +337,20 @@ class ScoringApp:
                 sent += len(data)
                 await send({"type": "http.response.body", "body": data, "more_body": True})
                 pending = asyncio.ensure_future(
-                    loop.run_in_executor(self._executor, streaming.next_chunk, chunks))
-                done, _ = await asyncio.wait({pending, gone}, timeout=self.timeout,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                    loop.run_in_executor(self._executor, streaming.next_chunk, chunks)
+                )
+                done, _ = await asyncio.wait(
+                    {pending, gone}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+                )
                 if gone in done:
-                    _logger.info("client went away during a stream: closing the model's "
-                                 "generator")
+                    _logger.info("client went away during a stream: closing the model's generator")
                     return -sent
                 if not done:
                     tail = streaming.error_event(
                         "DEADLINE_EXCEEDED",
                         f"The model produced no chunk within {self.timeout:g} s. Raise the "
-                        "limit with --timeout (DEPLOYER_SERVE_TIMEOUT).")
+                        "limit with --timeout (DEPLOYER_SERVE_TIMEOUT).",
+                    )
                     break
                 try:
                     chunk = pending.result()
@@ -444,8 +462,9 @@ class ScoringApp:
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self._executor, fn, *args),
-                                          self.timeout)
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._executor, fn, *args), self.timeout
+            )
         except asyncio.TimeoutError:
             return _timeout_response(self.timeout)
 
@@ -524,10 +543,14 @@ async def _wait_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes,
-                   headers: Any, request_id: bytes = b"") -> None:
-    raw = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)),
-           (b"x-request-id", request_id)]
+async def _respond(
+    send: Send, status: int, body: bytes, content_type: bytes, headers: Any, request_id: bytes = b""
+) -> None:
+    raw = [
+        (b"content-type", content_type),
+        (b"content-length", b"%d" % len(body)),
+        (b"x-request-id", request_id),
+    ]
     if headers:
         raw.extend(headers)
     await send({"type": "http.response.start", "status": status, "headers": raw})

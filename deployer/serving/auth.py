@@ -14,12 +14,14 @@ from collections.abc import Iterable
 
 import orjson
 
-UNAUTHORIZED_BODY = orjson.dumps({
-    "error_code": "UNAUTHENTICATED",
-    "message": "This server requires an API key. Send it as 'Authorization: Bearer <key>' "
-               "or 'X-Api-Key: <key>' (the key the server was started with: --api-key-file "
-               "or DEPLOYER_API_KEY).",
-})
+UNAUTHORIZED_BODY = orjson.dumps(
+    {
+        "error_code": "UNAUTHENTICATED",
+        "message": "This server requires an API key. Send it as 'Authorization: Bearer <key>' "
+        "or 'X-Api-Key: <key>' (the key the server was started with: --api-key-file "
+        "or DEPLOYER_API_KEY).",
+    }
+)
 UNAUTHORIZED_HEADERS = ((b"www-authenticate", b'Bearer realm="deployer"'),)
 
 

@@ -147,8 +147,11 @@ def to_mlflow_payload(body: Any) -> dict[str, Any]:
     unknown = sorted(set(body) - _AZURE_KEYS)
     if unknown:
         both = [k for k in unknown if k in _MLFLOW_KEYS]
-        detail = (f"it mixes 'input_data' with the MLflow field(s) {both}" if both
-                  else f"unexpected top-level field(s) {unknown}")
+        detail = (
+            f"it mixes 'input_data' with the MLflow field(s) {both}"
+            if both
+            else f"unexpected top-level field(s) {unknown}"
+        )
         raise bad_request(
             f"Invalid input: {detail}. Send either {{'input_data': ..., 'params': {{...}}}} "
             f"(Azure ML) or exactly one of {list(_MLFLOW_KEYS)} (MLflow)."
@@ -199,15 +202,17 @@ class AzureScorer:
         self.core = core
 
     @classmethod
-    def load(cls, model_root: str | Path, subdir: str | None = None, *,
-             model_name: str | None = None) -> AzureScorer:
+    def load(
+        cls, model_root: str | Path, subdir: str | None = None, *, model_name: str | None = None
+    ) -> AzureScorer:
         from deployer.serving.core import ScoringCore
 
         return cls(ScoringCore.load(find_model_dir(model_root, subdir), name=model_name))
 
     @classmethod
-    def from_environment(cls, default_subdir: str | None = None, *,
-                         model_name: str | None = None) -> AzureScorer:
+    def from_environment(
+        cls, default_subdir: str | None = None, *, model_name: str | None = None
+    ) -> AzureScorer:
         """Load from ``$AZUREML_MODEL_DIR`` (and ``$DEPLOYER_MODEL_SUBDIR``, if set)."""
         root = os.environ.get(MODEL_DIR_ENV)
         if not root:

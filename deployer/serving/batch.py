@@ -47,8 +47,12 @@ DEFAULT_CHUNK_ROWS = 10_000
 STDIO = "-"
 
 _EXTENSIONS = {
-    ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
-    ".json": "json", ".jsonl": "json", ".ndjson": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
 }
 _REQUEST_KEYS = frozenset({"dataframe_split", "dataframe_records", "instances", "inputs"})
 
@@ -76,26 +80,39 @@ class BatchResult:
     seconds: float
 
 
-def plan_batch(input: str, output: str = STDIO, *, content_type: str | None = None,
-               output_format: str | None = None,
-               chunk_rows: int = DEFAULT_CHUNK_ROWS) -> BatchSpec:
+def plan_batch(
+    input: str,
+    output: str = STDIO,
+    *,
+    content_type: str | None = None,
+    output_format: str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> BatchSpec:
     """Resolve formats from flags and file names (pure: touches no file)."""
     if content_type is not None and content_type not in CONTENT_TYPES:
-        raise UsageError(f"unknown content type {content_type!r}",
-                         fix=f"use one of {', '.join(CONTENT_TYPES)}")
+        raise UsageError(
+            f"unknown content type {content_type!r}", fix=f"use one of {', '.join(CONTENT_TYPES)}"
+        )
     if output_format is not None and output_format not in OUTPUT_FORMATS:
-        raise UsageError(f"unknown output format {output_format!r}",
-                         fix=f"use one of {', '.join(OUTPUT_FORMATS)}")
+        raise UsageError(
+            f"unknown output format {output_format!r}",
+            fix=f"use one of {', '.join(OUTPUT_FORMATS)}",
+        )
     if chunk_rows < 1:
-        raise UsageError(f"chunk size must be at least 1 row, got {chunk_rows}",
-                         fix="pass --chunk-rows N with N >= 1")
+        raise UsageError(
+            f"chunk size must be at least 1 row, got {chunk_rows}",
+            fix="pass --chunk-rows N with N >= 1",
+        )
     if content_type is None and input != STDIO:
         content_type = _EXTENSIONS.get(_suffix(input))
     if output_format is None:
         output_format = "csv" if output != STDIO and _suffix(output) == ".csv" else "jsonl"
     if input != STDIO and output != STDIO and _same_file(input, output):
-        raise UsageError("the output file is the input file",
-                         where=output, fix="write the predictions to another file")
+        raise UsageError(
+            "the output file is the input file",
+            where=output,
+            fix="write the predictions to another file",
+        )
     return BatchSpec(input, output, content_type, output_format, chunk_rows)
 
 
@@ -115,8 +132,9 @@ def _same_file(a: str, b: str) -> bool:
 
 
 # ---------------------------------------------------------------------------- running it
-def run_batch(core: Any, spec: BatchSpec, *, stdin: IO[bytes] | None = None,
-              stdout: IO[bytes] | None = None) -> BatchResult:
+def run_batch(
+    core: Any, spec: BatchSpec, *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None
+) -> BatchResult:
     """Score ``spec.input`` with ``core`` (a ``ScoringCore``); raises :class:`DeployerError`."""
     t0 = time.perf_counter()
     rows = predictions = chunks = 0
@@ -130,10 +148,20 @@ def run_batch(core: Any, spec: BatchSpec, *, stdin: IO[bytes] | None = None,
                 chunks += 1
                 _logger.debug("scored rows %d-%d", chunk.first + 1, chunk.first + chunk.rows)
             if chunks == 0:
-                raise DeployerError("the input holds no rows to score", where=_where(spec),
-                                    fix="check the file (a CSV needs a header line and rows)")
-    return BatchResult(rows, predictions, chunks, spec.output, spec.output_format, content_type,
-                       round(time.perf_counter() - t0, 3))
+                raise DeployerError(
+                    "the input holds no rows to score",
+                    where=_where(spec),
+                    fix="check the file (a CSV needs a header line and rows)",
+                )
+    return BatchResult(
+        rows,
+        predictions,
+        chunks,
+        spec.output,
+        spec.output_format,
+        content_type,
+        round(time.perf_counter() - t0, 3),
+    )
 
 
 def _where(spec: BatchSpec, chunk: _Chunk | None = None) -> str:
@@ -194,7 +222,8 @@ def _open_input(spec: BatchSpec, stdin: IO[bytes] | None) -> Iterator[tuple[Any,
     if not path.is_file():
         raise DeployerError(
             "input file does not exist" if not path.exists() else "input is not a file",
-            where=spec.input, fix="pass an existing file to -i/--input, or - for stdin",
+            where=spec.input,
+            fix="pass an existing file to -i/--input, or - for stdin",
         )
     sniffed = spec.content_type
     if sniffed is None:
@@ -202,8 +231,11 @@ def _open_input(spec: BatchSpec, stdin: IO[bytes] | None) -> Iterator[tuple[Any,
             with path.open("rb") as fh:
                 sniffed = sniff(fh.read(64))
         except OSError as exc:
-            raise DeployerError(f"cannot read the input: {exc.strerror}", where=spec.input,
-                                fix="check the file's permissions") from None
+            raise DeployerError(
+                f"cannot read the input: {exc.strerror}",
+                where=spec.input,
+                fix="check the file's permissions",
+            ) from None
     yield str(path), sniffed
 
 
@@ -250,8 +282,11 @@ def _csv_chunks(core: Any, source: Any, spec: BatchSpec) -> Iterator[_Chunk]:
                 yield _Chunk(first, len(frame), frame)
                 first += len(frame)
     except pd.errors.EmptyDataError:
-        raise DeployerError("the CSV input is empty", where=_where(spec),
-                            fix="a CSV needs a header line and at least one row") from None
+        raise DeployerError(
+            "the CSV input is empty",
+            where=_where(spec),
+            fix="a CSV needs a header line and at least one row",
+        ) from None
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
         culprit = _find_bad_cell(source, first, spec.chunk_rows, _csv_dtypes(core))
         raise DeployerError(
@@ -274,8 +309,9 @@ def _find_bad_cell(source: Any, first: int, rows: int, dtypes: Any) -> str:
     if not isinstance(source, str) or not dtypes:
         return ""
     try:
-        frame = pd.read_csv(source, skiprows=range(1, first + 1), nrows=rows, dtype=str,
-                            keep_default_na=False)
+        frame = pd.read_csv(
+            source, skiprows=range(1, first + 1), nrows=rows, dtype=str, keep_default_na=False
+        )
     except Exception:  # noqa: BLE001 - diagnosis only; the original error is reported anyway
         return ""
     if not isinstance(dtypes, dict):  # one dtype for every column (a tensor signature)
@@ -323,8 +359,11 @@ def _json_chunks(core: Any, source: Any, spec: BatchSpec) -> Iterator[_Chunk]:
     try:
         line_no, first_line = _next_line(stream, 0)
         if first_line is None:
-            raise DeployerError("the JSON input is empty", where=_where(spec),
-                                fix="pass an MLflow JSON request or JSON lines")
+            raise DeployerError(
+                "the JSON input is empty",
+                where=_where(spec),
+                fix="pass an MLflow JSON request or JSON lines",
+            )
         try:
             value = orjson.loads(first_line)
         except orjson.JSONDecodeError:
@@ -337,14 +376,16 @@ def _json_chunks(core: Any, source: Any, spec: BatchSpec) -> Iterator[_Chunk]:
             else:
                 yield from _split_request(core, first_line + stream.read(), 0, spec)
         except ScoringError as exc:
-            raise DeployerError(f"invalid JSON input ({exc.error_code}): {_short(exc.message)}",
-                                where=_where(spec),
-                                fix="use MLflow's JSON formats (dataframe_split, "
-                                "dataframe_records, instances, inputs) or JSON lines of records",
-                                ) from None
+            raise DeployerError(
+                f"invalid JSON input ({exc.error_code}): {_short(exc.message)}",
+                where=_where(spec),
+                fix="use MLflow's JSON formats (dataframe_split, "
+                "dataframe_records, instances, inputs) or JSON lines of records",
+            ) from None
     except OSError as exc:
-        raise DeployerError(f"cannot read the input: {exc}", where=_where(spec),
-                            fix="check the file") from None
+        raise DeployerError(
+            f"cannot read the input: {exc}", where=_where(spec), fix="check the file"
+        ) from None
     finally:
         if opened is not None:
             opened.close()
@@ -374,8 +415,9 @@ def _next_line(stream: Any, line_no: int) -> tuple[int, bytes | None]:
     return line_no, None
 
 
-def _json_record_lines(core: Any, stream: Any, first: dict[str, Any], line_no: int,
-                       spec: BatchSpec) -> Iterator[_Chunk]:
+def _json_record_lines(
+    core: Any, stream: Any, first: dict[str, Any], line_no: int, spec: BatchSpec
+) -> Iterator[_Chunk]:
     import orjson
 
     records = [first]
@@ -386,13 +428,17 @@ def _json_record_lines(core: Any, stream: Any, first: dict[str, Any], line_no: i
             try:
                 record = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
-                raise DeployerError(f"line {line_no} is not valid JSON: {exc}",
-                                    where=_where(spec),
-                                    fix="JSON lines input needs one JSON object per line") from None
+                raise DeployerError(
+                    f"line {line_no} is not valid JSON: {exc}",
+                    where=_where(spec),
+                    fix="JSON lines input needs one JSON object per line",
+                ) from None
             if not isinstance(record, dict):
                 raise DeployerError(
                     f"line {line_no} is a JSON {type(record).__name__}, not an object",
-                    where=_where(spec), fix="JSON lines input needs one {column: value} per line")
+                    where=_where(spec),
+                    fix="JSON lines input needs one {column: value} per line",
+                )
             records.append(record)
         if records and (raw is None or len(records) >= spec.chunk_rows):
             data, params = core.parse_json_payload({"dataframe_records": records})
@@ -403,8 +449,9 @@ def _json_record_lines(core: Any, stream: Any, first: dict[str, Any], line_no: i
             return
 
 
-def _json_request_lines(core: Any, stream: Any, first: dict[str, Any], line_no: int,
-                        spec: BatchSpec) -> Iterator[_Chunk]:
+def _json_request_lines(
+    core: Any, stream: Any, first: dict[str, Any], line_no: int, spec: BatchSpec
+) -> Iterator[_Chunk]:
     import orjson
 
     request: dict[str, Any] | None = first
@@ -420,8 +467,11 @@ def _json_request_lines(core: Any, stream: Any, first: dict[str, Any], line_no: 
         try:
             request = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise DeployerError(f"line {line_no} is not valid JSON: {exc}", where=_where(spec),
-                                fix="JSON lines input needs one MLflow request per line") from None
+            raise DeployerError(
+                f"line {line_no} is not valid JSON: {exc}",
+                where=_where(spec),
+                fix="JSON lines input needs one MLflow request per line",
+            ) from None
 
 
 def _split_request(core: Any, body: bytes, done: int, spec: BatchSpec) -> Iterator[_Chunk]:
@@ -438,8 +488,7 @@ def _split_request(core: Any, body: bytes, done: int, spec: BatchSpec) -> Iterat
     yield from _slices(data, params, done, spec.chunk_rows)
 
 
-def _slices(data: Any, params: dict[str, Any] | None, done: int,
-            size: int) -> Iterator[_Chunk]:
+def _slices(data: Any, params: dict[str, Any] | None, done: int, size: int) -> Iterator[_Chunk]:
     """Row chunks of a parsed request (DataFrames and arrays); anything else in one piece."""
     import numpy as np
     import pandas as pd
@@ -447,7 +496,11 @@ def _slices(data: Any, params: dict[str, Any] | None, done: int,
     if isinstance(data, (pd.DataFrame, np.ndarray)) and getattr(data, "ndim", 0) >= 1:
         total = len(data)
         for start in range(0, total, size):
-            part = data.iloc[start:start + size] if isinstance(data, pd.DataFrame) else data[start:start + size]
+            part = (
+                data.iloc[start : start + size]
+                if isinstance(data, pd.DataFrame)
+                else data[start : start + size]
+            )
             yield _Chunk(done + start, len(part), part, params)
         return
     rows = len(data) if isinstance(data, list) else 1
@@ -468,13 +521,19 @@ def _open_output(spec: BatchSpec, stdout: IO[bytes] | None) -> Iterator[IO[bytes
     target = Path(spec.output)
     folder = target.parent
     if not folder.is_dir():
-        raise DeployerError("the output folder does not exist", where=str(folder),
-                            fix="create it first, or write to another path")
+        raise DeployerError(
+            "the output folder does not exist",
+            where=str(folder),
+            fix="create it first, or write to another path",
+        )
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=folder)
     except OSError as exc:
-        raise DeployerError(f"cannot write to the output folder: {exc.strerror}",
-                            where=str(folder), fix="check its permissions") from None
+        raise DeployerError(
+            f"cannot write to the output folder: {exc.strerror}",
+            where=str(folder),
+            fix="check its permissions",
+        ) from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as sink:
@@ -500,8 +559,10 @@ class _JsonLinesWriter:
         import numpy as np
         import orjson
 
-        if isinstance(raw, np.ndarray) and raw.ndim == 1 and (
-            raw.dtype.kind in "biu" or raw.dtype == np.float64
+        if (
+            isinstance(raw, np.ndarray)
+            and raw.ndim == 1
+            and (raw.dtype.kind in "biu" or raw.dtype == np.float64)
         ):
             # Fast path for the common case (class labels, scores): one C-level dump, then
             # the list's commas become newlines (numbers contain no commas). Limited to the
@@ -515,8 +576,9 @@ class _JsonLinesWriter:
         value = _get_jsonable_obj(raw, pandas_orient="records")
         items = value if isinstance(value, list) else [value]
         option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-        self.sink.write(b"".join(orjson.dumps(item, default=str, option=option) + b"\n"
-                                 for item in items))
+        self.sink.write(
+            b"".join(orjson.dumps(item, default=str, option=option) + b"\n" for item in items)
+        )
         return len(items)
 
 
@@ -557,13 +619,21 @@ def _as_frame(raw: Any) -> Any:
         return raw.to_frame(name=raw.name if raw.name is not None else "prediction")
     arr = raw if isinstance(raw, np.ndarray) else None
     if arr is None and isinstance(raw, dict):
-        return pd.DataFrame({k: list(v) if hasattr(v, "__len__") and not isinstance(v, str) else [v]
-                             for k, v in raw.items()})
+        return pd.DataFrame(
+            {
+                k: list(v) if hasattr(v, "__len__") and not isinstance(v, str) else [v]
+                for k, v in raw.items()
+            }
+        )
     if arr is None:
         if isinstance(raw, list) and raw and all(isinstance(r, dict) for r in raw):
             return pd.DataFrame(raw)
-        arr = np.asarray(raw, dtype=object if isinstance(raw, list) and raw and
-                         isinstance(raw[0], (list, dict)) else None)
+        arr = np.asarray(
+            raw,
+            dtype=object
+            if isinstance(raw, list) and raw and isinstance(raw[0], (list, dict))
+            else None,
+        )
     if arr.ndim <= 1:
         return pd.DataFrame({"prediction": np.atleast_1d(arr)})
     flat = arr.reshape(len(arr), -1)

@@ -162,8 +162,9 @@ def parquet_supported() -> bool:
     if _parquet_supported is None:
         import importlib.util
 
-        _parquet_supported = any(importlib.util.find_spec(name) is not None
-                                 for name in _PARQUET_ENGINES)
+        _parquet_supported = any(
+            importlib.util.find_spec(name) is not None for name in _PARQUET_ENGINES
+        )
     return _parquet_supported
 
 
@@ -212,8 +213,9 @@ def _has_long_digit_run(body: bytes | str) -> bool:
 class ScoringCore:
     """One loaded model plus MLflow's request semantics. Thread-safe as far as the model is."""
 
-    def __init__(self, model: Any, model_dir: Path, *, name: str | None = None,
-                 version: str | None = None) -> None:
+    def __init__(
+        self, model: Any, model_dir: Path, *, name: str | None = None, version: str | None = None
+    ) -> None:
         from mlflow.pyfunc.scoring_server import invocations
 
         from deployer.serving._fastpath import FastPath
@@ -227,13 +229,13 @@ class ScoringCore:
         self._name = name or _default_name(self._model_dir)
         self._version = version
         self._input_example: Any = _UNSET
-        self._fast = FastPath.build(model, self._input_schema, self._params_schema,
-                                   self._model_dir)
+        self._fast = FastPath.build(model, self._input_schema, self._params_schema, self._model_dir)
 
     # ---------------------------------------------------------------- construction
     @classmethod
-    def load(cls, model_dir: str | Path, *, name: str | None = None,
-             version: str | None = None) -> ScoringCore:
+    def load(
+        cls, model_dir: str | Path, *, name: str | None = None, version: str | None = None
+    ) -> ScoringCore:
         """Load the model with ``mlflow.pyfunc.load_model`` (once), as MLflow's server does.
 
         ``SERVING_MODEL_CONFIG`` (JSON) is honoured like MLflow's server; MLflow's
@@ -247,8 +249,12 @@ class ScoringCore:
         if config := os.environ.get("SERVING_MODEL_CONFIG"):
             kwargs["model_config"] = json.loads(config)
         model = load_model(str(model_dir), **kwargs)
-        return cls(model, Path(model_dir), name=name or os.environ.get("DEPLOYER_MODEL_NAME"),
-                   version=version or os.environ.get("DEPLOYER_MODEL_VERSION"))
+        return cls(
+            model,
+            Path(model_dir),
+            name=name or os.environ.get("DEPLOYER_MODEL_NAME"),
+            version=version or os.environ.get("DEPLOYER_MODEL_VERSION"),
+        )
 
     # ---------------------------------------------------------------- properties
     @property
@@ -308,8 +314,11 @@ class ScoringCore:
 
     @property
     def flavor(self) -> str:
-        return str(getattr(self._meta, "flavors", {}).get("python_function", {}).get(
-            "loader_module", "unknown"))
+        return str(
+            getattr(self._meta, "flavors", {})
+            .get("python_function", {})
+            .get("loader_module", "unknown")
+        )
 
     # ---------------------------------------------------------------- the protocol
     def invoke(self, body: bytes, content_type: str | None) -> ScoringResult:
@@ -393,15 +402,15 @@ class ScoringCore:
 
         sizes = [p.matrix.shape[0] for p in batch]
         try:
-            raw = self._fast.predict_matrix(batch[0].matrix if len(batch) == 1
-                                            else stack([p.matrix for p in batch]))
+            raw = self._fast.predict_matrix(
+                batch[0].matrix if len(batch) == 1 else stack([p.matrix for p in batch])
+            )
             parts = split(raw, sizes)
         except Exception:  # noqa: BLE001 - e.g. one request sent NaN: re-run them singly
             parts = None
         if parts is None:
             return [self.invoke(p.body, p.content_type) for p in batch]
-        return [ScoringResult(200, encode_predictions(part), CONTENT_TYPE_JSON)
-                for part in parts]
+        return [ScoringResult(200, encode_predictions(part), CONTENT_TYPE_JSON) for part in parts]
 
     def _general(self, data: Any, content_type: str) -> ScoringResult:
         """MLflow's own ``invocations`` (errors translated like its FastAPI handler)."""

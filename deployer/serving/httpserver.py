@@ -43,8 +43,10 @@ _CLOSE = b"connection: close\r\n"
 
 
 def _simple_response(status: int, body: bytes = b"") -> bytes:
-    return (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n%s" % (status, _REASONS.get(status, b""), len(body), body))
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n%s" % (status, _REASONS.get(status, b""), len(body), body)
+    )
 
 
 class _State:
@@ -56,12 +58,27 @@ class _State:
 class _Cycle:
     """One request/response on a connection: the ASGI ``receive`` and ``send`` callables."""
 
-    __slots__ = ("proto", "scope", "keep_alive", "expect_continue", "chunks", "buffered",
-                 "complete", "disconnected", "waiter", "head", "started", "finished", "head_only",
-                 "delivered", "chunked")
+    __slots__ = (
+        "proto",
+        "scope",
+        "keep_alive",
+        "expect_continue",
+        "chunks",
+        "buffered",
+        "complete",
+        "disconnected",
+        "waiter",
+        "head",
+        "started",
+        "finished",
+        "head_only",
+        "delivered",
+        "chunked",
+    )
 
-    def __init__(self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool,
-                 expect_continue: bool) -> None:
+    def __init__(
+        self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool, expect_continue: bool
+    ) -> None:
         self.proto = proto
         self.scope = scope
         self.keep_alive = keep_alive
@@ -146,8 +163,9 @@ class _Cycle:
                     self.keep_alive = False
             if not more and not self.complete:
                 self.keep_alive = False  # unread body: the connection cannot be reused
-            head = self.head + (b"\r\n" if self.keep_alive and self.proto.accepting
-                                else _CLOSE + b"\r\n")
+            head = self.head + (
+                b"\r\n" if self.keep_alive and self.proto.accepting else _CLOSE + b"\r\n"
+            )
             self.head = None
             if self.chunked:
                 body = _frame(body, more)
@@ -166,8 +184,9 @@ class _Cycle:
         try:
             await app(self.scope, self.receive, self.send)
         except Exception:  # noqa: BLE001 - one request's failure stays that request's
-            _logger.exception("error in ASGI app for %s %s", self.scope["method"],
-                              self.scope["path"])
+            _logger.exception(
+                "error in ASGI app for %s %s", self.scope["method"], self.scope["path"]
+            )
             if not self.started and not self.proto.closed:
                 self.proto.write(_simple_response(500, b"Internal Server Error"))
             self.keep_alive = False
@@ -181,8 +200,9 @@ class _Cycle:
 class HttpProtocol(asyncio.Protocol):
     """One client connection."""
 
-    def __init__(self, app: Any, state: _State, loop: asyncio.AbstractEventLoop,
-                 keep_alive_timeout: float) -> None:
+    def __init__(
+        self, app: Any, state: _State, loop: asyncio.AbstractEventLoop, keep_alive_timeout: float
+    ) -> None:
         self.app = app
         self.state = state
         self.loop = loop
@@ -424,9 +444,15 @@ def _addr(value: Any) -> tuple[str, int] | None:
     return None
 
 
-async def serve(app: Any, sock: socket.socket, *, graceful_timeout: float = 25.0,
-                keep_alive_timeout: float = 75.0, handle_signals: bool = True,
-                stop_requested: Any = None) -> None:
+async def serve(
+    app: Any,
+    sock: socket.socket,
+    *,
+    graceful_timeout: float = 25.0,
+    keep_alive_timeout: float = 75.0,
+    handle_signals: bool = True,
+    stop_requested: Any = None,
+) -> None:
     """Serve ``app`` on the listening ``sock`` until SIGTERM/SIGINT, then stop gracefully.
 
     ``stop_requested()`` reports a signal caught before this loop took over signals.
@@ -434,7 +460,8 @@ async def serve(app: Any, sock: socket.socket, *, graceful_timeout: float = 25.0
     loop = asyncio.get_running_loop()
     state = _State()
     server = await loop.create_server(
-        lambda: HttpProtocol(app, state, loop, keep_alive_timeout), sock=sock, backlog=2048)
+        lambda: HttpProtocol(app, state, loop, keep_alive_timeout), sock=sock, backlog=2048
+    )
     stop = asyncio.Event()
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):

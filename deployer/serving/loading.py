@@ -47,10 +47,14 @@ PER_WORKER = "per-worker"
 MODES = (AUTO, PRELOAD, PER_WORKER)
 ENV = "DEPLOYER_SERVE_LOAD_MODE"
 
-_TF = "TensorFlow's runtime threads do not survive fork (forked workers hang on their first request)"
+_TF = (
+    "TensorFlow's runtime threads do not survive fork (forked workers hang on their first request)"
+)
 _TORCH = "torch's OpenMP pool does not survive fork once used (forked workers hang)"
-_OPENMP = ("the OpenMP thread pool it starts while loading does not survive fork (forked workers "
-           "hang when they have more than one thread)")
+_OPENMP = (
+    "the OpenMP thread pool it starts while loading does not survive fork (forked workers "
+    "hang when they have more than one thread)"
+)
 _JVM = "the JVM is reached through one py4j gateway connection per process"
 
 #: Loader flavors whose libraries do not survive fork, and why (see the module docstring).
@@ -58,7 +62,8 @@ PER_WORKER_FLAVORS: dict[str, str] = {
     "tensorflow": _TF,
     "keras": "Keras runs on TensorFlow, JAX or torch, whose thread pools do not survive fork",
     "pytorch": _TORCH,
-    "transformers": "transformers runs on torch or TensorFlow, whose thread pools do not survive fork",
+    "transformers": "transformers runs on torch or TensorFlow, whose thread pools do not survive "
+    "fork",
     "sentence_transformers": _TORCH,
     "diffusers": _TORCH,
     "fastai": _TORCH,
@@ -71,16 +76,46 @@ PER_WORKER_FLAVORS: dict[str, str] = {
 }
 
 #: Loader flavors seen to score correctly in forked workers (preload is certain for them).
-PRELOAD_FLAVORS = frozenset({
-    "sklearn", "statsmodels", "catboost", "onnx", "prophet", "pmdarima", "spacy", "shap",
-    "langchain", "llama_index", "dspy", "openai", "diviner", "mleap", "crate", "h2o",
-})
+PRELOAD_FLAVORS = frozenset(
+    {
+        "sklearn",
+        "statsmodels",
+        "catboost",
+        "onnx",
+        "prophet",
+        "pmdarima",
+        "spacy",
+        "shap",
+        "langchain",
+        "llama_index",
+        "dspy",
+        "openai",
+        "diviner",
+        "mleap",
+        "crate",
+        "h2o",
+    }
+)
 
 #: Distributions (canonical names) that make a custom model per-worker when it requires them.
 PER_WORKER_DISTRIBUTIONS: dict[str, str] = {
-    **{name: _TF for name in ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel",
-                              "tensorflow-macos", "tf-nightly", "tf-keras", "keras")},
-    **{name: _TORCH for name in ("torch", "pytorch-lightning", "lightning", "sentence-transformers")},
+    **{
+        name: _TF
+        for name in (
+            "tensorflow",
+            "tensorflow-cpu",
+            "tensorflow-gpu",
+            "tensorflow-intel",
+            "tensorflow-macos",
+            "tf-nightly",
+            "tf-keras",
+            "keras",
+        )
+    },
+    **{
+        name: _TORCH
+        for name in ("torch", "pytorch-lightning", "lightning", "sentence-transformers")
+    },
     "jax": "JAX's runtime threads do not survive fork",
     "jaxlib": "JAX's runtime threads do not survive fork",
     **{name: _OPENMP for name in ("xgboost", "xgboost-cpu", "lightgbm")},
@@ -92,17 +127,30 @@ PER_WORKER_DISTRIBUTIONS: dict[str, str] = {
 #: Top-level modules with the same problem: what model code may import, and what the server
 #: looks for in ``sys.modules`` after an undecided preload.
 PER_WORKER_MODULES: dict[str, str] = {
-    "tensorflow": _TF, "keras": _TF, "tf_keras": _TF, "torch": _TORCH, "lightning": _TORCH,
-    "pytorch_lightning": _TORCH, "jax": "JAX's runtime threads do not survive fork",
-    "xgboost": _OPENMP, "lightgbm": _OPENMP, "paddle": PER_WORKER_DISTRIBUTIONS["paddlepaddle"],
-    "mxnet": PER_WORKER_DISTRIBUTIONS["mxnet"], "pyspark": _JVM,
+    "tensorflow": _TF,
+    "keras": _TF,
+    "tf_keras": _TF,
+    "torch": _TORCH,
+    "lightning": _TORCH,
+    "pytorch_lightning": _TORCH,
+    "jax": "JAX's runtime threads do not survive fork",
+    "xgboost": _OPENMP,
+    "lightgbm": _OPENMP,
+    "paddle": PER_WORKER_DISTRIBUTIONS["paddlepaddle"],
+    "mxnet": PER_WORKER_DISTRIBUTIONS["mxnet"],
+    "pyspark": _JVM,
 }
 
-_PYFUNC_LOADERS = frozenset({
-    "mlflow.pyfunc.model", "mlflow.pyfunc.loaders.chat_model", "mlflow.pyfunc.loaders.chat_agent",
-    "mlflow.pyfunc.loaders.responses_agent", "mlflow.pyfunc.loaders.code_model",
-    "mlflow.prompt.promptlab_model",
-})
+_PYFUNC_LOADERS = frozenset(
+    {
+        "mlflow.pyfunc.model",
+        "mlflow.pyfunc.loaders.chat_model",
+        "mlflow.pyfunc.loaders.chat_agent",
+        "mlflow.pyfunc.loaders.responses_agent",
+        "mlflow.pyfunc.loaders.code_model",
+        "mlflow.prompt.promptlab_model",
+    }
+)
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -119,8 +167,11 @@ class LoadMode:
     certain: bool = True
 
     def describe(self) -> str:
-        how = ("load once, then fork the workers (shared memory)" if self.mode == PRELOAD
-               else "fork the workers first, each loads its own copy")
+        how = (
+            "load once, then fork the workers (shared memory)"
+            if self.mode == PRELOAD
+            else "fork the workers first, each loads its own copy"
+        )
         return f"{self.mode}: {how}; {self.reason}"
 
     def to_dict(self) -> dict[str, object]:
@@ -143,15 +194,22 @@ def loader_flavor(loader_module: str | None) -> str | None:
     return None
 
 
-def decide(loader_module: str | None, requirement_names: Iterable[str] = (),
-           referenced_modules: Iterable[str] = (), requested: str = AUTO) -> LoadMode:
+def decide(
+    loader_module: str | None,
+    requirement_names: Iterable[str] = (),
+    referenced_modules: Iterable[str] = (),
+    requested: str = AUTO,
+) -> LoadMode:
     """The load mode for a model (pure). ``requirement_names``: its requirements' distribution
     names; ``referenced_modules``: top-level modules its own code and pickles reference."""
     if requested not in MODES:
         raise ValueError(f"unknown load mode {requested!r}")
     if requested != AUTO:
-        return LoadMode(requested, "given by --load-mode / DEPLOYER_SERVE_LOAD_MODE (which deployer build "
-                                   "and deployer serve set from the model's flavor, requirements and code)")
+        return LoadMode(
+            requested,
+            "given by --load-mode / DEPLOYER_SERVE_LOAD_MODE (which deployer build "
+            "and deployer serve set from the model's flavor, requirements and code)",
+        )
     flavor = loader_flavor(loader_module)
     if flavor in PER_WORKER_FLAVORS:
         return LoadMode(PER_WORKER, f"{flavor} flavor: {PER_WORKER_FLAVORS[flavor]}")
@@ -159,13 +217,20 @@ def decide(loader_module: str | None, requirement_names: Iterable[str] = (),
         return LoadMode(PRELOAD, f"{flavor} flavor: its libraries survive fork")
     for name in sorted({canonical(n) for n in requirement_names}):
         if name in PER_WORKER_DISTRIBUTIONS:
-            return LoadMode(PER_WORKER, f"the model requires {name}: {PER_WORKER_DISTRIBUTIONS[name]}")
+            return LoadMode(
+                PER_WORKER, f"the model requires {name}: {PER_WORKER_DISTRIBUTIONS[name]}"
+            )
     for module in sorted({m.split(".")[0] for m in referenced_modules}):
         if module in PER_WORKER_MODULES:
-            return LoadMode(PER_WORKER, f"the model's code imports {module}: {PER_WORKER_MODULES[module]}")
+            return LoadMode(
+                PER_WORKER, f"the model's code imports {module}: {PER_WORKER_MODULES[module]}"
+            )
     what = f"{flavor} flavor" if flavor else f"loader {loader_module or '(none)'}"
-    return LoadMode(PRELOAD, f"{what}: no library known to break under fork in its requirements or code",
-                    certain=False)
+    return LoadMode(
+        PRELOAD,
+        f"{what}: no library known to break under fork in its requirements or code",
+        certain=False,
+    )
 
 
 def fork_hazards(modules: Iterable[str] | None = None, threads_started: int = 0) -> str:
@@ -193,8 +258,9 @@ def requirement_names(lines: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def decide_for_model_dir(model_dir: str | Path, requested: str = AUTO,
-                         referenced_modules: Iterable[str] = ()) -> LoadMode:
+def decide_for_model_dir(
+    model_dir: str | Path, requested: str = AUTO, referenced_modules: Iterable[str] = ()
+) -> LoadMode:
     """:func:`decide` from the files in an MLflow model directory (what the server has), plus
     the modules its files reference when the caller scanned them (the host side does:
     :mod:`deployer.model.references`)."""

@@ -25,8 +25,25 @@ import tempfile
 from typing import Any
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-           10.0, 30.0, 60.0, float("inf"))
+BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    float("inf"),
+)
 
 
 def prepare_multiprocess_dir() -> str:
@@ -65,19 +82,42 @@ class Metrics:
         registry = None if self._multiprocess else CollectorRegistry(auto_describe=True)
         self._registry = registry
         kw: dict[str, Any] = {"registry": registry}
-        self._requests = Counter("deployer_requests", "HTTP requests answered.",
-                                 ["route", "method", "status"], **kw)
-        self._errors = Counter("deployer_request_errors", "HTTP requests answered with an "
-                               "error status (>= 400).", ["route", "status"], **kw)
-        self._latency = Histogram("deployer_request_duration_seconds", "Time from request "
-                                  "start to response sent.", ["route"], buckets=BUCKETS, **kw)
-        self._in_flight = Gauge("deployer_requests_in_flight", "Requests being processed.",
-                                multiprocess_mode="livesum", **kw)
-        self._batch = Histogram("deployer_batch_size", "Requests scored together by one "
-                                "batched predict call (see deployer.serving._batching).",
-                                buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64, float("inf")), **kw)
-        info = Gauge("deployer_model_info", "The model this server serves (value is 1).",
-                     ["name", "version", "flavor"], multiprocess_mode="max", **kw)
+        self._requests = Counter(
+            "deployer_requests", "HTTP requests answered.", ["route", "method", "status"], **kw
+        )
+        self._errors = Counter(
+            "deployer_request_errors",
+            "HTTP requests answered with an error status (>= 400).",
+            ["route", "status"],
+            **kw,
+        )
+        self._latency = Histogram(
+            "deployer_request_duration_seconds",
+            "Time from request start to response sent.",
+            ["route"],
+            buckets=BUCKETS,
+            **kw,
+        )
+        self._in_flight = Gauge(
+            "deployer_requests_in_flight",
+            "Requests being processed.",
+            multiprocess_mode="livesum",
+            **kw,
+        )
+        self._batch = Histogram(
+            "deployer_batch_size",
+            "Requests scored together by one "
+            "batched predict call (see deployer.serving._batching).",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64, float("inf")),
+            **kw,
+        )
+        info = Gauge(
+            "deployer_model_info",
+            "The model this server serves (value is 1).",
+            ["name", "version", "flavor"],
+            multiprocess_mode="max",
+            **kw,
+        )
         info.labels(model_name, model_version or "", flavor).set(1)
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 

@@ -39,18 +39,33 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
-def option(default: Any, help: str, *, env: tuple[str, ...] = (),  # noqa: A002 - click's name
-           choices: tuple[str, ...] | None = None, cli_default: Any = MISSING,
-           metavar: str | None = None, cli: bool = True) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    env: tuple[str, ...] = (),  # noqa: A002 - click's name
+    choices: tuple[str, ...] | None = None,
+    cli_default: Any = MISSING,
+    metavar: str | None = None,
+    cli: bool = True,
+) -> Any:
     """A :class:`ServeOptions` field with what the flag/env/config derivations need.
 
     ``cli_default``: the default of ``deployer serve`` when it differs from the image's (host:
     loopback on a workstation, every interface in a container). ``cli=False``: not a flag of
     ``deployer serve`` (which takes ``-m/--model`` instead of ``--model-dir``).
     """
-    return field(default=default, metadata={
-        "help": help, "env": env, "choices": choices, "cli_default": cli_default,
-        "metavar": metavar, "cli": cli})
+    return field(
+        default=default,
+        metadata={
+            "help": help,
+            "env": env,
+            "choices": choices,
+            "cli_default": cli_default,
+            "metavar": metavar,
+            "cli": cli,
+        },
+    )
 
 
 def cpu_count() -> int:
@@ -66,46 +81,77 @@ class ServeOptions:
     """Everything the server needs to start. ``None`` means "pick the default at start"."""
 
     model_dir: str = option("/opt/ml/model", "model directory", cli=False, metavar="DIR")
-    host: str = option("0.0.0.0", "address to listen on (0.0.0.0: every interface)",
-                       cli_default="127.0.0.1", metavar="ADDR")
-    port: int = option(DEFAULT_PORT, "port (0 picks a free one; the log says which)",
-                       env=("SAGEMAKER_BIND_TO_PORT",))
-    workers: int | None = option(None, "worker processes (default: the CPU count)",
-                                 env=("MLFLOW_MODELS_WORKERS",))
-    timeout: float = option(DEFAULT_TIMEOUT, "request timeout in seconds, 504 after it; for "
-                            "streams, the longest wait for the next chunk",
-                            env=("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT",), metavar="SECONDS")
-    max_body_bytes: int = option(DEFAULT_MAX_BODY, "largest request body, 413 above it",
-                                 metavar="BYTES")
-    blas_threads: int | None = option(None, "BLAS/OpenMP threads per worker "
-                                      "(default: CPUs // workers)")
+    host: str = option(
+        "0.0.0.0",
+        "address to listen on (0.0.0.0: every interface)",
+        cli_default="127.0.0.1",
+        metavar="ADDR",
+    )
+    port: int = option(
+        DEFAULT_PORT,
+        "port (0 picks a free one; the log says which)",
+        env=("SAGEMAKER_BIND_TO_PORT",),
+    )
+    workers: int | None = option(
+        None, "worker processes (default: the CPU count)", env=("MLFLOW_MODELS_WORKERS",)
+    )
+    timeout: float = option(
+        DEFAULT_TIMEOUT,
+        "request timeout in seconds, 504 after it; for "
+        "streams, the longest wait for the next chunk",
+        env=("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT",),
+        metavar="SECONDS",
+    )
+    max_body_bytes: int = option(
+        DEFAULT_MAX_BODY, "largest request body, 413 above it", metavar="BYTES"
+    )
+    blas_threads: int | None = option(
+        None, "BLAS/OpenMP threads per worker (default: CPUs // workers)"
+    )
     threads: int = option(4, "prediction threads per worker")
-    load_mode: str = option("auto", "where the model is loaded: preload (once, before forking "
-                            "the workers: shared memory) or per-worker (each worker loads its own "
-                            "copy: for libraries that do not survive fork, e.g. TensorFlow); auto "
-                            "decides from the model's flavor, requirements and code",
-                            choices=("auto", "preload", "per-worker"))
-    graceful_timeout: float | None = option(None, "seconds SIGTERM waits for in-flight "
-                                            "requests (default: min(timeout + 1, 25))",
-                                            metavar="SECONDS")
-    model_name: str | None = option(None, "name in V2 routes and metrics "
-                                    "(default: the model directory's name)", metavar="NAME")
-    model_version: str | None = option(None, "version reported by the V2 routes",
-                                       metavar="VERSION")
-    log_level: str = option("info", "log level",
-                            choices=("debug", "info", "warning", "error"))
+    load_mode: str = option(
+        "auto",
+        "where the model is loaded: preload (once, before forking "
+        "the workers: shared memory) or per-worker (each worker loads its own "
+        "copy: for libraries that do not survive fork, e.g. TensorFlow); auto "
+        "decides from the model's flavor, requirements and code",
+        choices=("auto", "preload", "per-worker"),
+    )
+    graceful_timeout: float | None = option(
+        None,
+        "seconds SIGTERM waits for in-flight requests (default: min(timeout + 1, 25))",
+        metavar="SECONDS",
+    )
+    model_name: str | None = option(
+        None, "name in V2 routes and metrics (default: the model directory's name)", metavar="NAME"
+    )
+    model_version: str | None = option(None, "version reported by the V2 routes", metavar="VERSION")
+    log_level: str = option("info", "log level", choices=("debug", "info", "warning", "error"))
     log_format: str = option("text", "log and access-log line format", choices=("text", "json"))
-    access_log: bool = option(True, "one log line per request (method, path, status, bytes, "
-                              "ms, request id) on stderr")
+    access_log: bool = option(
+        True, "one log line per request (method, path, status, bytes, ms, request id) on stderr"
+    )
     batching: bool = option(True, "score concurrent small requests in one model call")
-    http: str = option("deployer", "HTTP server: deployer's built-in one or uvicorn",
-                       choices=("deployer", "uvicorn"))
-    api_key_file: str | None = option(None, "require this file's key on every request "
-                                      f"(Authorization: Bearer or X-Api-Key); or set "
-                                      f"{API_KEY_ENV}", metavar="FILE")
-    auth_exempt: str = option(DEFAULT_AUTH_EXEMPT, "comma-separated routes that need no key "
-                              "(a trailing * matches a prefix)", metavar="ROUTES")
-    extra: Mapping[str, Any] = field(default_factory=dict, metadata={"cli": False, "internal": True})
+    http: str = option(
+        "deployer",
+        "HTTP server: deployer's built-in one or uvicorn",
+        choices=("deployer", "uvicorn"),
+    )
+    api_key_file: str | None = option(
+        None,
+        "require this file's key on every request "
+        f"(Authorization: Bearer or X-Api-Key); or set "
+        f"{API_KEY_ENV}",
+        metavar="FILE",
+    )
+    auth_exempt: str = option(
+        DEFAULT_AUTH_EXEMPT,
+        "comma-separated routes that need no key (a trailing * matches a prefix)",
+        metavar="ROUTES",
+    )
+    extra: Mapping[str, Any] = field(
+        default_factory=dict, metadata={"cli": False, "internal": True}
+    )
 
     @property
     def effective_workers(self) -> int:
@@ -158,12 +204,18 @@ class ServeOptions:
                 raise bad(spec.name, value, " or ".join(repr(c) for c in choices))
         bad_routes = [r for r in self.auth_exempt_routes if not r.startswith("/")]
         if bad_routes:
-            raise bad("auth_exempt", self.auth_exempt, "paths starting with '/', e.g. "
-                      f"{DEFAULT_AUTH_EXEMPT!r}")
+            raise bad(
+                "auth_exempt",
+                self.auth_exempt,
+                f"paths starting with '/', e.g. {DEFAULT_AUTH_EXEMPT!r}",
+            )
         return self
 
-    def with_env(self, env: Mapping[str, str] | None = None,
-                 explicit: set[str] | frozenset[str] = frozenset()) -> ServeOptions:
+    def with_env(
+        self,
+        env: Mapping[str, str] | None = None,
+        explicit: set[str] | frozenset[str] = frozenset(),
+    ) -> ServeOptions:
         """Fill options not in ``explicit`` from environment variables."""
         env = os.environ if env is None else env
         changes: dict[str, Any] = {}
@@ -226,8 +278,11 @@ def convert(name: str, var: str, raw: str) -> Any:
             return True
         if lowered in _FALSE:
             return False
-        raise UsageError(f"invalid value {raw!r} for {name}", where=f"environment variable {var}",
-                         fix=f"set {var} to 1 or 0")
+        raise UsageError(
+            f"invalid value {raw!r} for {name}",
+            where=f"environment variable {var}",
+            fix=f"set {var} to 1 or 0",
+        )
     try:
         return kind(raw)
     except ValueError:
@@ -248,9 +303,11 @@ def read_api_key(options: ServeOptions, env: Mapping[str, str] | None = None) ->
             with open(options.api_key_file, "rb") as fh:
                 key = fh.read().strip()
         except OSError as exc:
-            raise UsageError(f"cannot read the API key file: {exc.strerror}",
-                             where=f"--api-key-file {options.api_key_file}",
-                             fix="point --api-key-file at a readable file holding the key") from None
+            raise UsageError(
+                f"cannot read the API key file: {exc.strerror}",
+                where=f"--api-key-file {options.api_key_file}",
+                fix="point --api-key-file at a readable file holding the key",
+            ) from None
         where = f"--api-key-file {options.api_key_file}"
     else:
         raw = env.get(API_KEY_ENV, "")
@@ -259,10 +316,11 @@ def read_api_key(options: ServeOptions, env: Mapping[str, str] | None = None) ->
         key = raw.strip().encode()
         where = f"environment variable {API_KEY_ENV}"
     if len(key) < 16 or not all(0x21 <= b < 0x7F for b in key):
-        raise UsageError("the API key must be at least 16 printable ASCII characters "
-                         "with no spaces", where=where,
-                         fix="generate one with: python -c 'import secrets; "
-                             "print(secrets.token_urlsafe(32))'")
+        raise UsageError(
+            "the API key must be at least 16 printable ASCII characters with no spaces",
+            where=where,
+            fix="generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
     return key
 
 

@@ -45,8 +45,13 @@ from deployer.serving.options import ServeOptions
 
 _logger = logging.getLogger("deployer.serving")
 
-_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-             "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+_BLAS_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 def configure_threads(n: int) -> None:
@@ -66,8 +71,12 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         import json
 
-        entry = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
-                 "pid": record.process, "message": record.getMessage()}
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -83,8 +92,9 @@ def configure_logging(level: str, fmt: str = "text") -> None:
         if fmt == "json":
             handler.setFormatter(JsonFormatter())
         elif isinstance(handler.formatter, JsonFormatter) or handler.formatter is None:
-            handler.setFormatter(logging.Formatter(
-                "%(asctime)s %(levelname)s [%(process)d] %(message)s"))
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(message)s")
+            )
     logger.setLevel(level.upper() if isinstance(level, str) else level)
 
 
@@ -111,8 +121,9 @@ def load_core(options: ServeOptions) -> Any:
 
     started = time.monotonic()
     try:
-        core = ScoringCore.load(options.model_dir, name=options.model_name,
-                                version=options.model_version)
+        core = ScoringCore.load(
+            options.model_dir, name=options.model_name, version=options.model_version
+        )
     except DeployerError:
         raise
     except Exception as exc:
@@ -120,10 +131,14 @@ def load_core(options: ServeOptions) -> Any:
             f"could not load the model: {type(exc).__name__}: {exc}",
             where=str(options.model_dir),
             fix="check that the directory holds an MLflow model (an MLmodel file) and that "
-                "this Python environment has the model's requirements installed",
+            "this Python environment has the model's requirements installed",
         ) from exc
-    _logger.info("model %r loaded in %.1f s (flavor %s)", core.model_name,
-                 time.monotonic() - started, core.flavor)
+    _logger.info(
+        "model %r loaded in %.1f s (flavor %s)",
+        core.model_name,
+        time.monotonic() - started,
+        core.flavor,
+    )
     return core
 
 
@@ -167,8 +182,11 @@ def build_app(core: Any, options: ServeOptions, *, metrics: bool = True) -> Any:
         max_body_bytes=options.max_body_bytes,
         timeout=options.timeout,
         threads=options.threads,
-        metrics=Metrics(model_name=core.model_name, model_version=core.model_version,
-                        flavor=core.flavor) if metrics else None,
+        metrics=Metrics(
+            model_name=core.model_name, model_version=core.model_version, flavor=core.flavor
+        )
+        if metrics
+        else None,
         batching=options.batching,
         access_log=AccessLog(options.log_format) if options.access_log else None,
         auth=ApiKeyAuth(key, options.auth_exempt_routes) if key else None,
@@ -181,7 +199,9 @@ def _uvicorn_config(app: Any, options: ServeOptions) -> Any:
     try:
         import httptools  # noqa: F401
     except ImportError as exc:  # pragma: no cover - the serve extra installs it
-        raise ServingError("httptools is not installed", fix="pip install 'deployer[serve]'") from exc
+        raise ServingError(
+            "httptools is not installed", fix="pip install 'deployer[serve]'"
+        ) from exc
     try:
         import uvloop  # noqa: F401
 
@@ -224,8 +244,14 @@ def run_worker(core: Any, sock: socket.socket, options: ServeOptions) -> None:
         else:
             from deployer.serving.httpserver import serve as serve_http
 
-            _run_loop(serve_http(app, sock, graceful_timeout=options.effective_graceful_timeout,
-                                 stop_requested=lambda: bool(stop_requested)))
+            _run_loop(
+                serve_http(
+                    app,
+                    sock,
+                    graceful_timeout=options.effective_graceful_timeout,
+                    stop_requested=lambda: bool(stop_requested),
+                )
+            )
     finally:
         app.close()
 
@@ -281,7 +307,10 @@ def _serve(options: ServeOptions) -> None:
                 "the model %s while loading, which does not survive fork: serving with 1 worker in "
                 "this process instead of %d (set --load-mode per-worker / "
                 "DEPLOYER_SERVE_LOAD_MODE=per-worker to run %d workers that each load the model)",
-                found, workers, workers)
+                found,
+                workers,
+                workers,
+            )
             workers = 1
     sock = bind_socket(options.host, options.port)
     _log_listening(sock, workers, options)
@@ -295,10 +324,15 @@ def _serve(options: ServeOptions) -> None:
 
 def _log_listening(sock: socket.socket, workers: int, options: ServeOptions) -> None:
     host, port = sock.getsockname()[:2]
-    _logger.info("listening on http://%s:%d (%d worker%s, %d BLAS thread%s each)",
-                 host if ":" not in host else f"[{host}]", port, workers,
-                 "s" if workers > 1 else "", options.effective_blas_threads,
-                 "s" if options.effective_blas_threads > 1 else "")
+    _logger.info(
+        "listening on http://%s:%d (%d worker%s, %d BLAS thread%s each)",
+        host if ":" not in host else f"[{host}]",
+        port,
+        workers,
+        "s" if workers > 1 else "",
+        options.effective_blas_threads,
+        "s" if options.effective_blas_threads > 1 else "",
+    )
 
 
 def _preimport_serving_stack() -> None:
@@ -461,14 +495,17 @@ class Supervisor:
             self._read_reports()
             if self._load_failed(status):
                 continue
-            _logger.error("worker %d exited unexpectedly (%s); starting a new one", pid,
-                          _describe(status))
+            _logger.error(
+                "worker %d exited unexpectedly (%s); starting a new one", pid, _describe(status)
+            )
             if time.monotonic() - started < self.MIN_UPTIME:
                 self.quick_deaths += 1
                 if self.quick_deaths >= self.MAX_QUICK_DEATHS:
                     self._on_signal(signal.SIGTERM, None)
-                    raise ServingError("workers keep crashing at start; giving up",
-                                       fix="run with --workers 1 to see the error")
+                    raise ServingError(
+                        "workers keep crashing at start; giving up",
+                        fix="run with --workers 1 to see the error",
+                    )
             self._spawn()
         self.sock.close()
         for fd in (self._reports_r, self._reports_w):
@@ -476,20 +513,28 @@ class Supervisor:
                 os.close(fd)
         if self.load_error is not None and not self.ever_ready:
             error = self.load_error
-            raise ServingError(f"{error.get('message')} (in a worker: load mode per-worker)",
-                               where=error.get("where") or str(self.options.model_dir),
-                               fix=error.get("fix"))
+            raise ServingError(
+                f"{error.get('message')} (in a worker: load mode per-worker)",
+                where=error.get("where") or str(self.options.model_dir),
+                fix=error.get("fix"),
+            )
         _logger.info("server stopped")
 
     def _load_failed(self, status: int) -> bool:
         """A per-worker load failure before the server was ever ready stops the server (the
         model cannot load: restarting would fail the same way). Returns True when stopping."""
-        if self.core is not None or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != LOAD_FAILED:
+        if (
+            self.core is not None
+            or not os.WIFEXITED(status)
+            or os.WEXITSTATUS(status) != LOAD_FAILED
+        ):
             return False
         if self.ever_ready:
             return False  # a later failure (e.g. memory): replaced like any crash
-        _logger.error("the model failed to load in a worker: %s",
-                      (self.load_error or {}).get("message", "(no message)"))
+        _logger.error(
+            "the model failed to load in a worker: %s",
+            (self.load_error or {}).get("message", "(no message)"),
+        )
         self._on_signal(signal.SIGTERM, None)
         return True
 

@@ -89,8 +89,9 @@ class StreamStart:
         self.done = done
 
 
-def start_stream(core: ScoringCore, body: bytes, content_type: str | None,
-                 accept: str | None) -> StreamStart | None:
+def start_stream(
+    core: ScoringCore, body: bytes, content_type: str | None, accept: str | None
+) -> StreamStart | None:
     """In the pool: a :class:`StreamStart` if this request streams, else None.
 
     Raises :class:`ScoringError` for requests that ask to stream but cannot (bad input,
@@ -110,8 +111,12 @@ def start_stream(core: ScoringCore, body: bytes, content_type: str | None,
     if isinstance(data, dict) and "stream" in data and not _schema_has(core, "stream"):
         data = {k: v for k, v in data.items() if k != "stream"}  # not the model's input
     context = contextvars.copy_context()
-    chunks = _call(lambda: _InContext(
-        context.run(lambda: iter(core.pyfunc_model.predict_stream(data, params=params))), context))
+    chunks = _call(
+        lambda: _InContext(
+            context.run(lambda: iter(core.pyfunc_model.predict_stream(data, params=params))),
+            context,
+        )
+    )
     first = next_chunk(chunks)  # may be END: an empty stream
     return StreamStart(first, chunks, ends_with_done(core))
 
@@ -186,8 +191,7 @@ def _dumps(chunk: Any) -> bytes:
     except TypeError:
         from mlflow.utils.proto_json_utils import _get_jsonable_obj
 
-        return json.dumps(_get_jsonable_obj(chunk, pandas_orient="records"),
-                          default=str).encode()
+        return json.dumps(_get_jsonable_obj(chunk, pandas_orient="records"), default=str).encode()
 
 
 def _schema_has(core: ScoringCore, name: str) -> bool:

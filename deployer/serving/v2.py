@@ -22,13 +22,29 @@ import orjson
 from deployer.serving.core import ScoringError, ScoringResult, decode_json
 
 _DTYPES = {
-    "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
-    "UINT64": "uint64", "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
-    "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "object",
+    "BOOL": "bool",
+    "UINT8": "uint8",
+    "UINT16": "uint16",
+    "UINT32": "uint32",
+    "UINT64": "uint64",
+    "INT8": "int8",
+    "INT16": "int16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "FP16": "float16",
+    "FP32": "float32",
+    "FP64": "float64",
+    "BYTES": "object",
 }
 _COLSPEC_TO_V2 = {
-    "boolean": "BOOL", "integer": "INT32", "long": "INT64", "float": "FP32", "double": "FP64",
-    "string": "BYTES", "binary": "BYTES", "datetime": "BYTES",
+    "boolean": "BOOL",
+    "integer": "INT32",
+    "long": "INT64",
+    "float": "FP32",
+    "double": "FP64",
+    "string": "BYTES",
+    "binary": "BYTES",
+    "datetime": "BYTES",
 }
 # Request-level parameters MLServer/KServe use for transport, never model params.
 _RESERVED_PARAMETERS = {"content_type", "headers"}
@@ -45,7 +61,7 @@ class V2Adapter:
 
     # ------------------------------------------------------------------ routing
     def _parse(self, path: str) -> tuple[str, str | None, list[str]] | None:
-        parts = path[len("/v2/models/"):].split("/")
+        parts = path[len("/v2/models/") :].split("/")
         name, rest, version = parts[0], parts[1:], None
         if not name:
             return None
@@ -58,7 +74,7 @@ class V2Adapter:
         return name, version, rest
 
     def route(self, path: str) -> str | None:
-        """"infer", "get" or None (no such V2 route) for a /v2/models/... path."""
+        """ "infer", "get" or None (no such V2 route) for a /v2/models/... path."""
         parsed = self._parse(path)
         if parsed is None:
             return None
@@ -66,11 +82,12 @@ class V2Adapter:
 
     def _check_model(self, name: str, version: str | None) -> str | None:
         if name != self.core.model_name:
-            return (f"Model '{name}' not found; this server serves "
-                    f"'{self.core.model_name}'")
+            return f"Model '{name}' not found; this server serves '{self.core.model_name}'"
         if version is not None and self.core.model_version not in (None, version):
-            return (f"Version '{version}' of model '{name}' not found; this server serves "
-                    f"version '{self.core.model_version}'")
+            return (
+                f"Version '{version}' of model '{name}' not found; this server serves "
+                f"version '{self.core.model_version}'"
+            )
         return None
 
     # ------------------------------------------------------------------ GET routes
@@ -78,8 +95,7 @@ class V2Adapter:
         if path == "/v2":
             from deployer import __version__
 
-            return 200, orjson.dumps({"name": "deployer", "version": __version__,
-                                      "extensions": []})
+            return 200, orjson.dumps({"name": "deployer", "version": __version__, "extensions": []})
         if path == "/v2/health/live":
             return 200, b'{"live":true}'
         if path == "/v2/health/ready":
@@ -107,10 +123,17 @@ class V2Adapter:
         params = core.params_schema
         if params is not None:
             out["parameters"] = {
-                "params": [{"name": p.name, "datatype": _COLSPEC_TO_V2.get(
-                    str(getattr(p.dtype, "name", p.dtype)), "BYTES"),
-                    "shape": list(p.shape) if p.shape else [], "default": _plain(p.default)}
-                    for p in params.params]
+                "params": [
+                    {
+                        "name": p.name,
+                        "datatype": _COLSPEC_TO_V2.get(
+                            str(getattr(p.dtype, "name", p.dtype)), "BYTES"
+                        ),
+                        "shape": list(p.shape) if p.shape else [],
+                        "default": _plain(p.default),
+                    }
+                    for p in params.params
+                ]
             }
         return out
 
@@ -184,7 +207,8 @@ class V2Adapter:
                 return tensors
             raise _BadTensor(
                 "All input tensors must have the same first dimension (one row per element)"
-                f" for this column-based model; got lengths {sorted(lengths)}")
+                f" for this column-based model; got lengths {sorted(lengths)}"
+            )
         return pd.DataFrame(columns)
 
 
@@ -201,11 +225,11 @@ def _tensor(spec: Any, index: int, np: Any) -> Any:
     if not isinstance(name, str) or not name:
         raise _BadTensor(f"{where}.name must be a non-empty string")
     if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
         raise _BadTensor(f"{where}.shape must be a list of non-negative integers, got {shape!r}")
     if datatype not in _DTYPES:
-        raise _BadTensor(
-            f"{where}.datatype {datatype!r} is not one of {sorted(_DTYPES)}")
+        raise _BadTensor(f"{where}.datatype {datatype!r} is not one of {sorted(_DTYPES)}")
     if not isinstance(data, list):
         data = [data]
     try:
@@ -222,8 +246,7 @@ def _tensor(spec: Any, index: int, np: Any) -> Any:
         raise _BadTensor(f"{where}: data does not match datatype {datatype}: {exc}") from None
     expected = math.prod(shape)
     if arr.size != expected:
-        raise _BadTensor(
-            f"{where}: shape {shape} needs {expected} elements, data has {arr.size}")
+        raise _BadTensor(f"{where}: shape {shape} needs {expected} elements, data has {arr.size}")
     return arr.reshape(shape)
 
 
@@ -268,12 +291,18 @@ def _tensor_out(name: str, arr: Any) -> dict[str, Any]:
     arr = np.asarray(arr)
     datatype = _v2_datatype(arr.dtype)
     if datatype == "BYTES":
-        data = [x if isinstance(x, str) or x is None else
-                (x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x))
-                for x in arr.ravel().tolist()]
+        data = [
+            x
+            if isinstance(x, str) or x is None
+            else (x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x))
+            for x in arr.ravel().tolist()
+        ]
     elif arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ScoringError(400, "BAD_REQUEST",
-                           f"output '{name}' has NaN/Infinity values, which V2 JSON cannot carry")
+        raise ScoringError(
+            400,
+            "BAD_REQUEST",
+            f"output '{name}' has NaN/Infinity values, which V2 JSON cannot carry",
+        )
     else:
         data = arr.ravel().tolist()
     return {"name": name, "shape": list(arr.shape), "datatype": datatype, "data": data}
@@ -286,8 +315,9 @@ def predictions_to_outputs(raw: Any, signature: Any = None) -> list[dict[str, An
     if isinstance(raw, pd.DataFrame):
         return [_tensor_out(str(col), raw[col].to_numpy()) for col in raw.columns]
     if isinstance(raw, pd.Series):
-        return [_tensor_out(str(raw.name) if raw.name is not None else "predictions",
-                            raw.to_numpy())]
+        return [
+            _tensor_out(str(raw.name) if raw.name is not None else "predictions", raw.to_numpy())
+        ]
     if isinstance(raw, dict):
         return [_tensor_out(str(k), v) for k, v in raw.items()]
     name = "predictions"
@@ -306,13 +336,20 @@ def _schema_tensors(schema: Any, prefix: str) -> list[dict[str, Any]]:
         if schema.is_tensor_spec():
             import numpy as np
 
-            out.append({"name": name, "datatype": _v2_datatype(np.dtype(spec.type)),
-                        "shape": list(spec.shape)})
+            out.append(
+                {
+                    "name": name,
+                    "datatype": _v2_datatype(np.dtype(spec.type)),
+                    "shape": list(spec.shape),
+                }
+            )
         else:
             type_name = str(getattr(spec.type, "name", "")) or "object"
-            entry: dict[str, Any] = {"name": name,
-                                     "datatype": _COLSPEC_TO_V2.get(type_name, "BYTES"),
-                                     "shape": [-1]}
+            entry: dict[str, Any] = {
+                "name": name,
+                "datatype": _COLSPEC_TO_V2.get(type_name, "BYTES"),
+                "shape": [-1],
+            }
             if not getattr(spec, "required", True):
                 entry["parameters"] = {"optional": True}
             out.append(entry)

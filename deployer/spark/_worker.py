@@ -121,10 +121,9 @@ def udf_body(spec: UdfSpec) -> Any:
         return score_batches(spec, iterator)
 
     out = pandas.DataFrame if _is_struct(spec.result_type) else pandas.Series
-    body.__annotations__ = {
-        "iterator": typing.Iterator[typing.Tuple[typing.Union[pandas.Series, pandas.DataFrame], ...]],  # noqa: UP006, UP007
-        "return": typing.Iterator[out],
-    }
+    # PySpark reads these hints at runtime and understands the typing forms only
+    batch = typing.Tuple[typing.Union[pandas.Series, pandas.DataFrame], ...]  # noqa: UP006, UP007
+    body.__annotations__ = {"iterator": typing.Iterator[batch], "return": typing.Iterator[out]}
     return body
 
 
@@ -182,8 +181,11 @@ def float_frame(spec: UdfSpec, arrays: tuple[Any, ...]) -> Any:
     if len(arrays) == 1 and pyarrow.types.is_struct(arrays[0].type):
         struct = arrays[0]
         # a null struct row has no pandas twin this cheap to reproduce: the general path
-        if struct.null_count or not struct.type.num_fields \
-                or not all(is_double(f.type) for f in struct.type):
+        if (
+            struct.null_count
+            or not struct.type.num_fields
+            or not all(is_double(f.type) for f in struct.type)
+        ):
             return None
         names = [f.name for f in struct.type]
         columns = struct.flatten()  # the children, sliced like the parent
@@ -219,10 +221,19 @@ def arrow_to_pandas(spec: UdfSpec, arrays: tuple[Any, ...]) -> tuple[Any, ...]:
 
     conf = spec.arrow
     assert conf is not None
-    batch = pyarrow.RecordBatch.from_arrays(list(arrays), names=[f"_{i}" for i in range(len(arrays))])
-    return tuple(ArrowBatchTransformer.to_pandas(
-        batch, timezone=conf.timezone, struct_in_pandas="dict", ndarray_as_list=False,
-        prefer_int_ext_dtype=conf.prefer_int_ext_dtype, df_for_struct=True))
+    batch = pyarrow.RecordBatch.from_arrays(
+        list(arrays), names=[f"_{i}" for i in range(len(arrays))]
+    )
+    return tuple(
+        ArrowBatchTransformer.to_pandas(
+            batch,
+            timezone=conf.timezone,
+            struct_in_pandas="dict",
+            ndarray_as_list=False,
+            prefer_int_ext_dtype=conf.prefer_int_ext_dtype,
+            df_for_struct=True,
+        )
+    )
 
 
 def pandas_to_arrow(spec: UdfSpec, result: Any) -> Any:
@@ -238,13 +249,19 @@ def pandas_to_arrow(spec: UdfSpec, result: Any) -> Any:
     except ImportError:  # the check only words the error; the conversion still refuses
         pass
     else:
-        verify_pandas_result(result, spec.result_type, assign_cols_by_name=True,
-                             truncate_return_schema=True)
+        verify_pandas_result(
+            result, spec.result_type, assign_cols_by_name=True, truncate_return_schema=True
+        )
     batch = PandasToArrowConversion.convert(
-        [result], StructType([StructField("_0", spec.result_type)]), timezone=conf.timezone,
-        safecheck=conf.safecheck, arrow_cast=True, prefers_large_types=conf.large_var_types,
+        [result],
+        StructType([StructField("_0", spec.result_type)]),
+        timezone=conf.timezone,
+        safecheck=conf.safecheck,
+        arrow_cast=True,
+        prefers_large_types=conf.large_var_types,
         assign_cols_by_name=conf.assign_cols_by_name,
-        int_to_decimal_coercion_enabled=conf.int_to_decimal)
+        int_to_decimal_coercion_enabled=conf.int_to_decimal,
+    )
     return batch.column(0)
 
 
@@ -263,16 +280,21 @@ def input_frame(spec: UdfSpec, args: tuple[Any, ...]) -> Any:
         return args[0]
     names = column_names(spec, len(args))
     args = args[: len(names)]
-    if len(args) == len(names) and all(isinstance(a, pandas.Series) and a.dtype == "float64" for a in args) \
-            and all(a.index.equals(args[0].index) for a in args[1:]):
+    if (
+        len(args) == len(names)
+        and all(isinstance(a, pandas.Series) and a.dtype == "float64" for a in args)
+        and all(a.index.equals(args[0].index) for a in args[1:])
+    ):
         # the same frame (columns, float64 dtypes, index), built as one block in one copy
         import numpy as np
 
-        return pandas.DataFrame(np.column_stack([a.to_numpy() for a in args]), columns=names,
-                                index=args[0].index)
+        return pandas.DataFrame(
+            np.column_stack([a.to_numpy() for a in args]), columns=names, index=args[0].index
+        )
     return pandas.DataFrame(
         data={
-            names[i]: arg if isinstance(arg, pandas.Series)
+            names[i]: arg
+            if isinstance(arg, pandas.Series)
             # a struct column arrives as a DataFrame: one dict per row, as MLflow passes it
             else arg.apply(lambda row: row.to_dict(), axis=1)
             for i, arg in enumerate(args)
@@ -353,9 +375,13 @@ def to_result_type(result: Any, result_type: Any) -> Any:
 
     elem_type = result_type.elementType if isinstance(result_type, ArrayType) else result_type
     if type(elem_type) is IntegerType:
-        result = result.select_dtypes([np.byte, np.ubyte, np.short, np.ushort, np.int32]).astype(np.int32)
+        result = result.select_dtypes([np.byte, np.ubyte, np.short, np.ushort, np.int32]).astype(
+            np.int32
+        )
     elif type(elem_type) is LongType:
-        result = result.select_dtypes([np.byte, np.ubyte, np.short, np.ushort, int]).astype(np.int64)
+        result = result.select_dtypes([np.byte, np.ubyte, np.short, np.ushort, int]).astype(
+            np.int64
+        )
     elif type(elem_type) is FloatType:
         result = result.select_dtypes(include=(np.number,)).astype(np.float32)
     elif type(elem_type) is DoubleType:
@@ -400,8 +426,10 @@ def _plain_values(result: Any, result_type: Any) -> Any:
         if not (np.issubdtype(kind, np.integer) or np.issubdtype(kind, np.floating)):
             return None
         return result.astype(np.float64 if rtype is DoubleType else np.float32)
-    ints = {LongType: ("int8", "uint8", "int16", "uint16", "int64"),
-            IntegerType: ("int8", "uint8", "int16", "uint16", "int32")}.get(rtype)
+    ints = {
+        LongType: ("int8", "uint8", "int16", "uint16", "int64"),
+        IntegerType: ("int8", "uint8", "int16", "uint16", "int32"),
+    }.get(rtype)
     if ints is None or kind.name not in ints:
         return None
     return result.astype(np.int64 if rtype is LongType else np.int32)

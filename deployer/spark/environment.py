@@ -71,8 +71,11 @@ class EnvironmentPlan:
             "requirements": self.build.requirements.to_dict(),
             "lock_file": str(self.build.lock_file) if self.build.lock_file else None,
             "wheelhouse": str(self.build.wheelhouse) if self.build.wheelhouse else None,
-            "options": {k: v for k, v in (self.build.options.to_params() if self.build.options else {}).items()
-                        if k in ENVIRONMENT_OPTIONS},
+            "options": {
+                k: v
+                for k, v in (self.build.options.to_params() if self.build.options else {}).items()
+                if k in ENVIRONMENT_OPTIONS
+            },
             "runtime_digest": self.build.runtime.digest,
             "cache_dir": str(self.cache_dir),
             "warnings": list(self.warnings),
@@ -93,8 +96,14 @@ class PackedEnvironment:
         return ENV_PREFIX + self.key
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "lock_digest": self.lock_digest, "archive": str(self.archive),
-                "prefix": str(self.prefix), "reused": self.reused, "runtime": str(self.runtime)}
+        return {
+            "key": self.key,
+            "lock_digest": self.lock_digest,
+            "archive": str(self.archive),
+            "prefix": str(self.prefix),
+            "reused": self.reused,
+            "runtime": str(self.runtime),
+        }
 
 
 def base_interpreter() -> str:
@@ -104,8 +113,15 @@ def base_interpreter() -> str:
 
 
 #: The build-option group's fields that shape the packed environment (the rest shape an image).
-ENVIRONMENT_OPTIONS = ("pip", "pip_override_file", "lock_file", "wheelhouse", "refresh_lock", "auto_deps",
-                       "keep_full_mlflow")
+ENVIRONMENT_OPTIONS = (
+    "pip",
+    "pip_override_file",
+    "lock_file",
+    "wheelhouse",
+    "refresh_lock",
+    "auto_deps",
+    "keep_full_mlflow",
+)
 
 
 def plan_environment(model_dir: Path, *, options: Any = None) -> EnvironmentPlan:
@@ -118,22 +134,40 @@ def plan_environment(model_dir: Path, *, options: Any = None) -> EnvironmentPlan
     python = "{}.{}".format(*sys.version_info[:2])
     arch = _ARCH.get(_platform.machine().lower())
     if arch is None or not sys.platform.startswith("linux"):
-        raise UsageError(f"env_manager='virtualenv' builds Linux environments; this host is "
-                         f"{sys.platform}/{_platform.machine()}", where="env_manager",
-                         fix="run the driver on Linux (amd64/arm64), or use env_manager='local'")
+        raise UsageError(
+            f"env_manager='virtualenv' builds Linux environments; this host is "
+            f"{sys.platform}/{_platform.machine()}",
+            where="env_manager",
+            fix="run the driver on Linux (amd64/arm64), or use env_manager='local'",
+        )
     loaded = load_model(str(model_dir))
     warnings = list(loaded.warnings)
     declared = loaded.environment.python_version
     if declared and ".".join(declared.split(".")[:2]) != python:
-        warnings.append(f"the model was saved with Python {declared}; Spark's workers must run the "
-                        f"driver's Python {python}, so the environment is built for {python}")
-    chosen = {name: getattr(options, name) for name in ENVIRONMENT_OPTIONS} if options is not None else {}
-    build = plan_build(loaded, BuildOptions(python_version=python, platform=f"linux/{arch}",
-                                            parquet=True, verify=False, **chosen))
+        warnings.append(
+            f"the model was saved with Python {declared}; Spark's workers must run the "
+            f"driver's Python {python}, so the environment is built for {python}"
+        )
+    chosen = (
+        {name: getattr(options, name) for name in ENVIRONMENT_OPTIONS}
+        if options is not None
+        else {}
+    )
+    build = plan_build(
+        loaded,
+        BuildOptions(
+            python_version=python, platform=f"linux/{arch}", parquet=True, verify=False, **chosen
+        ),
+    )
     warnings += [w for w in build.warnings if w not in warnings]
-    return EnvironmentPlan(model_dir=Path(model_dir), python=python, base_python=base_interpreter(),
-                           build=build, cache_dir=spark_cache_dir() / "envs",
-                           warnings=tuple(dict.fromkeys(warnings)))
+    return EnvironmentPlan(
+        model_dir=Path(model_dir),
+        python=python,
+        base_python=base_interpreter(),
+        build=build,
+        cache_dir=spark_cache_dir() / "envs",
+        warnings=tuple(dict.fromkeys(warnings)),
+    )
 
 
 def environment_key(lock_digest: str, plan: EnvironmentPlan) -> str:
@@ -156,8 +190,10 @@ def runtime_zip(plan: EnvironmentPlan) -> Path:
     out = plan.cache_dir.parent / "runtime" / f"deployer-runtime-{h.hexdigest()[:16]}.zip"
     if out.is_file():
         return out
-    with atomic_output(out, prefix=".runtime-", suffix=".zip") as tmp, \
-            zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    with (
+        atomic_output(out, prefix=".runtime-", suffix=".zip") as tmp,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf,
+    ):
         for rel in rels:
             info = zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
@@ -165,8 +201,9 @@ def runtime_zip(plan: EnvironmentPlan) -> Path:
     return out
 
 
-def build_environment(plan: EnvironmentPlan, *, resolver: Any = None,
-                      say: Any = None) -> PackedEnvironment:
+def build_environment(
+    plan: EnvironmentPlan, *, resolver: Any = None, say: Any = None
+) -> PackedEnvironment:
     """Resolve, install offline and pack (or reuse the cached archive for the same lock)."""
     from deployer.building.context import resolve_lock, uv_sha256_of
     from deployer.building.wheelhouse import Resolver, link_wheels
@@ -182,8 +219,12 @@ def build_environment(plan: EnvironmentPlan, *, resolver: Any = None,
         with contextlib.suppress(OSError):
             os.utime(folder)  # a reuse counts as use: `deployer prune` judges by this time
         return PackedEnvironment(key, lock.digest, archive, prefix, True, runtime_zip(plan))
-    files = resolver.materialize(lock, index_options=plan.build.requirements.index_options,
-                                 model_dir=plan.build.model_path, offline_wheelhouse=plan.build.wheelhouse)
+    files = resolver.materialize(
+        lock,
+        index_options=plan.build.requirements.index_options,
+        model_dir=plan.build.model_path,
+        offline_wheelhouse=plan.build.wheelhouse,
+    )
     plan.cache_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=plan.cache_dir))
     try:
@@ -191,18 +232,30 @@ def build_environment(plan: EnvironmentPlan, *, resolver: Any = None,
         (work / "requirements.lock").write_text(lock.canonical_text())
         env_dir = work / "env"
         say(f"installing {len(lock.packages)} locked packages offline into the Spark environment")
-        cmd = [plan.base_python, str(Path(__file__).parent.parent / "building" / "_build_venv.py"),
-               "--wheels", str(work / "wheels"), "--lock", str(work / "requirements.lock"),
-               "--prefix", str(env_dir), "--python-version", plan.python]
+        cmd = [
+            plan.base_python,
+            str(Path(__file__).parent.parent / "building" / "_build_venv.py"),
+            "--wheels",
+            str(work / "wheels"),
+            "--lock",
+            str(work / "requirements.lock"),
+            "--prefix",
+            str(env_dir),
+            "--python-version",
+            plan.python,
+        ]
         if sha := uv_sha256_of(lock):
             cmd += ["--uv-sha256", sha]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_offline_env(), check=False)
         if proc.returncode != 0:
             from deployer.redact import redact_text
 
-            raise BuildError(f"installing the model's environment failed:\n"
-                             f"{redact_text((proc.stdout + proc.stderr)[-3000:])}",
-                             where=str(plan.model_dir), fix="check the model's requirements (deployer lock -m MODEL)")
+            raise BuildError(
+                f"installing the model's environment failed:\n"
+                f"{redact_text((proc.stdout + proc.stderr)[-3000:])}",
+                where=str(plan.model_dir),
+                fix="check the model's requirements (deployer lock -m MODEL)",
+            )
         _pack(env_dir, work / "env.tar.gz")
         folder.mkdir(parents=True, exist_ok=True)
         if prefix.exists():

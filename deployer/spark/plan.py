@@ -38,7 +38,9 @@ class SparkBatchPlan:
     conf: tuple[tuple[str, str], ...]
     environment: Any = None  # deployer.spark.environment.EnvironmentPlan, virtualenv only
     warnings: tuple[str, ...] = field(default=())
-    udf_transport: str = "pandas"  # "arrow" (pyspark >= 4.1) or "pandas": see spark.udf.udf_transport
+    udf_transport: str = (
+        "pandas"  # "arrow" (pyspark >= 4.1) or "pandas": see spark.udf.udf_transport
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,8 +68,11 @@ def parse_conf(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--conf {item!r} is not KEY=VALUE", where="--conf",
-                             fix="pass e.g. --conf spark.executor.memory=4g")
+            raise UsageError(
+                f"--conf {item!r} is not KEY=VALUE",
+                where="--conf",
+                fix="pass e.g. --conf spark.executor.memory=4g",
+            )
         out[key.strip()] = value
     return tuple(out.items())
 
@@ -100,18 +105,30 @@ def plan_batch(
     from deployer.spark.udf import ENV_MANAGERS, udf_transport
 
     if env_manager not in ENV_MANAGERS:
-        raise UsageError(f"unknown --env-manager {env_manager!r}", where="--env-manager",
-                         fix=f"use one of: {', '.join(ENV_MANAGERS)}")
+        raise UsageError(
+            f"unknown --env-manager {env_manager!r}",
+            where="--env-manager",
+            fix=f"use one of: {', '.join(ENV_MANAGERS)}",
+        )
     fmt = input_format or _format_of(input)
     if fmt not in INPUT_FORMATS:
-        raise UsageError(f"unknown input format {fmt!r}", where="--input-format",
-                         fix=f"use one of: {', '.join(INPUT_FORMATS)}")
+        raise UsageError(
+            f"unknown input format {fmt!r}",
+            where="--input-format",
+            fix=f"use one of: {', '.join(INPUT_FORMATS)}",
+        )
     if partitions is not None and partitions < 1:
-        raise UsageError(f"--partitions {partitions} must be at least 1", where="--partitions",
-                         fix="pass a positive number of partitions")
+        raise UsageError(
+            f"--partitions {partitions} must be at least 1",
+            where="--partitions",
+            fix="pass a positive number of partitions",
+        )
     if _norm(input) == _norm(output):
-        raise UsageError("--output is the same path as --input", where="--output",
-                         fix="write the predictions to another path")
+        raise UsageError(
+            "--output is the same path as --input",
+            where="--output",
+            fix="write the predictions to another path",
+        )
     transport = udf_transport()  # a bad DEPLOYER_SPARK_UDF_TRANSPORT fails here, before any job
     model_dir = resolve_model_uri(model_uri)
     spark_conf = dict(parse_conf(conf))
@@ -125,14 +142,30 @@ def plan_batch(
         warnings += environment.warnings
         if not master.startswith("local"):
             spark_conf["spark.archives"] = ",".join(
-                x for x in (spark_conf.get("spark.archives"), "<packed environment>#deployer-env-<key>") if x)
+                x
+                for x in (
+                    spark_conf.get("spark.archives"),
+                    "<packed environment>#deployer-env-<key>",
+                )
+                if x
+            )
             spark_conf["spark.pyspark.python"] = "./deployer-env-<key>/bin/python"
     return SparkBatchPlan(
-        model_uri=strip_credentials(model_uri), model_dir=model_dir, input=input, input_format=fmt,
-        output=output, staging_output=staging_path(output), master=master,
-        columns=tuple(c for c in columns if c) if columns else None, result_type=result_type,
-        env_manager=env_manager, partitions=partitions, conf=tuple(spark_conf.items()),
-        environment=environment, warnings=tuple(dict.fromkeys(warnings)), udf_transport=transport,
+        model_uri=strip_credentials(model_uri),
+        model_dir=model_dir,
+        input=input,
+        input_format=fmt,
+        output=output,
+        staging_output=staging_path(output),
+        master=master,
+        columns=tuple(c for c in columns if c) if columns else None,
+        result_type=result_type,
+        env_manager=env_manager,
+        partitions=partitions,
+        conf=tuple(spark_conf.items()),
+        environment=environment,
+        warnings=tuple(dict.fromkeys(warnings)),
+        udf_transport=transport,
     )
 
 
@@ -150,14 +183,16 @@ def check_master(master: str, timeout: float = MASTER_CONNECT_TIMEOUT) -> None:
     (Spark itself retries for minutes before it gives up on an unreachable master)."""
     if not master.startswith("spark://"):
         return
-    for hostport in master[len("spark://"):].split(","):
+    for hostport in master[len("spark://") :].split(","):
         host, _, port = hostport.rpartition(":")
         try:
             with socket.create_connection((host, int(port)), timeout=timeout):
                 return
         except (OSError, ValueError):
             continue
-    raise TargetError(f"cannot reach the Spark master {master} (no answer within {timeout:.0f} s)",
-                      where="--master",
-                      fix="check the host and port (the master's log says 'Starting Spark master at "
-                      "spark://...'), or use --master local[*]")
+    raise TargetError(
+        f"cannot reach the Spark master {master} (no answer within {timeout:.0f} s)",
+        where="--master",
+        fix="check the host and port (the master's log says 'Starting Spark master at "
+        "spark://...'), or use --master local[*]",
+    )

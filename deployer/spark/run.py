@@ -45,9 +45,16 @@ class SparkBatchResult:
     environment: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": "spark", "output": self.output, "rows": self.rows,
-                "seconds": round(self.seconds, 3), "rows_per_second": round(self.rows_per_second, 1),
-                "master": self.master, "env_manager": self.env_manager, "environment": self.environment}
+        return {
+            "target": "spark",
+            "output": self.output,
+            "rows": self.rows,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows_per_second, 1),
+            "master": self.master,
+            "env_manager": self.env_manager,
+            "environment": self.environment,
+        }
 
 
 def execute(plan: SparkBatchPlan) -> SparkBatchResult:
@@ -69,7 +76,9 @@ def execute(plan: SparkBatchPlan) -> SparkBatchResult:
         if not plan.master.startswith("local"):
             user = dict(plan.conf).get("spark.archives", "")
             user = ",".join(a for a in user.split(",") if a and not a.startswith("<packed"))
-            conf["spark.archives"] = ",".join(x for x in (user, f"{packed.archive}#{packed.name}") if x)
+            conf["spark.archives"] = ",".join(
+                x for x in (user, f"{packed.archive}#{packed.name}") if x
+            )
             conf["spark.pyspark.python"] = f"./{packed.name}/bin/python"
     spark, owned = _session(plan, conf)
     try:
@@ -91,15 +100,20 @@ def _session(plan: SparkBatchPlan, conf: dict[str, str]) -> tuple[Any, bool]:
         return active, False
     if plan.master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
         os.environ["PYSPARK_PYTHON"] = sys.executable  # local executors share the driver's Python
-    builder = SparkSession.builder.master(plan.master).config("spark.ui.showConsoleProgress", "false")
+    builder = SparkSession.builder.master(plan.master).config(
+        "spark.ui.showConsoleProgress", "false"
+    )
     for key, value in conf.items():
         builder = builder.config(key, value)
     log.info(f"starting Spark ({plan.master})")
     try:
         return builder.getOrCreate(), True
     except Exception as exc:  # noqa: BLE001 - py4j / JVM start errors
-        raise TargetError(f"Spark could not start: {_short(exc)}", where=f"--master {plan.master}",
-                          fix="check --master and --conf, and that Java 17+ is installed") from None
+        raise TargetError(
+            f"Spark could not start: {_short(exc)}",
+            where=f"--master {plan.master}",
+            fix="check --master and --conf, and that Java 17+ is installed",
+        ) from None
 
 
 def _run(spark: Any, plan: SparkBatchPlan, packed: Any, t0: float) -> SparkBatchResult:
@@ -114,8 +128,11 @@ def _run(spark: Any, plan: SparkBatchPlan, packed: Any, t0: float) -> SparkBatch
     columns = select_columns(plan, df, meta)
     check_schema(df, columns, meta)
     if PREDICTION_COLUMN in df.columns:
-        raise UsageError(f"the input already has a column {PREDICTION_COLUMN!r}", where=plan.input,
-                         fix=f"rename or drop the input's {PREDICTION_COLUMN!r} column")
+        raise UsageError(
+            f"the input already has a column {PREDICTION_COLUMN!r}",
+            where=plan.input,
+            fix=f"rename or drop the input's {PREDICTION_COLUMN!r} column",
+        )
     python_exec = None
     if packed is not None:
         from deployer.spark.environment import python_for
@@ -129,8 +146,15 @@ def _run(spark: Any, plan: SparkBatchPlan, packed: Any, t0: float) -> SparkBatch
     rows = _count(spark, plan)
     seconds = time.monotonic() - t0
     log.info(f"wrote {rows} predictions to {plan.output} in {seconds:.1f} s")
-    return SparkBatchResult(plan.output, rows, seconds, rows / seconds if seconds else 0.0, plan.master,
-                            plan.env_manager, str(packed.archive) if packed else None)
+    return SparkBatchResult(
+        plan.output,
+        rows,
+        seconds,
+        rows / seconds if seconds else 0.0,
+        plan.master,
+        plan.env_manager,
+        str(packed.archive) if packed else None,
+    )
 
 
 def _read(spark: Any, plan: SparkBatchPlan) -> Any:
@@ -139,9 +163,11 @@ def _read(spark: Any, plan: SparkBatchPlan) -> Any:
             return spark.read.csv(plan.input, header=True, inferSchema=True)
         return spark.read.parquet(plan.input)
     except Exception as exc:  # noqa: BLE001 - AnalysisException: path not found, bad file
-        raise UsageError(f"cannot read the input: {_short(exc)}", where=plan.input,
-                         fix=f"pass an existing {plan.input_format} file or folder "
-                         "(--input-format parquet|csv)") from None
+        raise UsageError(
+            f"cannot read the input: {_short(exc)}",
+            where=plan.input,
+            fix=f"pass an existing {plan.input_format} file or folder (--input-format parquet|csv)",
+        ) from None
 
 
 def select_columns(plan: SparkBatchPlan, df: Any, meta: Any) -> list[str]:
@@ -163,10 +189,13 @@ def select_columns(plan: SparkBatchPlan, df: Any, meta: Any) -> list[str]:
         close = difflib.get_close_matches(col, have, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise UsageError(
-            f"the input has no column {col!r}" + (f" (nor {', '.join(map(repr, missing[1:]))})" if missing[1:] else "")
+            f"the input has no column {col!r}"
+            + (f" (nor {', '.join(map(repr, missing[1:]))})" if missing[1:] else "")
             + f"; the model needs {wanted}; the input has {have}",
             where=plan.input,
-            fix=hint + "rename the input's columns, or map them in signature order with --columns a,b,...")
+            fix=hint
+            + "rename the input's columns, or map them in signature order with --columns a,b,...",
+        )
     if optional:
         # optional columns that are absent are left out from their position on (MLflow passes
         # columns positionally, so only a trailing run of optional columns can be omitted)
@@ -193,11 +222,21 @@ def check_schema(df: Any, columns: list[str], meta: Any) -> None:
     except MlflowException as exc:
         message = exc.message
         spark_types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
-        col = next((c for c, n in zip(columns, names, strict=False) if re.search(rf"\b{re.escape(n)}\b", message)), None)
+        col = next(
+            (
+                c
+                for c, n in zip(columns, names, strict=False)
+                if re.search(rf"\b{re.escape(n)}\b", message)
+            ),
+            None,
+        )
         where = f"input column {col!r} ({spark_types.get(col, '?')})" if col else "input columns"
-        raise UsageError(f"the model's signature refuses the input: {message}", where=where,
-                         fix="cast the column to the signature's type in the input (e.g. "
-                         "CAST(col AS DOUBLE)), or pass the right columns with --columns") from None
+        raise UsageError(
+            f"the model's signature refuses the input: {message}",
+            where=where,
+            fix="cast the column to the signature's type in the input (e.g. "
+            "CAST(col AS DOUBLE)), or pass the right columns with --columns",
+        ) from None
 
 
 def _flatten_for_csv(out: Any, plan: SparkBatchPlan) -> Any:
@@ -208,15 +247,23 @@ def _flatten_for_csv(out: Any, plan: SparkBatchPlan) -> Any:
 
     dtype = out.schema[PREDICTION_COLUMN].dataType
     if isinstance(dtype, StructType):
-        fields = [col(f"{PREDICTION_COLUMN}.{f.name}").alias(f"{PREDICTION_COLUMN}_{f.name}")
-                  for f in dtype.fields]
+        fields = [
+            col(f"{PREDICTION_COLUMN}.{f.name}").alias(f"{PREDICTION_COLUMN}_{f.name}")
+            for f in dtype.fields
+        ]
         out = out.select(*[c for c in out.columns if c != PREDICTION_COLUMN], *fields)
         dtype = out.schema
-    nested = [f.name for f in out.schema.fields if isinstance(f.dataType, (ArrayType, MapType, StructType))]
+    nested = [
+        f.name
+        for f in out.schema.fields
+        if isinstance(f.dataType, (ArrayType, MapType, StructType))
+    ]
     if nested:
-        raise UsageError(f"CSV cannot hold the array/map predictions of column(s) {nested}",
-                         where="--result-type",
-                         fix="use Parquet input (the output has the input's format), or a scalar --result-type")
+        raise UsageError(
+            f"CSV cannot hold the array/map predictions of column(s) {nested}",
+            where="--result-type",
+            fix="use Parquet input (the output has the input's format), or a scalar --result-type",
+        )
     return out
 
 
@@ -243,14 +290,20 @@ def _write_atomically(spark: Any, out: Any, plan: SparkBatchPlan) -> None:
     had_previous = fs.exists(target)
     if had_previous and not fs.rename(target, backup):
         fs.delete(staging, True)
-        raise TargetError("could not move the previous output aside", where=plan.output,
-                          fix="check permissions on the output's folder")
+        raise TargetError(
+            "could not move the previous output aside",
+            where=plan.output,
+            fix="check permissions on the output's folder",
+        )
     if not fs.rename(staging, target):
         if had_previous:
             fs.rename(backup, target)
         fs.delete(staging, True)
-        raise TargetError("could not rename the finished output into place", where=plan.output,
-                          fix="check permissions on the output's folder")
+        raise TargetError(
+            "could not rename the finished output into place",
+            where=plan.output,
+            fix="check permissions on the output's folder",
+        )
     if had_previous:
         fs.delete(backup, True)
 
@@ -266,7 +319,9 @@ def _filesystem(spark: Any, path: str) -> tuple[Any, Any]:
 
 
 def _count(spark: Any, plan: SparkBatchPlan) -> int:
-    reader = spark.read.option("header", True).csv if plan.input_format == "csv" else spark.read.parquet
+    reader = (
+        spark.read.option("header", True).csv if plan.input_format == "csv" else spark.read.parquet
+    )
     return int(reader(plan.output).count())
 
 
@@ -282,8 +337,10 @@ def _progress(sc: Any, stop: threading.Event, every: float = 2.0) -> None:
                 state = (info.numCompletedTasks, info.numTasks)
                 if last.get(stage_id) != state:
                     last[stage_id] = state
-                    log.info(f"stage {stage_id}: {info.numCompletedTasks}/{info.numTasks} tasks done"
-                             + (f", {info.numActiveTasks} running" if info.numActiveTasks else ""))
+                    log.info(
+                        f"stage {stage_id}: {info.numCompletedTasks}/{info.numTasks} tasks done"
+                        + (f", {info.numActiveTasks} running" if info.numActiveTasks else "")
+                    )
         except Exception:  # noqa: BLE001 - progress must never break the job
             return
 
@@ -295,12 +352,16 @@ def job_error(exc: BaseException) -> TargetError:
     python = [m for m in found if not m.group(1).startswith(("org.", "java.", "py4j", "scala."))]
     if python:
         name, message = python[-1].group(1), python[-1].group(2)
-        return TargetError(f"the Spark job failed: the model raised {name}: {message}",
-                           where="spark job (a Python worker)",
-                           fix="fix the rows or the model; nothing was written and any previous "
-                           "output is intact")
-    return TargetError(f"the Spark job failed: {_short(exc)}", where="spark job",
-                       fix="see the Spark log above; nothing was written and any previous output is intact")
+        return TargetError(
+            f"the Spark job failed: the model raised {name}: {message}",
+            where="spark job (a Python worker)",
+            fix="fix the rows or the model; nothing was written and any previous output is intact",
+        )
+    return TargetError(
+        f"the Spark job failed: {_short(exc)}",
+        where="spark job",
+        fix="see the Spark log above; nothing was written and any previous output is intact",
+    )
 
 
 def _short(exc: BaseException, limit: int = 600) -> str:

@@ -68,8 +68,11 @@ def spark_udf(
     """
     require_pyspark()
     if env_manager not in ENV_MANAGERS:
-        raise UsageError(f"unknown env_manager {env_manager!r}", where="env_manager",
-                         fix=f"use one of: {', '.join(ENV_MANAGERS)}")
+        raise UsageError(
+            f"unknown env_manager {env_manager!r}",
+            where="env_manager",
+            fix=f"use one of: {', '.join(ENV_MANAGERS)}",
+        )
     python_exec = None
     if env_manager == "virtualenv":
         from deployer.model.uri import resolve_model_uri
@@ -79,8 +82,13 @@ def spark_udf(
     return make_udf(spark, model_uri, result_type, params, python_exec)
 
 
-def make_udf(spark: Any, model_uri: str, result_type: Any, params: dict[str, Any] | None,
-             python_exec: str | None) -> Callable[..., Any]:
+def make_udf(
+    spark: Any,
+    model_uri: str,
+    result_type: Any,
+    params: dict[str, Any] | None,
+    python_exec: str | None,
+) -> Callable[..., Any]:
     """The UDF for an already shipped environment (``python_exec``; None: the session's)."""
     from deployer.spark._worker import UdfSpec
     from deployer.spark.shipping import ship_model
@@ -92,10 +100,13 @@ def make_udf(spark: Any, model_uri: str, result_type: Any, params: dict[str, Any
     checked_params = validate_params(params, meta)
     schema = meta.get_input_schema()
     spec = UdfSpec(
-        model_key=shipped.key, model_path=shipped.path, model_archive=shipped.archive,
+        model_key=shipped.key,
+        model_path=shipped.path,
+        model_archive=shipped.archive,
         input_names=tuple(schema.input_names()) if schema is not None else None,
         required_count=len(schema.required_input_names()) if schema is not None else 0,
-        result_type=rtype, params=checked_params,
+        result_type=rtype,
+        params=checked_params,
         arrow=arrow_conf(spark) if transport == "arrow" else None,
     )
     return _make_udf(spec, rtype, meta, python_exec)
@@ -123,17 +134,25 @@ def _make_udf(spec: Any, rtype: Any, meta: Any, python_exec: str | None) -> Call
             return scoring(*args)
         schema = meta.get_input_schema()
         if schema and schema.optional_input_names():
-            raise UsageError("the model's signature has optional columns, so they must be named",
-                             where="spark_udf()", fix="pass the columns: udf('a', 'b', ...)")
+            raise UsageError(
+                "the model's signature has optional columns, so they must be named",
+                where="spark_udf()",
+                fix="pass the columns: udf('a', 'b', ...)",
+            )
         if schema and schema.inputs:
             if schema.has_input_names():
                 return scoring(*schema.input_names())
             raise UsageError(
                 f"the model's signature has {len(schema.inputs)} unnamed input(s) "
                 f"({schema.inputs}), so the columns cannot be inferred",
-                where="spark_udf()", fix="pass the columns: udf('a', 'b', ...)")
-        raise UsageError("no columns given and the model has no signature to take them from",
-                         where="spark_udf()", fix="pass the columns: udf('a', 'b', ...)")
+                where="spark_udf()",
+                fix="pass the columns: udf('a', 'b', ...)",
+            )
+        raise UsageError(
+            "no columns given and the model has no signature to take them from",
+            where="spark_udf()",
+            fix="pass the columns: udf('a', 'b', ...)",
+        )
 
     udf_with_default_cols.metadata = meta  # type: ignore[attr-defined]
     return udf_with_default_cols
@@ -147,7 +166,9 @@ def arrow_transport_available() -> bool:
         from pyspark.sql.functions import arrow_udf  # noqa: F401
     except ImportError:
         return False
-    return hasattr(ArrowBatchTransformer, "to_pandas") and hasattr(PandasToArrowConversion, "convert")
+    return hasattr(ArrowBatchTransformer, "to_pandas") and hasattr(
+        PandasToArrowConversion, "convert"
+    )
 
 
 def udf_transport() -> str:
@@ -156,15 +177,21 @@ def udf_transport() -> str:
     is the escape hatch should a pyspark release change its Arrow UDFs."""
     wanted = os.environ.get(TRANSPORT_ENV, "").strip().lower() or "auto"
     if wanted not in TRANSPORTS:
-        raise UsageError(f"unknown {TRANSPORT_ENV}={wanted!r}", where=TRANSPORT_ENV,
-                         fix=f"use one of: {', '.join(TRANSPORTS)} (or unset it)")
+        raise UsageError(
+            f"unknown {TRANSPORT_ENV}={wanted!r}",
+            where=TRANSPORT_ENV,
+            fix=f"use one of: {', '.join(TRANSPORTS)} (or unset it)",
+        )
     available = arrow_transport_available()
     if wanted == "arrow" and not available:
         import pyspark
 
-        raise UsageError(f"{TRANSPORT_ENV}=arrow needs Arrow UDFs, which pyspark "
-                         f"{pyspark.__version__} does not have", where=TRANSPORT_ENV,
-                         fix="install pyspark >= 4.1, or unset it (auto falls back to pandas)")
+        raise UsageError(
+            f"{TRANSPORT_ENV}=arrow needs Arrow UDFs, which pyspark "
+            f"{pyspark.__version__} does not have",
+            where=TRANSPORT_ENV,
+            fix="install pyspark >= 4.1, or unset it (auto falls back to pandas)",
+        )
     return "arrow" if wanted != "pandas" and available else "pandas"
 
 
@@ -180,9 +207,15 @@ def arrow_conf(spark: Any) -> Any:
         timezone=spark.conf.get("spark.sql.session.timeZone", None),
         safecheck=flag("spark.sql.execution.pandas.convertToArrowArraySafely", "false"),
         large_var_types=flag("spark.sql.execution.arrow.useLargeVarTypes", "false"),
-        assign_cols_by_name=flag("spark.sql.legacy.execution.pandas.groupedMap.assignColumnsByName", "true"),
-        int_to_decimal=flag("spark.sql.execution.pythonUDF.pandas.intToDecimalCoercionEnabled", "false"),
-        prefer_int_ext_dtype=flag("spark.sql.execution.pythonUDF.pandas.preferIntExtensionDtype", "false"),
+        assign_cols_by_name=flag(
+            "spark.sql.legacy.execution.pandas.groupedMap.assignColumnsByName", "true"
+        ),
+        int_to_decimal=flag(
+            "spark.sql.execution.pythonUDF.pandas.intToDecimalCoercionEnabled", "false"
+        ),
+        prefer_int_ext_dtype=flag(
+            "spark.sql.execution.pythonUDF.pandas.preferIntExtensionDtype", "false"
+        ),
     )
 
 
@@ -198,8 +231,11 @@ def _pin_python(wrapped: Any, python_exec: str) -> None:
     udf_obj = getattr(wrapped, "_unwrapped", None)
     sc = SparkContext._active_spark_context
     if udf_obj is None or sc is None:
-        raise UsageError("env_manager='virtualenv' needs PySpark >= 3.5 and an active SparkContext",
-                         where="spark_udf()", fix="upgrade pyspark, or use env_manager='local'")
+        raise UsageError(
+            "env_manager='virtualenv' needs PySpark >= 3.5 and an active SparkContext",
+            where="spark_udf()",
+            fix="upgrade pyspark, or use env_manager='local'",
+        )
     before = sc.pythonExec
     sc.pythonExec = python_exec
     try:
@@ -217,8 +253,11 @@ def parse_result_type(value: str) -> Any:
     try:
         return _parse_datatype_string(text)
     except Exception as exc:  # noqa: BLE001 - pyspark raises several parse error types
-        raise UsageError(f"cannot parse result type {value!r}: {exc}", where="result_type",
-                         fix=f"use one of {', '.join(_PRIMITIVES)}, array<...> or struct<...>") from None
+        raise UsageError(
+            f"cannot parse result type {value!r}: {exc}",
+            where="result_type",
+            fix=f"use one of {', '.join(_PRIMITIVES)}, array<...> or struct<...>",
+        ) from None
 
 
 def check_result_type(data_type: Any) -> bool:
@@ -235,7 +274,9 @@ def check_result_type(data_type: Any) -> bool:
         StructType,
     )
 
-    if isinstance(data_type, (IntegerType, LongType, FloatType, DoubleType, StringType, BooleanType)):
+    if isinstance(
+        data_type, (IntegerType, LongType, FloatType, DoubleType, StringType, BooleanType)
+    ):
         return True
     if isinstance(data_type, ArrayType):
         return check_result_type(data_type.elementType)
@@ -278,8 +319,11 @@ def validate_params(params: dict[str, Any] | None, meta: Any) -> dict[str, Any] 
     try:
         return _validate_params(params, meta)  # type: ignore[no-any-return]
     except MlflowException as exc:
-        raise UsageError(f"params refused by the model: {exc.message}", where="params",
-                         fix="pass only params the model's signature declares, with their types") from None
+        raise UsageError(
+            f"params refused by the model: {exc.message}",
+            where="params",
+            fix="pass only params the model's signature declares, with their types",
+        ) from None
 
 
 def model_metadata(model_dir: Path) -> Any:
@@ -288,5 +332,8 @@ def model_metadata(model_dir: Path) -> Any:
     try:
         return Model.load(str(model_dir / "MLmodel"))
     except Exception as exc:  # noqa: BLE001
-        raise ModelFormatError(f"cannot read the MLmodel file: {exc}", where=str(model_dir / "MLmodel"),
-                               fix="check the model directory") from None
+        raise ModelFormatError(
+            f"cannot read the MLmodel file: {exc}",
+            where=str(model_dir / "MLmodel"),
+            fix="check the model directory",
+        ) from None

@@ -34,7 +34,9 @@ def own_options(target: str, command: str) -> dict[str, OptionSpec]:
     return {s.name: s for s in declared_options(target) if command in s.commands}
 
 
-def resolve_options(target: str, command: str, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def resolve_options(
+    target: str, command: str, values: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split ``values`` (option name -> value; ``None`` or ``()`` = not set) of ``target``.
 
     Returns (factory kwargs, command options): the factory gets only the connection options
@@ -65,23 +67,34 @@ def connect(target: str, connection: Mapping[str, Any]) -> Target:
     return get_target(target, **connection)
 
 
-def plan_deploy(target: str, request: DeployRequest, connection: Mapping[str, Any]) -> tuple[Target, DeployPlan]:
+def plan_deploy(
+    target: str, request: DeployRequest, connection: Mapping[str, Any]
+) -> tuple[Target, DeployPlan]:
     """Plan a deployment (reads the target, changes nothing); ``apply`` the plan to run it."""
     plugin = connect(target, connection)
     return plugin, plugin.plan(request)
 
 
-def endpoint_status(target: str, name: str, connection: Mapping[str, Any],
-                    options: Mapping[str, Any]) -> EndpointStatus:
+def endpoint_status(
+    target: str, name: str, connection: Mapping[str, Any], options: Mapping[str, Any]
+) -> EndpointStatus:
     return connect(target, connection).status(name, **options)
 
 
-def list_endpoints(target: str, connection: Mapping[str, Any], options: Mapping[str, Any]) -> list[EndpointStatus]:
+def list_endpoints(
+    target: str, connection: Mapping[str, Any], options: Mapping[str, Any]
+) -> list[EndpointStatus]:
     return list(connect(target, connection).list(**options))
 
 
-def delete_endpoint(target: str, name: str, connection: Mapping[str, Any], options: Mapping[str, Any], *,
-                    dry_run: bool = False) -> DeployPlan | DeployResult:
+def delete_endpoint(
+    target: str,
+    name: str,
+    connection: Mapping[str, Any],
+    options: Mapping[str, Any],
+    *,
+    dry_run: bool = False,
+) -> DeployPlan | DeployResult:
     """Delete ``name``; with ``dry_run`` return the target's delete plan instead."""
     from deployer.errors import UsageError
 
@@ -90,28 +103,41 @@ def delete_endpoint(target: str, name: str, connection: Mapping[str, Any], optio
         return plugin.delete(name, **options)
     planner = getattr(plugin, "plan_delete", None)
     if planner is None:
-        raise UsageError(f"target {target!r} cannot plan a delete", where="--dry-run",
-                         fix="run without --dry-run")
+        raise UsageError(
+            f"target {target!r} cannot plan a delete",
+            where="--dry-run",
+            fix="run without --dry-run",
+        )
     plan: DeployPlan = planner(name, **options)
     return plan
 
 
-def predict_endpoint(target: str, name: str, body: bytes, content_type: str, connection: Mapping[str, Any],
-                     options: Mapping[str, Any]) -> bytes:
+def predict_endpoint(
+    target: str,
+    name: str,
+    body: bytes,
+    content_type: str,
+    connection: Mapping[str, Any],
+    options: Mapping[str, Any],
+) -> bytes:
     """One request to a deployed endpoint; its response body as received."""
     return connect(target, connection).predict(name, body, content_type, **options)
 
 
-def predict_endpoint_stream(target: str, name: str, body: bytes, content_type: str,
-                            connection: Mapping[str, Any]) -> Iterable[bytes]:
+def predict_endpoint_stream(
+    target: str, name: str, body: bytes, content_type: str, connection: Mapping[str, Any]
+) -> Iterable[bytes]:
     """One streaming request to a deployed endpoint: its response bytes as they arrive."""
     from deployer.errors import UsageError
 
     plugin = connect(target, connection)
     predict_stream = getattr(plugin, "predict_stream", None)
     if predict_stream is None:
-        raise UsageError(f"target {target!r} cannot stream predictions", where="--stream",
-                         fix="drop --stream, or use --target sagemaker (response streaming)")
+        raise UsageError(
+            f"target {target!r} cannot stream predictions",
+            where="--stream",
+            fix="drop --stream, or use --target sagemaker (response streaming)",
+        )
     return predict_stream(name, body, content_type)  # type: ignore[no-any-return]
 
 
@@ -130,14 +156,26 @@ class LocalRun:
     predict_route: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "url": self.url, "container": self.result.details.get("container"),
-                "image": self.result.details.get("image"), "serve_as": self.serve_as,
-                "predict_route": self.predict_route}
+        return {
+            "name": self.name,
+            "url": self.url,
+            "container": self.result.details.get("container"),
+            "image": self.result.details.get("image"),
+            "serve_as": self.serve_as,
+            "predict_route": self.predict_route,
+        }
 
 
-def start_local(model_uri: str, build_options: Any, *, name: str | None = None, port: int = 8080,
-                ready_timeout: float = 300.0, step: Callable[[str], None] | None = None,
-                on_line: Callable[[str], None] | None = None) -> LocalRun:
+def start_local(
+    model_uri: str,
+    build_options: Any,
+    *,
+    name: str | None = None,
+    port: int = 8080,
+    ready_timeout: float = 300.0,
+    step: Callable[[str], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> LocalRun:
     """Build the model's image if needed and run it the way ``build_options.target`` runs it.
 
     Returns once the server answers its readiness route. ``name`` defaults to the model's name.
@@ -150,16 +188,31 @@ def start_local(model_uri: str, build_options: Any, *, name: str | None = None, 
     target = LocalTarget(ready_timeout=ready_timeout)
     loaded = load_model(model_uri)
     endpoint = name or plan_build(loaded, build_options).model_name
-    request = DeployRequest(name=endpoint, model_uri=model_uri, timeout=ready_timeout,
-                            options={"port": port, "serve_as": build_options.target}, build=build_options)
+    request = DeployRequest(
+        name=endpoint,
+        model_uri=model_uri,
+        timeout=ready_timeout,
+        options={"port": port, "serve_as": build_options.target},
+        build=build_options,
+    )
     plan = target.plan(request)
     result = target.apply(plan, step=step, on_line=on_line)
     serve_as = str(result.details.get("serve_as", build_options.target))
-    return LocalRun(target=target, name=endpoint, model_uri=loaded.uri, model_path=loaded.path, result=result,
-                    serve_as=serve_as, url=str(result.endpoint_url), predict_route=CONTRACTS[serve_as].score_route)
+    return LocalRun(
+        target=target,
+        name=endpoint,
+        model_uri=loaded.uri,
+        model_path=loaded.path,
+        result=result,
+        serve_as=serve_as,
+        url=str(result.endpoint_url),
+        predict_route=CONTRACTS[serve_as].score_route,
+    )
 
 
-def follow_local(run: LocalRun, on_chunk: Callable[[bytes], None], on_stop: Callable[[str], None]) -> None:
+def follow_local(
+    run: LocalRun, on_chunk: Callable[[bytes], None], on_stop: Callable[[str], None]
+) -> None:
     """Stream the container's logs until Ctrl-C (or the container ends), then remove it.
 
     A second Ctrl-C while removing must not leave a stopped-but-not-removed container behind.

@@ -98,7 +98,8 @@ class BaseOperations:
 
 @dataclass
 class Report:
-    """What a run did (the target turns it into its :class:`~deployer.targets.base.DeployResult`)."""
+    """What a run did (the target turns it into its
+    :class:`~deployer.targets.base.DeployResult`)."""
 
     outputs: dict[str, Any] = field(default_factory=dict)  # operation -> what its handler returned
     done: list[PlannedCall] = field(default_factory=list)
@@ -107,8 +108,9 @@ class Report:
     warnings: list[str] = field(default_factory=list)
 
 
-def execute(plan: DeployPlan, operations: Operations, *,
-            progress: Callable[[str], None] | None = None) -> Report:
+def execute(
+    plan: DeployPlan, operations: Operations, *, progress: Callable[[str], None] | None = None
+) -> Report:
     """Run ``plan.calls`` with ``operations`` under the rules of the module docstring."""
     say = progress or log.info
     report = Report()
@@ -117,7 +119,11 @@ def execute(plan: DeployPlan, operations: Operations, *,
         if call.phase == "cleanup":
             _cleanup(call, label, operations, report)
             continue
-        say(label if not call.description or call.description == label else f"{label}  ({call.description})")
+        say(
+            label
+            if not call.description or call.description == label
+            else f"{label}  ({call.description})"
+        )
         try:
             report.outputs[call.operation] = operations.handle(call, report.outputs)
         except NoRollback:
@@ -157,7 +163,9 @@ class _Undo:
     failed: list[str] = field(default_factory=list)
 
 
-def _undo(plan: DeployPlan, steps: Sequence[tuple[PlannedCall, bool]], operations: Operations) -> _Undo:
+def _undo(
+    plan: DeployPlan, steps: Sequence[tuple[PlannedCall, bool]], operations: Operations
+) -> _Undo:
     """Run the undo of each (call, is-the-failing-call) in order; collect what happened."""
     out = _Undo()
     for done, failing in steps:
@@ -181,12 +189,14 @@ def _undo(plan: DeployPlan, steps: Sequence[tuple[PlannedCall, bool]], operation
             continue
         out.undone.append(operations.label(undo))
         (out.restored if done.phase == "prepare" else out.removed).append(
-            operations.label(undo) if done.phase == "prepare" else what)
+            operations.label(undo) if done.phase == "prepare" else what
+        )
     return out
 
 
-def _fail(plan: DeployPlan, call: PlannedCall, exc: DeployerError, operations: Operations,
-          report: Report) -> None:
+def _fail(
+    plan: DeployPlan, call: PlannedCall, exc: DeployerError, operations: Operations, report: Report
+) -> None:
     """Undo the run (see the module docstring), then raise one error telling the story."""
     steps = [(call, True)] if call.phase == "create" else []
     steps += [(done, False) for done in reversed(report.done)]
@@ -208,12 +218,14 @@ def _fail(plan: DeployPlan, call: PlannedCall, exc: DeployerError, operations: O
     fix = exc.fix or "fix the cause above and run the same command again"
     if undone.failed:
         fix += "; remove what is listed as COULD NOT REMOVE by hand"
-    raise TargetError("; ".join(story), where=exc.where or f"{plan.target} endpoint {plan.name}",
-                      fix=fix) from exc
+    raise TargetError(
+        "; ".join(story), where=exc.where or f"{plan.target} endpoint {plan.name}", fix=fix
+    ) from exc
 
 
-def _fail_post(plan: DeployPlan, call: PlannedCall, exc: DeployerError, operations: Operations,
-               report: Report) -> None:
+def _fail_post(
+    plan: DeployPlan, call: PlannedCall, exc: DeployerError, operations: Operations, report: Report
+) -> None:
     """A step after the change settled failed: undo this run's post steps, clean up, explain."""
     posts = [(done, False) for done in reversed(report.done) if done.phase == "post"]
     undone = _undo(plan, posts, operations)
@@ -223,13 +235,19 @@ def _fail_post(plan: DeployPlan, call: PlannedCall, exc: DeployerError, operatio
         _cleanup(cleanup, operations.label(cleanup), operations, report)
         failed += report.warnings[before:]
     undid = [*undone.removed, *undone.restored]
-    story = [f"{operations.label(call)} failed: {exc.what}", *operations.story(plan, call, exc),
-             "undone: " + (", ".join(undid) if undid else "nothing")]
+    story = [
+        f"{operations.label(call)} failed: {exc.what}",
+        *operations.story(plan, call, exc),
+        "undone: " + (", ".join(undid) if undid else "nothing"),
+    ]
     if failed:
         story.append("COULD NOT: " + ", ".join(failed))
-    raise TargetError("; ".join(story), where=exc.where or f"{plan.target} endpoint {plan.name}",
-                      fix=(exc.fix + "; then " if exc.fix else "") + "run the same command again: only what "
-                      "is missing is applied") from exc
+    raise TargetError(
+        "; ".join(story),
+        where=exc.where or f"{plan.target} endpoint {plan.name}",
+        fix=(exc.fix + "; then " if exc.fix else "") + "run the same command again: only what "
+        "is missing is applied",
+    ) from exc
 
 
 # ---------------------------------------------------------------------------- --dry-run

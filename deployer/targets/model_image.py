@@ -37,22 +37,39 @@ def build_call(step: Mapping[str, Any], what: str) -> Any:
     from deployer.targets.base import PlannedCall
 
     verify = step["Build"].get("verify", True) is not False
-    return PlannedCall(*BUILD_STEP, dict(step), description=f"build {what} on the local Docker engine" + (
-        ", then run it offline and score its input example (before anything is pushed or created)"
-        if verify else " (not verified: --no-verify)"))
+    return PlannedCall(
+        *BUILD_STEP,
+        dict(step),
+        description=f"build {what} on the local Docker engine"
+        + (
+            ", then run it offline and score its input example (before anything is pushed or "
+            "created)"
+            if verify
+            else " (not verified: --no-verify)"
+        ),
+    )
 
 
-def build_step(params: Mapping[str, Any], *, step: Callable[[str], None] | None = None,
-               on_line: Callable[[str], None] | None = None) -> str:
+def build_step(
+    params: Mapping[str, Any],
+    *,
+    step: Callable[[str], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> str:
     """Run a planned ``build_image`` call: build (and verify) the image; return its local tag.
     ``step`` / ``on_line``: progress (default: the log)."""
     from deployer.building.execute import build_model_image
     from deployer.building.plan import BuildOptions
 
     options = BuildOptions.from_params(params["Build"])
-    plan, result = build_model_image(str(params["ModelUri"]), options, if_needed=True, step=step or log.info,
-                                     on_line=on_line)
+    plan, result = build_model_image(
+        str(params["ModelUri"]), options, if_needed=True, step=step or log.info, on_line=on_line
+    )
     if plan.tag != params.get("LocalImage"):
-        log.warning("the image tag changed since planning (%s, planned %s): the model or its "
-                    "environment changed meanwhile", plan.tag, params.get("LocalImage"))
+        log.warning(
+            "the image tag changed since planning (%s, planned %s): the model or its "
+            "environment changed meanwhile",
+            plan.tag,
+            params.get("LocalImage"),
+        )
     return str(result.image)

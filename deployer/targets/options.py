@@ -18,7 +18,10 @@ from deployer.targets.base import OptionSpec
 def option_type(spec: OptionSpec) -> click.ParamType:
     """The click type that parses values of ``spec`` (one value of a ``multiple`` option)."""
     types: dict[str, click.ParamType] = {
-        "str": click.STRING, "int": click.INT, "float": click.FLOAT, "bool": click.BOOL,
+        "str": click.STRING,
+        "int": click.INT,
+        "float": click.FLOAT,
+        "bool": click.BOOL,
         "path": click.Path(exists=True, dir_okay=False),
         "choice": click.Choice(list(spec.choices)),
     }
@@ -39,8 +42,11 @@ def coerce_option(spec: OptionSpec, value: Any, where: str) -> Any:
             try:
                 items = json.loads(value)
             except ValueError as exc:
-                raise UsageError(f"{value!r} is not a JSON list ({exc})", where=where,
-                                 fix='write one value, or a JSON list such as ["A=1", "B=2"]') from None
+                raise UsageError(
+                    f"{value!r} is not a JSON list ({exc})",
+                    where=where,
+                    fix='write one value, or a JSON list such as ["A=1", "B=2"]',
+                ) from None
         if not isinstance(items, (list, tuple)):
             items = (items,)
         return tuple(_convert(spec, item, where) for item in items)
@@ -51,6 +57,11 @@ def _convert(spec: OptionSpec, value: Any, where: str) -> Any:
     try:
         return option_type(spec).convert(value, None, None)
     except click.BadParameter as exc:
-        expected = f"one of {', '.join(spec.choices)}" if spec.type == "choice" else f"a {spec.type} value"
-        raise UsageError(f"invalid value {value!r}: {exc.format_message()}", where=where,
-                         fix=f"pass {expected} for {spec.name}") from None
+        expected = (
+            f"one of {', '.join(spec.choices)}" if spec.type == "choice" else f"a {spec.type} value"
+        )
+        raise UsageError(
+            f"invalid value {value!r}: {exc.format_message()}",
+            where=where,
+            fix=f"pass {expected} for {spec.name}",
+        ) from None

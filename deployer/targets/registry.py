@@ -29,7 +29,11 @@ def _entry_point(name: str) -> EntryPoint:
     ep = found.get(name)
     if ep is None:
         close = difflib.get_close_matches(name, list(found), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"installed targets: {', '.join(sorted(found)) or 'none'}"
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else f"installed targets: {', '.join(sorted(found)) or 'none'}"
+        )
         raise UsageError(f"unknown target {name!r}", fix=hint)
     return ep
 
@@ -67,7 +71,8 @@ def _validate(target: str, spec: Any, ep_value: str) -> OptionSpec:
         raise DeployerError(
             f"option declaration {spec!r} is not an OptionSpec",
             where=where,
-            fix="declare options as deployer.targets.base.OptionSpec(...) in the target's `options`",
+            fix="declare options as deployer.targets.base.OptionSpec(...) "
+            "in the target's `options`",
         )
     problems = []
     if not spec.name.isidentifier() or spec.name != spec.name.lower():
@@ -78,7 +83,9 @@ def _validate(target: str, spec: Any, ep_value: str) -> OptionSpec:
         problems.append("type 'choice' needs `choices`")
     bad = [c for c in spec.commands if c not in TARGET_COMMANDS]
     if bad or not spec.commands:
-        problems.append(f"commands {spec.commands!r} must be a non-empty subset of {TARGET_COMMANDS}")
+        problems.append(
+            f"commands {spec.commands!r} must be a non-empty subset of {TARGET_COMMANDS}"
+        )
     if spec.type == "bool" and spec.multiple:
         problems.append("a bool option cannot be `multiple`")
     if problems:

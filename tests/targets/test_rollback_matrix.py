@@ -28,8 +28,13 @@ import pytest
 from deployer.errors import TargetError
 from deployer.targets.base import DeployPlan, DeployRequest, PlannedCall
 from deployer.targets.executor import execute
-from tests.targets.azureml.conftest import StaticToken  # noqa: F401 - used by make_target
-from tests.targets.azureml.conftest import arm, front_door, make_target, sklearn_score_server  # noqa: F401
+from tests.targets.azureml.conftest import (  # noqa: F401
+    StaticToken,  # noqa: F401 - used by make_target
+    arm,
+    front_door,
+    make_target,
+    sklearn_score_server,
+)
 from tests.targets.sagemaker.conftest import (  # noqa: F401 - fixtures
     ECR_IMAGE,
     REGION,

@@ -80,7 +80,8 @@ class AzureOperations(BaseOperations):
     def _result(self, plan: DeployPlan) -> DeployResult:
         facts = dict(plan.facts)
         endpoint = self.outputs.get("online_endpoints.update_traffic") or self._endpoint(
-            plan.name, local=bool(facts.get("local")))
+            plan.name, local=bool(facts.get("local"))
+        )
         details: dict[str, Any] = {
             "deployment": facts.get("deployment"),
             "previous_traffic": facts.get("previous_traffic"),
@@ -96,16 +97,26 @@ class AzureOperations(BaseOperations):
         dep = self.outputs.get("online_deployments.begin_create_or_update")
         if dep is not None:
             details["deployment_state"] = _state(dep)
-        status = "Succeeded" if plan.facts.get("wait", True) else (details.get("deployment_state") or "Creating")
+        status = (
+            "Succeeded"
+            if plan.facts.get("wait", True)
+            else (details.get("deployment_state") or "Creating")
+        )
         url = getattr(endpoint, "scoring_uri", None) if endpoint is not None else None
         if url and facts.get("local"):
             url = scoring_access(self.client, plan.name, local=True)[0]
-        return DeployResult(pl.TARGET, plan.name, plan.action, status, endpoint_url=url, details=details)
+        return DeployResult(
+            pl.TARGET, plan.name, plan.action, status, endpoint_url=url, details=details
+        )
 
     def _endpoint(self, name: str, *, local: bool = False) -> Any:
         try:
             with azure_errors("read the endpoint", where=f"endpoint {name}"):
-                return self.client.online_endpoints.get(name, local=True) if local else self.client.online_endpoints.get(name)
+                return (
+                    self.client.online_endpoints.get(name, local=True)
+                    if local
+                    else self.client.online_endpoints.get(name)
+                )
         except TargetError:
             return None
 
@@ -120,13 +131,19 @@ class AzureOperations(BaseOperations):
         from deployer.registries.push import push_image
 
         dest = str(p["Image"])
-        return push_image(str(p["LocalImage"]), dest, credentials=login_for(dest, credential=self.credential),
-                          skip_if_present=True)
+        return push_image(
+            str(p["LocalImage"]),
+            dest,
+            credentials=login_for(dest, credential=self.credential),
+            skip_if_present=True,
+        )
 
     def _op_online_endpoints__begin_create_or_update(self, p: dict[str, Any]) -> Any:
         from azure.ai.ml.entities import ManagedOnlineEndpoint
 
-        endpoint = ManagedOnlineEndpoint(name=p["name"], auth_mode=p.get("auth_mode", "key"), tags=p.get("tags") or {})
+        endpoint = ManagedOnlineEndpoint(
+            name=p["name"], auth_mode=p.get("auth_mode", "key"), tags=p.get("tags") or {}
+        )
         with azure_errors("create the endpoint", where=f"endpoint {p['name']}"):
             if p.get("local"):
                 return self.client.online_endpoints.begin_create_or_update(endpoint, local=True)
@@ -165,8 +182,12 @@ class AzureOperations(BaseOperations):
     def _op_models__create_or_update(self, p: dict[str, Any]) -> Any:
         from azure.ai.ml.entities import Model
 
-        model = Model(name=p["name"], path=p["path"], type=p.get("type", "mlflow_model"),
-                      description="registered by deployer")
+        model = Model(
+            name=p["name"],
+            path=p["path"],
+            type=p.get("type", "mlflow_model"),
+            description="registered by deployer",
+        )
         with azure_errors("register the model", where=f"model {p['name']} ({p['path']})"):
             return self.client.models.create_or_update(model)
 
@@ -210,8 +231,11 @@ class AzureOperations(BaseOperations):
                 )
         state = _state(result)
         if state and state.lower() != "succeeded":
-            raise TargetError(f"deployment ended in state {state}", where=where,
-                              fix="check the container logs: az ml online-deployment get-logs")
+            raise TargetError(
+                f"deployment ended in state {state}",
+                where=where,
+                fix="check the container logs: az ml online-deployment get-logs",
+            )
         return result
 
     def _local_deployment(self, p: dict[str, Any]) -> Any:
@@ -222,13 +246,17 @@ class AzureOperations(BaseOperations):
         from deployer.targets.azureml.local import stage
 
         where = f"local deployment {p['name']} of endpoint {p['endpoint_name']}"
-        staged = stage(p["endpoint_name"], p["name"], p["model_path"], p["image"], p["inference_config"])
+        staged = stage(
+            p["endpoint_name"], p["name"], p["model_path"], p["image"], p["inference_config"]
+        )
         with azure_errors("run the local deployment", where=where):
             deployment = ManagedOnlineDeployment(
                 name=p["name"],
                 endpoint_name=p["endpoint_name"],
                 model=Model(path=str(staged.model)),
-                code_configuration=CodeConfiguration(code=str(staged.code), scoring_script="score.py"),
+                code_configuration=CodeConfiguration(
+                    code=str(staged.code), scoring_script="score.py"
+                ),
                 environment=load_environment(str(staged.environment_yml)),
                 instance_type=p["instance_type"],
                 instance_count=int(p["instance_count"]),
@@ -241,9 +269,12 @@ class AzureOperations(BaseOperations):
         with azure_errors("delete the deployment", where=where):
             try:
                 if p.get("local"):
-                    return self.client.online_deployments.begin_delete(name=p["name"], endpoint_name=p["endpoint_name"],
-                                                                        local=True)
-                return self.client.online_deployments.begin_delete(name=p["name"], endpoint_name=p["endpoint_name"]).result()
+                    return self.client.online_deployments.begin_delete(
+                        name=p["name"], endpoint_name=p["endpoint_name"], local=True
+                    )
+                return self.client.online_deployments.begin_delete(
+                    name=p["name"], endpoint_name=p["endpoint_name"]
+                ).result()
             except Exception as exc:
                 if is_not_found(exc):
                     return None
@@ -254,11 +285,14 @@ class AzureOperations(BaseOperations):
         uri, token = scoring_access(self.client, p["endpoint"], local=bool(p.get("local")))
         started = time.monotonic()
         assert self.http is not None
-        status, body = self.http(uri, p["body"], token=token, deployment=p["deployment"], timeout=SMOKE_TIMEOUT)
+        status, body = self.http(
+            uri, p["body"], token=token, deployment=p["deployment"], timeout=SMOKE_TIMEOUT
+        )
         elapsed = round((time.monotonic() - started) * 1000, 1)
         if status != 200:
             raise TargetError(
-                f"smoke test failed: the new deployment answered HTTP {status}: {_error_text(body)}",
+                f"smoke test failed: the new deployment answered HTTP {status}: "
+                f"{_error_text(body)}",
                 where=where,
                 fix="fix the model or image and deploy again; traffic was not changed",
             )
@@ -273,16 +307,24 @@ class AzureOperations(BaseOperations):
         return {"status": status, "ms": elapsed, "response": _snippet(body, 200)}
 
 
-def scoring_access(client: Any, endpoint_name: str, *, local: bool = False) -> tuple[str, str | None]:
+def scoring_access(
+    client: Any, endpoint_name: str, *, local: bool = False
+) -> tuple[str, str | None]:
     """The endpoint's scoring URI and the bearer token (key or token) its auth mode needs."""
     where = f"endpoint {endpoint_name}"
     with azure_errors("read the endpoint", where=where):
-        endpoint = client.online_endpoints.get(endpoint_name, local=True) if local else \
-            client.online_endpoints.get(endpoint_name)
+        endpoint = (
+            client.online_endpoints.get(endpoint_name, local=True)
+            if local
+            else client.online_endpoints.get(endpoint_name)
+        )
     uri = getattr(endpoint, "scoring_uri", None)
     if not uri:
-        raise TargetError("the endpoint has no scoring URI yet", where=where,
-                          fix="wait until it is provisioned (deployer status --target azureml)")
+        raise TargetError(
+            "the endpoint has no scoring URI yet",
+            where=where,
+            fix="wait until it is provisioned (deployer status --target azureml)",
+        )
     if local:
         from urllib.parse import urlsplit, urlunsplit
 
@@ -298,7 +340,9 @@ def scoring_access(client: Any, endpoint_name: str, *, local: bool = False) -> t
     return str(uri), token
 
 
-def post_json(uri: str, body: Any, *, token: str | None, deployment: str | None, timeout: float) -> tuple[int, bytes]:
+def post_json(
+    uri: str, body: Any, *, token: str | None, deployment: str | None, timeout: float
+) -> tuple[int, bytes]:
     """POST ``body`` as JSON to a scoring URI; returns (status, body) for any HTTP status."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -316,7 +360,8 @@ def post_json(uri: str, body: Any, *, token: str | None, deployment: str | None,
         raise TargetError(
             f"cannot reach the scoring URI: {getattr(exc, 'reason', exc)}",
             where=uri,
-            fix="check the network; private endpoints are reachable only from their virtual network",
+            fix="check the network; private endpoints are reachable only from their "
+            "virtual network",
         ) from exc
 
 
@@ -362,4 +407,3 @@ def _snippet(body: bytes | str, limit: int = 500) -> str:
     text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
-

@@ -44,10 +44,15 @@ class Workspace:
     workspace: str
 
     def describe(self) -> str:
-        return f"workspace {self.workspace} (resource group {self.resource_group}, subscription {self.subscription})"
+        return (
+            f"workspace {self.workspace} (resource group {self.resource_group}, "
+            f"subscription {self.subscription})"
+        )
 
 
-def resolve_workspace(subscription: str | None, resource_group: str | None, workspace: str | None) -> Workspace:
+def resolve_workspace(
+    subscription: str | None, resource_group: str | None, workspace: str | None
+) -> Workspace:
     """Fill the three names from Azure's usual environment variables; say which is missing."""
     values = {
         "--subscription": subscription or os.environ.get("AZURE_SUBSCRIPTION_ID"),
@@ -60,9 +65,12 @@ def resolve_workspace(subscription: str | None, resource_group: str | None, work
             f"the Azure ML target needs {', '.join(missing)}",
             where="--target azureml",
             fix="pass --subscription, --resource-group and --workspace (or set them under "
-            "[targets.azureml] in deployer.toml, or AZURE_SUBSCRIPTION_ID / AZURE_RESOURCE_GROUP / AZUREML_WORKSPACE_NAME)",
+            "[targets.azureml] in deployer.toml, or AZURE_SUBSCRIPTION_ID / AZURE_RESOURCE_GROUP / "
+            "AZUREML_WORKSPACE_NAME)",
         )
-    return Workspace(str(values["--subscription"]), str(values["--resource-group"]), str(values["--workspace"]))
+    return Workspace(
+        str(values["--subscription"]), str(values["--resource-group"]), str(values["--workspace"])
+    )
 
 
 def sdk_modules() -> Any:
@@ -134,12 +142,14 @@ def is_not_found(exc: BaseException) -> bool:
 
 
 _HINTS = {
-    "AuthorizationFailed": "ask for the 'AzureML Data Scientist' (or Contributor) role on the workspace",
+    "AuthorizationFailed": "ask for the 'AzureML Data Scientist' (or Contributor) role on the "
+    "workspace",
     "QuotaExceeded": "pick another --instance-type, lower --instance-count, or request more quota",
     "OutOfQuota": "pick another --instance-type, lower --instance-count, or request more quota",
     "SubscriptionNotFound": "check --subscription (az account list)",
     "ResourceGroupNotFound": "check --resource-group",
-    "ResourceNotReady": "the container did not become ready: check `az ml online-deployment get-logs`",
+    "ResourceNotReady": "the container did not become ready: check `az ml online-deployment "
+    "get-logs`",
     "BadArgument": "check the values passed to deployer (names, traffic, instance type)",
 }
 

@@ -31,9 +31,11 @@ def to_input_data(payload: Any, *, where: str = "request body") -> dict[str, Any
     keys = [k for k in _MLFLOW_KEYS if k in payload]
     if len(keys) != 1:
         raise UsageError(
-            f"cannot tell the input format: expected input_data or exactly one of {', '.join(_MLFLOW_KEYS)}, got keys {sorted(payload)}",
+            "cannot tell the input format: expected input_data or exactly one of "
+            f"{', '.join(_MLFLOW_KEYS)}, got keys {sorted(payload)}",
             where=where,
-            fix='send {"input_data": {"columns": [...], "index": [...], "data": [[...]]}} or {"dataframe_split": ...}',
+            fix='send {"input_data": {"columns": [...], "index": [...], "data": [[...]]}} or '
+            '{"dataframe_split": ...}',
         )
     key = keys[0]
     value = payload[key]
@@ -51,8 +53,11 @@ def to_input_data(payload: Any, *, where: str = "request body") -> dict[str, Any
 
 def _split(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict) or "data" not in value:
-        raise UsageError("dataframe_split must be an object with 'data'", where=where,
-                         fix='{"dataframe_split": {"columns": [...], "data": [[...]]}}')
+        raise UsageError(
+            "dataframe_split must be an object with 'data'",
+            where=where,
+            fix='{"dataframe_split": {"columns": [...], "data": [[...]]}}',
+        )
     rows = value["data"]
     out: dict[str, Any] = {}
     if "columns" in value:
@@ -68,8 +73,11 @@ def _records(value: Any) -> bool:
 
 def _records_to_split(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
-        raise UsageError("dataframe_records must be a list of objects", where=where,
-                         fix='{"dataframe_records": [{"col": 1}, ...]}')
+        raise UsageError(
+            "dataframe_records must be a list of objects",
+            where=where,
+            fix='{"dataframe_records": [{"col": 1}, ...]}',
+        )
     columns: list[str] = []
     for row in value:
         for name in row:
@@ -111,6 +119,9 @@ def predict_body(body: bytes, content_type: str) -> bytes:
     try:
         payload = json.loads(body)
     except ValueError as exc:
-        raise UsageError(f"the request body is not valid JSON: {exc}", where="request body",
-                         fix="check the --data / --input file") from exc
+        raise UsageError(
+            f"the request body is not valid JSON: {exc}",
+            where="request body",
+            fix="check the --data / --input file",
+        ) from exc
     return json.dumps(to_input_data(payload)).encode()

@@ -151,9 +151,16 @@ def plan_deploy(spec: DeploySpec, state: EndpointState) -> DeployPlan:
     if spec.build_step is None or plan.action == "noop":
         return plan
     assert isinstance(spec.source, ImageSource)
-    return replace(plan, calls=(*_image_calls(spec.build_step, spec.source.image), *plan.calls),
-                   facts={**plan.facts, "image": spec.source.image, "local_image": spec.build_step["LocalImage"],
-                          "verify": spec.build_step["Build"].get("verify", True) is not False})
+    return replace(
+        plan,
+        calls=(*_image_calls(spec.build_step, spec.source.image), *plan.calls),
+        facts={
+            **plan.facts,
+            "image": spec.source.image,
+            "local_image": spec.build_step["LocalImage"],
+            "verify": spec.build_step["Build"].get("verify", True) is not False,
+        },
+    )
 
 
 def _image_calls(step: Mapping[str, Any], image: str) -> tuple[PlannedCall, ...]:
@@ -164,8 +171,12 @@ def _image_calls(step: Mapping[str, Any], image: str) -> tuple[PlannedCall, ...]
     local = str(step["LocalImage"])
     return (
         build_call(step, "the Azure ML image"),
-        PlannedCall("docker", "push", {"LocalImage": local, "Image": image},
-                    f"push {local} to {image} (skipped if the registry has it)"),
+        PlannedCall(
+            "docker",
+            "push",
+            {"LocalImage": local, "Image": image},
+            f"push {local} to {image} (skipped if the registry has it)",
+        ),
     )
 
 
@@ -187,12 +198,17 @@ def fingerprint(spec: DeploySpec) -> str:
     return hashlib.sha256(json.dumps(serving, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _already_serving(spec: DeploySpec, state: EndpointState, current: dict[str, int],
-                     print_: str) -> DeployPlan | None:
+def _already_serving(
+    spec: DeploySpec, state: EndpointState, current: dict[str, int], print_: str
+) -> DeployPlan | None:
     """The noop plan when the deployment taking all the traffic already runs ``print_``."""
     live = next((d for d, pct in current.items() if pct == 100), None)
-    if (live is None or state.fingerprints.get(live) != print_ or state.deployments.get(live) != "Succeeded"
-            or (spec.deployment and spec.deployment.lower() != live.lower())):
+    if (
+        live is None
+        or state.fingerprints.get(live) != print_
+        or state.deployments.get(live) != "Succeeded"
+        or (spec.deployment and spec.deployment.lower() != live.lower())
+    ):
         return None
     if spec.traffic is not None:
         existing = list(state.deployments)
@@ -200,11 +216,23 @@ def _already_serving(spec: DeploySpec, state: EndpointState, current: dict[str, 
         if None in named or tr.normalize(named, existing) != current:  # type: ignore[arg-type]
             return None  # another split, or a deployment to create
     return DeployPlan(
-        TARGET, spec.endpoint, "noop", (),
-        f"endpoint {spec.endpoint}: deployment {live} already runs this with these settings and takes "
+        TARGET,
+        spec.endpoint,
+        "noop",
+        (),
+        f"endpoint {spec.endpoint}: deployment {live} already runs this with these settings and "
+        "takes "
         "all the traffic; nothing to do",
-        {"endpoint": spec.endpoint, "deployment": live, "endpoint_exists": True, "previous_traffic": current,
-         "traffic": current, "smoke_test": "skipped: nothing changes", "fingerprint": print_, "wait": spec.wait},
+        {
+            "endpoint": spec.endpoint,
+            "deployment": live,
+            "endpoint_exists": True,
+            "previous_traffic": current,
+            "traffic": current,
+            "smoke_test": "skipped: nothing changes",
+            "fingerprint": print_,
+            "wait": spec.wait,
+        },
     )
 
 
@@ -229,90 +257,168 @@ def _plan_rollout(spec: DeploySpec, state: EndpointState) -> DeployPlan:
     deployment = _deployment_params(spec, new, print_)
     source_calls, what = _source_calls(spec, new, deployment)
     calls += source_calls
-    calls.append(_deployment_call(spec, new, deployment, what, in_place=in_place,
-                                  idle=current.get(new, 0) == 0, verb="update" if new in existing else "create"))
+    calls.append(
+        _deployment_call(
+            spec,
+            new,
+            deployment,
+            what,
+            in_place=in_place,
+            idle=current.get(new, 0) == 0,
+            verb="update" if new in existing else "create",
+        )
+    )
     smoke = "skipped: --no-wait"
     if spec.wait:
         if spec.smoke_body is not None:
-            calls.append(PlannedCall(
-                DATA_PLANE, "smoke_test", {"endpoint": spec.endpoint, "deployment": new, "body": spec.smoke_body},
-                f"send the model's input example to deployment {new} through the endpoint's scoring URI",
-                phase="create"))
+            calls.append(
+                PlannedCall(
+                    DATA_PLANE,
+                    "smoke_test",
+                    {"endpoint": spec.endpoint, "deployment": new, "body": spec.smoke_body},
+                    f"send the model's input example to deployment {new} through the endpoint's "
+                    "scoring URI",
+                    phase="create",
+                )
+            )
             smoke = "input example"
         else:
             smoke = "skipped: the model has no input example"
         if final != current or not state.exists:
             calls.append(_traffic_call(spec.endpoint, final, current))
     action = "create" if not state.exists else "update"
-    summary = (
-        f"{action} endpoint {spec.endpoint}: deployment {new} <- {what}; "
-        + (f"traffic {tr.format_traffic(current)} -> {tr.format_traffic(final)}" if spec.wait
-           else "traffic unchanged (--no-wait: shift it later with --traffic)")
+    summary = f"{action} endpoint {spec.endpoint}: deployment {new} <- {what}; " + (
+        f"traffic {tr.format_traffic(current)} -> {tr.format_traffic(final)}"
+        if spec.wait
+        else "traffic unchanged (--no-wait: shift it later with --traffic)"
     )
-    facts = {"endpoint": spec.endpoint, "deployment": new, "endpoint_exists": state.exists,
-             "previous_traffic": current, "traffic": final, "smoke_test": smoke, "in_place_update": in_place,
-             "wait": spec.wait}
+    facts = {
+        "endpoint": spec.endpoint,
+        "deployment": new,
+        "endpoint_exists": state.exists,
+        "previous_traffic": current,
+        "traffic": final,
+        "smoke_test": smoke,
+        "in_place_update": in_place,
+        "wait": spec.wait,
+    }
     return DeployPlan(TARGET, spec.endpoint, action, tuple(calls), summary, facts)
 
 
 def _create_endpoint_call(spec: DeploySpec) -> PlannedCall:
     return PlannedCall(
-        SERVICE, "online_endpoints.begin_create_or_update",
+        SERVICE,
+        "online_endpoints.begin_create_or_update",
         {"name": spec.endpoint, "auth_mode": spec.auth_mode, "tags": dict(spec.tags)},
-        f"create endpoint {spec.endpoint} (auth: {spec.auth_mode})", phase="create",
-        undo=PlannedCall(SERVICE, "online_endpoints.begin_delete", {"name": spec.endpoint},
-                         f"delete endpoint {spec.endpoint}", phase="cleanup"))
+        f"create endpoint {spec.endpoint} (auth: {spec.auth_mode})",
+        phase="create",
+        undo=PlannedCall(
+            SERVICE,
+            "online_endpoints.begin_delete",
+            {"name": spec.endpoint},
+            f"delete endpoint {spec.endpoint}",
+            phase="cleanup",
+        ),
+    )
 
 
 def _deployment_params(spec: DeploySpec, name: str, print_: str) -> dict[str, Any]:
     """The new deployment, as the create call's parameters (its source is added by
     :func:`_source_calls`)."""
     deployment: dict[str, Any] = {
-        "name": name, "endpoint_name": spec.endpoint, "instance_type": spec.instance_type,
-        "instance_count": spec.instance_count, "environment_variables": dict(spec.env),
-        "tags": {TAG_FINGERPRINT: print_}, "wait": spec.wait, "timeout": spec.timeout,
+        "name": name,
+        "endpoint_name": spec.endpoint,
+        "instance_type": spec.instance_type,
+        "instance_count": spec.instance_count,
+        "environment_variables": dict(spec.env),
+        "tags": {TAG_FINGERPRINT: print_},
+        "wait": spec.wait,
+        "timeout": spec.timeout,
     }
-    settings = {k: v for k, v in (("request_timeout_ms", spec.request_timeout_ms),
-                                  ("max_concurrent_requests_per_instance", spec.max_concurrent_requests)) if v}
+    settings = {
+        k: v
+        for k, v in (
+            ("request_timeout_ms", spec.request_timeout_ms),
+            ("max_concurrent_requests_per_instance", spec.max_concurrent_requests),
+        )
+        if v
+    }
     if settings:
         deployment["request_settings"] = settings
     return deployment
 
 
-def _source_calls(spec: DeploySpec, new: str, deployment: dict[str, Any]) -> tuple[list[PlannedCall], str]:
+def _source_calls(
+    spec: DeploySpec, new: str, deployment: dict[str, Any]
+) -> tuple[list[PlannedCall], str]:
     """What the deployment runs: an image (registered as an environment), an MLflow model
     (registered, uploaded) or a registered model; returns the calls and a description."""
     source = spec.source
     if isinstance(source, ImageSource):
         env_name = source.environment_name or f"{spec.endpoint}-{new}-env"
         deployment["environment"] = FROM_ENVIRONMENT
-        return [PlannedCall(
-            SERVICE, "environments.create_or_update",
-            {"name": env_name, "image": source.image, "inference_config": source.routes.inference_config()},
-            f"register environment {env_name} for image {source.image}", phase="create")], f"image {source.image}"
+        return [
+            PlannedCall(
+                SERVICE,
+                "environments.create_or_update",
+                {
+                    "name": env_name,
+                    "image": source.image,
+                    "inference_config": source.routes.inference_config(),
+                },
+                f"register environment {env_name} for image {source.image}",
+                phase="create",
+            )
+        ], f"image {source.image}"
     if isinstance(source, MlflowSource):
         deployment["model"] = FROM_MODEL
-        return [PlannedCall(
-            SERVICE, "models.create_or_update",
-            {"name": source.model_name, "path": source.path, "type": "mlflow_model"},
-            f"register MLflow model {source.model_name} from {source.path} (uploads it)", phase="create",
-        )], f"MLflow model {source.model_name} (Azure no-code scoring)"
+        return [
+            PlannedCall(
+                SERVICE,
+                "models.create_or_update",
+                {"name": source.model_name, "path": source.path, "type": "mlflow_model"},
+                f"register MLflow model {source.model_name} from {source.path} (uploads it)",
+                phase="create",
+            )
+        ], f"MLflow model {source.model_name} (Azure no-code scoring)"
     deployment["model"] = source.reference
     return [], f"registered model {source.reference}"
 
 
-def _deployment_call(spec: DeploySpec, new: str, deployment: dict[str, Any], what: str, *, in_place: bool,
-                     idle: bool, verb: str) -> PlannedCall:
-    where = (" in place (it serves traffic: no rollback possible)" if in_place
-             else " at 0% traffic" if idle else "")
+def _deployment_call(
+    spec: DeploySpec,
+    new: str,
+    deployment: dict[str, Any],
+    what: str,
+    *,
+    in_place: bool,
+    idle: bool,
+    verb: str,
+) -> PlannedCall:
+    where = (
+        " in place (it serves traffic: no rollback possible)"
+        if in_place
+        else " at 0% traffic"
+        if idle
+        else ""
+    )
     return PlannedCall(
-        SERVICE, "online_deployments.begin_create_or_update", deployment,
-        f"{verb} deployment {new} ({spec.instance_count} x {spec.instance_type}) running {what}{where}"
-        + (", wait for Succeeded" if spec.wait else ", not waiting"),
+        SERVICE,
+        "online_deployments.begin_create_or_update",
+        deployment,
+        f"{verb} deployment {new} ({spec.instance_count} x {spec.instance_type}) running "
+        f"{what}{where}" + (", wait for Succeeded" if spec.wait else ", not waiting"),
         phase="create",
-        undo=None if in_place else PlannedCall(
-            SERVICE, "online_deployments.begin_delete", {"name": new, "endpoint_name": spec.endpoint},
-            f"delete deployment {new}", phase="cleanup"))
+        undo=None
+        if in_place
+        else PlannedCall(
+            SERVICE,
+            "online_deployments.begin_delete",
+            {"name": new, "endpoint_name": spec.endpoint},
+            f"delete deployment {new}",
+            phase="cleanup",
+        ),
+    )
 
 
 def _plan_local(spec: DeploySpec, state: EndpointState) -> DeployPlan:
@@ -325,43 +431,97 @@ def _plan_local(spec: DeploySpec, state: EndpointState) -> DeployPlan:
 
     if not isinstance(spec.source, ImageSource) or not spec.model_path:
         raise UsageError(
-            "a local Azure ML endpoint runs a built image with the model mounted: pass both --image-uri and -m",
+            "a local Azure ML endpoint runs a built image with the model mounted: pass both "
+            "--image-uri and -m",
             where="--local",
-            fix="deployer build --target azureml -m MODEL, then deploy --local --image-uri IMAGE -m MODEL",
+            fix="deployer build --target azureml -m MODEL, then deploy --local --image-uri IMAGE "
+            "-m MODEL",
         )
     name = spec.deployment or tr.BLUE_GREEN[0]
     calls: list[PlannedCall] = []
     if not state.exists:
-        calls.append(PlannedCall(
-            SERVICE, "online_endpoints.begin_create_or_update",
-            {"name": spec.endpoint, "auth_mode": spec.auth_mode, "tags": dict(spec.tags), "local": True},
-            f"create local endpoint {spec.endpoint} (Docker)", phase="create",
-            undo=PlannedCall(SERVICE, "online_endpoints.begin_delete", {"name": spec.endpoint, "local": True},
-                             f"delete local endpoint {spec.endpoint}", phase="cleanup"),
-        ))
-    calls.append(PlannedCall(
-        SERVICE, "online_deployments.begin_create_or_update",
-        {"name": name, "endpoint_name": spec.endpoint, "instance_type": spec.instance_type,
-         "instance_count": spec.instance_count, "environment_variables": dict(spec.env), "local": True,
-         "image": spec.source.image, "inference_config": spec.source.routes.inference_config(),
-         "model_path": spec.model_path, "wait": True, "timeout": spec.timeout},
-        f"run image {spec.source.image} as local deployment {name} with the model mounted", phase="create",
-        undo=None if state.exists else PlannedCall(
-            SERVICE, "online_deployments.begin_delete", {"name": name, "endpoint_name": spec.endpoint, "local": True},
-            f"delete local deployment {name}", phase="cleanup"),
-    ))
+        calls.append(
+            PlannedCall(
+                SERVICE,
+                "online_endpoints.begin_create_or_update",
+                {
+                    "name": spec.endpoint,
+                    "auth_mode": spec.auth_mode,
+                    "tags": dict(spec.tags),
+                    "local": True,
+                },
+                f"create local endpoint {spec.endpoint} (Docker)",
+                phase="create",
+                undo=PlannedCall(
+                    SERVICE,
+                    "online_endpoints.begin_delete",
+                    {"name": spec.endpoint, "local": True},
+                    f"delete local endpoint {spec.endpoint}",
+                    phase="cleanup",
+                ),
+            )
+        )
+    calls.append(
+        PlannedCall(
+            SERVICE,
+            "online_deployments.begin_create_or_update",
+            {
+                "name": name,
+                "endpoint_name": spec.endpoint,
+                "instance_type": spec.instance_type,
+                "instance_count": spec.instance_count,
+                "environment_variables": dict(spec.env),
+                "local": True,
+                "image": spec.source.image,
+                "inference_config": spec.source.routes.inference_config(),
+                "model_path": spec.model_path,
+                "wait": True,
+                "timeout": spec.timeout,
+            },
+            f"run image {spec.source.image} as local deployment {name} with the model mounted",
+            phase="create",
+            undo=None
+            if state.exists
+            else PlannedCall(
+                SERVICE,
+                "online_deployments.begin_delete",
+                {"name": name, "endpoint_name": spec.endpoint, "local": True},
+                f"delete local deployment {name}",
+                phase="cleanup",
+            ),
+        )
+    )
     if spec.smoke_body is not None:
-        calls.append(PlannedCall(
-            DATA_PLANE, "smoke_test",
-            {"endpoint": spec.endpoint, "deployment": name, "body": spec.smoke_body, "local": True},
-            f"send the model's input example to local deployment {name}", phase="create",
-        ))
+        calls.append(
+            PlannedCall(
+                DATA_PLANE,
+                "smoke_test",
+                {
+                    "endpoint": spec.endpoint,
+                    "deployment": name,
+                    "body": spec.smoke_body,
+                    "local": True,
+                },
+                f"send the model's input example to local deployment {name}",
+                phase="create",
+            )
+        )
     return DeployPlan(
-        TARGET, spec.endpoint, "update" if state.exists else "create", tuple(calls),
+        TARGET,
+        spec.endpoint,
+        "update" if state.exists else "create",
+        tuple(calls),
         f"local endpoint {spec.endpoint}: deployment {name} <- image {spec.source.image}",
-        {"endpoint": spec.endpoint, "deployment": name, "local": True, "endpoint_exists": state.exists,
-         "smoke_test": "input example" if spec.smoke_body is not None else "skipped: the model has no input example",
-         "wait": True},
+        {
+            "endpoint": spec.endpoint,
+            "deployment": name,
+            "local": True,
+            "endpoint_exists": state.exists,
+            "smoke_test": "input example"
+            if spec.smoke_body is not None
+            else "skipped: the model has no input example",
+            "wait": True,
+        },
     )
 
 
@@ -378,20 +538,27 @@ def _plan_traffic_only(spec: DeploySpec, state: EndpointState) -> DeployPlan:
         raise UsageError(
             "nothing to deploy: no model (-m), no image (--image-uri) and no --traffic",
             where="deployer deploy --target azureml",
-            fix="pass -m MODEL or --image-uri IMAGE to roll out, or --traffic NAME=PCT,... to shift traffic",
+            fix="pass -m MODEL or --image-uri IMAGE to roll out, or --traffic NAME=PCT,... to "
+            "shift traffic",
         )
     existing = list(state.deployments)
     unknown = [k for k in spec.traffic if _match(k, existing) is None]
     if unknown:
         raise UsageError(
-            f"--traffic names deployment(s) {', '.join(sorted(unknown))}, which endpoint {spec.endpoint} does not have",
+            f"--traffic names deployment(s) {', '.join(sorted(unknown))}, which endpoint "
+            f"{spec.endpoint} does not have",
             where="--traffic",
             fix=f"use the existing deployments: {', '.join(existing) or '(none)'}",
         )
-    not_ready = [k for k, v in spec.traffic.items() if v and state.deployments.get(_match(k, existing) or k) != "Succeeded"]
+    not_ready = [
+        k
+        for k, v in spec.traffic.items()
+        if v and state.deployments.get(_match(k, existing) or k) != "Succeeded"
+    ]
     if not_ready:
         raise UsageError(
-            f"deployment(s) {', '.join(not_ready)} are not in the Succeeded state and cannot take traffic",
+            f"deployment(s) {', '.join(not_ready)} are not in the Succeeded state and cannot take "
+            "traffic",
             where="--traffic",
             fix="wait for them (deployer status --target azureml --name ...), or fix and redeploy",
         )

@@ -38,45 +38,121 @@ log = logging.getLogger("deployer")
 #: Azure ML asset names (models, environments).
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 #: ``--registry``: HOST[:PORT][/NAMESPACE] (lower case, as image references are).
-_REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+_REGISTRY = re.compile(
+    r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+)
 
 _ALL = ("deploy", "status", "list", "delete", "predict")
 
 OPTIONS: tuple[OptionSpec, ...] = (
-    OptionSpec("subscription", "Azure subscription id (default: AZURE_SUBSCRIPTION_ID).",
-               metavar="ID", commands=_ALL, connection=True),
-    OptionSpec("resource_group", "Resource group of the Azure ML workspace (default: AZURE_RESOURCE_GROUP).",
-               metavar="NAME", commands=_ALL, connection=True),
-    OptionSpec("workspace", "Azure ML workspace name (default: AZUREML_WORKSPACE_NAME).",
-               metavar="NAME", commands=_ALL, connection=True),
-    OptionSpec("local", "Use azure-ai-ml's local endpoints: run --image-uri in the local Docker engine "
-               "(no Azure account; one deployment, no traffic split).", type="bool", default=False,
-               commands=_ALL, connection=True),
-    OptionSpec("deployment", "Deployment name (default: alternate blue/green; on delete/predict: one deployment).",
-               metavar="NAME", commands=("deploy", "delete", "predict")),
-    OptionSpec("instance_type", "VM size of the deployment.", default="Standard_DS3_v2", metavar="SKU"),
+    OptionSpec(
+        "subscription",
+        "Azure subscription id (default: AZURE_SUBSCRIPTION_ID).",
+        metavar="ID",
+        commands=_ALL,
+        connection=True,
+    ),
+    OptionSpec(
+        "resource_group",
+        "Resource group of the Azure ML workspace (default: AZURE_RESOURCE_GROUP).",
+        metavar="NAME",
+        commands=_ALL,
+        connection=True,
+    ),
+    OptionSpec(
+        "workspace",
+        "Azure ML workspace name (default: AZUREML_WORKSPACE_NAME).",
+        metavar="NAME",
+        commands=_ALL,
+        connection=True,
+    ),
+    OptionSpec(
+        "local",
+        "Use azure-ai-ml's local endpoints: run --image-uri in the local Docker engine "
+        "(no Azure account; one deployment, no traffic split).",
+        type="bool",
+        default=False,
+        commands=_ALL,
+        connection=True,
+    ),
+    OptionSpec(
+        "deployment",
+        "Deployment name (default: alternate blue/green; on delete/predict: one deployment).",
+        metavar="NAME",
+        commands=("deploy", "delete", "predict"),
+    ),
+    OptionSpec(
+        "instance_type", "VM size of the deployment.", default="Standard_DS3_v2", metavar="SKU"
+    ),
     OptionSpec("instance_count", "Number of instances.", type="int", default=1, metavar="N"),
-    OptionSpec("traffic", "Traffic map after the rollout, e.g. blue=90,green=10 (default: all to the new "
-               "deployment). Without -m/--image-uri: only shift traffic.", metavar="NAME=PCT,..."),
-    OptionSpec("env", "Environment variable for the container, KEY=VALUE (repeatable).", multiple=True,
-               metavar="KEY=VALUE"),
-    OptionSpec("auth_mode", "Endpoint authentication (new endpoints only).", type="choice",
-               choices=("key", "aml_token", "aad_token"), default="key"),
-    OptionSpec("model_name", "Name to register the MLflow model under (default: the endpoint name).",
-               metavar="NAME"),
-    OptionSpec("image_port", "Port the --image-uri container listens on (inference_config routes).",
-               type="int", default=8080, metavar="PORT"),
-    OptionSpec("scoring_route", "Scoring path inside the --image-uri container.", default="/score", metavar="PATH"),
-    OptionSpec("health_route", "Liveness/readiness path inside the --image-uri container.", default="/", metavar="PATH"),
-    OptionSpec("smoke_test", "Send the model's input example to the new deployment before shifting traffic.",
-               type="bool", default=True),
-    OptionSpec("registry", "With -m: build deployer's image for Azure ML (azmlinfsrv + score.py, the model "
-               "inside), verify it, push it to this registry (e.g. the workspace's ACR) and deploy it as a "
-               "custom container; the image options (--pip, --base-image, --lock...) apply. Without it, -m "
-               "registers the MLflow model and Azure ML builds its environment.", metavar="HOST[/NAMESPACE]"),
-    OptionSpec("request_timeout_ms", "Scoring request timeout of the deployment, in ms.", type="int",
-               metavar="MS"),
-    OptionSpec("max_concurrent_requests", "Concurrent requests per instance.", type="int", metavar="N"),
+    OptionSpec(
+        "traffic",
+        "Traffic map after the rollout, e.g. blue=90,green=10 (default: all to the new "
+        "deployment). Without -m/--image-uri: only shift traffic.",
+        metavar="NAME=PCT,...",
+    ),
+    OptionSpec(
+        "env",
+        "Environment variable for the container, KEY=VALUE (repeatable).",
+        multiple=True,
+        metavar="KEY=VALUE",
+    ),
+    OptionSpec(
+        "auth_mode",
+        "Endpoint authentication (new endpoints only).",
+        type="choice",
+        choices=("key", "aml_token", "aad_token"),
+        default="key",
+    ),
+    OptionSpec(
+        "model_name",
+        "Name to register the MLflow model under (default: the endpoint name).",
+        metavar="NAME",
+    ),
+    OptionSpec(
+        "image_port",
+        "Port the --image-uri container listens on (inference_config routes).",
+        type="int",
+        default=8080,
+        metavar="PORT",
+    ),
+    OptionSpec(
+        "scoring_route",
+        "Scoring path inside the --image-uri container.",
+        default="/score",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        "health_route",
+        "Liveness/readiness path inside the --image-uri container.",
+        default="/",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        "smoke_test",
+        "Send the model's input example to the new deployment before shifting traffic.",
+        type="bool",
+        default=True,
+    ),
+    OptionSpec(
+        "registry",
+        "With -m: build deployer's image for Azure ML (azmlinfsrv + score.py, the model "
+        "inside), verify it, push it to this registry (e.g. the workspace's ACR) and deploy it as "
+        "a "
+        "custom container; the image options (--pip, --base-image, --lock...) apply. Without it, "
+        "-m "
+        "registers the MLflow model and Azure ML builds its environment.",
+        metavar="HOST[/NAMESPACE]",
+    ),
+    OptionSpec(
+        "request_timeout_ms",
+        "Scoring request timeout of the deployment, in ms.",
+        type="int",
+        metavar="MS",
+    ),
+    OptionSpec(
+        "max_concurrent_requests", "Concurrent requests per instance.", type="int", metavar="N"
+    ),
 )
 
 
@@ -123,7 +199,9 @@ class AzureMLTarget:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = ml_client(self.workspace, credential=self._credential, transport=self._transport)
+            self._client = ml_client(
+                self.workspace, credential=self._credential, transport=self._transport
+            )
         return self._client
 
     def operations(self) -> Any:
@@ -148,8 +226,11 @@ class AzureMLTarget:
             tr.check_name(deployment, kind="deployment", flag="--deployment")
         count = int(opts.get("instance_count") or 1)
         if count < 1:
-            raise UsageError(f"--instance-count must be at least 1, got {count}", where="--instance-count",
-                             fix="pass --instance-count 1 or more")
+            raise UsageError(
+                f"--instance-count must be at least 1, got {count}",
+                where="--instance-count",
+                fix="pass --instance-count 1 or more",
+            )
         source, smoke = self._source(request, opts, endpoint)
         build_step = None
         if opts.get("registry"):
@@ -178,23 +259,32 @@ class AzureMLTarget:
             build_step=build_step,
         )
 
-    def _image_build(self, request: DeployRequest, registry: str,
-                     source: pl.Source | None) -> tuple[pl.ImageSource, dict[str, Any]]:
+    def _image_build(
+        self, request: DeployRequest, registry: str, source: pl.Source | None
+    ) -> tuple[pl.ImageSource, dict[str, Any]]:
         """``--registry``: deploy deployer's image built from -m instead of the MLflow model."""
         from deployer.targets.model_image import plan_model_image
 
         if request.image_uri or not isinstance(source, pl.MlflowSource) or not request.model_uri:
-            raise UsageError("--registry builds the image from a model directory: it needs -m MODEL "
-                             "(a local or MLflow URI), not --image-uri or an azureml: model",
-                             where="--registry", fix="pass -m MODEL, or drop --registry")
+            raise UsageError(
+                "--registry builds the image from a model directory: it needs -m MODEL "
+                "(a local or MLflow URI), not --image-uri or an azureml: model",
+                where="--registry",
+                fix="pass -m MODEL, or drop --registry",
+            )
         host = registry.strip().rstrip("/")
         if not _REGISTRY.match(host):
-            raise UsageError(f"bad registry {registry!r}", where="--registry",
-                             fix="write HOST[:PORT][/NAMESPACE], e.g. myregistry.azurecr.io/ml")
+            raise UsageError(
+                f"bad registry {registry!r}",
+                where="--registry",
+                fix="write HOST[:PORT][/NAMESPACE], e.g. myregistry.azurecr.io/ml",
+            )
         build, step = plan_model_image(request.model_uri, request.build, pl.TARGET)
         return pl.ImageSource(image=f"{host}/{build.tag}"), step
 
-    def _source(self, request: DeployRequest, opts: Mapping[str, Any], endpoint: str) -> tuple[pl.Source | None, Any]:
+    def _source(
+        self, request: DeployRequest, opts: Mapping[str, Any], endpoint: str
+    ) -> tuple[pl.Source | None, Any]:
         model_uri = request.model_uri
         smoke = None
         model_dir: Path | None = None
@@ -218,17 +308,28 @@ class AzureMLTarget:
                 readiness=str(opts.get("health_route") or "/"),
                 scoring=str(opts.get("scoring_route") or "/score"),
             )
-            for label, path in (("--scoring-route", routes.scoring), ("--health-route", routes.liveness)):
+            for label, path in (
+                ("--scoring-route", routes.scoring),
+                ("--health-route", routes.liveness),
+            ):
                 if not path.startswith("/") or any(c.isspace() for c in path):
-                    raise UsageError(f"bad route {path!r}", where=label, fix="use an absolute path such as /score")
+                    raise UsageError(
+                        f"bad route {path!r}",
+                        where=label,
+                        fix="use an absolute path such as /score",
+                    )
             return pl.ImageSource(image=request.image_uri, routes=routes), smoke
         if model_uri and model_uri.startswith("azureml:"):
             return pl.RegisteredSource(model_uri), smoke
         if model_dir is not None:
             model_name = str(opts.get("model_name") or endpoint)
             if not _ASSET_NAME.match(model_name):
-                raise UsageError(f"invalid model name {model_name!r}", where="--model-name",
-                                 fix="use letters, digits, '-', '_' or '.', starting with a letter or digit (max 255)")
+                raise UsageError(
+                    f"invalid model name {model_name!r}",
+                    where="--model-name",
+                    fix="use letters, digits, '-', '_' or '.', starting with a letter or digit "
+                    "(max 255)",
+                )
             return pl.MlflowSource(path=str(model_dir), model_name=model_name), smoke
         return None, None
 
@@ -244,8 +345,11 @@ class AzureMLTarget:
                 raise
             found = self._deployments(endpoint)
         deployments = {d.name: _state(d) or "Unknown" for d in found}
-        fingerprints = {d.name: str(fp) for d in found
-                        if (fp := (getattr(d, "tags", None) or {}).get(pl.TAG_FINGERPRINT))}
+        fingerprints = {
+            d.name: str(fp)
+            for d in found
+            if (fp := (getattr(d, "tags", None) or {}).get(pl.TAG_FINGERPRINT))
+        }
         return pl.EndpointState(
             name=endpoint,
             exists=True,
@@ -258,7 +362,11 @@ class AzureMLTarget:
         )
 
     def _where(self, endpoint: str) -> str:
-        return f"local endpoint {endpoint} (Docker)" if self.local else f"endpoint {endpoint} in {self.workspace.describe()}"
+        return (
+            f"local endpoint {endpoint} (Docker)"
+            if self.local
+            else f"endpoint {endpoint} in {self.workspace.describe()}"
+        )
 
     def _get_endpoint(self, name: str) -> Any:
         if self.local:
@@ -267,8 +375,11 @@ class AzureMLTarget:
 
     def _deployments(self, endpoint: str) -> list[Any]:
         if self.local:  # the SDK lists every local deployment, whatever the endpoint
-            return [d for d in self.client.online_deployments.list(endpoint, local=True)
-                    if getattr(d, "endpoint_name", endpoint) == endpoint]
+            return [
+                d
+                for d in self.client.online_deployments.list(endpoint, local=True)
+                if getattr(d, "endpoint_name", endpoint) == endpoint
+            ]
         return list(self.client.online_deployments.list(endpoint))
 
     # ------------------------------------------------------------------ other commands
@@ -280,8 +391,11 @@ class AzureMLTarget:
                 ep = self._get_endpoint(name)
             except Exception as exc:
                 if is_not_found(exc):
-                    raise TargetError(f"endpoint {name!r} does not exist", where=where,
-                                      fix="deployer list --target azureml shows the endpoints") from exc
+                    raise TargetError(
+                        f"endpoint {name!r} does not exist",
+                        where=where,
+                        fix="deployer list --target azureml shows the endpoints",
+                    ) from exc
                 raise
             deployments = [_deployment_info(d) for d in self._deployments(name)]
         return EndpointStatus(
@@ -297,16 +411,23 @@ class AzureMLTarget:
         )
 
     def list(self) -> Sequence[EndpointStatus]:
-        with azure_errors("list endpoints", where="local Docker" if self.local else self.workspace.describe()):
-            endpoints = list(self.client.online_endpoints.list(local=True) if self.local
-                             else self.client.online_endpoints.list())
+        with azure_errors(
+            "list endpoints", where="local Docker" if self.local else self.workspace.describe()
+        ):
+            endpoints = list(
+                self.client.online_endpoints.list(local=True)
+                if self.local
+                else self.client.online_endpoints.list()
+            )
         return [
             EndpointStatus(
                 pl.TARGET,
                 ep.name,
                 _state(ep) or "Unknown",
-                {"scoring_uri": getattr(ep, "scoring_uri", None),
-                 "traffic": {k: int(v) for k, v in (ep.traffic or {}).items()}},
+                {
+                    "scoring_uri": getattr(ep, "scoring_uri", None),
+                    "traffic": {k: int(v) for k, v in (ep.traffic or {}).items()},
+                },
             )
             for ep in endpoints
         ]
@@ -318,32 +439,54 @@ class AzureMLTarget:
             tr.check_name(deployment, kind="deployment", flag="--deployment")
             state = self.read_state(name)
             if not state.exists:
-                raise TargetError(f"endpoint {name!r} does not exist", where=self._where(name),
-                                  fix="deployer list --target azureml shows the endpoints")
+                raise TargetError(
+                    f"endpoint {name!r} does not exist",
+                    where=self._where(name),
+                    fix="deployer list --target azureml shows the endpoints",
+                )
             share = {k.lower(): v for k, v in state.traffic.items()}
             if share.get(deployment.lower(), 0) > 0:
                 raise UsageError(
-                    f"deployment {deployment!r} receives {share[deployment.lower()]}% of the traffic",
+                    f"deployment {deployment!r} receives {share[deployment.lower()]}% of the "
+                    "traffic",
                     where="--deployment",
                     fix="shift its traffic away first: deployer deploy --target azureml --name "
                     f"{name} --traffic OTHER=100",
                 )
             if deployment.lower() not in {d.lower() for d in state.deployments}:
-                return DeployResult(pl.TARGET, name, "delete", "NotFound", details={"deployment": deployment})
-            operations.call(pl.PlannedCall(pl.SERVICE, "online_deployments.begin_delete",
-                                         {"name": deployment, "endpoint_name": name, "local": self.local},
-                                         f"delete deployment {deployment}"))
-            return DeployResult(pl.TARGET, name, "delete", "Deleted", details={"deployment": deployment})
+                return DeployResult(
+                    pl.TARGET, name, "delete", "NotFound", details={"deployment": deployment}
+                )
+            operations.call(
+                pl.PlannedCall(
+                    pl.SERVICE,
+                    "online_deployments.begin_delete",
+                    {"name": deployment, "endpoint_name": name, "local": self.local},
+                    f"delete deployment {deployment}",
+                )
+            )
+            return DeployResult(
+                pl.TARGET, name, "delete", "Deleted", details={"deployment": deployment}
+            )
         state = self.read_state(name)
         if not state.exists:
             return DeployResult(pl.TARGET, name, "delete", "NotFound")
         params: dict[str, Any] = {"name": name, "local": True} if self.local else {"name": name}
-        operations.call(pl.PlannedCall(pl.SERVICE, "online_endpoints.begin_delete", params,
-                                     f"delete endpoint {name} and its deployments"))
-        return DeployResult(pl.TARGET, name, "delete", "Deleted",
-                            details={"deployments": sorted(state.deployments)})
+        operations.call(
+            pl.PlannedCall(
+                pl.SERVICE,
+                "online_endpoints.begin_delete",
+                params,
+                f"delete endpoint {name} and its deployments",
+            )
+        )
+        return DeployResult(
+            pl.TARGET, name, "delete", "Deleted", details={"deployments": sorted(state.deployments)}
+        )
 
-    def predict(self, name: str, body: bytes, content_type: str, deployment: str | None = None) -> bytes:
+    def predict(
+        self, name: str, body: bytes, content_type: str, deployment: str | None = None
+    ) -> bytes:
         from deployer.targets.azureml.apply import SMOKE_TIMEOUT, post_json, scoring_access
         from deployer.targets.azureml.payload import predict_body
 
@@ -358,8 +501,12 @@ class AzureMLTarget:
             from deployer.targets.azureml.apply import _error_text
 
             text = _error_text(answer)
-            raise TargetError(f"endpoint answered HTTP {status}: {text}", where=f"endpoint {name}",
-                              fix="check the request body; deployer status --target azureml shows the deployments")
+            raise TargetError(
+                f"endpoint answered HTTP {status}: {text}",
+                where=f"endpoint {name}",
+                fix="check the request body; deployer status --target azureml shows "
+                "the deployments",
+            )
         return answer
 
 
@@ -371,7 +518,11 @@ def parse_env(items: Sequence[str] | str) -> dict[str, str]:
     for item in items:
         key, sep, value = str(item).partition("=")
         if not sep or not key.replace("_", "a").isalnum() or key[0].isdigit():
-            raise UsageError(f"bad --env value {item!r}", where="--env", fix="write KEY=VALUE, e.g. --env LOG_LEVEL=debug")
+            raise UsageError(
+                f"bad --env value {item!r}",
+                where="--env",
+                fix="write KEY=VALUE, e.g. --env LOG_LEVEL=debug",
+            )
         out[key] = value
     return out
 
@@ -393,4 +544,3 @@ def _deployment_info(d: Any) -> dict[str, Any]:
         "model": str(d.model) if getattr(d, "model", None) else None,
         "environment": str(env) if env else None,
     }
-

@@ -29,7 +29,8 @@ def check_name(value: str, *, kind: str, flag: str) -> str:
         raise UsageError(
             f"invalid {kind} name {value!r}",
             where=flag,
-            fix=f"use 3-32 characters: a letter first, then letters, digits or '-' (not ending in '-'), e.g. 'my-{kind}'",
+            fix="use 3-32 characters: a letter first, then letters, digits or '-' (not ending in "
+            f"'-'), e.g. 'my-{kind}'",
         )
     return value
 
@@ -44,7 +45,11 @@ def parse_traffic(text: str, *, flag: str = "--traffic") -> dict[str, int]:
         name, sep, pct = item.partition("=")
         name, pct = name.strip(), pct.strip()
         if not sep or not name or not pct:
-            raise UsageError(f"bad traffic entry {item!r}", where=flag, fix="write NAME=PERCENT,... e.g. blue=90,green=10")
+            raise UsageError(
+                f"bad traffic entry {item!r}",
+                where=flag,
+                fix="write NAME=PERCENT,... e.g. blue=90,green=10",
+            )
         check_name(name, kind="deployment", flag=flag)
         if not pct.isdigit() or int(pct) > 100:
             raise UsageError(
@@ -53,10 +58,14 @@ def parse_traffic(text: str, *, flag: str = "--traffic") -> dict[str, int]:
                 fix="use whole numbers from 0 to 100, e.g. blue=90,green=10",
             )
         if name.lower() in {k.lower() for k in result}:
-            raise UsageError(f"deployment {name!r} appears twice", where=flag, fix="name each deployment once")
+            raise UsageError(
+                f"deployment {name!r} appears twice", where=flag, fix="name each deployment once"
+            )
         result[name] = int(pct)
     if not result:
-        raise UsageError("empty traffic map", where=flag, fix="write NAME=PERCENT,... e.g. blue=90,green=10")
+        raise UsageError(
+            "empty traffic map", where=flag, fix="write NAME=PERCENT,... e.g. blue=90,green=10"
+        )
     check_total(result, where=flag)
     return result
 
@@ -102,13 +111,20 @@ def choose_deployment(traffic: Mapping[str, int], deployments: list[str]) -> str
         # without timestamps here; keep it deterministic: the first idle name.
         return idle[0]
     raise UsageError(
-        f"both 'blue' and 'green' receive traffic ({format_traffic(traffic)}); deployer will not replace a deployment that serves users",
+        f"both 'blue' and 'green' receive traffic ({format_traffic(traffic)}); deployer will not "
+        "replace a deployment that serves users",
         where="--deployment",
-        fix="shift all traffic to one of them first (--traffic blue=100), or name a new deployment with --deployment",
+        fix="shift all traffic to one of them first (--traffic blue=100), or name a new deployment "
+        "with --deployment",
     )
 
 
-def shifted(current: Mapping[str, int], new: str, deployments: list[str], requested: Mapping[str, int] | None) -> dict[str, int]:
+def shifted(
+    current: Mapping[str, int],
+    new: str,
+    deployments: list[str],
+    requested: Mapping[str, int] | None,
+) -> dict[str, int]:
     """The traffic map to set after ``new`` passed its checks.
 
     Without ``--traffic`` all traffic moves to ``new``; with it, the requested map is used as
@@ -120,7 +136,8 @@ def shifted(current: Mapping[str, int], new: str, deployments: list[str], reques
         unknown = [k for k in requested if k.lower() not in known]
         if unknown:
             raise UsageError(
-                f"--traffic names deployment(s) {', '.join(sorted(unknown))} that the endpoint will not have",
+                f"--traffic names deployment(s) {', '.join(sorted(unknown))} that the endpoint "
+                "will not have",
                 where="--traffic",
                 fix=f"use the deployments {', '.join(names)}",
             )

@@ -53,8 +53,17 @@ class EndpointBroken(NoRollback):
 def describe_call(call: PlannedCall) -> str:
     """``create_model foo-model-1234`` for logs and messages."""
     params = call.params
-    for key in ("ModelName", "EndpointName", "EndpointConfigName", "TransformJobName", "Key",
-                "repositoryName", "Image", "ResourceId", "Bucket"):
+    for key in (
+        "ModelName",
+        "EndpointName",
+        "EndpointConfigName",
+        "TransformJobName",
+        "Key",
+        "repositoryName",
+        "Image",
+        "ResourceId",
+        "Bucket",
+    ):
         if key in params and params[key]:
             if key == "Key":
                 return f"{call.operation} s3://{params.get('Bucket')}/{params[key]}"
@@ -94,14 +103,22 @@ class SageMakerOperations(BaseOperations):
         status = str(report.outputs.get(waits[-1])) if waits else "submitted"
         details = dict(plan.facts)
         details.update(created=report.created, removed=report.removed, warnings=report.warnings)
-        return DeployResult(plan.target, plan.name, plan.action, status,
-                            endpoint_url=plan.facts.get("endpoint_url"), details=details)
+        return DeployResult(
+            plan.target,
+            plan.name,
+            plan.action,
+            status,
+            endpoint_url=plan.facts.get("endpoint_url"),
+            details=details,
+        )
 
     def handle(self, call: PlannedCall, outputs: Mapping[str, Any] | None = None) -> Any:
         handler = self.handlers.get((call.service, call.operation))
         if handler is not None:
             return handler(call.params)
-        return self.aws.call(call.service, call.operation, where=describe_call(call), **dict(call.params))
+        return self.aws.call(
+            call.service, call.operation, where=describe_call(call), **dict(call.params)
+        )
 
     def label(self, call: PlannedCall) -> str:
         return describe_call(call)
@@ -111,18 +128,26 @@ class SageMakerOperations(BaseOperations):
 
     def keeps(self, plan: DeployPlan, call: PlannedCall) -> bool:
         """--archive keeps what was made, but never a (failed) endpoint."""
-        return bool(plan.facts.get("archive")) and call.undo is not None and \
-            call.undo.operation != "delete_endpoint"
+        return (
+            bool(plan.facts.get("archive"))
+            and call.undo is not None
+            and call.undo.operation != "delete_endpoint"
+        )
 
     def story(self, plan: DeployPlan, call: PlannedCall, exc: DeployerError) -> Sequence[str]:
         if call.phase == "post":
             config = plan.facts.get("config_name") or ""
             return [f"endpoint {plan.name} serves the new configuration {config}".rstrip()]
         if isinstance(exc, UpdateRolledBack):
-            return [f"SageMaker rolled the update back; endpoint {plan.name} still serves "
-                    f"{plan.facts.get('current_config')}"]
+            return [
+                f"SageMaker rolled the update back; endpoint {plan.name} still serves "
+                f"{plan.facts.get('current_config')}"
+            ]
         if call.operation == "update_endpoint":
-            return [f"endpoint {plan.name} was not changed and still serves {plan.facts.get('current_config')}"]
+            return [
+                f"endpoint {plan.name} was not changed and still serves "
+                f"{plan.facts.get('current_config')}"
+            ]
         return []
 
     # ------------------------------------------------------------------ handlers
@@ -139,8 +164,11 @@ class SageMakerOperations(BaseOperations):
                 with aws_errors("s3:upload", where=f"s3://{bucket}/{key}"):
                     self.aws.client("s3").upload_file(str(archive), bucket, key, ExtraArgs=extra)
             except S3UploadFailedError as exc:
-                raise TargetError(f"upload of model.tar.gz failed: {exc}", where=f"s3://{bucket}/{key}",
-                                  fix="check the bucket exists, its region, and your s3:PutObject permission") from exc
+                raise TargetError(
+                    f"upload of model.tar.gz failed: {exc}",
+                    where=f"s3://{bucket}/{key}",
+                    fix="check the bucket exists, its region, and your s3:PutObject permission",
+                ) from exc
         return f"s3://{bucket}/{key}"
 
     def _poll(self, what: str, timeout: float | None, read: Callable[[], tuple[bool, str]]) -> str:
@@ -159,7 +187,8 @@ class SageMakerOperations(BaseOperations):
                 raise WaitTimeout(
                     f"{what} is still {status} after {now - start:.0f}s (--timeout {timeout:g})",
                     where=what,
-                    fix="the change continues in AWS; check it with `deployer status --target sagemaker "
+                    fix="the change continues in AWS; check it with `deployer status --target "
+                    "sagemaker "
                     "--name ...`, or wait longer with a larger --timeout",
                 )
             self.sleep(self.poll_interval)
@@ -171,8 +200,11 @@ class SageMakerOperations(BaseOperations):
         def read() -> tuple[bool, str]:
             desc = describe_endpoint(self.aws, name)
             if desc is None:
-                raise TargetError(f"endpoint {name} disappeared while deploying", where=f"endpoint {name}",
-                                  fix="someone deleted it; deploy again")
+                raise TargetError(
+                    f"endpoint {name} disappeared while deploying",
+                    where=f"endpoint {name}",
+                    fix="someone deleted it; deploy again",
+                )
             seen.update(desc)
             status = str(desc.get("EndpointStatus"))
             return status not in ("Creating", "Updating", "SystemUpdating", "RollingBack"), status
@@ -180,16 +212,26 @@ class SageMakerOperations(BaseOperations):
         status = self._poll(f"endpoint {name}", params.get("Timeout"), read)
         reason = seen.get("FailureReason") or "no reason given"
         if status == "InService" and config and seen.get("EndpointConfigName") != config:
-            raise UpdateRolledBack(f"the update did not take effect: {reason}", where=f"endpoint {name}",
-                                   fix="fix the cause (see the reason, and the model's CloudWatch logs) and deploy again")
+            raise UpdateRolledBack(
+                f"the update did not take effect: {reason}",
+                where=f"endpoint {name}",
+                fix="fix the cause (see the reason, and the model's CloudWatch logs) and deploy "
+                "again",
+            )
         if status == "UpdateRollbackFailed":
-            raise EndpointBroken(f"endpoint {name} is {status}: {reason}", where=f"endpoint {name}",
-                                 fix="nothing was removed; inspect it with `deployer status` and the AWS "
-                                 "console, then update or delete it")
+            raise EndpointBroken(
+                f"endpoint {name} is {status}: {reason}",
+                where=f"endpoint {name}",
+                fix="nothing was removed; inspect it with `deployer status` and the AWS "
+                "console, then update or delete it",
+            )
         if status != "InService":
-            raise TargetError(f"endpoint {name} is {status}: {reason}", where=f"endpoint {name}",
-                              fix="see the reason and the container's CloudWatch logs (/aws/sagemaker/Endpoints/"
-                              f"{name}); test the image locally with `deployer run-local`")
+            raise TargetError(
+                f"endpoint {name} is {status}: {reason}",
+                where=f"endpoint {name}",
+                fix="see the reason and the container's CloudWatch logs (/aws/sagemaker/Endpoints/"
+                f"{name}); test the image locally with `deployer run-local`",
+            )
         return status
 
     def _wait_deleted(self, params: Mapping[str, Any]) -> str:
@@ -206,15 +248,22 @@ class SageMakerOperations(BaseOperations):
         seen: dict[str, Any] = {}
 
         def read() -> tuple[bool, str]:
-            desc = self.aws.call("sagemaker", "describe_transform_job", where=f"transform job {name}",
-                                 TransformJobName=name)
+            desc = self.aws.call(
+                "sagemaker",
+                "describe_transform_job",
+                where=f"transform job {name}",
+                TransformJobName=name,
+            )
             seen.update(desc)
             status = str(desc.get("TransformJobStatus"))
             return status in ("Completed", "Failed", "Stopped"), status
 
         status = self._poll(f"transform job {name}", params.get("Timeout"), read)
         if status != "Completed" and not params.get("AcceptStopped"):
-            raise TargetError(f"transform job {name} is {status}: {seen.get('FailureReason') or 'no reason given'}",
-                              where=f"transform job {name}",
-                              fix=f"see the job's CloudWatch logs (/aws/sagemaker/TransformJobs/{name})")
+            raise TargetError(
+                f"transform job {name} is {status}: "
+                f"{seen.get('FailureReason') or 'no reason given'}",
+                where=f"transform job {name}",
+                fix=f"see the job's CloudWatch logs (/aws/sagemaker/TransformJobs/{name})",
+            )
         return status

@@ -22,12 +22,17 @@ log = logging.getLogger("deployer")
 
 # What to tell the user for the error codes worth a specific hint.
 _HINTS = {
-    "AccessDenied": "grant the caller the IAM permission for {op} (or use --profile / another role)",
-    "AccessDeniedException": "grant the caller the IAM permission for {op} (or use --profile / another role)",
+    "AccessDenied": (
+        "grant the caller the IAM permission for {op} (or use --profile / another role)"
+    ),
+    "AccessDeniedException": "grant the caller the IAM permission for {op} (or use --profile / "
+    "another role)",
     "UnrecognizedClientException": "check your AWS credentials (aws configure, AWS_PROFILE)",
     "InvalidClientTokenId": "check your AWS credentials (aws configure, AWS_PROFILE)",
-    "ExpiredTokenException": "refresh your AWS session (aws sso login, or new temporary credentials)",
-    "ResourceLimitExceeded": "raise the SageMaker quota for this instance type, or pick another --instance-type",
+    "ExpiredTokenException": "refresh your AWS session (aws sso login, or new temporary "
+    "credentials)",
+    "ResourceLimitExceeded": "raise the SageMaker quota for this instance type, or pick another "
+    "--instance-type",
     "ThrottlingException": "retry later; too many AWS calls at once",
     "NoSuchBucket": "create the bucket, or pass an existing one with --bucket",
 }
@@ -70,11 +75,15 @@ class Aws:
         from botocore.exceptions import BotoCoreError
 
         try:
-            self.session = boto3.session.Session(region_name=region, profile_name=profile,
-                                                 botocore_session=_botocore_session())
+            self.session = boto3.session.Session(
+                region_name=region, profile_name=profile, botocore_session=_botocore_session()
+            )
         except BotoCoreError as exc:
-            raise TargetError(f"cannot start an AWS session: {exc}", where="--profile",
-                              fix="check the profile name in ~/.aws/config") from exc
+            raise TargetError(
+                f"cannot start an AWS session: {exc}",
+                where="--profile",
+                fix="check the profile name in ~/.aws/config",
+            ) from exc
         if not self.session.region_name:
             raise UsageError(
                 "no AWS region configured",
@@ -125,7 +134,8 @@ class Aws:
             raise UsageError(
                 f"cannot derive a SageMaker execution role from the caller identity {arn!r}",
                 where="--execution-role-arn",
-                fix="pass --execution-role-arn arn:aws:iam::<account>:role/<role SageMaker can assume>",
+                fix="pass --execution-role-arn arn:aws:iam::<account>:role/<role SageMaker can "
+                "assume>",
             )
         role_name = rest.split("/")[0]
         role = self.call("iam", "get_role", where=f"role {role_name}", RoleName=role_name)
@@ -140,11 +150,20 @@ def error_code(exc: BaseException) -> str:
 def is_not_found(exc: BaseException) -> bool:
     """True for the ways AWS says "no such resource" (SageMaker uses ValidationException)."""
     code = error_code(exc)
-    if code in ("ResourceNotFound", "NoSuchKey", "NoSuchBucket", "404", "NotFound",
-                "RepositoryNotFoundException", "NoSuchEntity"):
+    if code in (
+        "ResourceNotFound",
+        "NoSuchKey",
+        "NoSuchBucket",
+        "404",
+        "NotFound",
+        "RepositoryNotFoundException",
+        "NoSuchEntity",
+    ):
         return True
     message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))
-    return code == "ValidationException" and ("Could not find" in message or "does not exist" in message)
+    return code == "ValidationException" and (
+        "Could not find" in message or "does not exist" in message
+    )
 
 
 @contextlib.contextmanager
@@ -165,23 +184,35 @@ def aws_errors(operation: str, where: str | None = None) -> Iterator[None]:
         code = error_code(exc)
         message = exc.response.get("Error", {}).get("Message", "") or str(exc)
         fix = _HINTS.get(code, "see the AWS error above; `deployer status` shows the current state")
-        raise TargetError(f"AWS {operation} failed: {code}: {message}", where=where,
-                          fix=fix.format(op=operation)) from exc
+        raise TargetError(
+            f"AWS {operation} failed: {code}: {message}", where=where, fix=fix.format(op=operation)
+        ) from exc
     except NoCredentialsError as exc:
         raise TargetError(
             "no AWS credentials found",
             where=operation,
-            fix="configure credentials: aws configure / AWS_PROFILE / AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY",
+            fix="configure credentials: aws configure / AWS_PROFILE / AWS_ACCESS_KEY_ID + "
+            "AWS_SECRET_ACCESS_KEY",
         ) from exc
     except NoRegionError as exc:
-        raise UsageError("no AWS region configured", where="--region",
-                         fix="pass --region or set AWS_DEFAULT_REGION") from exc
+        raise UsageError(
+            "no AWS region configured",
+            where="--region",
+            fix="pass --region or set AWS_DEFAULT_REGION",
+        ) from exc
     except EndpointConnectionError as exc:
-        raise TargetError(f"cannot reach AWS for {operation}: {exc}", where=where,
-                          fix="check the network, the region, and any AWS_ENDPOINT_URL setting") from exc
+        raise TargetError(
+            f"cannot reach AWS for {operation}: {exc}",
+            where=where,
+            fix="check the network, the region, and any AWS_ENDPOINT_URL setting",
+        ) from exc
     except ParamValidationError as exc:
-        raise TargetError(f"invalid parameters for {operation}: {exc}", where=where,
-                          fix="this is a bug in deployer or a bad option value; run with -v") from exc
+        raise TargetError(
+            f"invalid parameters for {operation}: {exc}",
+            where=where,
+            fix="this is a bug in deployer or a bad option value; run with -v",
+        ) from exc
     except BotoCoreError as exc:
-        raise TargetError(f"AWS {operation} failed: {exc}", where=where,
-                          fix="run again with -v for details") from exc
+        raise TargetError(
+            f"AWS {operation} failed: {exc}", where=where, fix="run again with -v for details"
+        ) from exc

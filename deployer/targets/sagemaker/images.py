@@ -18,8 +18,15 @@ from deployer.targets.sagemaker.plan import ImagePlan, ModelRef
 log = logging.getLogger("deployer")
 
 
-def plan_image(aws: Any, model: ModelRef, *, repository: str | None, app: str,
-               registry_override: str | None, build_options: Any = None) -> ImagePlan:
+def plan_image(
+    aws: Any,
+    model: ModelRef,
+    *,
+    repository: str | None,
+    app: str,
+    registry_override: str | None,
+    build_options: Any = None,
+) -> ImagePlan:
     """``build_options``: the request's build-option group (None: the defaults)."""
     from deployer.targets.model_image import plan_model_image
 
@@ -30,9 +37,17 @@ def plan_image(aws: Any, model: ModelRef, *, repository: str | None, app: str,
     uri = f"{ecr_host(aws.account_id(), aws.region)}/{repo}:{tag}"
     exists = Ecr(aws.session, aws.region).repository_uri(repo) is not None
     push_to = f"{registry_override.rstrip('/')}/{repo}:{tag}" if registry_override else None
-    return ImagePlan(uri=uri, ecr=True, build=True, push=True, repository=repo,
-                     create_repository=not exists, push_to=push_to, local_image=build.tag,
-                     build_options=step["Build"])
+    return ImagePlan(
+        uri=uri,
+        ecr=True,
+        build=True,
+        push=True,
+        repository=repo,
+        create_repository=not exists,
+        push_to=push_to,
+        local_image=build.tag,
+        build_options=step["Build"],
+    )
 
 
 def image_handlers(aws: Any) -> Mapping[tuple[str, str], Any]:

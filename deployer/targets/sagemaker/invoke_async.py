@@ -36,25 +36,37 @@ def async_config(aws: Aws, app: str) -> Mapping[str, Any] | None:
         endpoint = describe_endpoint(aws, app)
         if endpoint is None:
             return None  # invoke_endpoint reports the missing endpoint in AWS's words
-        config = aws.call("sagemaker", "describe_endpoint_config", where=f"endpoint {app}",
-                          EndpointConfigName=endpoint["EndpointConfigName"])
+        config = aws.call(
+            "sagemaker",
+            "describe_endpoint_config",
+            where=f"endpoint {app}",
+            EndpointConfigName=endpoint["EndpointConfigName"],
+        )
     except TargetError as exc:
         if exc.__cause__ is not None and error_code(exc.__cause__) in _DENIED:
-            log.debug("cannot describe endpoint %s (%s): invoking it as a real-time endpoint", app, exc.what)
+            log.debug(
+                "cannot describe endpoint %s (%s): invoking it as a real-time endpoint",
+                app,
+                exc.what,
+            )
             return None
         raise
     found = config.get("AsyncInferenceConfig")
     return dict(found) if found else None
 
 
-def _input_location(app: str, config: Mapping[str, Any], prefix: str | None, content_type: str) -> tuple[str, str]:
+def _input_location(
+    app: str, config: Mapping[str, Any], prefix: str | None, content_type: str
+) -> tuple[str, str]:
     if prefix:
         bucket, key = s3_parts(prefix, "--async-input")
     else:
         output = str((config.get("OutputConfig") or {}).get("S3OutputPath", ""))
         bucket, _ = s3_parts(output, "AsyncInferenceConfig.OutputConfig.S3OutputPath")
         key = f"{INPUT_PREFIX}/{app}"
-    suffix = {"text/csv": ".csv", "application/json": ".json"}.get(content_type.split(";")[0].strip(), "")
+    suffix = {"text/csv": ".csv", "application/json": ".json"}.get(
+        content_type.split(";")[0].strip(), ""
+    )
     return bucket, f"{key.strip('/')}/{uuid.uuid4().hex}{suffix}".lstrip("/")
 
 
@@ -69,22 +81,49 @@ def _read(aws: Aws, uri: str) -> bytes | None:
     return bytes(response["Body"].read())
 
 
-def predict_async(aws: Aws, app: str, body: bytes, content_type: str, config: Mapping[str, Any], *,
-                  input_prefix: str | None, timeout: float, poll_interval: float = 2.0,
-                  sleep: Callable[[float], None] = time.sleep,
-                  clock: Callable[[], float] = time.monotonic) -> bytes:
+def predict_async(
+    aws: Aws,
+    app: str,
+    body: bytes,
+    content_type: str,
+    config: Mapping[str, Any],
+    *,
+    input_prefix: str | None,
+    timeout: float,
+    poll_interval: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> bytes:
     """Queue ``body`` on the async endpoint ``app`` and return its result body."""
     if timeout <= 0:
-        raise UsageError(f"--async-timeout {timeout:g} must be positive", where="--async-timeout",
-                         fix="pass a number of seconds, e.g. --async-timeout 600")
+        raise UsageError(
+            f"--async-timeout {timeout:g} must be positive",
+            where="--async-timeout",
+            fix="pass a number of seconds, e.g. --async-timeout 600",
+        )
     bucket, key = _input_location(app, config, input_prefix, content_type)
     location = f"s3://{bucket}/{key}"
-    aws.call("s3", "put_object", where=location, Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+    aws.call(
+        "s3",
+        "put_object",
+        where=location,
+        Bucket=bucket,
+        Key=key,
+        Body=body,
+        ContentType=content_type,
+    )
     finished = queued = False
     try:
-        response = aws.call("sagemaker-runtime", "invoke_endpoint_async", where=f"endpoint {app}",
-                            EndpointName=app, InputLocation=location, ContentType=content_type,
-                            Accept="application/json", InferenceId=key.rsplit("/", 1)[-1].split(".")[0])
+        response = aws.call(
+            "sagemaker-runtime",
+            "invoke_endpoint_async",
+            where=f"endpoint {app}",
+            EndpointName=app,
+            InputLocation=location,
+            ContentType=content_type,
+            Accept="application/json",
+            InferenceId=key.rsplit("/", 1)[-1].split(".")[0],
+        )
         queued = True
         output, failure = response.get("OutputLocation"), response.get("FailureLocation")
         log.info("endpoint %s queued the request (%s); waiting for %s", app, location, output)
@@ -97,15 +136,20 @@ def predict_async(aws: Aws, app: str, body: bytes, content_type: str, config: Ma
             report = _read(aws, failure) if failure else None
             if report is not None:
                 finished = True
-                raise TargetError(f"the asynchronous inference failed: {report.decode(errors='replace')[:2000]}",
-                                  where=f"endpoint {app} ({failure})",
-                                  fix=f"see the container's CloudWatch logs (/aws/sagemaker/Endpoints/{app})")
+                raise TargetError(
+                    f"the asynchronous inference failed: {report.decode(errors='replace')[:2000]}",
+                    where=f"endpoint {app} ({failure})",
+                    fix=f"see the container's CloudWatch logs (/aws/sagemaker/Endpoints/{app})",
+                )
             if clock() - start >= timeout:
                 raise TargetError(
-                    f"no result from endpoint {app} after {timeout:g}s; the request is still queued or running",
+                    f"no result from endpoint {app} after {timeout:g}s; the request is still "
+                    "queued or running",
                     where=f"endpoint {app}",
-                    fix=f"the result will appear at {output} (a failure at {failure}); wait longer with "
-                    "--async-timeout SECONDS")
+                    fix=f"the result will appear at {output} (a failure at {failure}); wait longer "
+                    "with "
+                    "--async-timeout SECONDS",
+                )
             sleep(poll_interval)
     finally:
         # SageMaker reads the request when it runs it: keep it while it may still do so

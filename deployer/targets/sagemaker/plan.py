@@ -112,24 +112,46 @@ def image_calls(ctx_image: ImagePlan, model: ModelRef) -> list[PlannedCall]:
     if ctx_image.build:
         from deployer.targets.model_image import build_call
 
-        calls.append(build_call({"ModelUri": model.uri, "LocalImage": ctx_image.local_image,
-                                 "Build": dict(ctx_image.build_options)}, "the serving image"))
+        calls.append(
+            build_call(
+                {
+                    "ModelUri": model.uri,
+                    "LocalImage": ctx_image.local_image,
+                    "Build": dict(ctx_image.build_options),
+                },
+                "the serving image",
+            )
+        )
     if ctx_image.create_repository:
-        calls.append(PlannedCall(
-            "ecr", "create_repository", {"repositoryName": ctx_image.repository},
-            description="create the ECR repository (kept if a later step fails: later deploys reuse it)",
-        ))
+        calls.append(
+            PlannedCall(
+                "ecr",
+                "create_repository",
+                {"repositoryName": ctx_image.repository},
+                description="create the ECR repository (kept if a later step fails: later deploys "
+                "reuse it)",
+            )
+        )
     if ctx_image.push:
-        calls.append(PlannedCall(
-            "docker", "push",
-            {"Image": ctx_image.uri, "PushTo": ctx_image.push_to or ctx_image.uri,
-             "LocalImage": ctx_image.local_image, "Registry": "ecr" if ctx_image.ecr else "generic"},
-            description="log in (ecr:GetAuthorizationToken) and push the image",
-        ))
+        calls.append(
+            PlannedCall(
+                "docker",
+                "push",
+                {
+                    "Image": ctx_image.uri,
+                    "PushTo": ctx_image.push_to or ctx_image.uri,
+                    "LocalImage": ctx_image.local_image,
+                    "Registry": "ecr" if ctx_image.ecr else "generic",
+                },
+                description="log in (ecr:GetAuthorizationToken) and push the image",
+            )
+        )
     return calls
 
 
-def model_calls(ctx: DeployContext, model_name: str, tags: dict[str, str]) -> tuple[list[PlannedCall], str | None]:
+def model_calls(
+    ctx: DeployContext, model_name: str, tags: dict[str, str]
+) -> tuple[list[PlannedCall], str | None]:
     """S3 upload (if any) and create_model. Returns the calls and the ModelDataUrl."""
     spec = ctx.spec
     calls: list[PlannedCall] = []
@@ -140,21 +162,37 @@ def model_calls(ctx: DeployContext, model_name: str, tags: dict[str, str]) -> tu
             params: dict[str, Any] = {"Bucket": ctx.bucket}
             if ctx.region != "us-east-1":
                 params["CreateBucketConfiguration"] = {"LocationConstraint": ctx.region}
-            calls.append(PlannedCall(
-                "s3", "create_bucket", params, description="create the default model bucket",
-                undo=PlannedCall("s3", "delete_bucket", {"Bucket": ctx.bucket}),
-            ))
+            calls.append(
+                PlannedCall(
+                    "s3",
+                    "create_bucket",
+                    params,
+                    description="create the default model bucket",
+                    undo=PlannedCall("s3", "delete_bucket", {"Bucket": ctx.bucket}),
+                )
+            )
         key = f"deployer/{ctx.app}/{model_name}/model.tar.gz"
         model_data_url = f"s3://{ctx.bucket}/{key}"
         model_tags[TAG_MODEL_DATA] = model_data_url
-        calls.append(PlannedCall(
-            "s3", "upload_model_archive",
-            {"Bucket": ctx.bucket, "Key": key, "ModelDir": ctx.model.path, "ModelDigest": ctx.model.digest},
-            description="upload model.tar.gz (reproducible archive of the model directory)",
-            undo=PlannedCall("s3", "delete_object", {"Bucket": ctx.bucket, "Key": key}),
-        ))
-    container: dict[str, Any] = {"Image": ctx.image.uri, "Mode": "SingleModel",
-                                 "Environment": dict(spec.env)}
+        calls.append(
+            PlannedCall(
+                "s3",
+                "upload_model_archive",
+                {
+                    "Bucket": ctx.bucket,
+                    "Key": key,
+                    "ModelDir": ctx.model.path,
+                    "ModelDigest": ctx.model.digest,
+                },
+                description="upload model.tar.gz (reproducible archive of the model directory)",
+                undo=PlannedCall("s3", "delete_object", {"Bucket": ctx.bucket, "Key": key}),
+            )
+        )
+    container: dict[str, Any] = {
+        "Image": ctx.image.uri,
+        "Mode": "SingleModel",
+        "Environment": dict(spec.env),
+    }
     if model_data_url:
         container["ModelDataUrl"] = model_data_url
     if not ctx.image.ecr:
@@ -163,31 +201,47 @@ def model_calls(ctx: DeployContext, model_name: str, tags: dict[str, str]) -> tu
                 f"image {ctx.image.uri!r} is not in ECR, so SageMaker must pull it through a VPC "
                 "(RepositoryAccessMode=Vpc), which needs a VPC configuration",
                 where="--image-uri",
-                fix="pass --subnet and --security-group (or --vpc-config FILE) that reach the registry, "
+                fix="pass --subnet and --security-group (or --vpc-config FILE) that reach the "
+                "registry, "
                 "or push the image to ECR (deployer build-and-push --target sagemaker)",
             )
         image_config: dict[str, Any] = {"RepositoryAccessMode": "Vpc"}
         if spec.registry_credentials_arn:
             image_config["RepositoryAuthConfig"] = {
-                "RepositoryCredentialsProviderArn": spec.registry_credentials_arn}
+                "RepositoryCredentialsProviderArn": spec.registry_credentials_arn
+            }
         container["ImageConfig"] = image_config
-    params = {"ModelName": model_name, "PrimaryContainer": container,
-              "ExecutionRoleArn": ctx.role, "Tags": tag_list(model_tags)}
+    params = {
+        "ModelName": model_name,
+        "PrimaryContainer": container,
+        "ExecutionRoleArn": ctx.role,
+        "Tags": tag_list(model_tags),
+    }
     if spec.vpc_config:
         params["VpcConfig"] = dict(spec.vpc_config)
-    calls.append(PlannedCall(
-        "sagemaker", "create_model", params, description="register the model (image + model data)",
-        undo=PlannedCall("sagemaker", "delete_model", {"ModelName": model_name}),
-    ))
+    calls.append(
+        PlannedCall(
+            "sagemaker",
+            "create_model",
+            params,
+            description="register the model (image + model data)",
+            undo=PlannedCall("sagemaker", "delete_model", {"ModelName": model_name}),
+        )
+    )
     return calls, model_data_url
 
 
 def _variant(spec: DeploySpec, model_name: str, variant_name: str | None = None) -> dict[str, Any]:
-    variant: dict[str, Any] = {"VariantName": variant_name or model_name, "ModelName": model_name,
-                               "InitialVariantWeight": spec.variant_weight}
+    variant: dict[str, Any] = {
+        "VariantName": variant_name or model_name,
+        "ModelName": model_name,
+        "InitialVariantWeight": spec.variant_weight,
+    }
     if spec.serverless:
-        variant["ServerlessConfig"] = {"MemorySizeInMB": spec.serverless.memory_mb,
-                                       "MaxConcurrency": spec.serverless.max_concurrency}
+        variant["ServerlessConfig"] = {
+            "MemorySizeInMB": spec.serverless.memory_mb,
+            "MaxConcurrency": spec.serverless.max_concurrency,
+        }
     else:
         variant["InstanceType"] = spec.instance_type
         variant["InitialInstanceCount"] = spec.instance_count
@@ -217,12 +271,18 @@ def _endpoint_level(ctx: DeployContext, keep_old: bool) -> dict[str, Any]:
     if spec.async_config:
         conf = spec.async_config
         output: dict[str, Any] = {"S3OutputPath": conf.output}
-        notify = {k: v for k, v in (("SuccessTopic", conf.sns_success), ("ErrorTopic", conf.sns_error)) if v}
+        notify = {
+            k: v
+            for k, v in (("SuccessTopic", conf.sns_success), ("ErrorTopic", conf.sns_error))
+            if v
+        }
         if notify:
             output["NotificationConfig"] = notify
         out["AsyncInferenceConfig"] = {"OutputConfig": output}
         if conf.max_concurrency is not None:
-            out["AsyncInferenceConfig"]["ClientConfig"] = {"MaxConcurrentInvocationsPerInstance": conf.max_concurrency}
+            out["AsyncInferenceConfig"]["ClientConfig"] = {
+                "MaxConcurrentInvocationsPerInstance": conf.max_concurrency
+            }
     elif keep_old and state is not None and state.async_config:
         out["AsyncInferenceConfig"] = dict(state.async_config)
     if spec.data_capture:
@@ -234,9 +294,18 @@ def _endpoint_level(ctx: DeployContext, keep_old: bool) -> dict[str, Any]:
         }
     elif keep_old and state is not None and state.data_capture:
         capture = dict(state.data_capture)
-        out["DataCaptureConfig"] = {k: capture[k] for k in (
-            "EnableCapture", "InitialSamplingPercentage", "DestinationS3Uri", "CaptureOptions",
-            "KmsKeyId", "CaptureContentTypeHeader") if k in capture}
+        out["DataCaptureConfig"] = {
+            k: capture[k]
+            for k in (
+                "EnableCapture",
+                "InitialSamplingPercentage",
+                "DestinationS3Uri",
+                "CaptureOptions",
+                "KmsKeyId",
+                "CaptureContentTypeHeader",
+            )
+            if k in capture
+        }
     return out
 
 
@@ -264,7 +333,8 @@ def _decide(ctx: DeployContext) -> str:
         )
     if state.status != "InService":
         raise TargetError(
-            f"endpoint {app!r} is {state.status}" + (f" ({state.failure_reason})" if state.failure_reason else ""),
+            f"endpoint {app!r} is {state.status}"
+            + (f" ({state.failure_reason})" if state.failure_reason else ""),
             where=f"endpoint {app}",
             fix=f"delete it (deployer delete --target sagemaker --name {app}) and deploy again",
         )
@@ -273,18 +343,39 @@ def _decide(ctx: DeployContext) -> str:
 
 def cleanup_calls(state: EndpointState, *, models: bool) -> list[PlannedCall]:
     """Delete a replaced endpoint config, and (``models``) its models and uploaded archives."""
-    calls = [PlannedCall("sagemaker", "delete_endpoint_config", {"EndpointConfigName": state.config_name},
-                         phase="cleanup", description="remove the replaced endpoint config")]
+    calls = [
+        PlannedCall(
+            "sagemaker",
+            "delete_endpoint_config",
+            {"EndpointConfigName": state.config_name},
+            phase="cleanup",
+            description="remove the replaced endpoint config",
+        )
+    ]
     if models:
         for variant in state.variants:
             if variant.model_exists:
-                calls.append(PlannedCall("sagemaker", "delete_model", {"ModelName": variant.model_name},
-                                         phase="cleanup", description="remove a replaced model"))
+                calls.append(
+                    PlannedCall(
+                        "sagemaker",
+                        "delete_model",
+                        {"ModelName": variant.model_name},
+                        phase="cleanup",
+                        description="remove a replaced model",
+                    )
+                )
             data = variant.model_tags.get(TAG_MODEL_DATA)
             if data:
                 bucket, key = s3_parts(data, TAG_MODEL_DATA)
-                calls.append(PlannedCall("s3", "delete_object", {"Bucket": bucket, "Key": key},
-                                         phase="cleanup", description="remove a replaced model archive"))
+                calls.append(
+                    PlannedCall(
+                        "s3",
+                        "delete_object",
+                        {"Bucket": bucket, "Key": key},
+                        phase="cleanup",
+                        description="remove a replaced model archive",
+                    )
+                )
     return calls
 
 
@@ -293,12 +384,18 @@ METRIC = "SageMakerVariantInvocationsPerInstance"
 
 
 def _scaling_ids(app: str, variant: str) -> dict[str, Any]:
-    return {"ServiceNamespace": SCALING_NAMESPACE, "ResourceId": scaling_resource(app, variant),
-            "ScalableDimension": SCALING_DIMENSION}
+    return {
+        "ServiceNamespace": SCALING_NAMESPACE,
+        "ResourceId": scaling_resource(app, variant),
+        "ScalableDimension": SCALING_DIMENSION,
+    }
 
 
 def _policy_body(autoscale: Autoscale) -> dict[str, Any]:
-    return {"TargetValue": autoscale.target, "PredefinedMetricSpecification": {"PredefinedMetricType": METRIC}}
+    return {
+        "TargetValue": autoscale.target,
+        "PredefinedMetricSpecification": {"PredefinedMetricType": METRIC},
+    }
 
 
 def _policy_matches(policy: Any, autoscale: Autoscale) -> bool:
@@ -313,7 +410,9 @@ def _put_policy(ids: dict[str, Any], policy: Any) -> PlannedCall:
     return PlannedCall("application-autoscaling", "put_scaling_policy", {**dict(policy), **ids})
 
 
-def release_scaling(app: str, variant: VariantState, phase: str, *, only_ours: bool = False) -> list[PlannedCall]:
+def release_scaling(
+    app: str, variant: VariantState, phase: str, *, only_ours: bool = False
+) -> list[PlannedCall]:
     """Delete a variant's scaling policies, then deregister it (each undone by re-creating it).
 
     SageMaker refuses to remove (or change the instance type of) a variant that is still
@@ -328,23 +427,45 @@ def release_scaling(app: str, variant: VariantState, phase: str, *, only_ours: b
     for policy in scaling.policies:
         if only_ours and policy.get("PolicyName") != SCALING_POLICY:
             continue
-        calls.append(PlannedCall(
-            "application-autoscaling", "delete_scaling_policy", {"PolicyName": policy["PolicyName"], **ids},
-            phase=phase, description=f"remove scaling policy {policy['PolicyName']} of variant {variant.variant_name}",
-            undo=_put_policy(ids, policy)))
+        calls.append(
+            PlannedCall(
+                "application-autoscaling",
+                "delete_scaling_policy",
+                {"PolicyName": policy["PolicyName"], **ids},
+                phase=phase,
+                description=f"remove scaling policy {policy['PolicyName']} of variant "
+                f"{variant.variant_name}",
+                undo=_put_policy(ids, policy),
+            )
+        )
     if only_ours and any(p.get("PolicyName") != SCALING_POLICY for p in scaling.policies):
         return calls  # someone else's policy still uses the target: leave it registered
-    calls.append(PlannedCall(
-        "application-autoscaling", "deregister_scalable_target", ids, phase=phase,
-        description=f"deregister variant {variant.variant_name} from Application Auto Scaling",
-        undo=PlannedCall("application-autoscaling", "register_scalable_target",
-                         {**ids, "MinCapacity": scaling.min_capacity, "MaxCapacity": scaling.max_capacity})))
+    calls.append(
+        PlannedCall(
+            "application-autoscaling",
+            "deregister_scalable_target",
+            ids,
+            phase=phase,
+            description=f"deregister variant {variant.variant_name} from Application Auto Scaling",
+            undo=PlannedCall(
+                "application-autoscaling",
+                "register_scalable_target",
+                {**ids, "MinCapacity": scaling.min_capacity, "MaxCapacity": scaling.max_capacity},
+            ),
+        )
+    )
     return calls
 
 
-def reconcile_scaling(app: str, variant: str, desired: Autoscale | None, actual: ScalingState | None,
-                      phase: str = "post") -> list[PlannedCall]:
-    """The calls that make ``variant``'s autoscaling ``desired`` (None: deployer's policy removed)."""
+def reconcile_scaling(
+    app: str,
+    variant: str,
+    desired: Autoscale | None,
+    actual: ScalingState | None,
+    phase: str = "post",
+) -> list[PlannedCall]:
+    """The calls that make ``variant``'s autoscaling ``desired`` (None: deployer's policy
+    removed)."""
     ids = _scaling_ids(app, variant)
     if desired is None:
         if actual is None or actual.policy(SCALING_POLICY) is None:
@@ -352,24 +473,53 @@ def reconcile_scaling(app: str, variant: str, desired: Autoscale | None, actual:
         state = VariantState(variant_name=variant, model_name="", config={}, scaling=actual)
         return release_scaling(app, state, phase, only_ours=True)
     calls: list[PlannedCall] = []
-    if actual is None or (actual.min_capacity, actual.max_capacity) != (desired.min_capacity, desired.max_capacity):
-        undo = (PlannedCall("application-autoscaling", "register_scalable_target",
-                            {**ids, "MinCapacity": actual.min_capacity, "MaxCapacity": actual.max_capacity})
-                if actual else PlannedCall("application-autoscaling", "deregister_scalable_target", ids))
-        calls.append(PlannedCall(
-            "application-autoscaling", "register_scalable_target",
-            {**ids, "MinCapacity": desired.min_capacity, "MaxCapacity": desired.max_capacity}, phase=phase,
-            description=f"let Application Auto Scaling run variant {variant} on "
-            f"{desired.min_capacity}-{desired.max_capacity} instances", undo=undo))
+    if actual is None or (actual.min_capacity, actual.max_capacity) != (
+        desired.min_capacity,
+        desired.max_capacity,
+    ):
+        undo = (
+            PlannedCall(
+                "application-autoscaling",
+                "register_scalable_target",
+                {**ids, "MinCapacity": actual.min_capacity, "MaxCapacity": actual.max_capacity},
+            )
+            if actual
+            else PlannedCall("application-autoscaling", "deregister_scalable_target", ids)
+        )
+        calls.append(
+            PlannedCall(
+                "application-autoscaling",
+                "register_scalable_target",
+                {**ids, "MinCapacity": desired.min_capacity, "MaxCapacity": desired.max_capacity},
+                phase=phase,
+                description=f"let Application Auto Scaling run variant {variant} on "
+                f"{desired.min_capacity}-{desired.max_capacity} instances",
+                undo=undo,
+            )
+        )
     ours = actual.policy(SCALING_POLICY) if actual else None
     if not _policy_matches(ours, desired):
-        calls.append(PlannedCall(
-            "application-autoscaling", "put_scaling_policy",
-            {"PolicyName": SCALING_POLICY, **ids, "PolicyType": "TargetTrackingScaling",
-             "TargetTrackingScalingPolicyConfiguration": _policy_body(desired)}, phase=phase,
-            description=f"track {desired.target:g} invocations per instance per minute",
-            undo=_put_policy(ids, ours) if ours else PlannedCall(
-                "application-autoscaling", "delete_scaling_policy", {"PolicyName": SCALING_POLICY, **ids})))
+        calls.append(
+            PlannedCall(
+                "application-autoscaling",
+                "put_scaling_policy",
+                {
+                    "PolicyName": SCALING_POLICY,
+                    **ids,
+                    "PolicyType": "TargetTrackingScaling",
+                    "TargetTrackingScalingPolicyConfiguration": _policy_body(desired),
+                },
+                phase=phase,
+                description=f"track {desired.target:g} invocations per instance per minute",
+                undo=_put_policy(ids, ours)
+                if ours
+                else PlannedCall(
+                    "application-autoscaling",
+                    "delete_scaling_policy",
+                    {"PolicyName": SCALING_POLICY, **ids},
+                ),
+            )
+        )
     return calls
 
 
@@ -380,20 +530,35 @@ def _weight(variant: VariantState) -> float:
     return float(variant.config.get("InitialVariantWeight", 1.0))
 
 
-def _weights_call(app: str, new: dict[str, float], old: dict[str, float], description: str) -> PlannedCall:
+def _weights_call(
+    app: str, new: dict[str, float], old: dict[str, float], description: str
+) -> PlannedCall:
     def body(weights: dict[str, float]) -> dict[str, Any]:
-        return {"EndpointName": app, "DesiredWeightsAndCapacities": [
-            {"VariantName": name, "DesiredWeight": weight} for name, weight in weights.items()]}
+        return {
+            "EndpointName": app,
+            "DesiredWeightsAndCapacities": [
+                {"VariantName": name, "DesiredWeight": weight} for name, weight in weights.items()
+            ],
+        }
 
-    return PlannedCall("sagemaker", "update_endpoint_weights_and_capacities", body(new), phase="commit",
-                       description=description, undo=PlannedCall(
-                           "sagemaker", "update_endpoint_weights_and_capacities", body(old)))
+    return PlannedCall(
+        "sagemaker",
+        "update_endpoint_weights_and_capacities",
+        body(new),
+        phase="commit",
+        description=description,
+        undo=PlannedCall("sagemaker", "update_endpoint_weights_and_capacities", body(old)),
+    )
 
 
 def _wait(ctx: DeployContext, config_name: str | None) -> PlannedCall:
-    return PlannedCall("sagemaker", "wait_endpoint",
-                       {"EndpointName": ctx.app, "EndpointConfigName": config_name, "Timeout": ctx.timeout},
-                       phase="wait", description="poll describe_endpoint until InService (reads only)")
+    return PlannedCall(
+        "sagemaker",
+        "wait_endpoint",
+        {"EndpointName": ctx.app, "EndpointConfigName": config_name, "Timeout": ctx.timeout},
+        phase="wait",
+        description="poll describe_endpoint until InService (reads only)",
+    )
 
 
 def _ours(ctx: DeployContext) -> VariantState:
@@ -409,12 +574,20 @@ def _tune(ctx: DeployContext) -> list[PlannedCall]:
     variant = _ours(ctx)
     calls: list[PlannedCall] = []
     if ctx.state is not None and (ctx.state.scaling_known or ctx.spec.autoscale):
-        calls += reconcile_scaling(ctx.app, variant.variant_name, ctx.spec.autoscale, variant.scaling)
+        calls += reconcile_scaling(
+            ctx.app, variant.variant_name, ctx.spec.autoscale, variant.scaling
+        )
     if abs(_weight(variant) - ctx.spec.variant_weight) > 1e-9:
-        calls.append(_weights_call(
-            ctx.app, {variant.variant_name: ctx.spec.variant_weight}, {variant.variant_name: _weight(variant)},
-            f"reweight variant {variant.variant_name} from {_weight(variant):g} to {ctx.spec.variant_weight:g} "
-            "(no new variant: the model and its configuration are unchanged)"))
+        calls.append(
+            _weights_call(
+                ctx.app,
+                {variant.variant_name: ctx.spec.variant_weight},
+                {variant.variant_name: _weight(variant)},
+                f"reweight variant {variant.variant_name} from {_weight(variant):g} to "
+                f"{ctx.spec.variant_weight:g} "
+                "(no new variant: the model and its configuration are unchanged)",
+            )
+        )
         if ctx.wait:
             calls.append(_wait(ctx, ctx.state.config_name if ctx.state else None))
     return calls
@@ -425,40 +598,75 @@ def plan_shift(ctx: DeployContext) -> DeployPlan:
     state, app = ctx.state, ctx.app
     url = endpoint_url(ctx.region, app)
     if state is None:
-        raise TargetError(f"no SageMaker endpoint named {app!r} in {ctx.region}", where=f"endpoint {app}",
-                          fix="--mode shift moves traffic between the variants of an existing endpoint")
+        raise TargetError(
+            f"no SageMaker endpoint named {app!r} in {ctx.region}",
+            where=f"endpoint {app}",
+            fix="--mode shift moves traffic between the variants of an existing endpoint",
+        )
     if state.status != "InService":
-        raise TargetError(f"endpoint {app!r} is {state.status}; its traffic cannot be shifted now",
-                          where=f"endpoint {app}", fix=f"wait, then retry (deployer status --target sagemaker --name {app})")
+        raise TargetError(
+            f"endpoint {app!r} is {state.status}; its traffic cannot be shifted now",
+            where=f"endpoint {app}",
+            fix=f"wait, then retry (deployer status --target sagemaker --name {app})",
+        )
     current = {v.variant_name: _weight(v) for v in state.variants}
     for name, _ in ctx.spec.weights:
         if name not in current:
             import difflib
 
             close = difflib.get_close_matches(name, list(current), n=1)
-            raise UsageError(f"endpoint {app} has no variant {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
-                             where="--weights", fix=f"use the variant names: {', '.join(current)}")
+            raise UsageError(
+                f"endpoint {app} has no variant {name!r}"
+                + (f"; did you mean {close[0]!r}?" if close else ""),
+                where="--weights",
+                fix=f"use the variant names: {', '.join(current)}",
+            )
     new = {**current, **dict(ctx.spec.weights)}
     if sum(new.values()) <= 0:
-        raise UsageError("every variant would get weight 0, so the endpoint would route nowhere", where="--weights",
-                         fix="give at least one variant a weight above 0")
+        raise UsageError(
+            "every variant would get weight 0, so the endpoint would route nowhere",
+            where="--weights",
+            fix="give at least one variant a weight above 0",
+        )
     changed = {n: w for n, w in ctx.spec.weights if abs(current[n] - w) > 1e-9}
     total = sum(new.values())
     shares = ", ".join(f"{n} {100 * w / total:.0f}%" for n, w in new.items())
-    facts = {"mode": "shift", "region": ctx.region, "endpoint_url": url, "current_config": state.config_name,
-             "weights": new, "traffic": shares, "wait": ctx.wait, "timeout": ctx.timeout}
+    facts = {
+        "mode": "shift",
+        "region": ctx.region,
+        "endpoint_url": url,
+        "current_config": state.config_name,
+        "weights": new,
+        "traffic": shares,
+        "wait": ctx.wait,
+        "timeout": ctx.timeout,
+    }
     if not changed:
-        return DeployPlan(TARGET, app, "noop", (), summary=f"endpoint {app} already routes {shares}; nothing to do",
-                          facts=facts)
-    calls = [_weights_call(app, changed, {n: current[n] for n in changed},
-                           "set the variants' traffic weights (no new config, no new instances)")]
+        return DeployPlan(
+            TARGET,
+            app,
+            "noop",
+            (),
+            summary=f"endpoint {app} already routes {shares}; nothing to do",
+            facts=facts,
+        )
+    calls = [
+        _weights_call(
+            app,
+            changed,
+            {n: current[n] for n in changed},
+            "set the variants' traffic weights (no new config, no new instances)",
+        )
+    ]
     if ctx.wait:
         calls.append(_wait(ctx, state.config_name))
     idle = [n for n, w in new.items() if w == 0]
     summary = f"shift traffic of endpoint {app}: {shares}"
     if idle:
-        summary += (f" ({', '.join(idle)} keep(s) their instances with no traffic; `--mode replace` "
-                    "with the promoted model drops them)")
+        summary += (
+            f" ({', '.join(idle)} keep(s) their instances with no traffic; `--mode replace` "
+            "with the promoted model drops them)"
+        )
     return DeployPlan(TARGET, app, "shift", tuple(calls), summary=summary, facts=facts)
 
 
@@ -469,7 +677,9 @@ def _deployment_config(spec: DeploySpec) -> dict[str, Any] | None:
     routing: dict[str, Any] = {"Type": rollout.type, "WaitIntervalInSeconds": rollout.wait_seconds}
     if rollout.size is not None:
         routing["CanarySize" if rollout.type == "CANARY" else "LinearStepSize"] = {
-            "Type": rollout.size_type, "Value": rollout.size}
+            "Type": rollout.size_type,
+            "Value": rollout.size,
+        }
     policy: dict[str, Any] = {"TrafficRoutingConfiguration": routing}
     if rollout.bake_seconds is not None:
         policy["TerminationWaitInSeconds"] = rollout.bake_seconds
@@ -487,9 +697,11 @@ def _new_variant_name(ctx: DeployContext, action: str, model_name: str) -> str:
         return model_name
     if len(state.variants) != 1:
         raise UsageError(
-            f"endpoint {ctx.app} has {len(state.variants)} variants; a --rollout replaces the fleet of one variant",
+            f"endpoint {ctx.app} has {len(state.variants)} variants; a --rollout replaces the "
+            "fleet of one variant",
             where="--rollout",
-            fix="promote one variant first (--mode shift), or replace without --rollout")
+            fix="promote one variant first (--mode shift), or replace without --rollout",
+        )
     return state.variants[0].variant_name
 
 
@@ -499,21 +711,49 @@ def plan_deploy(ctx: DeployContext) -> DeployPlan:
     action = _decide(ctx)
     url = endpoint_url(ctx.region, ctx.app)
     facts: dict[str, Any] = {
-        "mode": ctx.spec.mode, "config_hash": ctx.config_hash, "region": ctx.region,
-        "image": ctx.image.uri, "role": ctx.role, "wait": ctx.wait, "timeout": ctx.timeout,
-        "archive": ctx.spec.archive, "endpoint_url": url,
+        "mode": ctx.spec.mode,
+        "config_hash": ctx.config_hash,
+        "region": ctx.region,
+        "image": ctx.image.uri,
+        "role": ctx.role,
+        "wait": ctx.wait,
+        "timeout": ctx.timeout,
+        "archive": ctx.spec.archive,
+        "endpoint_url": url,
         "current_config": ctx.state.config_name if ctx.state else None,
     }
     if action == "noop":
         tune = _tune(ctx)
         if tune:
-            what = sorted({"weight" if c.service == "sagemaker" else "autoscaling" for c in tune if c.phase != "wait"})
-            return DeployPlan(TARGET, ctx.app, "tune", tuple(tune), summary=(
-                f"endpoint {ctx.app} already serves this model and configuration; change its "
-                f"{' and '.join(what)} only"), facts=facts)
-        return DeployPlan(TARGET, ctx.app, "noop", (), summary=(
-            f"endpoint {ctx.app} already serves this model and configuration "
-            f"(config hash {ctx.config_hash[:12]}); nothing to do"), facts=facts)
+            what = sorted(
+                {
+                    "weight" if c.service == "sagemaker" else "autoscaling"
+                    for c in tune
+                    if c.phase != "wait"
+                }
+            )
+            return DeployPlan(
+                TARGET,
+                ctx.app,
+                "tune",
+                tuple(tune),
+                summary=(
+                    f"endpoint {ctx.app} already serves this model and configuration; change its "
+                    f"{' and '.join(what)} only"
+                ),
+                facts=facts,
+            )
+        return DeployPlan(
+            TARGET,
+            ctx.app,
+            "noop",
+            (),
+            summary=(
+                f"endpoint {ctx.app} already serves this model and configuration "
+                f"(config hash {ctx.config_hash[:12]}); nothing to do"
+            ),
+            facts=facts,
+        )
 
     tags = base_tags(ctx)
     model_name = resource_name(ctx.app, "model", ctx.suffix)
@@ -526,53 +766,93 @@ def plan_deploy(ctx: DeployContext) -> DeployPlan:
     variants = [_variant(ctx.spec, model_name, variant_name)]
     if action == "add" and ctx.state is not None:
         variants = [_kept_variant(v) for v in ctx.state.variants] + variants
-    config_params: dict[str, Any] = {"EndpointConfigName": config_name, "ProductionVariants": variants}
+    config_params: dict[str, Any] = {
+        "EndpointConfigName": config_name,
+        "ProductionVariants": variants,
+    }
     config_params.update(_endpoint_level(ctx, keep_old=action == "add"))
     # The config's hash tag says "this endpoint serves exactly this request". A config made by
     # --mode add also serves the older variants, so it must not carry the new variant's hash.
     config_tags = {k: v for k, v in tags.items() if not (action == "add" and k == TAG_HASH)}
     config_params["Tags"] = tag_list(config_tags)
-    calls.append(PlannedCall(
-        "sagemaker", "create_endpoint_config", config_params, description="describe how to serve it",
-        undo=PlannedCall("sagemaker", "delete_endpoint_config", {"EndpointConfigName": config_name}),
-    ))
+    calls.append(
+        PlannedCall(
+            "sagemaker",
+            "create_endpoint_config",
+            config_params,
+            description="describe how to serve it",
+            undo=PlannedCall(
+                "sagemaker", "delete_endpoint_config", {"EndpointConfigName": config_name}
+            ),
+        )
+    )
     kept_scaling: ScalingState | None = None
     if action == "create":
         endpoint_tags = {k: v for k, v in tags.items() if k != TAG_HASH}
-        calls.append(PlannedCall(
-            "sagemaker", "create_endpoint",
-            {"EndpointName": ctx.app, "EndpointConfigName": config_name, "Tags": tag_list(endpoint_tags)},
-            phase="commit", description="create the endpoint",
-            undo=PlannedCall("sagemaker", "delete_endpoint", {"EndpointName": ctx.app}),
-        ))
+        calls.append(
+            PlannedCall(
+                "sagemaker",
+                "create_endpoint",
+                {
+                    "EndpointName": ctx.app,
+                    "EndpointConfigName": config_name,
+                    "Tags": tag_list(endpoint_tags),
+                },
+                phase="commit",
+                description="create the endpoint",
+                undo=PlannedCall("sagemaker", "delete_endpoint", {"EndpointName": ctx.app}),
+            )
+        )
         if ctx.spec.rollout:
-            facts["rollout"] = "not used: a new endpoint takes all traffic at once (--rollout applies to updates)"
+            facts["rollout"] = (
+                "not used: a new endpoint takes all traffic at once (--rollout applies to updates)"
+            )
     else:
         assert ctx.state is not None
         if action == "replace":
             for old in ctx.state.variants:
-                same_fleet = (old.variant_name == variant_name and "ServerlessConfig" not in variants[-1]
-                              and old.config.get("InstanceType") == variants[-1].get("InstanceType"))
+                same_fleet = (
+                    old.variant_name == variant_name
+                    and "ServerlessConfig" not in variants[-1]
+                    and old.config.get("InstanceType") == variants[-1].get("InstanceType")
+                )
                 if same_fleet:
                     kept_scaling = old.scaling
                 else:
                     calls += release_scaling(ctx.app, old, "prepare")
         update: dict[str, Any] = {"EndpointName": ctx.app, "EndpointConfigName": config_name}
         deployment = _deployment_config(ctx.spec)
-        description = "switch the endpoint to the new config (SageMaker keeps the old one serving if this fails)"
+        description = (
+            "switch the endpoint to the new config "
+            "(SageMaker keeps the old one serving if this fails)"
+        )
         if deployment:
             update["DeploymentConfig"] = deployment
             rollout = ctx.spec.rollout
             assert rollout is not None
-            description = (f"blue/green update, {rollout.type.lower().replace('_', '-')} traffic shifting"
-                           + (f" watching alarm(s) {', '.join(ctx.spec.alarms)}: SageMaker rolls back if one fires"
-                              if ctx.spec.alarms else ""))
+            description = (
+                f"blue/green update, {rollout.type.lower().replace('_', '-')} traffic shifting"
+                + (
+                    f" watching alarm(s) {', '.join(ctx.spec.alarms)}: SageMaker rolls back if one "
+                    "fires"
+                    if ctx.spec.alarms
+                    else ""
+                )
+            )
             facts["rollout"] = deployment
-        calls.append(PlannedCall("sagemaker", "update_endpoint", update, phase="commit", description=description))
+        calls.append(
+            PlannedCall(
+                "sagemaker", "update_endpoint", update, phase="commit", description=description
+            )
+        )
     post = reconcile_scaling(ctx.app, variant_name, ctx.spec.autoscale, kept_scaling)
     if post and not ctx.wait:
-        raise UsageError("--autoscale registers the new variant once the endpoint serves it, which --no-wait skips",
-                         where="--autoscale", fix="drop --no-wait (or run the same deploy again once it is InService)")
+        raise UsageError(
+            "--autoscale registers the new variant once the endpoint serves it, which --no-wait "
+            "skips",
+            where="--autoscale",
+            fix="drop --no-wait (or run the same deploy again once it is InService)",
+        )
     cleanup: list[PlannedCall] = []
     if ctx.state is not None and action in ("replace", "add") and not ctx.spec.archive:
         cleanup = cleanup_calls(ctx.state, models=action == "replace")
@@ -582,34 +862,76 @@ def plan_deploy(ctx: DeployContext) -> DeployPlan:
         calls += cleanup
     else:
         facts["left_behind"] = [dict(c.params) for c in cleanup]
-    facts.update(model_name=model_name, config_name=config_name, model_data_url=model_data_url,
-                 variants=[v["VariantName"] for v in variants])
+    facts.update(
+        model_name=model_name,
+        config_name=config_name,
+        model_data_url=model_data_url,
+        variants=[v["VariantName"] for v in variants],
+    )
     if ctx.spec.autoscale:
-        facts["autoscale"] = {"variant": variant_name, "min": ctx.spec.autoscale.min_capacity,
-                              "max": ctx.spec.autoscale.max_capacity, "target": ctx.spec.autoscale.target}
-    verb = {"create": "create", "replace": "replace the model of", "add": "add a variant to"}[action]
-    summary = f"{verb} endpoint {ctx.app}: model {model_name}, config {config_name}, image {ctx.image.uri}"
+        facts["autoscale"] = {
+            "variant": variant_name,
+            "min": ctx.spec.autoscale.min_capacity,
+            "max": ctx.spec.autoscale.max_capacity,
+            "target": ctx.spec.autoscale.target,
+        }
+    verb = {"create": "create", "replace": "replace the model of", "add": "add a variant to"}[
+        action
+    ]
+    summary = (
+        f"{verb} endpoint {ctx.app}: model {model_name}, config {config_name}, "
+        f"image {ctx.image.uri}"
+    )
     if ctx.state is None and ctx.spec.mode != "create":
         summary += f" (endpoint does not exist yet, so --mode {ctx.spec.mode} creates it)"
     return DeployPlan(TARGET, ctx.app, action, tuple(calls), summary=summary, facts=facts)
 
 
-def plan_delete(state: EndpointState, region: str, *, archive: bool, wait: bool = True,
-                timeout: float | None = None) -> DeployPlan:
+def plan_delete(
+    state: EndpointState,
+    region: str,
+    *,
+    archive: bool,
+    wait: bool = True,
+    timeout: float | None = None,
+) -> DeployPlan:
     """Deregister autoscaling, delete the endpoint, then (unless ``archive``) its config, models
     and model archives."""
     calls: list[PlannedCall] = []
     for variant in state.variants:
         calls += release_scaling(state.name, variant, "prepare")
-    calls.append(PlannedCall("sagemaker", "delete_endpoint", {"EndpointName": state.name}, phase="commit",
-                             description="delete the endpoint"))
+    calls.append(
+        PlannedCall(
+            "sagemaker",
+            "delete_endpoint",
+            {"EndpointName": state.name},
+            phase="commit",
+            description="delete the endpoint",
+        )
+    )
     if wait:
-        calls.append(PlannedCall("sagemaker", "wait_endpoint_deleted",
-                                 {"EndpointName": state.name, "Timeout": timeout}, phase="wait",
-                                 description="poll describe_endpoint until it is gone (reads only)"))
+        calls.append(
+            PlannedCall(
+                "sagemaker",
+                "wait_endpoint_deleted",
+                {"EndpointName": state.name, "Timeout": timeout},
+                phase="wait",
+                description="poll describe_endpoint until it is gone (reads only)",
+            )
+        )
     if not archive:
         calls += cleanup_calls(state, models=True)
-    return DeployPlan(TARGET, state.name, "delete", tuple(calls),
-                      summary=f"delete endpoint {state.name}" + (" (keeping models and configs)" if archive else ""),
-                      facts={"region": region, "archive": archive, "config": state.config_name,
-                             "models": [v.model_name for v in state.variants]})
+    return DeployPlan(
+        TARGET,
+        state.name,
+        "delete",
+        tuple(calls),
+        summary=f"delete endpoint {state.name}"
+        + (" (keeping models and configs)" if archive else ""),
+        facts={
+            "region": region,
+            "archive": archive,
+            "config": state.config_name,
+            "models": [v.model_name for v in state.variants],
+        },
+    )

@@ -129,8 +129,15 @@ def read_endpoint(aws: Aws, name: str) -> EndpointState | None:
         return None
     config_name = str(endpoint.get("EndpointConfigName", ""))
     live = {str(v.get("VariantName")): v for v in endpoint.get("ProductionVariants", []) or []}
-    config = _describe(aws, "describe_endpoint_config", f"endpoint config {config_name}",
-                       EndpointConfigName=config_name) or {}
+    config = (
+        _describe(
+            aws,
+            "describe_endpoint_config",
+            f"endpoint config {config_name}",
+            EndpointConfigName=config_name,
+        )
+        or {}
+    )
     variants = []
     for variant in config.get("ProductionVariants", []) or []:
         model_name = str(variant.get("ModelName", ""))
@@ -138,8 +145,13 @@ def read_endpoint(aws: Aws, name: str) -> EndpointState | None:
         model_tags = list_tags(aws, model["ModelArn"]) if model and model.get("ModelArn") else {}
         container = (model or {}).get("PrimaryContainer") or {}
         now = live.get(str(variant.get("VariantName", ""))) or {}
-        weight = now.get("DesiredWeight", now.get("CurrentWeight", variant.get("InitialVariantWeight")))
-        count = now.get("DesiredInstanceCount", now.get("CurrentInstanceCount", variant.get("InitialInstanceCount")))
+        weight = now.get(
+            "DesiredWeight", now.get("CurrentWeight", variant.get("InitialVariantWeight"))
+        )
+        count = now.get(
+            "DesiredInstanceCount",
+            now.get("CurrentInstanceCount", variant.get("InitialInstanceCount")),
+        )
         variants.append(
             VariantState(
                 variant_name=str(variant.get("VariantName", "")),
@@ -159,19 +171,27 @@ def read_endpoint(aws: Aws, name: str) -> EndpointState | None:
         arn=str(endpoint.get("EndpointArn", "")),
         status=str(endpoint.get("EndpointStatus", "")),
         config_name=config_name,
-        config_tags=list_tags(aws, config["EndpointConfigArn"]) if config.get("EndpointConfigArn") else {},
-        endpoint_tags=list_tags(aws, endpoint["EndpointArn"]) if endpoint.get("EndpointArn") else {},
+        config_tags=list_tags(aws, config["EndpointConfigArn"])
+        if config.get("EndpointConfigArn")
+        else {},
+        endpoint_tags=list_tags(aws, endpoint["EndpointArn"])
+        if endpoint.get("EndpointArn")
+        else {},
         variants=tuple(variants),
         async_config=config.get("AsyncInferenceConfig"),
         data_capture=config.get("DataCaptureConfig"),
         failure_reason=endpoint.get("FailureReason"),
         created=str(endpoint.get("CreationTime")) if endpoint.get("CreationTime") else None,
-        modified=str(endpoint.get("LastModifiedTime")) if endpoint.get("LastModifiedTime") else None,
+        modified=str(endpoint.get("LastModifiedTime"))
+        if endpoint.get("LastModifiedTime")
+        else None,
         scaling_known=known,
     )
 
 
-def read_scaling(aws: Aws, endpoint: str, variants: list[str]) -> tuple[dict[str, ScalingState], bool]:
+def read_scaling(
+    aws: Aws, endpoint: str, variants: list[str]
+) -> tuple[dict[str, ScalingState], bool]:
     """The variants of ``endpoint`` registered with Application Auto Scaling, with their policies.
 
     Returns (variant -> state, known). Without permission to read Application Auto Scaling,
@@ -181,9 +201,14 @@ def read_scaling(aws: Aws, endpoint: str, variants: list[str]) -> tuple[dict[str
         return {}, True
     ids = {scaling_resource(endpoint, v): v for v in variants}
     try:
-        page = aws.call("application-autoscaling", "describe_scalable_targets", where=f"endpoint {endpoint}",
-                        ServiceNamespace=SCALING_NAMESPACE, ResourceIds=list(ids),
-                        ScalableDimension=SCALING_DIMENSION)
+        page = aws.call(
+            "application-autoscaling",
+            "describe_scalable_targets",
+            where=f"endpoint {endpoint}",
+            ServiceNamespace=SCALING_NAMESPACE,
+            ResourceIds=list(ids),
+            ScalableDimension=SCALING_DIMENSION,
+        )
     except TargetError as exc:
         code = error_code(exc.__cause__) if exc.__cause__ is not None else ""
         if code in ("AccessDenied", "AccessDeniedException", "UnrecognizedClientException"):
@@ -194,20 +219,32 @@ def read_scaling(aws: Aws, endpoint: str, variants: list[str]) -> tuple[dict[str
         rid = str(target.get("ResourceId"))
         if rid not in ids:
             continue
-        policies = aws.call("application-autoscaling", "describe_scaling_policies", where=rid,
-                            ServiceNamespace=SCALING_NAMESPACE, ResourceId=rid,
-                            ScalableDimension=SCALING_DIMENSION).get("ScalingPolicies", []) or []
+        policies = (
+            aws.call(
+                "application-autoscaling",
+                "describe_scaling_policies",
+                where=rid,
+                ServiceNamespace=SCALING_NAMESPACE,
+                ResourceId=rid,
+                ScalableDimension=SCALING_DIMENSION,
+            ).get("ScalingPolicies", [])
+            or []
+        )
         kept = []
         for policy in policies:
             if policy.get("ResourceId") != rid:  # some servers match ResourceId as a prefix
                 continue
             entry = {"PolicyName": policy["PolicyName"], "PolicyType": policy["PolicyType"]}
-            for key in ("TargetTrackingScalingPolicyConfiguration", "StepScalingPolicyConfiguration"):
+            for key in (
+                "TargetTrackingScalingPolicyConfiguration",
+                "StepScalingPolicyConfiguration",
+            ):
                 if policy.get(key):
                     entry[key] = _plain(policy[key])
             kept.append(entry)
-        out[ids[rid]] = ScalingState(rid, int(target.get("MinCapacity", 0)), int(target.get("MaxCapacity", 0)),
-                                     tuple(kept))
+        out[ids[rid]] = ScalingState(
+            rid, int(target.get("MinCapacity", 0)), int(target.get("MaxCapacity", 0)), tuple(kept)
+        )
     return out, True
 
 

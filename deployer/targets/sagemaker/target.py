@@ -52,87 +52,260 @@ DEFAULT_TIMEOUT = 3600.0
 _ALL = ("deploy", "status", "list", "delete", "predict", "batch")
 
 OPTIONS: tuple[OptionSpec, ...] = (
-    OptionSpec("region", "AWS region (default: the AWS SDK's: AWS_DEFAULT_REGION, profile...).",
-               commands=_ALL, connection=True),
+    OptionSpec(
+        "region",
+        "AWS region (default: the AWS SDK's: AWS_DEFAULT_REGION, profile...).",
+        commands=_ALL,
+        connection=True,
+    ),
     OptionSpec("profile", "AWS profile from ~/.aws/config.", commands=_ALL, connection=True),
-    OptionSpec("mode", "create: fail if the endpoint exists; replace: swap in the new model; "
-               "add: add the model as a new variant; shift: move traffic between variants (--weights).",
-               type="choice", choices=("create", "replace", "add", "shift"), default="create"),
-    OptionSpec("instance_type", "SageMaker instance type.", default="ml.m5.large",
-               commands=("deploy", "batch")),
-    OptionSpec("instance_count", "Number of instances.", type="int", default=1, commands=("deploy", "batch")),
-    OptionSpec("execution_role_arn", "IAM role SageMaker runs the model with (default: the caller's role).",
-               metavar="ARN", commands=("deploy", "batch")),
-    OptionSpec("bucket", "S3 bucket for model.tar.gz (default: deployer-sagemaker-REGION-ACCOUNT).",
-               commands=("deploy", "batch")),
-    OptionSpec("model_in_image", "The image already contains the model: upload nothing to S3.",
-               type="bool", default=False, commands=("deploy", "batch")),
-    OptionSpec("vpc_config", "JSON file with SecurityGroupIds and Subnets for the model.", type="path",
-               metavar="FILE"),
-    OptionSpec("serverless", "Serverless endpoint: memory=MB,concurrency=N.", metavar="memory=MB,concurrency=N"),
+    OptionSpec(
+        "mode",
+        "create: fail if the endpoint exists; replace: swap in the new model; "
+        "add: add the model as a new variant; shift: move traffic between variants (--weights).",
+        type="choice",
+        choices=("create", "replace", "add", "shift"),
+        default="create",
+    ),
+    OptionSpec(
+        "instance_type",
+        "SageMaker instance type.",
+        default="ml.m5.large",
+        commands=("deploy", "batch"),
+    ),
+    OptionSpec(
+        "instance_count",
+        "Number of instances.",
+        type="int",
+        default=1,
+        commands=("deploy", "batch"),
+    ),
+    OptionSpec(
+        "execution_role_arn",
+        "IAM role SageMaker runs the model with (default: the caller's role).",
+        metavar="ARN",
+        commands=("deploy", "batch"),
+    ),
+    OptionSpec(
+        "bucket",
+        "S3 bucket for model.tar.gz (default: deployer-sagemaker-REGION-ACCOUNT).",
+        commands=("deploy", "batch"),
+    ),
+    OptionSpec(
+        "model_in_image",
+        "The image already contains the model: upload nothing to S3.",
+        type="bool",
+        default=False,
+        commands=("deploy", "batch"),
+    ),
+    OptionSpec(
+        "vpc_config",
+        "JSON file with SecurityGroupIds and Subnets for the model.",
+        type="path",
+        metavar="FILE",
+    ),
+    OptionSpec(
+        "serverless",
+        "Serverless endpoint: memory=MB,concurrency=N.",
+        metavar="memory=MB,concurrency=N",
+    ),
     OptionSpec("async_output", "Asynchronous inference: S3 prefix for results.", metavar="S3URI"),
-    OptionSpec("data_capture", "Capture requests/responses to S3: s3://bucket/prefix[,PERCENT].",
-               metavar="S3URI[,PCT]"),
-    OptionSpec("env", "Environment variable for the container (repeatable).", multiple=True, metavar="K=V",
-               commands=("deploy", "batch")),
-    OptionSpec("tags", "Tag for every resource created (repeatable).", multiple=True, metavar="K=V",
-               commands=("deploy", "batch")),
-    OptionSpec("archive", "Keep replaced/deleted models, configs and model archives.", type="bool",
-               default=False, commands=("deploy", "delete", "batch")),
-    OptionSpec("variant_weight", "Traffic weight of the new variant (--mode add).", type="float", default=1.0),
-    OptionSpec("repository", "ECR repository for images built from -m (default: deployer/<name>).",
-               commands=("deploy", "batch")),
-    OptionSpec("registry_override", "Push image bytes to this registry host instead of ECR's "
-               "(ECR API calls still go to AWS; for mirrors and tests).", metavar="HOST",
-               commands=("deploy", "batch")),
-    OptionSpec("registry_credentials_arn", "Lambda ARN giving SageMaker credentials for a private "
-               "(non-ECR) registry.", metavar="ARN", commands=("deploy", "batch")),
-    OptionSpec("subnet", "VPC subnet for the model's containers (repeatable; with --security-group; "
-               "instead of --vpc-config). Needed for images outside ECR.", multiple=True, metavar="SUBNET_ID",
-               commands=("deploy", "batch")),
-    OptionSpec("security_group", "VPC security group for the model's containers (repeatable; with --subnet).",
-               multiple=True, metavar="SG_ID", commands=("deploy", "batch")),
-    OptionSpec("weights", "--mode shift: new traffic weights of existing variants, e.g. v1=0,v2=1 "
-               "(variant names: deployer status).", metavar="VARIANT=W,..."),
-    OptionSpec("rollout", "How an update shifts traffic (blue/green): canary:SIZE:WAIT, linear:SIZE:WAIT or "
-               "all-at-once, optional :BAKE; SIZE 10% or an instance count, e.g. canary:10%:600s.",
-               metavar="TYPE[:SIZE:WAIT][:BAKE]"),
-    OptionSpec("alarm", "CloudWatch alarm that rolls a --rollout back when it fires (repeatable; needs "
-               "--auto-rollback).", multiple=True, metavar="NAME"),
-    OptionSpec("auto_rollback", "Let SageMaker roll the update back when an --alarm fires.", type="bool",
-               default=False),
-    OptionSpec("autoscale", "Application Auto Scaling of the variant: MIN:MAX:TARGET instances and invocations "
-               "per instance per minute, e.g. 1:4:100.", metavar="MIN:MAX:TARGET"),
-    OptionSpec("async_sns_success", "Asynchronous inference: SNS topic told of each result.", metavar="ARN"),
-    OptionSpec("async_sns_error", "Asynchronous inference: SNS topic told of each failure.", metavar="ARN"),
-    OptionSpec("async_max_concurrency", "Asynchronous inference: concurrent requests per instance (1-1000).",
-               type="int", metavar="N"),
-    OptionSpec("startup_health_timeout", "Seconds the container may take to pass /ping after start "
-               "(60-3600; large models).", type="int", metavar="SECONDS"),
-    OptionSpec("model_download_timeout", "Seconds SageMaker may take to download and unpack model.tar.gz "
-               "(60-3600; large models).", type="int", metavar="SECONDS"),
-    OptionSpec("async_input", "Asynchronous endpoints: S3 prefix the request is uploaded to (default: the "
-               "endpoint's output bucket, under deployer-async-inputs/).", metavar="S3URI", commands=("predict",)),
-    OptionSpec("async_timeout", "Asynchronous endpoints: seconds to wait for the result.", type="float",
-               default=300.0, metavar="SECONDS", commands=("predict",)),
-    OptionSpec("content_type", "Content type of the batch input.", default="application/json",
-               commands=("batch",)),
-    OptionSpec("split_type", "How to split batch input files.", type="choice",
-               choices=("None", "Line", "RecordIO", "TFRecord"), default="None", commands=("batch",)),
-    OptionSpec("accept", "Content type the batch job asks the model for.", default="application/json",
-               commands=("batch",)),
-    OptionSpec("max_payload_mb", "Largest request a batch job sends, in MB (0-100).", type="int", metavar="MB",
-               commands=("batch",)),
-    OptionSpec("compression", "Compression of the batch input files.", type="choice", choices=("None", "Gzip"),
-               default="None", commands=("batch",)),
-    OptionSpec("assemble_with", "How results are put together per file (default: Line with --split-type Line).",
-               type="choice", choices=("Line", "None"), commands=("batch",)),
-    OptionSpec("input_filter", "JSONPath selecting what of each input record is sent, e.g. '$[1:]'.",
-               metavar="JSONPATH", commands=("batch",)),
-    OptionSpec("output_filter", "JSONPath selecting what of each joined result is written.", metavar="JSONPATH",
-               commands=("batch",)),
-    OptionSpec("join_source", "Input: write each input record next to its prediction.", type="choice",
-               choices=("Input", "None"), commands=("batch",)),
+    OptionSpec(
+        "data_capture",
+        "Capture requests/responses to S3: s3://bucket/prefix[,PERCENT].",
+        metavar="S3URI[,PCT]",
+    ),
+    OptionSpec(
+        "env",
+        "Environment variable for the container (repeatable).",
+        multiple=True,
+        metavar="K=V",
+        commands=("deploy", "batch"),
+    ),
+    OptionSpec(
+        "tags",
+        "Tag for every resource created (repeatable).",
+        multiple=True,
+        metavar="K=V",
+        commands=("deploy", "batch"),
+    ),
+    OptionSpec(
+        "archive",
+        "Keep replaced/deleted models, configs and model archives.",
+        type="bool",
+        default=False,
+        commands=("deploy", "delete", "batch"),
+    ),
+    OptionSpec(
+        "variant_weight",
+        "Traffic weight of the new variant (--mode add).",
+        type="float",
+        default=1.0,
+    ),
+    OptionSpec(
+        "repository",
+        "ECR repository for images built from -m (default: deployer/<name>).",
+        commands=("deploy", "batch"),
+    ),
+    OptionSpec(
+        "registry_override",
+        "Push image bytes to this registry host instead of ECR's "
+        "(ECR API calls still go to AWS; for mirrors and tests).",
+        metavar="HOST",
+        commands=("deploy", "batch"),
+    ),
+    OptionSpec(
+        "registry_credentials_arn",
+        "Lambda ARN giving SageMaker credentials for a private (non-ECR) registry.",
+        metavar="ARN",
+        commands=("deploy", "batch"),
+    ),
+    OptionSpec(
+        "subnet",
+        "VPC subnet for the model's containers (repeatable; with --security-group; "
+        "instead of --vpc-config). Needed for images outside ECR.",
+        multiple=True,
+        metavar="SUBNET_ID",
+        commands=("deploy", "batch"),
+    ),
+    OptionSpec(
+        "security_group",
+        "VPC security group for the model's containers (repeatable; with --subnet).",
+        multiple=True,
+        metavar="SG_ID",
+        commands=("deploy", "batch"),
+    ),
+    OptionSpec(
+        "weights",
+        "--mode shift: new traffic weights of existing variants, e.g. v1=0,v2=1 "
+        "(variant names: deployer status).",
+        metavar="VARIANT=W,...",
+    ),
+    OptionSpec(
+        "rollout",
+        "How an update shifts traffic (blue/green): canary:SIZE:WAIT, linear:SIZE:WAIT or "
+        "all-at-once, optional :BAKE; SIZE 10% or an instance count, e.g. canary:10%:600s.",
+        metavar="TYPE[:SIZE:WAIT][:BAKE]",
+    ),
+    OptionSpec(
+        "alarm",
+        "CloudWatch alarm that rolls a --rollout back when it fires (repeatable; needs "
+        "--auto-rollback).",
+        multiple=True,
+        metavar="NAME",
+    ),
+    OptionSpec(
+        "auto_rollback",
+        "Let SageMaker roll the update back when an --alarm fires.",
+        type="bool",
+        default=False,
+    ),
+    OptionSpec(
+        "autoscale",
+        "Application Auto Scaling of the variant: MIN:MAX:TARGET instances and invocations "
+        "per instance per minute, e.g. 1:4:100.",
+        metavar="MIN:MAX:TARGET",
+    ),
+    OptionSpec(
+        "async_sns_success", "Asynchronous inference: SNS topic told of each result.", metavar="ARN"
+    ),
+    OptionSpec(
+        "async_sns_error", "Asynchronous inference: SNS topic told of each failure.", metavar="ARN"
+    ),
+    OptionSpec(
+        "async_max_concurrency",
+        "Asynchronous inference: concurrent requests per instance (1-1000).",
+        type="int",
+        metavar="N",
+    ),
+    OptionSpec(
+        "startup_health_timeout",
+        "Seconds the container may take to pass /ping after start (60-3600; large models).",
+        type="int",
+        metavar="SECONDS",
+    ),
+    OptionSpec(
+        "model_download_timeout",
+        "Seconds SageMaker may take to download and unpack model.tar.gz (60-3600; large models).",
+        type="int",
+        metavar="SECONDS",
+    ),
+    OptionSpec(
+        "async_input",
+        "Asynchronous endpoints: S3 prefix the request is uploaded to (default: the "
+        "endpoint's output bucket, under deployer-async-inputs/).",
+        metavar="S3URI",
+        commands=("predict",),
+    ),
+    OptionSpec(
+        "async_timeout",
+        "Asynchronous endpoints: seconds to wait for the result.",
+        type="float",
+        default=300.0,
+        metavar="SECONDS",
+        commands=("predict",),
+    ),
+    OptionSpec(
+        "content_type",
+        "Content type of the batch input.",
+        default="application/json",
+        commands=("batch",),
+    ),
+    OptionSpec(
+        "split_type",
+        "How to split batch input files.",
+        type="choice",
+        choices=("None", "Line", "RecordIO", "TFRecord"),
+        default="None",
+        commands=("batch",),
+    ),
+    OptionSpec(
+        "accept",
+        "Content type the batch job asks the model for.",
+        default="application/json",
+        commands=("batch",),
+    ),
+    OptionSpec(
+        "max_payload_mb",
+        "Largest request a batch job sends, in MB (0-100).",
+        type="int",
+        metavar="MB",
+        commands=("batch",),
+    ),
+    OptionSpec(
+        "compression",
+        "Compression of the batch input files.",
+        type="choice",
+        choices=("None", "Gzip"),
+        default="None",
+        commands=("batch",),
+    ),
+    OptionSpec(
+        "assemble_with",
+        "How results are put together per file (default: Line with --split-type Line).",
+        type="choice",
+        choices=("Line", "None"),
+        commands=("batch",),
+    ),
+    OptionSpec(
+        "input_filter",
+        "JSONPath selecting what of each input record is sent, e.g. '$[1:]'.",
+        metavar="JSONPATH",
+        commands=("batch",),
+    ),
+    OptionSpec(
+        "output_filter",
+        "JSONPath selecting what of each joined result is written.",
+        metavar="JSONPATH",
+        commands=("batch",),
+    ),
+    OptionSpec(
+        "join_source",
+        "Input: write each input record next to its prediction.",
+        type="choice",
+        choices=("Input", "None"),
+        commands=("batch",),
+    ),
 )
 
 
@@ -142,8 +315,12 @@ class SageMakerTarget:
     name = "sagemaker"
     options = OPTIONS
 
-    def __init__(self, region: str | None = None, profile: str | None = None,
-                 poll_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        region: str | None = None,
+        profile: str | None = None,
+        poll_interval: float | None = None,
+    ) -> None:
         self._region = region
         self._profile = profile
         self._aws: Any = None
@@ -168,20 +345,40 @@ class SageMakerTarget:
         loaded = load_model(uri)
         for warning in loaded.warnings:
             log.warning("%s", warning)
-        return ModelRef(uri=uri, path=str(loaded.path), digest=model_digest(Path(loaded.path)),
-                        model_uuid=loaded.mlmodel.model_uuid, run_id=loaded.mlmodel.run_id)
+        return ModelRef(
+            uri=uri,
+            path=str(loaded.path),
+            digest=model_digest(Path(loaded.path)),
+            model_uuid=loaded.mlmodel.model_uuid,
+            run_id=loaded.mlmodel.run_id,
+        )
 
-    def _image_plan(self, request_image: str | None, spec: DeploySpec | Any, model: ModelRef,
-                    app: str, build: Any = None) -> ImagePlan:
+    def _image_plan(
+        self,
+        request_image: str | None,
+        spec: DeploySpec | Any,
+        model: ModelRef,
+        app: str,
+        build: Any = None,
+    ) -> ImagePlan:
         if request_image:
             return ImagePlan(uri=request_image, ecr=is_ecr_image(request_image))
         if not model.uri:
-            raise UsageError("nothing to deploy", where="deploy",
-                             fix="pass -m MODEL (deployer builds the image) or --image-uri IMAGE")
+            raise UsageError(
+                "nothing to deploy",
+                where="deploy",
+                fix="pass -m MODEL (deployer builds the image) or --image-uri IMAGE",
+            )
         from deployer.targets.sagemaker.images import plan_image
 
-        return plan_image(self.aws, model, repository=spec.repository, app=app,
-                          registry_override=spec.registry_override, build_options=build)
+        return plan_image(
+            self.aws,
+            model,
+            repository=spec.repository,
+            app=app,
+            registry_override=spec.registry_override,
+            build_options=build,
+        )
 
     def _bucket(self, spec: Any, model: ModelRef, image: ImagePlan) -> tuple[str | None, bool]:
         """Where model.tar.gz goes, and whether that bucket must be created first."""
@@ -206,12 +403,18 @@ class SageMakerTarget:
         if spec.mode == "shift":
             return self._plan_shift(app, spec, request)
         if not request.model_uri and not request.image_uri:
-            raise UsageError("nothing to deploy", where="deploy",
-                             fix="pass -m MODEL (deployer builds the image) or --image-uri IMAGE")
+            raise UsageError(
+                "nothing to deploy",
+                where="deploy",
+                fix="pass -m MODEL (deployer builds the image) or --image-uri IMAGE",
+            )
         timeout = DEFAULT_TIMEOUT if request.timeout is None else request.timeout
         if timeout <= 0:
-            raise UsageError(f"--timeout {timeout:g} must be positive", where="--timeout",
-                             fix="pass a number of seconds, e.g. --timeout 1800")
+            raise UsageError(
+                f"--timeout {timeout:g} must be positive",
+                where="--timeout",
+                fix="pass a number of seconds, e.g. --timeout 1800",
+            )
         self._check_alarms(spec.alarms)
         model = self._model_ref(request.model_uri)
         image = self._image_plan(request.image_uri, spec, model, app, request.build)
@@ -220,63 +423,122 @@ class SageMakerTarget:
         digest = config_hash(spec, image=image.uri, model_digest=model.digest, role=role)
         state = read_endpoint(self.aws, app)
         ctx = DeployContext(
-            app=app, region=self.aws.region, spec=spec, role=role, image=image, model=model,
-            bucket=bucket, create_bucket=create_bucket, state=state, config_hash=digest,
-            suffix=unique_suffix(digest), version=__version__, wait=request.wait, timeout=timeout,
+            app=app,
+            region=self.aws.region,
+            spec=spec,
+            role=role,
+            image=image,
+            model=model,
+            bucket=bucket,
+            create_bucket=create_bucket,
+            state=state,
+            config_hash=digest,
+            suffix=unique_suffix(digest),
+            version=__version__,
+            wait=request.wait,
+            timeout=timeout,
         )
         return plan_deploy(ctx)
 
     def _plan_shift(self, app: str, spec: DeploySpec, request: DeployRequest) -> DeployPlan:
         if request.model_uri or request.image_uri:
-            raise UsageError("--mode shift moves traffic between the variants the endpoint has; it deploys nothing",
-                             where="--mode shift", fix="drop -m/--image-uri (deploy with --mode add first)")
+            raise UsageError(
+                "--mode shift moves traffic between the variants the endpoint has; it deploys "
+                "nothing",
+                where="--mode shift",
+                fix="drop -m/--image-uri (deploy with --mode add first)",
+            )
         timeout = DEFAULT_TIMEOUT if request.timeout is None else request.timeout
-        ctx = DeployContext(app=app, region=self.aws.region, spec=spec, role="", image=ImagePlan(uri=""),
-                            model=ModelRef(), bucket=None, create_bucket=False, state=read_endpoint(self.aws, app),
-                            config_hash="", suffix="", version=__version__, wait=request.wait, timeout=timeout)
+        ctx = DeployContext(
+            app=app,
+            region=self.aws.region,
+            spec=spec,
+            role="",
+            image=ImagePlan(uri=""),
+            model=ModelRef(),
+            bucket=None,
+            create_bucket=False,
+            state=read_endpoint(self.aws, app),
+            config_hash="",
+            suffix="",
+            version=__version__,
+            wait=request.wait,
+            timeout=timeout,
+        )
         return plan_deploy(ctx)
 
     def _check_alarms(self, alarms: Sequence[str]) -> None:
         """Every --alarm must exist: SageMaker would only find out in the middle of a rollout."""
         if not alarms:
             return
-        found = self.aws.call("cloudwatch", "describe_alarms", where="--alarm", AlarmNames=list(alarms),
-                              AlarmTypes=["MetricAlarm", "CompositeAlarm"])
-        names = {a["AlarmName"] for a in found.get("MetricAlarms", []) + found.get("CompositeAlarms", [])}
+        found = self.aws.call(
+            "cloudwatch",
+            "describe_alarms",
+            where="--alarm",
+            AlarmNames=list(alarms),
+            AlarmTypes=["MetricAlarm", "CompositeAlarm"],
+        )
+        names = {
+            a["AlarmName"] for a in found.get("MetricAlarms", []) + found.get("CompositeAlarms", [])
+        }
         missing = [a for a in alarms if a not in names]
         if missing:
-            raise UsageError(f"no CloudWatch alarm named {', '.join(map(repr, missing))} in {self.aws.region}",
-                             where="--alarm", fix="create the alarm first (aws cloudwatch put-metric-alarm), "
-                             "or check the name and --region")
+            raise UsageError(
+                f"no CloudWatch alarm named {', '.join(map(repr, missing))} in {self.aws.region}",
+                where="--alarm",
+                fix="create the alarm first (aws cloudwatch put-metric-alarm), "
+                "or check the name and --region",
+            )
 
     def operations(self) -> Any:
         from deployer.targets.sagemaker.apply import SageMakerOperations
         from deployer.targets.sagemaker.images import image_handlers
 
-        return SageMakerOperations(self.aws, poll_interval=self.poll_interval, handlers=image_handlers(self.aws))
+        return SageMakerOperations(
+            self.aws, poll_interval=self.poll_interval, handlers=image_handlers(self.aws)
+        )
 
     def apply(self, plan: DeployPlan) -> DeployResult:
         if plan.action == "noop":
             log.info("%s", plan.summary)
-            return DeployResult(self.name, plan.name, "noop", "InService",
-                                endpoint_url=plan.facts.get("endpoint_url"), details=dict(plan.facts))
+            return DeployResult(
+                self.name,
+                plan.name,
+                "noop",
+                "InService",
+                endpoint_url=plan.facts.get("endpoint_url"),
+                details=dict(plan.facts),
+            )
         result = self.operations().run(plan)
         if plan.action == "clean":
             return DeployResult(self.name, plan.name, "clean", "cleaned", details=result.details)
         if plan.action in ("tune", "shift") and result.status == "submitted":
-            # nothing to wait for (autoscaling only) or --no-wait: say what was done, not "submitted"
-            status = "InService" if plan.action == "tune" and all(c.phase != "commit" for c in plan.calls) else "Updating"
-            return DeployResult(self.name, plan.name, plan.action, status, endpoint_url=result.endpoint_url,
-                                details=result.details)
+            # nothing to wait for (autoscaling only) or --no-wait: say what was done, not
+            # "submitted"
+            status = (
+                "InService"
+                if plan.action == "tune" and all(c.phase != "commit" for c in plan.calls)
+                else "Updating"
+            )
+            return DeployResult(
+                self.name,
+                plan.name,
+                plan.action,
+                status,
+                endpoint_url=result.endpoint_url,
+                details=result.details,
+            )
         return result
 
     # ------------------------------------------------------------------ inspecting
     def _require(self, name: str) -> Any:
         state = read_endpoint(self.aws, validate_name(name))
         if state is None:
-            raise TargetError(f"no SageMaker endpoint named {name!r} in {self.aws.region}",
-                              where=f"endpoint {name}",
-                              fix="check the name and --region (deployer list --target sagemaker)")
+            raise TargetError(
+                f"no SageMaker endpoint named {name!r} in {self.aws.region}",
+                where=f"endpoint {name}",
+                fix="check the name and --region (deployer list --target sagemaker)",
+            )
         return state
 
     def status(self, name: str) -> EndpointStatus:
@@ -284,25 +546,44 @@ class SageMakerTarget:
         variants = []
         for v in state.variants:
             cfg = v.config
-            entry: dict[str, Any] = {"variant": v.variant_name, "model": v.model_name,
-                                     "weight": v.weight if v.weight is not None else cfg.get("InitialVariantWeight")}
+            entry: dict[str, Any] = {
+                "variant": v.variant_name,
+                "model": v.model_name,
+                "weight": v.weight if v.weight is not None else cfg.get("InitialVariantWeight"),
+            }
             if v.scaling is not None:
-                entry["autoscaling"] = {"min": v.scaling.min_capacity, "max": v.scaling.max_capacity,
-                                        "policies": [p.get("PolicyName") for p in v.scaling.policies]}
+                entry["autoscaling"] = {
+                    "min": v.scaling.min_capacity,
+                    "max": v.scaling.max_capacity,
+                    "policies": [p.get("PolicyName") for p in v.scaling.policies],
+                }
             if cfg.get("ServerlessConfig"):
                 entry["serverless"] = cfg["ServerlessConfig"]
             else:
-                entry.update(instance_type=cfg.get("InstanceType"),
-                             instance_count=v.instance_count if v.instance_count is not None else cfg.get("InitialInstanceCount"))
-            entry.update(model_uuid=v.model_tags.get(TAG_MODEL_UUID), run_id=v.model_tags.get(TAG_RUN_ID),
-                         model_data=v.model_data_url)
+                entry.update(
+                    instance_type=cfg.get("InstanceType"),
+                    instance_count=v.instance_count
+                    if v.instance_count is not None
+                    else cfg.get("InitialInstanceCount"),
+                )
+            entry.update(
+                model_uuid=v.model_tags.get(TAG_MODEL_UUID),
+                run_id=v.model_tags.get(TAG_RUN_ID),
+                model_data=v.model_data_url,
+            )
             variants.append(entry)
         details = {
-            "region": self.aws.region, "config": state.config_name, "variants": variants,
-            "managed_by_deployer": state.managed, "deployer_version": state.endpoint_tags.get(TAG_VERSION),
-            "config_hash": state.config_tags.get(TAG_HASH), "failure_reason": state.failure_reason,
-            "created": state.created, "modified": state.modified,
-            "async": bool(state.async_config), "data_capture": bool(state.data_capture),
+            "region": self.aws.region,
+            "config": state.config_name,
+            "variants": variants,
+            "managed_by_deployer": state.managed,
+            "deployer_version": state.endpoint_tags.get(TAG_VERSION),
+            "config_hash": state.config_tags.get(TAG_HASH),
+            "failure_reason": state.failure_reason,
+            "created": state.created,
+            "modified": state.modified,
+            "async": bool(state.async_config),
+            "data_capture": bool(state.data_capture),
             "endpoint_url": endpoint_url(self.aws.region, state.name),
         }
         return EndpointStatus(self.name, state.name, state.status, details)
@@ -317,11 +598,19 @@ class SageMakerTarget:
             page = self.aws.call("sagemaker", "list_endpoints", **kwargs)
             for ep in page.get("Endpoints", []):
                 tags = list_tags(self.aws, ep["EndpointArn"])
-                out.append(EndpointStatus(self.name, ep["EndpointName"], ep.get("EndpointStatus", ""), {
-                    "managed_by_deployer": TAG_VERSION in tags,
-                    "deployer_version": tags.get(TAG_VERSION),
-                    "created": str(ep.get("CreationTime")), "modified": str(ep.get("LastModifiedTime")),
-                }))
+                out.append(
+                    EndpointStatus(
+                        self.name,
+                        ep["EndpointName"],
+                        ep.get("EndpointStatus", ""),
+                        {
+                            "managed_by_deployer": TAG_VERSION in tags,
+                            "deployer_version": tags.get(TAG_VERSION),
+                            "created": str(ep.get("CreationTime")),
+                            "modified": str(ep.get("LastModifiedTime")),
+                        },
+                    )
+                )
             token = page.get("NextToken")
             if not token:
                 return sorted(out, key=lambda s: s.name)
@@ -335,8 +624,14 @@ class SageMakerTarget:
         result = self.operations().run(plan)
         return DeployResult(self.name, name, "delete", "deleted", details=result.details)
 
-    def predict(self, name: str, body: bytes, content_type: str, async_input: str | None = None,
-                async_timeout: float | None = None) -> bytes:
+    def predict(
+        self,
+        name: str,
+        body: bytes,
+        content_type: str,
+        async_input: str | None = None,
+        async_timeout: float | None = None,
+    ) -> bytes:
         """One request through sagemaker-runtime ``invoke_endpoint``; the response body.
 
         An asynchronous endpoint (its config has AsyncInferenceConfig) rejects InvokeEndpoint:
@@ -348,12 +643,25 @@ class SageMakerTarget:
 
         config = async_config(self.aws, app)
         if config is not None:
-            return predict_async(self.aws, app, body, content_type, config, input_prefix=async_input,
-                                 timeout=300.0 if async_timeout is None else float(async_timeout),
-                                 poll_interval=min(self.poll_interval, 2.0))
-        response = self.aws.call("sagemaker-runtime", "invoke_endpoint", where=f"endpoint {app}",
-                                 EndpointName=app, Body=body, ContentType=content_type,
-                                 Accept="application/json")
+            return predict_async(
+                self.aws,
+                app,
+                body,
+                content_type,
+                config,
+                input_prefix=async_input,
+                timeout=300.0 if async_timeout is None else float(async_timeout),
+                poll_interval=min(self.poll_interval, 2.0),
+            )
+        response = self.aws.call(
+            "sagemaker-runtime",
+            "invoke_endpoint",
+            where=f"endpoint {app}",
+            EndpointName=app,
+            Body=body,
+            ContentType=content_type,
+            Accept="application/json",
+        )
         return bytes(response["Body"].read())
 
     def predict_stream(self, name: str, body: bytes, content_type: str) -> Iterator[bytes]:
@@ -364,13 +672,20 @@ class SageMakerTarget:
         from deployer.targets.sagemaker.client import aws_errors
 
         app = validate_name(name)
-        response = self.aws.call("sagemaker-runtime", "invoke_endpoint_with_response_stream",
-                                 where=f"endpoint {app}", EndpointName=app, Body=body,
-                                 ContentType=content_type, Accept="text/event-stream")
+        response = self.aws.call(
+            "sagemaker-runtime",
+            "invoke_endpoint_with_response_stream",
+            where=f"endpoint {app}",
+            EndpointName=app,
+            Body=body,
+            ContentType=content_type,
+            Accept="text/event-stream",
+        )
         # errors inside the stream (ModelStreamError, InternalStreamFailure) surface while
         # iterating: translated like the call's own
-        with aws_errors("sagemaker-runtime:invoke_endpoint_with_response_stream",
-                        where=f"endpoint {app}"):
+        with aws_errors(
+            "sagemaker-runtime:invoke_endpoint_with_response_stream", where=f"endpoint {app}"
+        ):
             for event in response["Body"]:
                 part = event.get("PayloadPart")
                 if part and part.get("Bytes"):
