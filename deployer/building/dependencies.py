@@ -32,11 +32,11 @@ from __future__ import annotations
 import importlib.metadata
 from dataclasses import dataclass, field
 
-from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from deployer.environment import variants
+from deployer.environment.lock import marker_environment
 from deployer.environment.requirements import parse_requirement_line
 from deployer.environment.spec import IndexOptions
 from deployer.errors import EnvironmentSpecError
@@ -85,29 +85,13 @@ class ImageRequirements:
         }
 
 
-def _target_env(python_version: str) -> dict[str, str]:
-    env = dict(default_environment())
-    env.update(
-        {
-            "sys_platform": "linux",
-            "platform_system": "Linux",
-            "os_name": "posix",
-            "python_version": python_version,
-            "implementation_name": "cpython",
-            "platform_python_implementation": "CPython",
-            "extra": "",
-        }
-    )
-    return env
-
-
 def serving_requirements(python_version: str, extra: str = "serve") -> tuple[str, ...]:
     """deployer's ``[serve]`` extra, markers evaluated for a Linux CPython ``python_version``."""
     try:
         declared = importlib.metadata.requires("deployer") or []
     except importlib.metadata.PackageNotFoundError:
         declared = []
-    env = _target_env(python_version)
+    env = marker_environment(python_version)
     out: list[str] = []
     for line in declared:
         req = Requirement(line)

@@ -31,9 +31,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from deployer.environment.lock import marker_environment
 
 #: Unused requirements smaller than this are not worth a warning.
 WARN_BYTES = 25 << 20
@@ -78,21 +79,6 @@ class UnusedRequirement:
 
 def _mib(size: int) -> str:
     return f"{size / (1 << 20):,.0f} MiB" if size >= 1 << 20 else f"{size / 1024:,.0f} KiB"
-
-
-def _target_env(python_version: str) -> dict[str, str]:
-    env = dict(default_environment())
-    env.update(
-        {
-            "sys_platform": "linux",
-            "platform_system": "Linux",
-            "os_name": "posix",
-            "python_version": python_version,
-            "implementation_name": "cpython",
-            "platform_python_implementation": "CPython",
-        }
-    )
-    return env
 
 
 def _modules_of(paths: Iterable[str]) -> frozenset[str]:
@@ -221,7 +207,7 @@ def unused_requirements(
     ``complete``: the facts cover everything the image installs (a lock's wheels), so a name
     without facts is simply not installed. Otherwise (this host's distributions) a model
     requirement without facts could be what needs another one: nothing is reported then."""
-    env = _target_env(python_version)
+    env = marker_environment(python_version)
     alternatives = alternatives or {}
     used = list(used)
     used_names = {r[0] for line in used if (r := _root(line)) is not None}

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.markers import default_environment
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -53,6 +54,24 @@ _HASH_OPT = re.compile(r"^--hash=sha256:(?P<hex>[0-9a-f]{64})$")
 #: wide compatibility for user base images; bookworm, the default base, has 2.36).
 MIN_GLIBC_MINOR = 17
 DEFAULT_GLIBC = "2.28"
+
+
+def marker_environment(python_version: str) -> dict[str, str]:
+    """PEP 508 marker values of the image (Linux, CPython ``python_version``; no extra), for
+    evaluating requirement markers on a host that is not the image."""
+    env = dict(default_environment())
+    env.update(
+        {
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "os_name": "posix",
+            "python_version": python_version,
+            "implementation_name": "cpython",
+            "platform_python_implementation": "CPython",
+            "extra": "",
+        }
+    )
+    return env
 
 
 @dataclass(frozen=True)
