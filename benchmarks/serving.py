@@ -83,13 +83,41 @@ def one_row_body() -> bytes:
     return json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [ONE_ROW]}}).encode()
 
 
-def many_rows_body(rows: int) -> bytes:
+def _rows(rows: int) -> list[list[float]]:
     import random
 
     rnd = random.Random(42)
-    data = [[round(rnd.uniform(4.0, 8.0), 2), round(rnd.uniform(2.0, 4.5), 2),
+    return [[round(rnd.uniform(4.0, 8.0), 2), round(rnd.uniform(2.0, 4.5), 2),
              round(rnd.uniform(1.0, 7.0), 2), round(rnd.uniform(0.1, 2.5), 2)] for _ in range(rows)]
-    return json.dumps({"dataframe_split": {"columns": COLUMNS, "data": data}}).encode()
+
+
+def many_rows_body(rows: int) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": COLUMNS, "data": _rows(rows)}}).encode()
+
+
+def v2_body(data: list[list[float]]) -> bytes:
+    """Open Inference Protocol request: one FP64 tensor per column (how MLServer's and
+    KServe's clients send a column-based MLflow model its rows)."""
+    return json.dumps({"inputs": [
+        {"name": col, "shape": [len(data)], "datatype": "FP64", "data": [row[i] for row in data]}
+        for i, col in enumerate(COLUMNS)]}).encode()
+
+
+@dataclass(frozen=True)
+class Route:
+    """One scoring route as measured: its path, its 1-row and big bodies, and how to read the
+    predictions out of an answer (to check every server answers the same)."""
+
+    name: str
+    path: str
+    one: Path
+    big: Path
+
+    def predictions(self, answer: bytes) -> Any:
+        data = json.loads(answer)
+        if "outputs" in data:
+            return data["outputs"][0]["data"]
+        return data["predictions"]
 
 
 # --------------------------------------------------------------------------- processes
@@ -145,11 +173,12 @@ class Server:
     port: int
     workers: int
     env: dict[str, str] = field(default_factory=dict)
+    health: str = "/ping"
     proc: subprocess.Popen[bytes] | None = None
     log: Any = None
 
     def start(self, logdir: Path, timeout: float = 120.0) -> float:
-        """Start the server; return seconds until GET /ping answered 200."""
+        """Start the server; return seconds until its health route answered 200."""
         self.log = open(logdir / f"{self.name}.log", "wb")  # noqa: SIM115 - closed in stop()
         env = {**os.environ, **self.env}
         t0 = time.perf_counter()
@@ -163,13 +192,13 @@ class Server:
                     f"{self.name} exited with {self.proc.returncode}; log: {logdir / (self.name + '.log')}"
                 )
             try:
-                status, _ = request(self.port, "GET", "/ping", None, timeout=2)
+                status, _ = request(self.port, "GET", self.health, None, timeout=2)
                 if status == 200:
                     return time.perf_counter() - t0
             except OSError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not answer /ping within {timeout:.0f}s")
+        raise RuntimeError(f"{self.name} did not answer {self.health} within {timeout:.0f}s")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -217,11 +246,11 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(port: int, body_file: Path, workdir: Path, *, connections: int, duration: int,
-            threads: int) -> dict[str, Any]:
+            threads: int, path: str = "/invocations") -> dict[str, Any]:
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT)
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-            "-s", str(script), f"http://{HOST}:{port}/invocations"]
+            "-s", str(script), f"http://{HOST}:{port}{path}"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True,
                          env={**os.environ, "BENCH_BODY_FILE": str(body_file)},
                          timeout=duration + 30).stdout
@@ -238,10 +267,11 @@ def run_wrk(port: int, body_file: Path, workdir: Path, *, connections: int, dura
 
 # The fallback client runs in its own process (``python benchmarks/serving.py --_loadgen``),
 # so its CPU use is not charged to the benchmark driver and it behaves like wrk would.
-async def _loadgen(port: int, body: bytes, connections: int, duration: float) -> dict[str, Any]:
+async def _loadgen(port: int, body: bytes, connections: int, duration: float,
+                   path: str = "/invocations") -> dict[str, Any]:
     import asyncio
 
-    head = (f"POST /invocations HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+    head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
     latencies: list[float] = []
     non_2xx = 0
@@ -280,9 +310,9 @@ async def _loadgen(port: int, body: bytes, connections: int, duration: float) ->
 
 
 def run_python_loadgen(port: int, body_file: Path, *, connections: int,
-                       duration: int) -> dict[str, Any]:
+                       duration: int, path: str = "/invocations") -> dict[str, Any]:
     argv = [sys.executable, __file__, "--_loadgen", str(port), str(body_file),
-            str(connections), str(duration)]
+            str(connections), str(duration), path]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 30)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
@@ -307,62 +337,68 @@ class Result:
     predictions_sha: str
 
 
-def measure(server: Server, workdir: Path, bodies: dict[str, Path], args: argparse.Namespace,
-            use_wrk: bool) -> Result:
+def measure(server: Server, workdir: Path, routes: list[Route], args: argparse.Namespace,
+            use_wrk: bool) -> list[Result]:
+    """Start ``server``, measure each of its ``routes`` (memory and start-up once), stop it."""
     import hashlib
 
     log = lambda msg: print(f"[{server.name}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     log(f"starting: {' '.join(server.argv)}")
     startup = server.start(workdir)
     log(f"ready in {startup:.1f}s")
+    results = []
     try:
-        small = bodies["one"].read_bytes()
-        big = bodies["big"].read_bytes()
-        status, answer = request(server.port, "POST", "/invocations", small)
+        first = routes[0]
+        status, answer = request(server.port, "POST", first.path, first.one.read_bytes())
         if status != 200:
             raise RuntimeError(f"{server.name}: 1-row request -> {status}: {answer[:300]!r}")
         # idle = loaded and warm (one request served), before any big allocation
         time.sleep(args.settle)
         rss, pss, nproc = tree_memory_mb(server.proc.pid)  # type: ignore[union-attr]
         log(f"idle RSS {rss:.0f} MiB (PSS {pss:.0f} MiB) over {nproc} processes")
-        status, big_answer = request(server.port, "POST", "/invocations", big)
-        if status != 200:
-            raise RuntimeError(f"{server.name}: 10k-row request -> {status}: {big_answer[:300]!r}")
-        predictions = json.loads(big_answer)["predictions"]
-        sha = hashlib.sha256(json.dumps(predictions).encode()).hexdigest()[:16]
-
-        runs = []
-        for _ in range(args.big_runs):
-            t0 = time.perf_counter()
-            status, _ = request(server.port, "POST", "/invocations", big)
-            runs.append((time.perf_counter() - t0) * 1e3)
+        for route in routes:
+            name = server.name if len(routes) == 1 and route.name == "invocations" else \
+                f"{server.name} {route.name}"
+            big = route.big.read_bytes()
+            status, big_answer = request(server.port, "POST", route.path, big)
             if status != 200:
-                raise RuntimeError(f"{server.name}: 10k-row request -> {status}")
-        log(f"10k rows: median {statistics.median(runs):.1f} ms")
-
-        # a short warm-up so every worker has served requests before the measured run
-        if use_wrk:
-            run_wrk(server.port, bodies["one"], workdir, connections=args.connections,
-                    duration=1, threads=args.threads)
-            load = run_wrk(server.port, bodies["one"], workdir, connections=args.connections,
-                           duration=args.duration, threads=args.threads)
-        else:
-            run_python_loadgen(server.port, bodies["one"], connections=args.connections, duration=1)
-            load = run_python_loadgen(server.port, bodies["one"], connections=args.connections,
-                                      duration=args.duration)
-        log(f"{load['rps']:.0f} req/s, p50 {load['p50_ms']:.2f} ms, p99 {load['p99_ms']:.2f} ms")
-        if load["non_2xx"]:
-            raise RuntimeError(f"{server.name}: {load['non_2xx']} non-2xx responses under load")
+                raise RuntimeError(f"{name}: {args.rows}-row request -> {status}: {big_answer[:300]!r}")
+            predictions = route.predictions(big_answer)
+            sha = hashlib.sha256(json.dumps(predictions).encode()).hexdigest()[:16]
+            runs = []
+            for _ in range(args.big_runs):
+                t0 = time.perf_counter()
+                status, _ = request(server.port, "POST", route.path, big)
+                runs.append((time.perf_counter() - t0) * 1e3)
+                if status != 200:
+                    raise RuntimeError(f"{name}: {args.rows}-row request -> {status}")
+            log(f"{route.name}: {args.rows} rows: median {statistics.median(runs):.1f} ms")
+            # a short warm-up so every worker has served requests before the measured run
+            if use_wrk:
+                run_wrk(server.port, route.one, workdir, connections=args.connections,
+                        duration=1, threads=args.threads, path=route.path)
+                load = run_wrk(server.port, route.one, workdir, connections=args.connections,
+                               duration=args.duration, threads=args.threads, path=route.path)
+            else:
+                run_python_loadgen(server.port, route.one, connections=args.connections, duration=1,
+                                   path=route.path)
+                load = run_python_loadgen(server.port, route.one, connections=args.connections,
+                                          duration=args.duration, path=route.path)
+            log(f"{route.name}: {load['rps']:.0f} req/s, p50 {load['p50_ms']:.2f} ms, "
+                f"p99 {load['p99_ms']:.2f} ms")
+            if load["non_2xx"]:
+                raise RuntimeError(f"{name}: {load['non_2xx']} non-2xx responses under load")
+            results.append(Result(
+                name=name, workers=server.workers, startup_s=round(startup, 2),
+                rps=round(load["rps"], 1), p50_ms=round(load["p50_ms"], 3),
+                p99_ms=round(load["p99_ms"], 3), load_tool=load["tool"],
+                load_requests=load["requests"], load_non_2xx=load["non_2xx"],
+                big_request_ms=round(statistics.median(runs), 2),
+                big_request_runs=[round(r, 2) for r in runs], idle_rss_mb=round(rss, 1),
+                idle_pss_mb=round(pss, 1), processes=nproc, predictions_sha=sha))
     finally:
         server.stop()
-    return Result(
-        name=server.name, workers=server.workers, startup_s=round(startup, 2),
-        rps=round(load["rps"], 1), p50_ms=round(load["p50_ms"], 3), p99_ms=round(load["p99_ms"], 3),
-        load_tool=load["tool"], load_requests=load["requests"], load_non_2xx=load["non_2xx"],
-        big_request_ms=round(statistics.median(runs), 2), big_request_runs=[round(r, 2) for r in runs],
-        idle_rss_mb=round(rss, 1), idle_pss_mb=round(pss, 1), processes=nproc,
-        predictions_sha=sha,
-    )
+    return results
 
 
 def deployer_server(model: Path, workers: int | None, access_log: bool = False) -> Server:
@@ -391,6 +427,53 @@ def mlflow_server(model: Path, workers: int | None) -> Server:
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     name = "mlflow" if workers is None else f"mlflow-{workers}w"
     return Server(name, argv, port, workers or 1, env={"PATH": path})
+
+
+#: MLServer in a venv of its own (its pins clash with deployer's test venv). uvloop 0.23 makes
+#: MLServer 1.7 die at start; 0.21 works.
+MLSERVER_REQUIREMENTS = ("mlserver==1.7.*", "mlserver-mlflow==1.7.*", "uvloop==0.21.*",
+                         "mlflow==3.17.2", "scikit-learn", "skops")
+MLSERVER_VENV = Path(__file__).resolve().parent / ".venv-mlserver"
+
+
+def mlserver_venv(path: Path = MLSERVER_VENV) -> Path | None:
+    """The MLServer venv's ``mlserver`` command, created on first use (pip, this host's
+    configuration); None with a note when it cannot be installed here."""
+    exe = path / "bin" / "mlserver"
+    stamp = path / ".requirements"
+    want = "\n".join(MLSERVER_REQUIREMENTS)
+    if exe.is_file() and stamp.is_file() and stamp.read_text() == want:
+        return exe
+    print(f"[mlserver] installing {', '.join(MLSERVER_REQUIREMENTS)} into {path} (once)",
+          file=sys.stderr, flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(path)], check=True, timeout=300)
+        pip = [str(path / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, "--upgrade", "pip"], check=True, timeout=600, capture_output=True)
+        subprocess.run([*pip, *MLSERVER_REQUIREMENTS], check=True, timeout=1800, capture_output=True)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        print(f"[mlserver] not measured: cannot install it here ({exc}; "
+              f"{detail.decode(errors='replace')[-300:]})", file=sys.stderr)
+        return None
+    stamp.write_text(want)
+    return exe
+
+
+def mlserver_server(model: Path, workers: int, exe: Path, workdir: Path) -> Server:
+    """``mlserver start`` with the MLflow runtime serving ``model`` as ``iris``, ``workers``
+    parallel workers (inference processes), HTTP on a free port (gRPC and metrics too)."""
+    port, grpc, metrics = free_port(), free_port(), free_port()
+    repo = workdir / "mlserver-repo"
+    (repo / "iris").mkdir(parents=True, exist_ok=True)
+    (repo / "settings.json").write_text(json.dumps({
+        "http_port": port, "grpc_port": grpc, "metrics_port": metrics, "host": HOST,
+        "parallel_workers": workers, "debug": False}))
+    (repo / "iris" / "model-settings.json").write_text(json.dumps({
+        "name": "iris", "implementation": "mlserver_mlflow.MLflowRuntime",
+        "parameters": {"uri": str(model)}}))
+    return Server("mlserver", [str(exe), "start", str(repo)], port, workers,
+                  env={"MLFLOW_DISABLE_TELEMETRY": "true"}, health="/v2/models/iris/ready")
 
 
 _FLOOR = """
@@ -499,6 +582,52 @@ def render_table(d: Result, mlflows: list[Result], floor: dict[str, float],
     return "\n".join(lines)
 
 
+V2_TARGETS = {"v2_throughput": ">= 0.8x /invocations", "v2_p99": "<= 5 ms",
+              "v2_big": "<= /invocations", "v2_vs_mlserver": ">= 10x MLServer V2"}
+
+
+def v2_verdicts(inv: Result, v2: Result, mls: Result | None) -> dict[str, dict[str, Any]]:
+    """The V2 route's targets: against deployer's own /invocations (same run), and MLServer."""
+    tput = v2.rps / inv.rps
+    big = v2.big_request_ms / inv.big_request_ms
+    out = {
+        "v2_throughput": {"ratio": round(tput, 3), "target": V2_TARGETS["v2_throughput"],
+                          "pass": tput >= 0.8},
+        "v2_p99": {"ratio": None, "value_ms": v2.p99_ms, "target": V2_TARGETS["v2_p99"],
+                   "pass": v2.p99_ms <= 5.0},
+        "v2_big": {"ratio": round(big, 3), "target": V2_TARGETS["v2_big"], "pass": big <= 1.0},
+    }
+    if mls is not None:
+        ratio = v2.rps / mls.rps if mls.rps else float("inf")
+        out["v2_vs_mlserver"] = {"ratio": round(ratio, 1), "target": V2_TARGETS["v2_vs_mlserver"],
+                                 "pass": ratio >= 10}
+    return out
+
+
+def render_v2_table(inv: Result, v2: Result, mls: Result | None, mlflow: Result,
+                    args: argparse.Namespace) -> str:
+    """The Open Inference Protocol route next to /invocations, MLServer and MLflow."""
+    cols = [("deployer /invocations", inv), ("deployer V2", v2)]
+    if mls is not None:
+        cols.append(("MLServer V2", mls))
+    cols.append((f"{mlflow.name} /invocations", mlflow))
+    rows = [("route", *[f"{n} ({r.workers}w)" for n, r in cols])]
+    rows.append((f"1-row req/s (c={args.connections})", *[f"{r.rps:,.0f}" for _, r in cols]))
+    rows.append(("1-row p50", *[f"{r.p50_ms:.2f} ms" for _, r in cols]))
+    rows.append(("1-row p99", *[f"{r.p99_ms:.2f} ms" for _, r in cols]))
+    rows.append((f"{args.rows:,}-row request", *[f"{r.big_request_ms:.1f} ms" for _, r in cols]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    for key, v in v2_verdicts(inv, v2, mls).items():
+        shown = f"{v['value_ms']:.2f} ms" if v["ratio"] is None else f"{v['ratio']}x"
+        lines.append(f"{key}: {shown} (target {v['target']}): {'PASS' if v['pass'] else 'FAIL'}")
+    if mls is None:
+        lines.append("MLServer: not measured (--no-mlserver, or it could not be installed here)")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
@@ -519,6 +648,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure deployer with its access log on (default: off)")
     parser.add_argument("--only", choices=["deployer", "mlflow"],
                         help="measure one server only (no comparison)")
+    parser.add_argument("--no-v2", action="store_true",
+                        help="skip the Open Inference Protocol route (deployer's V2 and MLServer)")
+    parser.add_argument("--no-mlserver", action="store_true",
+                        help="skip MLServer (otherwise installed once into benchmarks/.venv-mlserver)")
     args = parser.parse_args(argv)
 
     use_wrk = not args.no_wrk and shutil.which("wrk") is not None
@@ -527,45 +660,65 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="deployer-bench-") as tmp:
         workdir = Path(tmp)
         model = args.model_dir or save_iris_model(workdir)
-        bodies = {"one": workdir / "one.json", "big": workdir / "big.json"}
-        bodies["one"].write_bytes(one_row_body())
-        bodies["big"].write_bytes(many_rows_body(args.rows))
+        files = {name: workdir / f"{name}.json" for name in ("one", "big", "v2one", "v2big")}
+        files["one"].write_bytes(one_row_body())
+        files["big"].write_bytes(many_rows_body(args.rows))
+        files["v2one"].write_bytes(v2_body([ONE_ROW]))
+        files["v2big"].write_bytes(v2_body(_rows(args.rows)))
+        invocations = Route("invocations", "/invocations", files["one"], files["big"])
+        v2 = Route("V2", f"/v2/models/{model.name}/infer", files["v2one"], files["v2big"])
+        deployer_routes = [invocations] if args.no_v2 else [invocations, v2]
         if args.only:
             server = (deployer_server(model, args.workers, args.access_log)
                       if args.only == "deployer"
                       else mlflow_server(model, args.mlflow_workers))
-            print(json.dumps(asdict(measure(server, workdir, bodies, args, use_wrk)), indent=2))
+            routes = deployer_routes if args.only == "deployer" else [invocations]
+            print(json.dumps([asdict(r) for r in measure(server, workdir, routes, args, use_wrk)],
+                             indent=2))
             return 0
-        servers = [mlflow_server(model, None)]
+        plan: list[tuple[Server, list[Route]]] = [(mlflow_server(model, None), [invocations])]
         if equal and equal != 1:
-            servers.append(mlflow_server(model, equal))
-        servers.append(deployer_server(model, args.workers, args.access_log))
-        results = [measure(s, workdir, bodies, args, use_wrk) for s in servers]
+            plan.append((mlflow_server(model, equal), [invocations]))
+        plan.append((deployer_server(model, args.workers, args.access_log), deployer_routes))
+        exe = None if args.no_v2 or args.no_mlserver else mlserver_venv()
+        if exe is not None:
+            plan.append((mlserver_server(model, deployer_workers, exe, workdir),
+                         [Route("V2", "/v2/models/iris/infer", files["v2one"], files["v2big"])]))
+        results = [r for server, routes in plan for r in measure(server, workdir, routes, args, use_wrk)]
         floor = loader_floor(model)
 
-    d, mlflows = results[-1], results[:-1]
-    if any(m.predictions_sha != d.predictions_sha for m in mlflows):
-        print("error: deployer and mlflow returned different predictions for the same request",
-              file=sys.stderr)
+    by_name = {r.name: r for r in results}
+    d = by_name["deployer"] if "deployer" in by_name else by_name["deployer invocations"]
+    mlflows = [r for r in results if r.name.startswith("mlflow")]
+    d_v2, mls = by_name.get("deployer V2"), by_name.get("mlserver V2")
+    if len({r.predictions_sha for r in results}) != 1:
+        print("error: the servers returned different predictions for the same rows: "
+              + ", ".join(f"{r.name}={r.predictions_sha}" for r in results), file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps({"deployer": asdict(d), "mlflow": [asdict(m) for m in mlflows],
+                          "deployer_v2": asdict(d_v2) if d_v2 else None,
+                          "mlserver_v2": asdict(mls) if mls else None,
                           "comparison": {m.name: verdicts(d, m) for m in mlflows},
+                          "v2": v2_verdicts(d, d_v2, mls) if d_v2 else None,
                           "loader_floor": floor,
                           "settings": {k: (str(val) if isinstance(val, Path) else val)
                                        for k, val in vars(args).items()},
                           "cpus": os.cpu_count()}, indent=2))
     else:
         print(render_table(d, mlflows, floor, args))
+        if d_v2 is not None:
+            print("\nOpen Inference Protocol (V2):")
+            print(render_v2_table(d, d_v2, mls, mlflows[0], args))
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "--_loadgen":
+    if len(sys.argv) == 7 and sys.argv[1] == "--_loadgen":
         import asyncio
 
-        _port, _body, _conns, _dur = sys.argv[2:]
+        _port, _body, _conns, _dur, _path = sys.argv[2:]
         print(json.dumps(asyncio.run(_loadgen(int(_port), Path(_body).read_bytes(), int(_conns),
-                                              float(_dur)))))
+                                              float(_dur), _path))))
         sys.exit(0)
     sys.exit(main())

@@ -45,6 +45,10 @@ class _Column:
     required: bool
 
 
+#: What :meth:`FastPath.predict_input` returns when it declines (None is a possible answer).
+NO_ANSWER = object()
+
+
 class _Decline(Exception):
     """This request is not for the fast path; let MLflow's code answer it."""
 
@@ -112,6 +116,52 @@ class FastPath:
             return frame.matrix()
         except Exception:  # noqa: BLE001 - _Decline or anything odd: the normal path decides
             return None
+
+    def from_columns(self, arrays: dict[str, Any], params: Any) -> Any:
+        """The model input of an Open Inference Protocol request whose tensors are the
+        signature's columns, already cast by the V2 adapter (one 1-D array per tensor): the
+        frame MLflow's enforcement would hand the model, when every tensor has exactly the
+        column's dtype (no cast for enforcement to make), none is unknown and no required one
+        is missing; else None. ``params`` must pass the params schema (else None)."""
+        if not self._enabled or any(name not in self._names for name in arrays):
+            return None
+        checked: dict[str, Any] = {}
+        for col in self._columns:
+            arr = arrays.get(col.name)
+            if arr is None:
+                if col.required:
+                    return None
+                continue
+            if col.type == "string":
+                values = arr.tolist()
+                if arr.dtype.kind != "O" or set(map(type, values)) != {str}:
+                    return None
+                checked[col.name] = values
+                continue
+            want = "bool" if col.type == "boolean" else _NUMERIC[col.type]
+            if arr.ndim != 1 or str(arr.dtype) != want:
+                return None
+            checked[col.name] = arr
+        if len({len(v) for v in checked.values()}) != 1:
+            return None
+        try:
+            self._params(params)
+        except _Decline:
+            return None
+        return _Matrixable(checked, None, self._names)
+
+    def predict_input(self, frame: Any, params: Any) -> Any:
+        """The model's raw answer for a frame :meth:`from_columns` built, or ``_NO_ANSWER``
+        when the fast path declines (the caller then takes MLflow's path)."""
+        try:
+            return self._predict(frame, self._params(params))
+        except _Decline:
+            return NO_ANSWER
+        except Exception as exc:  # noqa: BLE001 - MLflow's path re-runs and reports it
+            _logger.debug("fast path declined after %s: %s", type(exc).__name__, exc)
+            if self._sklearn_fn is not None and not isinstance(exc, (ValueError, TypeError)):
+                self._sklearn_fn = None
+            return NO_ANSWER
 
     def frame_matrix(self, frame: Any) -> Any:
         """The float matrix of a DataFrame that is already what enforcement would produce

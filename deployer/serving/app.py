@@ -25,7 +25,8 @@ and the request timeout (504) covers reading the body and scoring. Prediction ru
 thread pool so /ping and /metrics answer while a model is busy, and so a slow model can be
 timed out - except small requests to a model whose fast path has proven quick, which run on
 the event loop (a thread hand-off costs a third of such a request) and may be batched with
-the other requests of the same loop turn (see ``_observe_fast`` and ``_batching``).
+the other requests of the same loop turn (see ``_observe_fast`` and ``_batching``). The V2
+infer route takes the same path (``_v2_infer``).
 """
 
 from __future__ import annotations
@@ -388,21 +389,25 @@ class ScoringApp:
             if isinstance(prepared, ScoringResult):
                 return prepared
             if prepared is not None:
-                loop = asyncio.get_running_loop()
-                future = loop.create_future()
-                self._pending.append((prepared, future))
-                self._pending_rows += prepared.matrix.shape[0]
-                if len(self._pending) == 1:
-                    loop.call_soon(self._flush)
-                if self._pending_rows >= MAX_BATCH_ROWS:
-                    self._flush()
-                return await future
+                return await self._enqueue(prepared)
         started = time.perf_counter()
         result = core.try_fast(body, content_type)
         self._observe_fast(started, result is not None)
         if result is None:
             result = await self._run(core.invoke_general, body, content_type)
         return result
+
+    async def _enqueue(self, prepared: Any) -> Any:
+        """Wait for ``prepared``'s share of this loop turn's batch."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((prepared, future))
+        self._pending_rows += prepared.matrix.shape[0]
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        if self._pending_rows >= MAX_BATCH_ROWS:
+            self._flush()
+        return await future
 
     def _flush(self) -> None:
         """Score every request parsed in this event-loop turn in one call."""
@@ -492,9 +497,51 @@ class ScoringApp:
         return status, body, JSON, ()
 
     async def _v2_infer(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
-        result = await self._score(scope, receive, self._v2.infer_function(scope["path"]))
+        """``POST /v2/models/{name}/infer``: the same path as ``/invocations`` - inline and
+        batched while the fast path is proven quick, else the pool (fast path timed there)."""
+        path = scope["path"]
+        pooled = self._v2_pooled(path)
+        if self._inline and _content_length(scope) <= min(INLINE_MAX_BODY, self.max_body_bytes):
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                result = await self._inline_v2(path, message.get("body", b""))
+            else:
+                result = await self._score(scope, _replaying(message, receive), pooled)
+        else:
+            result = await self._score(scope, receive, pooled)
         if isinstance(result, ScoringResult):
             return result.status, result.body, result.content_type.encode(), ()
+        return result  # type: ignore[no-any-return]
+
+    def _v2_pooled(self, path: str) -> Callable[[bytes, str | None], ScoringResult]:
+        """In the pool: the V2 fast path (timed, for the inline policy), then MLflow's path."""
+        v2 = self._v2
+
+        def run(body: bytes, content_type: str | None) -> ScoringResult:
+            if self.core.has_fast_path:
+                started = time.perf_counter()
+                result = v2.try_fast(path, body)
+                self._observe_fast(started, result is not None)
+                if result is not None:
+                    return result
+            return v2.infer_general(path, body)
+
+        return run
+
+    async def _inline_v2(self, path: str, body: bytes) -> Any:
+        """A small V2 request for a proven-quick model, on the event loop, batched with the
+        other requests (V2 and ``/invocations``) of the same loop turn when allowed."""
+        if self.batching and self.core.batchable:
+            prepared = self._v2.prepare(path, body)
+            if isinstance(prepared, ScoringResult):
+                return prepared
+            if prepared is not None:
+                return await self._enqueue(prepared)
+        started = time.perf_counter()
+        result = self._v2.try_fast(path, body)
+        self._observe_fast(started, result is not None)
+        if result is None:
+            result = await self._run(self._v2.infer_general, path, body)
         return result
 
     def close(self) -> None:

@@ -409,8 +409,25 @@ class ScoringCore:
         except Exception:  # noqa: BLE001 - e.g. one request sent NaN: re-run them singly
             parts = None
         if parts is None:
-            return [self.invoke(p.body, p.content_type) for p in batch]
-        return [ScoringResult(200, encode_predictions(part), CONTENT_TYPE_JSON) for part in parts]
+            return [
+                p.fallback() if p.fallback else self.invoke(p.body, p.content_type) for p in batch
+            ]
+        return [
+            p.encode(part)
+            if p.encode
+            else ScoringResult(200, encode_predictions(part), CONTENT_TYPE_JSON)
+            for p, part in zip(batch, parts, strict=True)
+        ]
+
+    # ---------------------------------------------------------------- the fast path for V2
+    def fast_columns(self, arrays: dict[str, Any], params: Any) -> Any:
+        """The fast path's model input for V2 tensors that are exactly the signature's columns
+        (see :meth:`FastPath.from_columns`), or None."""
+        return self._fast.from_columns(arrays, params)
+
+    def fast_predict(self, frame: Any, params: Any) -> Any:
+        """The raw predictions for :meth:`fast_columns`' input, or ``NO_ANSWER``."""
+        return self._fast.predict_input(frame, params)
 
     def _general(self, data: Any, content_type: str) -> ScoringResult:
         """MLflow's own ``invocations`` (errors translated like its FastAPI handler)."""
@@ -502,14 +519,26 @@ class ScoringCore:
 class Prepared:
     """A parsed request waiting for a batched prediction (see :meth:`ScoringCore.run_batch`).
 
-    A plain slotted class, not a dataclass: one is made per request on the hot path."""
+    ``encode`` turns the request's share of the predictions into its answer and ``fallback``
+    answers it alone when the batch cannot be trusted; None for both means an ``/invocations``
+    request (``{"predictions": ...}``, and :meth:`ScoringCore.invoke`). The V2 route passes
+    its own. A plain slotted class, not a dataclass: one is made per request on the hot path."""
 
-    __slots__ = ("matrix", "body", "content_type")
+    __slots__ = ("matrix", "body", "content_type", "encode", "fallback")
 
-    def __init__(self, matrix: Any, body: bytes, content_type: str | None) -> None:
+    def __init__(
+        self,
+        matrix: Any,
+        body: bytes,
+        content_type: str | None,
+        encode: Any = None,
+        fallback: Any = None,
+    ) -> None:
         self.matrix = matrix
         self.body = body
         self.content_type = content_type
+        self.encode = encode
+        self.fallback = fallback
 
 
 class _Unset:

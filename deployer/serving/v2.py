@@ -9,6 +9,13 @@ Request tensors are mapped onto the model's signature the way MLServer's MLflow 
 
 The model then runs through :meth:`ScoringCore.predict_raw`, i.e. MLflow's own schema
 enforcement and error mapping; only the envelope differs (V2 errors are ``{"error": "..."}``).
+
+Except where that enforcement has nothing to do: a column model whose tensors are exactly its
+columns, with the columns' dtypes, goes through the same fast path as ``/invocations``
+(:meth:`ScoringCore.fast_columns` / :meth:`~ScoringCore.fast_predict`: the frame enforcement
+would produce, the scikit-learn matrix shortcut where it applies), and small requests are
+batched with the others of the same event-loop turn (:meth:`V2Adapter.prepare`). The answer is
+the same either way (tests/serving/test_v2_fastpath.py replays both paths).
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from typing import Any
 
 import orjson
 
-from deployer.serving.core import ScoringError, ScoringResult, decode_json
+from deployer.serving._fastpath import NO_ANSWER
+from deployer.serving.core import Prepared, ScoringError, ScoringResult, decode_json
 
 _DTYPES = {
     "BOOL": "bool",
@@ -145,6 +153,62 @@ class V2Adapter:
         return run
 
     def infer(self, path: str, body: bytes) -> ScoringResult:
+        """One infer request: the fast path when it settles it, else MLflow's enforcement."""
+        return self.try_fast(path, body) or self.infer_general(path, body)
+
+    def infer_general(self, path: str, body: bytes) -> ScoringResult:
+        """One infer request through MLflow's enforcement (the fast path not tried)."""
+        result = self._infer(path, body, fast=False)
+        assert result is not None
+        return result
+
+    def try_fast(self, path: str, body: bytes) -> ScoringResult | None:
+        """The answer when the fast path (or a cheap refusal) settles it, else None: a column
+        model whose tensors are exactly its columns' dtypes, through the same fast path as
+        ``/invocations`` (:meth:`ScoringCore.fast_columns`). Bounded for small bodies."""
+        return self._infer(path, body, fast=True)
+
+    def _infer(self, path: str, body: bytes, *, fast: bool) -> ScoringResult | None:
+        request = self._request(path, body)
+        if isinstance(request, ScoringResult):
+            return request
+        payload, tensors, params = request
+        try:
+            raw = self._fast_raw(tensors, params) if fast else NO_ANSWER
+            if raw is NO_ANSWER:
+                if fast:
+                    return None
+                raw = self.core.predict_raw(self._to_model_input(tensors), params)
+            return self.answer(payload, raw)
+        except ScoringError as exc:
+            return _error(exc.status, exc.message)
+        except _BadTensor as exc:
+            return _error(400, str(exc))
+
+    def prepare(self, path: str, body: bytes) -> Any:
+        """For batching (see :meth:`ScoringCore.run_batch`): a :class:`Prepared` request with
+        the V2 answer as its encoding, a final answer (a refusal), or None (answer it alone)."""
+        if not self.core.batchable:
+            return None
+        request = self._request(path, body)
+        if isinstance(request, ScoringResult):
+            return request
+        payload, tensors, params = request
+        if params is not None:
+            return None
+        frame = self._fast_frame(tensors, params)
+        if frame is None:
+            return None
+        return Prepared(
+            frame.matrix(),
+            body,
+            None,
+            encode=lambda raw: self.answer(payload, raw),
+            fallback=lambda: self.infer(path, body),
+        )
+
+    def _request(self, path: str, body: bytes) -> Any:
+        """(payload, tensors, params), or the error answer."""
         parsed = self._parse(path)
         if parsed is None:  # pragma: no cover - routed here only when parse succeeded
             return _error(404, f"no route {path}")
@@ -154,13 +218,32 @@ class V2Adapter:
             return _error(404, problem)
         try:
             payload = decode_json(body)
-            model_input, params = self.request_to_input(payload)
-            raw = self.core.predict_raw(model_input, params)
-            outputs = predictions_to_outputs(raw, self.core.signature)
+            tensors, params = self.request_tensors(payload)
         except ScoringError as exc:
             return _error(exc.status, exc.message)
         except _BadTensor as exc:
             return _error(400, str(exc))
+        return payload, tensors, params
+
+    def _fast_frame(self, tensors: dict[str, Any], params: Any) -> Any:
+        schema = self.core.input_schema
+        if schema is None or schema.is_tensor_spec():
+            return None
+        columns = {name: _as_column(arr) for name, arr in tensors.items()}
+        if not all(hasattr(col, "ndim") for col in columns.values()):
+            return None
+        return self.core.fast_columns(columns, params)
+
+    def _fast_raw(self, tensors: dict[str, Any], params: Any) -> Any:
+        frame = self._fast_frame(tensors, params)
+        return NO_ANSWER if frame is None else self.core.fast_predict(frame, params)
+
+    def answer(self, payload: dict[str, Any], raw: Any) -> ScoringResult:
+        """The V2 response for the model's raw predictions."""
+        try:
+            outputs = predictions_to_outputs(raw, self.core.signature)
+        except ScoringError as exc:
+            return _error(exc.status, exc.message)
         response: dict[str, Any] = {"model_name": self.core.model_name, "outputs": outputs}
         if self.core.model_version:
             response["model_version"] = self.core.model_version
@@ -172,7 +255,8 @@ class V2Adapter:
             encoded = orjson.dumps(response, default=str)
         return ScoringResult(200, encoded, _JSON)
 
-    def request_to_input(self, payload: Any) -> tuple[Any, dict[str, Any] | None]:
+    def request_tensors(self, payload: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The request's tensors (name -> ndarray, cast to their datatype) and params."""
         import numpy as np
 
         if not isinstance(payload, dict):
@@ -188,7 +272,12 @@ class V2Adapter:
         if params is not None and not isinstance(params, dict):
             raise _BadTensor("'parameters' must be a JSON object")
         params = {k: v for k, v in (params or {}).items() if k not in _RESERVED_PARAMETERS}
-        return self._to_model_input(tensors), (params or None)
+        return tensors, (params or None)
+
+    def request_to_input(self, payload: Any) -> tuple[Any, dict[str, Any] | None]:
+        """The request as the model input MLflow's enforcement receives, and its params."""
+        tensors, params = self.request_tensors(payload)
+        return self._to_model_input(tensors), params
 
     def _to_model_input(self, tensors: dict[str, Any]) -> Any:
         import pandas as pd
