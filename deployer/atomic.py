@@ -8,8 +8,12 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from deployer.errors import UsageError
 
 
 @contextlib.contextmanager
@@ -26,3 +30,52 @@ def atomic_output(target: Path, *, prefix: str = ".partial-", suffix: str = "") 
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def check_output_dir(out: Path, *, force: bool = False, flag: str = "-o/--output-dir") -> None:
+    """A usage error unless ``out`` is absent, an empty folder, or a folder ``force`` replaces."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(
+            "the output path exists and is not a folder", where=str(out), fix=f"pick another {flag}"
+        )
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UsageError(
+            "the output folder is not empty",
+            where=str(out),
+            fix=f"pass --force to replace it, or pick another {flag}",
+        )
+
+
+@contextlib.contextmanager
+def atomic_directory(
+    out: Path, *, force: bool = False, flag: str = "-o/--output-dir"
+) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``out`` for the block to fill; when the block ends
+    normally the folder becomes ``out`` (an existing ``out`` is replaced only then, and only
+    with ``force``), when it raises it is removed. A non-empty ``out`` without ``force`` is a
+    usage error before anything is written."""
+    check_output_dir(out, force=force, flag=flag)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
+    try:
+        yield tmp
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished folder to ``out``; an existing ``out`` is replaced only after that."""
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -16,9 +16,10 @@ from deployer.cli.common import get_console, model_option
     "--target",
     "-t",
     "target",
-    type=click.Choice(["azureml"]),
+    type=click.Choice(["azureml", "kubernetes", "kserve"]),
     required=True,
-    help="Bundle format: azureml (az ml CLI v2 folder).",
+    help="Bundle format: azureml (az ml CLI v2 folder); kubernetes (Deployment, Service...) or "
+    "kserve (ServingRuntime, InferenceService) manifests with a kustomization.yaml.",
 )
 @click.option(
     "-o",
@@ -53,9 +54,12 @@ from deployer.cli.common import get_console, model_option
 )
 @click.option(
     "--image-uri",
+    "--image",
+    "image_uri",
     metavar="IMAGE",
-    help="Use this pushed image (bring your own container) instead of a conda environment Azure "
-    "builds.",
+    help="azureml: use this pushed image (bring your own container) instead of a conda "
+    "environment Azure builds. kubernetes/kserve (required): deployer's image of the model, "
+    "written by digest (a tag is resolved through the registry).",
 )
 @click.option(
     "--image-port",
@@ -99,6 +103,22 @@ from deployer.cli.common import get_console, model_option
     metavar="all|none|NAME=PCT,...",
     help="What create_service.sh does with traffic by default.",
 )
+@click.option("--namespace", metavar="NAME", help="kubernetes/kserve: namespace [default].")
+@click.option("--replicas", type=click.IntRange(min=0), metavar="N", help="kubernetes: pods [1].")
+@click.option("--cpu", metavar="QUANTITY", help="kubernetes/kserve: CPU request (and limit).")
+@click.option("--cpu-limit", metavar="QUANTITY", help="kubernetes/kserve: CPU limit.")
+@click.option("--memory", metavar="QUANTITY", help="kubernetes/kserve: memory request (and limit).")
+@click.option("--memory-limit", metavar="QUANTITY", help="kubernetes/kserve: memory limit.")
+@click.option("--autoscale", metavar="MIN:MAX:CPU%", help="kubernetes: HorizontalPodAutoscaler.")
+@click.option("--pdb-min-available", type=int, metavar="N", help="kubernetes: PodDisruptionBudget.")
+@click.option("--image-pull-secret", metavar="NAME", help="kubernetes/kserve: pull secret.")
+@click.option("--service-account", metavar="NAME", help="kubernetes/kserve: ServiceAccount.")
+@click.option(
+    "--model-name", metavar="NAME", help="kubernetes/kserve: name in the V2 routes [--name]."
+)
+@click.option("--canary", type=int, metavar="PCT", help="kserve: canaryTrafficPercent.")
+@click.option("--min-replicas", type=int, metavar="N", help="kserve: fewest predictor pods.")
+@click.option("--max-replicas", type=int, metavar="N", help="kserve: most predictor pods.")
 def command(
     model_uri: str,
     target: str,
@@ -116,6 +136,7 @@ def command(
     env: tuple[str, ...],
     auth_mode: str,
     traffic: str,
+    **kube: Any,
 ) -> None:
     """Write a folder that deploys MODEL with the cloud's own tools.
 
@@ -123,10 +144,19 @@ def command(
       deployer export --target azureml -m ./model -o ./azureml-bundle
       cd azureml-bundle && ./create_service.sh -g MY_GROUP -w MY_WORKSPACE
 
-    The folder holds model/, score.py, environment.yml, endpoint.yml, deployment.yml,
-    create_service.sh and README.md. It is written to a temporary folder and renamed into
-    place, so DIR is never left half-written.
+    \b
+      deployer export --target kubernetes -m ./model --image REGISTRY/iris@sha256:... -o k8s/
+      kubectl apply -k k8s/
+
+    azureml: the folder holds model/, score.py, environment.yml, endpoint.yml, deployment.yml,
+    create_service.sh and README.md. kubernetes / kserve: one YAML file per object and a
+    kustomization.yaml. The folder is written to a temporary folder and renamed into place,
+    so DIR is never left half-written.
     """
+    _refuse_foreign_options(target)
+    if target in ("kubernetes", "kserve"):
+        _export_kubernetes(target, model_uri, output_dir, force, name, image_uri, env, kube)
+        return
     from deployer.targets.azureml.export import DEFAULT_BASE_IMAGE, ExportOptions, export_bundle
     from deployer.targets.azureml.plan import ImageRoutes
     from deployer.targets.azureml.target import parse_env
@@ -165,5 +195,115 @@ def command(
             f"deployment {result.deployment})\n"
             f"next: cd {result.output} && ./create_service.sh --resource-group GROUP --workspace "
             "WORKSPACE"
+        ),
+    )
+
+
+#: The options each export target reads (the rest belong to another target).
+_OWN = {
+    "azureml": {
+        "deployment",
+        "instance_type",
+        "instance_count",
+        "image_port",
+        "scoring_route",
+        "health_route",
+        "base_image",
+        "auth_mode",
+        "traffic",
+    },
+    "kubernetes": {
+        "namespace",
+        "replicas",
+        "cpu",
+        "cpu_limit",
+        "memory",
+        "memory_limit",
+        "autoscale",
+        "pdb_min_available",
+        "image_pull_secret",
+        "service_account",
+        "model_name",
+    },
+    "kserve": {
+        "namespace",
+        "cpu",
+        "cpu_limit",
+        "memory",
+        "memory_limit",
+        "image_pull_secret",
+        "service_account",
+        "model_name",
+        "canary",
+        "min_replicas",
+        "max_replicas",
+    },
+}
+
+
+def _refuse_foreign_options(target: str) -> None:
+    """An option of another export target, given on the command line, is a usage error."""
+    from click.core import ParameterSource
+
+    from deployer.errors import UsageError
+
+    ctx = click.get_current_context()
+    foreign = sorted(set().union(*_OWN.values()) - _OWN[target])
+    given = [n for n in foreign if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE]
+    if given:
+        flags = ", ".join("--" + n.replace("_", "-") for n in given)
+        owners = sorted(t for t in _OWN if t != target and set(given) & _OWN[t])
+        raise UsageError(
+            f"{flags} {'is' if len(given) == 1 else 'are'} not an option of --target {target}",
+            where=flags,
+            fix=f"drop {flags} (for --target {' / '.join(owners)})",
+        )
+
+
+def _export_kubernetes(
+    target: str,
+    model_uri: str,
+    output_dir: str,
+    force: bool,
+    name: str | None,
+    image: str | None,
+    env: tuple[str, ...],
+    kube: dict[str, Any],
+) -> None:
+    from deployer.errors import UsageError
+    from deployer.targets.kubernetes.export import export_manifests
+
+    if not image:
+        raise UsageError(
+            f"--target {target} exports manifests for a pushed image of the model",
+            where="--image",
+            fix="pass --image REGISTRY/REPO@sha256:... (deployer build-and-push -m MODEL "
+            "--registry R prints it)",
+        )
+    options = {k: v for k, v in kube.items() if k != "namespace" and v is not None}
+    options["env"] = env
+    result = export_manifests(
+        target,
+        model_uri,
+        image,
+        output_dir,
+        options,
+        name=name,
+        namespace=kube.get("namespace"),
+        force=force,
+    )
+    data = {
+        "target": target,
+        "output": str(result.output),
+        "name": result.name,
+        "namespace": result.namespace,
+        "image": result.image,
+        "files": list(result.files),
+    }
+    get_console().result(
+        data,
+        text=lambda: (
+            f"wrote {result.output} ({', '.join(result.files)}; {result.namespace}/{result.name}, "
+            f"{result.image})\nnext: kubectl apply -k {result.output}"
         ),
     )

@@ -1,9 +1,10 @@
 """deployer as an MLflow deployments plugin: ``mlflow deployments ... -t deployer-<target>``.
 
 MLflow finds plugins through the ``mlflow.deployments`` entry-point group. deployer registers
-one entry per target (``deployer-local``, ``deployer-sagemaker``, ``deployer-azureml``), each
-naming a :class:`_Plugin` object of this module: MLflow calls ``run_local`` and ``target_help``
-on it without saying which target it is for, so each target needs its own. Each plugin holds
+one entry per target (``deployer-local``, ``-sagemaker``, ``-azureml``, ``-kubernetes``,
+``-kserve``), each naming a :class:`_Plugin` object of this module: MLflow calls ``run_local``
+and ``target_help`` on it without saying which target it is for, so each target needs its own.
+Each plugin holds
 exactly one :class:`BaseDeploymentClient` subclass, as MLflow's plugin manager requires.
 
 Nothing here deploys by itself: every call goes through :mod:`deployer.targets.actions`, the
@@ -63,7 +64,19 @@ URI_FORMS = {
         "AZUREML_WORKSPACE_NAME); deployer-azureml:/local uses azure-ai-ml's local endpoints "
         "(Docker, no Azure account)",
     ),
+    "kubernetes": (
+        "deployer-kubernetes:/[CONTEXT/]NAMESPACE",
+        "the namespace, optionally after a kubeconfig context (no path: the current context and "
+        "its namespace); the kubeconfig comes from KUBECONFIG or ~/.kube/config",
+    ),
+    "kserve": (
+        "deployer-kserve:/[CONTEXT/]NAMESPACE",
+        "the namespace, optionally after a kubeconfig context (no path: the current context and "
+        "its namespace); the kubeconfig comes from KUBECONFIG or ~/.kube/config",
+    ),
 }
+#: Contract the run_local container starts with, where it is not the kind itself.
+_RUN_LOCAL_AS = {"kubernetes": "local", "kserve": "local"}
 
 # Generic settings of the deployer commands, as -C keys (same meaning as the flags).
 _IMAGE_URI = OptionSpec(
@@ -155,6 +168,8 @@ def _parse_uri(kind: str, target_uri: str) -> dict[str, Any]:
         return {"local": True}
     if kind == "azureml" and len(parts) == 3:
         return dict(zip(("subscription", "resource_group", "workspace"), parts, strict=True))
+    if kind in ("kubernetes", "kserve") and len(parts) in (1, 2):
+        return dict(zip(("context", "namespace")[2 - len(parts) :], parts, strict=True))
     raise bad
 
 
@@ -581,7 +596,8 @@ def _local_specs(kind: str) -> dict[str, OptionSpec]:
     from deployer.targets.build_options import option_specs
     from deployer.targets.local import OPTIONS
 
-    specs = {s.name: replace(s, default=kind) if s.name == "serve_as" else s for s in OPTIONS}
+    serve_as = _RUN_LOCAL_AS.get(kind, kind)
+    specs = {s.name: replace(s, default=serve_as) if s.name == "serve_as" else s for s in OPTIONS}
     specs.update({s.name: s for s in (_DETACH, _READY_TIMEOUT)})
     specs.update(option_specs())
     return specs
@@ -628,7 +644,7 @@ class _Plugin:
                 error_code=INVALID_PARAMETER_VALUE,
             )
         values = {k: coerce_option(specs[k], v, f"-C {k}") for k, v in config.items()}
-        serve_as = values.get("serve_as") or self.kind
+        serve_as = values.get("serve_as") or _RUN_LOCAL_AS.get(self.kind, self.kind)
         build, _given = pop_config_build_options(values)
         opts = replace(build, target=serve_as)
         port = values.get("port")
@@ -739,7 +755,21 @@ class DeployerAzureMLClient(DeployerDeploymentClient):
     kind = "azureml"
 
 
+class DeployerKubernetesClient(DeployerDeploymentClient):
+    """A Deployment + Service on a Kubernetes cluster (``deployer deploy --target kubernetes``)."""
+
+    kind = "kubernetes"
+
+
+class DeployerKServeClient(DeployerDeploymentClient):
+    """A KServe InferenceService (``deployer deploy --target kserve``)."""
+
+    kind = "kserve"
+
+
 # The objects the entry points name.
 local = _Plugin("local", DeployerLocalClient)
 sagemaker = _Plugin("sagemaker", DeployerSageMakerClient)
 azureml = _Plugin("azureml", DeployerAzureMLClient)
+kubernetes = _Plugin("kubernetes", DeployerKubernetesClient)
+kserve = _Plugin("kserve", DeployerKServeClient)

@@ -81,7 +81,27 @@ class Operations(Protocol):
 
 class BaseOperations:
     """Defaults for the optional parts of :class:`Operations`: labels from descriptions,
-    "not found" from a ``not_found`` attribute of the error, nothing kept, no extra story."""
+    "not found" from a ``not_found`` attribute of the error, nothing kept, no extra story; and
+    a ``handle`` that dispatches each call to the method ``_op_<operation>`` (dots become
+    ``__``) with the call's parameters, recording what it returned in ``self.outputs`` (a
+    dict) when the subclass has one."""
+
+    def handle(self, call: PlannedCall, outputs: Mapping[str, Any] | None = None) -> Any:
+        handler = getattr(self, "_op_" + call.operation.replace(".", "__"), None)
+        if handler is None:
+            raise TargetError(
+                f"unknown planned operation {call.operation!r}", where=f"{call.service} plan"
+            )
+        out = handler(dict(call.params))
+        recorded = getattr(self, "outputs", None)
+        if isinstance(recorded, dict):
+            recorded[call.operation] = out
+        return out
+
+    def call(self, call: PlannedCall) -> Any:
+        """One call outside a plan run (``delete``), logged by its description."""
+        log.info("%s", call.description or call.operation)
+        return self.handle(call, {})
 
     def label(self, call: PlannedCall) -> str:
         return call.description or f"{call.service}:{call.operation}"

@@ -10,6 +10,7 @@ before anything is pushed, and reuses an image of the same content that is alrea
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,6 +30,31 @@ def plan_model_image(model_uri: str, build_options: Any, target: str) -> tuple[A
     options = image_build_options(build_options, target)
     build = plan_build(load_model(model_uri), options)
     return build, {"ModelUri": model_uri, "LocalImage": build.tag, "Build": options.to_params()}
+
+
+#: ``--registry``: HOST[:PORT][/NAMESPACE] (lower case, as image references are).
+REGISTRY = re.compile(
+    r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+)
+
+
+def plan_registry_image(
+    model_uri: str, build_options: Any, target: str, registry: str
+) -> tuple[str, dict[str, Any]]:
+    """``--registry``: the reference the image of ``model_uri`` gets in ``registry``
+    (``HOST[/NAMESPACE]/name:tag``, content-addressed) and the ``build_image`` call's
+    parameters (see :func:`plan_model_image`). A malformed registry is a usage error."""
+    from deployer.errors import UsageError
+
+    host = registry.strip().rstrip("/")
+    if not REGISTRY.match(host):
+        raise UsageError(
+            f"bad registry {registry!r}",
+            where="--registry",
+            fix="write HOST[:PORT][/NAMESPACE], e.g. registry.example.com/ml",
+        )
+    build, step = plan_model_image(model_uri, build_options, target)
+    return f"{host}/{build.tag}", step
 
 
 def build_call(step: Mapping[str, Any], what: str) -> Any:

@@ -10,7 +10,8 @@ Each image is built with default options on the plain Debian base (verification 
 image ran offline with 2 workers before it was tagged), then served with 3 workers, and its
 answer must be MLflow's. The plan's decisions are checked on the real image: the load mode in
 its environment, the OS packages in its labels, the duplicate builds gone from its lock, no
-unresolved shared library left.
+unresolved shared library left. Four of them (TensorFlow among them) also run as deployer's
+Kubernetes pod template: non-root, read-only root filesystem, only /tmp writable.
 
 ``DEPLOYER_FLAVOR_REPORT=FILE`` appends one JSON line per flavor (image size over the base,
 cold start): the table in the README comes from it.
@@ -34,8 +35,11 @@ from typing import Any
 
 import pytest
 
+from deployer.targets.kubernetes.manifests import deployment as kube_deployment
+from deployer.targets.kubernetes.spec import parse_spec
 from tests.building.conftest import BuiltImage, build_with_cli
 from tests.fixtures.infra import REPO_ROOT
+from tests.targets.kubernetes import kubelet
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -283,6 +287,46 @@ def test_a_tensorflow_model_on_azures_inference_server_with_2_workers(images: Im
             close(got, want)
     finally:
         container.remove(force=True)
+
+
+@pytest.mark.parametrize("flavor", ["keras", "xgboost", "onnx", "from_code"])
+def test_flavor_serves_as_the_kubernetes_pod_template(flavor: str, images: Images, corpus: Path,
+                                                      docker_client) -> None:  # type: ignore[no-untyped-def]
+    """The image run as deployer's Kubernetes pod template prescribes (through
+    tests/targets/kubernetes/kubelet.py): uid 1000, read-only root filesystem, /tmp an emptyDir
+    (HOME and TMPDIR there), every capability dropped, a 2-CPU limit (2 workers). TensorFlow and
+    the others must load, become Ready on the V2 route and answer MLflow's answer."""
+    load_mode = CORPUS[flavor][0]
+    image = images.get(flavor)
+    name = flavor.replace("_", "-")
+    spec = parse_spec(f"corpus-{name}", {"cpu_limit": "2"}, namespace="default", model_name=name,
+                      timeout=None, wait=True)
+    pod_spec = kube_deployment(spec, image.tag, "fp")["spec"]["template"]["spec"]
+    main = pod_spec["containers"][0]
+    assert main["securityContext"]["readOnlyRootFilesystem"] is True
+    assert main["securityContext"]["runAsUser"] == 1000
+    assert main["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert {"name": "HOME", "value": "/tmp"} in main["env"]
+    assert main["readinessProbe"]["httpGet"]["path"] == f"/v2/models/{name}/ready"
+    want = expected(corpus, flavor)["body"]
+    body = (corpus / flavor / "serving_input_example.json").read_bytes()
+    with kubelet.run_pod(docker_client, pod_spec, name=f"corpus-{name}") as pod:
+        started = kubelet.wait_started(pod)
+        assert started.succeeded, f"startup probe failed: {started}\n{pod.logs(tail='all')[-6000:]}"
+        readiness = kubelet.wait_ready(pod, timeout=120)
+        assert readiness.succeeded, f"never Ready: {readiness}\n{pod.logs(tail='all')[-6000:]}"
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: post(f"{pod.url()}/invocations", body), range(8)))
+        for status, got in answers:
+            assert status == 200, got
+            close(got, want)
+        assert kubelet.live(pod)
+        logs = pod.logs(tail="all")
+        assert "(2 workers," in logs, logs[-3000:]
+        if load_mode == "per-worker":
+            assert logs.count("loaded in") == 2, logs[-3000:]
+        # nothing tried to write outside /tmp and carried on with a warning
+        assert "Read-only file system" not in logs, logs[-6000:]
 
 
 # ---------------------------------------------------------------------------- on the host

@@ -2,7 +2,8 @@
 
 Each target deploys once (the "old" endpoint), then plans a second deploy that replaces it.
 That plan runs through the one executor with the target's real operations (local Docker, moto's
-SageMaker over HTTP, azure-ai-ml against the fake ARM transport), except that one step fails:
+SageMaker over HTTP, azure-ai-ml against the fake ARM transport, the kubernetes client against
+the fake API server for Kubernetes and KServe), except that one step fails:
 
 * ``before``: the step raises without doing anything (the service refused it);
 * ``after`` (``create`` steps only): the step is carried out, then raises (the service accepted
@@ -168,9 +169,40 @@ def local_matrix_image(docker_client, base_image: str, no_signature_model: Path)
     return result.image
 
 
+# ---------------------------------------------------------------------------- Kubernetes / KServe
+def _kube(request: pytest.FixtureRequest, kind: str) -> Scenario:
+    import yaml
+
+    from deployer.targets.kubernetes import KServeTarget, KubernetesTarget
+    from tests.targets.kubernetes.fake_apiserver import FakeApiServer, kubeconfig
+
+    server = FakeApiServer()
+    url = server.start()
+    request.addfinalizer(server.stop)
+    config = request.getfixturevalue("tmp_path") / "kubeconfig"
+    config.write_text(yaml.safe_dump(kubeconfig(url)))
+    factory = KubernetesTarget if kind == "kubernetes" else KServeTarget
+    old, new = ("registry.example.com/ml/iris@sha256:" + c * 64 for c in "12")
+    first = factory(kubeconfig=str(config))
+    first.apply(first.plan(DeployRequest("iris", image_uri=old, options={"cpu": "1"})))
+    target = factory(kubeconfig=str(config))
+    plan = target.plan(DeployRequest("iris", image_uri=new, options={"cpu": "2"}))
+
+    def snapshot() -> Any:
+        return sorted((key, obj.get("spec"), obj["metadata"].get("annotations"))
+                      for key, obj in server.objects.items() if "owner" not in obj and key[2] != "events")
+
+    def serves_old() -> None:
+        workload = server.get("Deployment" if kind == "kubernetes" else "InferenceService", "ml", "iris")
+        assert workload is not None and old in str(workload["spec"]) and new not in str(workload["spec"])
+
+    return Scenario(plan, target.operations(), snapshot, serves_old)
+
+
 # ---------------------------------------------------------------------------- the matrix
 SCENARIOS: dict[str, Callable[[pytest.FixtureRequest], Scenario]] = {
-    "sagemaker": _sagemaker, "azureml": _azure, "local": _local}
+    "sagemaker": _sagemaker, "azureml": _azure, "local": _local,
+    "kubernetes": lambda request: _kube(request, "kubernetes"), "kserve": lambda request: _kube(request, "kserve")}
 #: target -> (operation, phase, modes) of each step of the replacing deploy that undoes on failure
 STEPS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     "sagemaker": [("upload_model_archive", "create", ("before", "after")), ("create_model", "create", ("before", "after")),
@@ -180,7 +212,17 @@ STEPS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
                 ("smoke_test", "create", ("before",)), ("online_endpoints.update_traffic", "commit", ("before",))],
     "local": [("set_aside", "prepare", ("before",)), ("run", "create", ("before", "after")),
               ("wait_ready", "wait", ("before",))],
+    # an apply is named by the kind it applies; a failed wait is the rollout that did not heal
+    "kubernetes": [("apply Deployment", "commit", ("before",)), ("apply Service", "commit", ("before",)),
+                   ("wait_deployment", "wait", ("before",))],
+    "kserve": [("apply ServingRuntime", "commit", ("before",)), ("apply InferenceService", "commit", ("before",)),
+               ("wait_inference_service", "wait", ("before",))],
 }
+
+
+def step_name(call: PlannedCall) -> str:
+    obj = call.params.get("object") if call.operation == "apply" else None
+    return f"apply {obj['kind']}" if isinstance(obj, dict) else call.operation
 CASES = [pytest.param(target, op, phase, mode, id=f"{target}-{op}-{mode}",
                       marks=[pytest.mark.docker] if target == "local" else [])
          for target, steps in STEPS.items() for op, phase, modes in steps for mode in modes]
@@ -190,11 +232,11 @@ CASES = [pytest.param(target, op, phase, mode, id=f"{target}-{op}-{mode}",
 def test_a_failure_at_any_step_leaves_no_orphan_and_the_old_endpoint(
         request: pytest.FixtureRequest, target: str, operation: str, phase: str, mode: str) -> None:
     scenario = SCENARIOS[target](request)
-    steps = [i for i, c in enumerate(scenario.plan.calls) if c.operation == operation]
-    assert len(steps) == 1, [c.operation for c in scenario.plan.calls]
+    steps = [i for i, c in enumerate(scenario.plan.calls) if step_name(c) == operation]
+    assert len(steps) == 1, [step_name(c) for c in scenario.plan.calls]
     assert scenario.plan.calls[steps[0]].phase == phase
     # every undoing step of the plan is in the matrix
-    undoing = [c.operation for c in scenario.plan.calls if c.phase in ("create", "commit", "prepare", "wait")]
+    undoing = [step_name(c) for c in scenario.plan.calls if c.phase in ("create", "commit", "prepare", "wait")]
     assert undoing == [op for op, _, _ in STEPS[target]] or target == "sagemaker" and \
         undoing == [op for op, _, _ in STEPS[target]] + ["wait_endpoint"]
     before = scenario.snapshot()
@@ -203,7 +245,7 @@ def test_a_failure_at_any_step_leaves_no_orphan_and_the_old_endpoint(
         execute(scenario.plan, FailAt(scenario.operations, scenario.plan, steps[0], mode == "after"))
 
     message = failure.value.format_message()
-    assert f"injected failure of {operation}" in message
+    assert f"injected failure of {scenario.plan.calls[steps[0]].operation}" in message
     if steps[0] > 0:  # later steps tell what was undone; a first step's own error is the whole story
         assert "rolled back:" in message or "restored:" in message or "nothing to remove" in message
     assert "COULD NOT" not in message

@@ -18,7 +18,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,14 +53,6 @@ class AzureOperations(BaseOperations):
         execute(plan, self)
         return self._result(plan)
 
-    def handle(self, call: PlannedCall, outputs: Mapping[str, Any] | None = None) -> Any:
-        handler = getattr(self, "_op_" + call.operation.replace(".", "__"), None)
-        if handler is None:
-            raise TargetError(f"unknown planned operation {call.operation!r}", where="azureml plan")
-        out = handler(dict(call.params))
-        self.outputs[call.operation] = out
-        return out
-
     def is_not_found(self, exc: DeployerError) -> bool:
         return exc.__cause__ is not None and is_not_found(exc.__cause__)
 
@@ -71,11 +63,6 @@ class AzureOperations(BaseOperations):
 
             return [f"traffic left at {format_traffic(kept)}"]
         return []
-
-    def call(self, call: PlannedCall) -> Any:
-        """One call outside a plan run (``delete``)."""
-        log.info("%s", call.description or call.operation)
-        return self.handle(call)
 
     def _result(self, plan: DeployPlan) -> DeployResult:
         facts = dict(plan.facts)

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,13 +79,14 @@ def export_bundle(
     model_uri: str, output: str | Path, options: ExportOptions, *, force: bool = False
 ) -> ExportResult:
     """Write the bundle for ``model_uri`` into ``output`` (atomically; see module doc)."""
+    from deployer.atomic import atomic_directory, check_output_dir
     from deployer.intake import load_model
     from deployer.targets.azureml.payload import serving_example
     from deployer.targets.azureml.traffic import check_name
 
     out = Path(output).expanduser().absolute()
     _check_options(options)
-    _check_output(out, force)
+    check_output_dir(out, force=force)  # before the model is read
     loaded = load_model(model_uri)
     model_dir = Path(loaded.path)
     endpoint = check_name(
@@ -100,18 +99,11 @@ def export_bundle(
     info = getattr(loaded.mlmodel, "saved_input_example_info", None)
     example = serving_example(model_dir, getattr(info, "serving_input_path", None))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the bundle is an ordinary folder
-    try:
+    with atomic_directory(out, force=force) as tmp:
         copy_model(model_dir, tmp / "model")
         files = _write_bundle(
             tmp, loaded, options, endpoint, deployment, traffic, mode, example, warnings
         )
-        _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExportResult(out, mode, endpoint, deployment, tuple(files), tuple(warnings))
 
 
@@ -329,36 +321,6 @@ def _check_options(options: ExportOptions) -> None:
                 where="--env",
                 fix="pass a single-line value",
             )
-
-
-def _check_output(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(
-            "the output path exists and is not a folder",
-            where=str(out),
-            fix="pick another -o/--output-dir",
-        )
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UsageError(
-            "the output folder is not empty",
-            where=str(out),
-            fix="pass --force to replace it, or pick another -o/--output-dir",
-        )
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished bundle to ``out``; an existing ``out`` is replaced only after that."""
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        os.rename(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _traffic_arg(value: str) -> str:

@@ -37,11 +37,6 @@ log = logging.getLogger("deployer")
 
 #: Azure ML asset names (models, environments).
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
-#: ``--registry``: HOST[:PORT][/NAMESPACE] (lower case, as image references are).
-_REGISTRY = re.compile(
-    r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
-)
-
 _ALL = ("deploy", "status", "list", "delete", "predict")
 
 OPTIONS: tuple[OptionSpec, ...] = (
@@ -263,7 +258,7 @@ class AzureMLTarget:
         self, request: DeployRequest, registry: str, source: pl.Source | None
     ) -> tuple[pl.ImageSource, dict[str, Any]]:
         """``--registry``: deploy deployer's image built from -m instead of the MLflow model."""
-        from deployer.targets.model_image import plan_model_image
+        from deployer.targets.model_image import plan_registry_image
 
         if request.image_uri or not isinstance(source, pl.MlflowSource) or not request.model_uri:
             raise UsageError(
@@ -272,15 +267,8 @@ class AzureMLTarget:
                 where="--registry",
                 fix="pass -m MODEL, or drop --registry",
             )
-        host = registry.strip().rstrip("/")
-        if not _REGISTRY.match(host):
-            raise UsageError(
-                f"bad registry {registry!r}",
-                where="--registry",
-                fix="write HOST[:PORT][/NAMESPACE], e.g. myregistry.azurecr.io/ml",
-            )
-        build, step = plan_model_image(request.model_uri, request.build, pl.TARGET)
-        return pl.ImageSource(image=f"{host}/{build.tag}"), step
+        image, step = plan_registry_image(request.model_uri, request.build, pl.TARGET, registry)
+        return pl.ImageSource(image=image), step
 
     def _source(
         self, request: DeployRequest, opts: Mapping[str, Any], endpoint: str
