@@ -162,10 +162,18 @@ def plan_kubernetes(
     verb = "update" if live.get("Deployment") is not None else "create"
     for obj in objects:
         kind = obj["kind"]
+        previous = live.get(kind)
+        if kind == "Deployment" and previous is not None and live.get("HorizontalPodAutoscaler"):
+            # the autoscaler owns the replica count: a rollback must not take it over (a later
+            # apply without it would then reset the Deployment to 1 replica)
+            previous = {
+                **previous,
+                "spec": {k: v for k, v in previous.get("spec", {}).items() if k != "replicas"},
+            }
         calls.append(
             apply_call(
                 obj,
-                live.get(kind),
+                previous,
                 f"server-side apply {kind} {spec.name} ({_detail(spec, kind, verb, image)})",
             )
         )

@@ -341,3 +341,17 @@ def test_the_token_never_reaches_the_output_or_the_logs(apiserver: FakeApiServer
     assert [r.exit_code for r in outputs] == [0, 1, 0, 0]
     for result in outputs:
         assert TOKEN not in result.output and TOKEN not in result.stderr
+
+
+def test_a_rollback_under_an_autoscaler_leaves_the_replica_count_to_it(apiserver: FakeApiServer,
+                                                                      kubeconfig_file: Path) -> None:
+    args = ("--cpu", "1", "--autoscale", "2:6:60")
+    assert deploy(kubeconfig_file, V1, *args).exit_code == 0
+    dep = apiserver.get("Deployment", "ml", "iris")
+    assert dep is not None
+    dep["spec"]["replicas"] = 4  # what the HPA set through the scale subresource
+    apiserver.images[V2] = "crash"
+    assert deploy(kubeconfig_file, V2, *args).exit_code == 1
+    restored = [r.body for r in apiserver.changes() if r.method == "PATCH" and r.path.endswith("/deployments/iris")][-1]
+    assert restored["spec"]["template"]["spec"]["containers"][0]["image"] == V1
+    assert "replicas" not in restored["spec"]
