@@ -111,7 +111,8 @@ def command(
     \b
     With --target and --name, the file is sent as one request to a deployed endpoint
     (local: the container's scoring route; SageMaker: invoke_endpoint; Azure ML: the
-    scoring URI with input_data) and the endpoint's response is written out as it came.
+    scoring URI with input_data; Kubernetes / KServe: /invocations through the API server's
+    service proxy) and the endpoint's response is written out as it came.
 
     \b
     Examples:
