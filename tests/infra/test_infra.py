@@ -135,9 +135,11 @@ def test_push_login_pull_roundtrip(docker_client, base_image: str, registry: Reg
         assert digests and digests[0].startswith("sha256:")
 
         # The registry saw the push (from the engine, not from us) and logged it.
-        new = registry.requests()[before:]
-        assert any(e.method == "PUT" and e.path == f"/v2/infra-test/base/manifests/{tag}"
-                   and e.status == 201 and e.user_agent.startswith("docker/") for e in new), new
+        def manifest_put(e):
+            return (e.method == "PUT" and e.path == f"/v2/infra-test/base/manifests/{tag}"
+                    and e.status == 201 and e.user_agent.startswith("docker/"))
+        new = registry.wait_for_request(before, manifest_put)
+        assert any(manifest_put(e) for e in new), new
         status, catalog = _catalog(registry, registry.username, registry.password)
         assert status == 200 and "infra-test/base" in catalog["repositories"]
 
@@ -149,8 +151,10 @@ def test_push_login_pull_roundtrip(docker_client, base_image: str, registry: Reg
         pulled = docker_client.images.pull(repo, tag=tag, auth_config=registry.auth_config)
         assert pulled.id == image.id
         # The engine resolved the tag at the registry (HEAD, then GET only for what it lacks).
-        assert any(e.method in ("HEAD", "GET") and e.path == f"/v2/infra-test/base/manifests/{tag}"
-                   and e.status == 200 for e in registry.requests()[before:])
+        def manifest_read(e):
+            return (e.method in ("HEAD", "GET") and e.path == f"/v2/infra-test/base/manifests/{tag}"
+                    and e.status == 200)
+        assert any(manifest_read(e) for e in registry.wait_for_request(before, manifest_read))
         out = docker_client.containers.run(f"{repo}:{tag}", ["python3", "-c", "print(6 * 7)"], remove=True)
         assert out.decode().strip() == "42"
     finally:

@@ -32,7 +32,9 @@ def test_push_pull_back_and_run(docker_client, registry, small_image, docker_con
     before = len(registry.requests())
     result = push_image(small_image, dest, credentials=login)
     assert result.digest and result.digest.startswith("sha256:") and result.attempts == 1
-    puts = [r for r in registry.requests()[before:] if r.method == "PUT" and "/manifests/" in r.path]
+    def is_manifest_put(r):
+        return r.method == "PUT" and "/manifests/" in r.path
+    puts = [r for r in registry.wait_for_request(before, is_manifest_put) if is_manifest_put(r)]
     assert len(puts) == 1 and puts[0].status == 201
     assert remote_digest(docker_client, dest, login) == result.digest
     token = small_image.rsplit(":", 1)[1]

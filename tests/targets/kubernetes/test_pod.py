@@ -296,9 +296,11 @@ def test_the_template_names_the_image_by_digest_and_the_node_runs_that_digest(
     before = len(registry.requests())
     try:
         with run_pod(docker_client, pod_spec, name="iris-digest", auth_config=registry.auth_config) as pod:
-            pulls = [r for r in registry.requests()[before:]
-                     if r.method == "GET" and r.path == f"/v2/k8s/iris/manifests/{pushed.digest}"]
-            assert pulls and pulls[-1].status == 200, registry.requests()[before:]
+            manifest = f"/v2/k8s/iris/manifests/{pushed.digest}"
+            seen = registry.wait_for_request(
+                before, lambda r: r.method == "GET" and r.path == manifest and r.status == 200)
+            pulls = [r for r in seen if r.method == "GET" and r.path == manifest]
+            assert pulls and pulls[-1].status == 200, seen
             assert pod.container.attrs["Config"]["Image"] == image
             assert pod.container.attrs["Image"] == local_id  # the bytes built, pushed and pulled
             started_and_ready(pod)

@@ -40,7 +40,9 @@ def test_deploy_builds_pushes_and_is_idempotent(sm, registry, sklearn_model, bas
     model = boto3.client("sagemaker").describe_model(ModelName=out["details"]["model_name"])
     assert model["PrimaryContainer"]["Image"] == image and "ModelDataUrl" not in model["PrimaryContainer"]
     tag = image.rsplit(":", 1)[1]
-    pushed = [r for r in registry.requests() if r.method == "PUT" and r.path == f"/v2/deployer/built/manifests/{tag}"]
+    def manifest_put(r):
+        return r.method == "PUT" and r.path == f"/v2/deployer/built/manifests/{tag}"
+    pushed = [r for r in registry.wait_for_request(0, manifest_put) if manifest_put(r)]
     assert len(pushed) == 1
 
     before = len(registry.requests())
