@@ -234,11 +234,17 @@ class ScoringCore:
     # ---------------------------------------------------------------- construction
     @classmethod
     def load(
-        cls, model_dir: str | Path, *, name: str | None = None, version: str | None = None
+        cls,
+        model_dir: str | Path,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        model_config: dict[str, Any] | None = None,
     ) -> ScoringCore:
         """Load the model with ``mlflow.pyfunc.load_model`` (once), as MLflow's server does.
 
-        ``SERVING_MODEL_CONFIG`` (JSON) is honoured like MLflow's server; MLflow's
+        ``model_config`` is passed to ``load_model`` (it overrides the model's saved config);
+        without it, ``SERVING_MODEL_CONFIG`` (JSON) is honoured like MLflow's server. MLflow's
         "in a serving environment" flag is set first because some flavors read it at load.
         """
         from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
@@ -246,7 +252,9 @@ class ScoringCore:
 
         os.environ[_MLFLOW_IS_IN_SERVING_ENVIRONMENT.name] = "true"
         kwargs: dict[str, Any] = {}
-        if config := os.environ.get("SERVING_MODEL_CONFIG"):
+        if model_config is not None:
+            kwargs["model_config"] = model_config
+        elif config := os.environ.get("SERVING_MODEL_CONFIG"):
             kwargs["model_config"] = json.loads(config)
         model = load_model(str(model_dir), **kwargs)
         return cls(
