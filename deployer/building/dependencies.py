@@ -19,6 +19,9 @@ Adjustments, each for a reason:
   the OpenCV wheels), which MLflow lists together and pip would install over each other, are
   reduced to one (:mod:`deployer.environment.variants`): the CPU build, or the GPU one with
   ``gpu=True``; a ``--pip`` choice wins. Each drop is a note and a warning.
+* A model saved from a uv project brings its ``uv.lock``: its packages come in as pins with
+  hashes (``lock_source``, :mod:`deployer.environment.uv_lock`); an mlflow pinned with hashes
+  is kept as it is (swapping it would change the model's locked set).
 * pyarrow, in the ``serve`` extra for Parquet request bodies, is ~160 MB installed (more than
   the rest of the runtime and mlflow-skinny together) and is left out unless ``parquet=True``
   (``--parquet``) or the model itself needs it; the server then answers Parquet requests with
@@ -73,10 +76,15 @@ class ImageRequirements:
     #: requirements the image itself runs whatever the model says (serving runtime, mlflow,
     #: --pip choices, loader additions): never reported as unused. Not part of to_dict.
     runtime: tuple[str, ...] = ()
+    #: where the model's pins come from: "uv.lock" (the model's own lock, versions and hashes),
+    #: or "" (resolved from its requirements)
+    lock_source: str = ""
 
     def to_dict(self) -> dict[str, object]:
+        source = {"lock_source": self.lock_source} if self.lock_source else {}
         return {
             "python_version": self.python_version,
+            **source,
             "requirements": [redact_text(r) for r in self.requirements],
             "constraints": [redact_text(c) for c in self.constraints],
             "index_options": self.index_options.to_dict(redact=True),
@@ -125,9 +133,15 @@ def image_requirements(
     overrides: tuple[str, ...] = (),
     gpu: bool = False,
     where: str = "model requirements",
+    lock_source: str = "",
 ) -> ImageRequirements:
     """Combine the model's requirements with what the image itself needs (see module doc)."""
     notes: list[str] = []
+    if lock_source:
+        notes.append(
+            f"the model's packages are pinned by its {lock_source} (exact versions and sha256 "
+            "hashes); deployer's additions are resolved around those pins"
+        )
     out: list[str] = []
     names: set[str] = set()
     override_by_name = {_name(line): line for line in overrides}
@@ -150,8 +164,13 @@ def image_requirements(
             )
             continue
         if name == "mlflow" and not keep_full_mlflow:
-            req = Requirement(normalized)
-            if req.extras:
+            req = Requirement(normalized.split(" --hash", 1)[0])
+            if " --hash=" in normalized:
+                notes.append(
+                    f"kept {req}: pinned with hashes by the model's lock (its dependencies are "
+                    "locked with it)"
+                )
+            elif req.extras:
                 notes.append(f"kept {normalized!r}: mlflow extras need the full package")
             else:
                 req.name = "mlflow-skinny"
@@ -205,4 +224,5 @@ def image_requirements(
         notes=tuple(notes),
         warnings=tuple(warnings),
         runtime=(*added, "mlflow-skinny", "mlflow", *overrides, *extra_requirements),
+        lock_source=lock_source,
     )

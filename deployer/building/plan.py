@@ -32,6 +32,7 @@ from deployer.building.verify import VerifyPlan, plan_verify
 from deployer.environment import loader_deps, system_deps
 from deployer.environment.loader_deps import LoaderRequirement
 from deployer.environment.lock import DEFAULT_GLIBC, Lock, TargetPlatform, read_lock
+from deployer.environment.spec import IndexOptions
 from deployer.errors import EnvironmentSpecError, RenderError, UsageError
 from deployer.intake import LoadedModel
 from deployer.model.files import model_digest, scrubbed_files
@@ -586,14 +587,18 @@ def _plan_requirements(
     env_spec = loaded.environment
     overrides = pip_overrides(options)
     server = contract(options.target).server_requirements
+    model_reqs, index_options, lock_source = env_spec.pip_requirements, env_spec.index_options, ""
+    if env_spec.uv_lock is not None and env_kind == "virtualenv":
+        model_reqs, index_options = _uv_locked_requirements(loaded, platform, warnings)
+        lock_source = env_spec.uv_lock.relpath
 
     def requirements(extra: tuple[str, ...]) -> ImageRequirements:
         return image_requirements(
-            env_spec.pip_requirements,
+            model_reqs,
             python_version=platform.python,
             mlflow_version=loaded.mlmodel.mlflow_version,
             constraints=env_spec.constraints,
-            index_options=env_spec.index_options,
+            index_options=index_options,
             server_requirements=server,
             keep_full_mlflow=options.keep_full_mlflow,
             parquet=options.parquet,
@@ -601,6 +606,7 @@ def _plan_requirements(
             overrides=overrides,
             gpu=options.gpu,
             where=str(loaded.path),
+            lock_source=lock_source,
         )
 
     reqs = requirements(options.extra_requirements)
@@ -610,6 +616,25 @@ def _plan_requirements(
     if added:
         reqs = requirements((*options.extra_requirements, *added))
     return reqs, needed, added
+
+
+def _uv_locked_requirements(
+    loaded: LoadedModel, platform: TargetPlatform, warnings: list[str]
+) -> tuple[tuple[str, ...], IndexOptions]:
+    """The model's uv.lock as its requirement set for ``platform``: every package pinned with
+    all its recorded hashes (the resolver checks the downloaded wheel against them), plus the
+    mlflow requirement MLflow wrote when the project locks no mlflow; uv.lock's own indexes are
+    added to the model's index options."""
+    env_spec = loaded.environment
+    assert env_spec.uv_lock is not None
+    declared = env_spec.python_version or ""
+    python = declared if declared.startswith(platform.python + ".") else platform.python
+    selection = env_spec.uv_lock.select(python, machine=platform.arch)
+    warnings += [f"{env_spec.uv_lock.relpath}: {n}" for n in selection.notes]
+    lines = (*selection.requirements, *selection.unlocked_mlflow(env_spec.pip_requirements))
+    opts = env_spec.index_options
+    extra = tuple(dict.fromkeys([*opts.extra_index_urls, *selection.index_urls]))
+    return lines, replace(opts, extra_index_urls=extra)
 
 
 def _base_and_interpreter(

@@ -12,6 +12,11 @@ Order of preference (it mirrors what MLflow itself does when it rebuilds a model
 4. a bare ``requirements.txt`` next to MLmodel (Python from the pyfunc flavor);
 5. nothing -> ``mlflow`` plus the flavor's library, with a warning saying so.
 
+A ``uv.lock`` next to MLmodel (MLflow copies it from the uv project the model was saved in)
+does not replace these files: it becomes ``EnvironmentSpec.uv_lock``, checked here to cover
+the requirements they list (:mod:`deployer.environment.uv_lock`), and the image builder
+installs its versions and hashes.
+
 Declared files that are missing are reported as warnings and the next source is tried, as
 MLflow does. Every file path is checked to stay inside the model directory.
 """
@@ -29,6 +34,7 @@ from deployer.environment.requirements import (
     read_requirements_file,
 )
 from deployer.environment.spec import EnvironmentSpec, IndexOptions
+from deployer.environment.uv_lock import UvLock, check_covers, find_uv_lock
 from deployer.model.mlmodel import MLModel
 from deployer.model.paths import safe_model_path
 from deployer.redact import redact_text
@@ -122,6 +128,7 @@ def resolve_environment(model_dir: Path, mlmodel: MLModel) -> EnvironmentSpec:
             f"Python {flavor_python}; {python} is used"
         )
     _warn_unused_constraints(model_dir, spec, warnings)
+    uv_lock = _uv_lock(model_dir, spec, python, mlmodel_where, warnings)
     return EnvironmentSpec(
         kind=spec.kind,
         python_version=python,
@@ -133,7 +140,25 @@ def resolve_environment(model_dir: Path, mlmodel: MLModel) -> EnvironmentSpec:
         index_options=spec.index_options,
         source=spec.source,
         warnings=tuple(dict.fromkeys(redact_text(w) for w in warnings)),
+        uv_lock=uv_lock,
     )
+
+
+def _uv_lock(
+    model_dir: Path, spec: EnvironmentSpec, python: str | None, where: str, warnings: list[str]
+) -> UvLock | None:
+    """The model's uv.lock when it is the lock of a pip environment that it covers."""
+    lock = find_uv_lock(model_dir, where)
+    if lock is None:
+        return None
+    if spec.kind != "virtualenv":
+        warnings.append(
+            f"{lock.relpath} is not used: the environment is built with conda from {spec.source}"
+        )
+        return None
+    if python is not None:
+        check_covers(lock, spec.pip_requirements, python, source=spec.source)
+    return lock
 
 
 def _locate(

@@ -13,9 +13,12 @@ through :func:`deployer.redact.redact_text`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from deployer.redact import redact_url
+
+if TYPE_CHECKING:
+    from deployer.environment.uv_lock import UvLock
 
 
 @dataclass(frozen=True, repr=False)
@@ -67,6 +70,8 @@ class EnvironmentSpec:
     normalized requirement lines with ``-r``/``-c`` references already expanded.
     ``build_dependencies`` are pip/setuptools/wheel pins installed before the requirements.
     ``source`` names the file(s) the spec came from, or 'fallback' when the model declares nothing.
+    ``uv_lock`` is the model's uv.lock (saved by MLflow from a uv project), checked to cover
+    ``pip_requirements``: when present it is the lock of the image's model packages.
     """
 
     kind: Literal["virtualenv", "conda"]
@@ -79,6 +84,7 @@ class EnvironmentSpec:
     index_options: IndexOptions = field(default_factory=IndexOptions)
     source: str = "fallback"
     warnings: tuple[str, ...] = ()
+    uv_lock: UvLock | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, credentials in index options redacted."""
@@ -92,5 +98,6 @@ class EnvironmentSpec:
             "conda_packages": list(self.conda_packages),
             "conda_channels": list(self.conda_channels),
             "index_options": self.index_options.to_dict(redact=True),
+            "uv_lock": self.uv_lock.to_dict(self.python_version) if self.uv_lock else None,
             "warnings": list(self.warnings),
         }

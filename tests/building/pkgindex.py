@@ -21,13 +21,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
-def make_wheel(folder: Path, name: str, version: str, code: str = "VALUE = 1\n") -> Path:
-    """A minimal valid pure-Python wheel ``name-version-py3-none-any.whl``."""
+def make_wheel(folder: Path, name: str, version: str, code: str = "VALUE = 1\n",
+               requires: tuple[str, ...] = ()) -> Path:
+    """A minimal valid pure-Python wheel ``name-version-py3-none-any.whl`` (``requires``: its
+    Requires-Dist lines)."""
     mod = name.replace("-", "_")
     dist = f"{mod}-{version}"
+    deps = "".join(f"Requires-Dist: {r}\n" for r in requires)
     files = {
         f"{mod}/__init__.py": code.encode(),
-        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{deps}".encode(),
         f"{dist}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: deployer-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = []
