@@ -6,6 +6,7 @@
 * streaming_models.py - a ChatModel and a PythonModel with predict_stream (real MLflow)
 * packaging.py - deployer's own wheel, built from this checkout
 * build_option_cases.py - one value per option of the build-option group, and its files
+* uv_projects.py - a uv project locked offline from a local index, and a model saved from it
 """
 
 pytest_plugins = [
@@ -15,4 +16,5 @@ pytest_plugins = [
     "tests.fixtures.streaming_models",
     "tests.fixtures.packaging",
     "tests.fixtures.build_option_cases",
+    "tests.fixtures.uv_projects",
 ]

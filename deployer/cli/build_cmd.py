@@ -25,13 +25,18 @@ def plan_text(plan: Any) -> str:
         f"model      {plan.model_uri}",
         f"base       {plan.base_image}" + ("  (gpu)" if plan.gpu else ""),
         f"python     {plan.platform.python} ({plan.platform.docker_platform}, {plan.env_kind})",
-        "layers:",
     ]
+    if plan.requirements.lock_source:
+        lines.append(
+            f"lock       the model's {plan.requirements.lock_source}: its packages at the locked "
+            "versions, checked against the locked sha256 hashes"
+        )
+    lines.append("layers:")
     lines += [
         f"  {i}. {layer.name:<12} {layer.description}" for i, layer in enumerate(plan.layers, 1)
     ]
     lines.append("requirements:")
-    lines += [f"  {r}" for r in plan.to_dict()["requirements"]["requirements"]]
+    lines += [f"  {_short(r)}" for r in plan.to_dict()["requirements"]["requirements"]]
     for note in plan.requirements.notes:
         lines.append(f"note: {note}")
     if plan.loader_requirements:
@@ -57,6 +62,15 @@ def plan_text(plan: Any) -> str:
         )
     )
     return "\n".join(lines)
+
+
+def _short(requirement: str) -> str:
+    """``pkg==1.0 --hash=sha256:... --hash=...`` -> ``pkg==1.0  (2 hashes)`` for the text plan."""
+    pin, _, rest = requirement.partition(" --hash=")
+    if not rest:
+        return requirement
+    count = requirement.count(" --hash=")
+    return f"{pin}  ({count} hash{'es' if count > 1 else ''})"
 
 
 def print_build_plan(

@@ -38,8 +38,11 @@ def command(model_uri: str) -> None:
                         env: {conda, virtualenv}}
       environment      {kind: virtualenv|conda, source, python_version, pip_requirements,
                         constraints, build_dependencies, conda_packages, conda_channels,
-                        index_options: {index_url, extra_index_urls, find_links}, warnings}
-                       (credentials in index URLs are shown as ***)
+                        index_options: {index_url, extra_index_urls, find_links}, warnings,
+                        uv_lock}
+                       (credentials in index URLs are shown as ***); uv_lock is null, or the
+                       model's uv.lock (the image's lock): {path, project, version,
+                       python_version, packages: [{name, version, hashes}], index_urls}
       signature        null, or {inputs, outputs, params}; inputs/outputs are null or
                        {kind: column|tensor, columns: [...]}; a column is
                        {name, type, type_repr, required, detail}, a tensor {name, dtype, shape},
@@ -279,6 +282,14 @@ def render_text(d: dict[str, Any]) -> str:
     if d["model"]["run_id"]:
         lines.append(f"Run id:         {d['model']['run_id']}")
     lines.append(f"Environment:    {env['kind']} (from {env['source']})")
+    uv = env.get("uv_lock")
+    if uv:
+        count = f"{len(uv['packages'])} packages" if "packages" in uv else "its packages"
+        lines.append(
+            f"Lock:           {uv['path']} (uv project {uv['project']}): {count} at the locked "
+            "versions and hashes; the image installs exactly these"
+        )
+        lines += [f"    {p['name']}=={p['version']}" for p in uv.get("packages", [])]
     lines += _listing("Requirements", env["pip_requirements"])
     if env["constraints"]:
         lines += _listing("Constraints", env["constraints"])
