@@ -438,6 +438,8 @@ def _labels(
         labels[f"{LABEL_PREFIX}.gpu"] = "true"
     if plan_bits.get("os_packages"):
         labels[f"{LABEL_PREFIX}.os-packages"] = plan_bits["os_packages"]
+    if plan_bits.get("lock_source"):  # the model's own lock (uv.lock) pinned its packages
+        labels[f"{LABEL_PREFIX}.lock.source"] = plan_bits["lock_source"]
     for key, value in (
         ("model.uuid", ml.model_uuid),
         ("model.run-id", ml.run_id),
@@ -511,6 +513,7 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
             "digest": digest,
             "fingerprint": fingerprint,
             "os_packages": ",".join(os_packages.packages),
+            "lock_source": reqs.lock_source,
         },
         options,
     )
