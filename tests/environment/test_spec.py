@@ -53,8 +53,9 @@ def test_spec_to_dict_keys_and_redaction() -> None:
     )
     d = spec.to_dict()
     assert list(d) == ["kind", "source", "python_version", "pip_requirements", "constraints",
-                       "build_dependencies", "conda_packages", "conda_channels", "index_options", "warnings"]
+                       "build_dependencies", "conda_packages", "conda_channels", "index_options", "uv_lock", "warnings"]
     assert d["index_options"]["index_url"] == "https://***@h.example/simple"
+    assert d["uv_lock"] is None  # no uv.lock: the environment is resolved from the requirements
     assert "pw@" not in repr(spec)
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.index_options.index_url = "x"  # type: ignore[misc]
