@@ -16,6 +16,7 @@ from pathlib import Path
 
 from deployer.environment.resolve import resolve_environment
 from deployer.environment.spec import EnvironmentSpec
+from deployer.environment.uv_lock import UvLock
 from deployer.errors import ModelFormatError
 from deployer.model.mlmodel import PYFUNC, MLModel, describe_flavors, parse_mlmodel
 from deployer.model.uri import resolve_model_uri
@@ -30,6 +31,12 @@ class LoadedModel:
     mlmodel: MLModel
     environment: EnvironmentSpec
     warnings: tuple[str, ...] = ()
+
+    @property
+    def uv_lock(self) -> UvLock | None:
+        """The model's uv.lock (MLflow copies it from the uv project the model was saved in),
+        checked to cover the requirements; when present it pins the image's model packages."""
+        return self.environment.uv_lock
 
     @property
     def input_example_path(self) -> Path | None:

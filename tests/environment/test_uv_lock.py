@@ -40,8 +40,8 @@ def _runtime_packages(uv: UvProject) -> dict[str, tuple[str, set[str]]]:
 def test_intake_takes_the_uv_lock_mlflow_copied_into_the_model(uv_model: Path, uv_project: UvProject) -> None:
     assert (uv_model / "uv.lock").read_bytes() == (uv_project.project / "uv.lock").read_bytes()
     loaded = load_model(str(uv_model))
-    lock = loaded.environment.uv_lock
-    assert lock is not None and lock.path == (uv_model / "uv.lock").resolve() and lock.project == "trainer"
+    lock = loaded.uv_lock
+    assert lock is not None and lock is loaded.environment.uv_lock and lock.path == (uv_model / "uv.lock").resolve() and lock.project == "trainer"
     selection = lock.select(loaded.environment.python_version or "")
     # uv itself is the oracle of what the lock installs (MLflow exports requirements with it).
     assert {p.name: (p.version, set(p.hashes)) for p in selection.packages} == uv_project.uv_export()
