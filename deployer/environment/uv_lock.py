@@ -190,14 +190,14 @@ def parse_uv_lock(path: Path, pyproject: Path | None = None) -> UvLock:
 
 def check_covers(
     lock: UvLock, requirements: tuple[str, ...], python_version: str, *, source: str
-) -> tuple[str, ...]:
+) -> None:
     """Refuse a uv.lock whose packages do not satisfy the model's requirements (names and
-    versions, markers evaluated for the image). Returns notes (mlflow left to deployer)."""
+    versions, markers evaluated for the image). An mlflow / mlflow-skinny requirement the lock
+    has no entry for is not refused (see :data:`MLFLOW_NAMES`)."""
     selection = lock.select(python_version)
     env = _environment(python_version, "x86_64")
     missing: list[str] = []
     conflicting: list[str] = []
-    notes: list[str] = []
     for line in requirements:
         text = line.split(" --hash", 1)[0].strip()
         try:
@@ -208,14 +208,8 @@ def check_covers(
         if req.marker is not None and not req.marker.evaluate(env):
             continue
         locked = selection.find(req.name)
-        name = canonicalize_name(req.name)
         if locked is None:
-            if name in MLFLOW_NAMES:
-                notes.append(
-                    f"uv.lock has no {name}: the image gets mlflow-skinny from {text!r} as for "
-                    "any model"
-                )
-            else:
+            if canonicalize_name(req.name) not in MLFLOW_NAMES:
                 missing.append(text)
             continue
         if req.specifier and not req.specifier.contains(locked.version, prereleases=True):
@@ -232,7 +226,6 @@ def check_covers(
             where=str(lock.path),
             fix=_FIX,
         )
-    return tuple(notes)
 
 
 # ----------------------------------------------------------------------------- internals
