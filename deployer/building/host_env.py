@@ -320,13 +320,25 @@ def build_host_env(
                 fix="check the model's requirements (deployer lock -m MODEL)",
             )
         prefix.parent.mkdir(parents=True, exist_ok=True)
-        if prefix.exists():  # a half-built one (killed run): complete ones were reused above
-            shutil.rmtree(prefix)
-        os.replace(env_dir, prefix)
+        _install(env_dir, prefix)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _write_record(plan, key, lock.digest)
     return _timed(HostEnvironment(key, lock.digest, prefix, False), started)
+
+
+def _install(built: Path, prefix: Path) -> None:
+    """Move a finished venv to its place; a concurrent build of the same lock that finished
+    first wins (its copy is identical), a half-built one (killed run) is replaced."""
+    if is_built(prefix):
+        return
+    if prefix.exists():
+        shutil.rmtree(prefix, ignore_errors=True)
+    try:
+        os.replace(built, prefix)
+    except OSError:
+        if not is_built(prefix):
+            raise
 
 
 def _timed(env: HostEnvironment, started: float) -> HostEnvironment:
