@@ -10,8 +10,9 @@ What deployer keeps between runs, on purpose, as caches:
   their age is the time since a build last needed them), ``locks/`` (resolutions, reused for a
   day only: expired ones are dead), and ``tmp-*`` work directories that a killed build left.
 * the model download cache (``$DEPLOYER_CACHE_DIR``): ``<key>/`` entries, touched on every hit.
-* packed Spark environments (``<build cache>/spark/envs/<key>/``, touched on every reuse) and
-  deployer's runtime zips for executors: judged by age like wheels.
+* model environments built on this host (``<build cache>/envs/<key>/``: the venv of
+  ``--env-manager virtualenv``/``prepare-env`` and Spark's packed archive of it, touched on every
+  reuse) and deployer's runtime zips: judged by age like wheels.
 
 And one kind of debris: ``deployer-unverified:*`` tags, the staging tags an image has while
 its verification runs (building/verify.py); one older than an hour was left by a build that
@@ -55,7 +56,7 @@ class EnvImage:
 
 @dataclass(frozen=True)
 class CachedPath:
-    kind: str  # "wheel" | "lock" | "tmp" | "model" | "spark-env"
+    kind: str  # "wheel" | "lock" | "tmp" | "model" | "host-env"
     path: Path
     last_used: float  # epoch seconds
     size: int
@@ -72,7 +73,7 @@ class Inventory:
 
 @dataclass(frozen=True)
 class PruneItem:
-    kind: str  # "env-image" | "staging-image" | "wheel" | "lock" | "tmp" | "model" | "spark-env"
+    kind: str  # "env-image" | "staging-image" | "wheel" | "lock" | "tmp" | "model" | "host-env"
     what: str
     size: int
     reason: str
@@ -188,12 +189,16 @@ def cached_paths(build_cache: Path, model_cache: Path) -> list[CachedPath]:
         add("wheel", sorted((build_cache / "wheels").glob("*")))  # a missing folder globs nothing
         add("lock", sorted((build_cache / "locks").glob("*.lock")))
         add("tmp", sorted(build_cache.glob("tmp-*")))
-        # packed Spark environments (deployer.spark.environment): an archive and its unpacked
-        # copy per lock, ~0.5 GB each; half-built ones (.build-*) are a killed build's debris
-        envs = build_cache / "spark" / "envs"
-        add("spark-env", sorted(p for p in envs.glob("*") if not p.name.startswith(".")))
+        # model environments (deployer.building.host_env): a venv (and Spark's archive of it)
+        # per lock, ~0.5 GB each; half-built ones (.build-*) are a killed build's debris;
+        # inputs/ holds small records pointing at them (a dangling one is simply not used)
+        envs = build_cache / "envs"
+        add(
+            "host-env",
+            sorted(p for p in envs.glob("*") if not p.name.startswith(".") and p.name != "inputs"),
+        )
         add("tmp", sorted(envs.glob(".build-*")))
-        add("spark-env", sorted((build_cache / "spark" / "runtime").glob("*.zip")))
+        add("host-env", sorted((build_cache / "runtime").glob("*.zip")))
     if model_cache.is_dir():
         add(
             "model",

@@ -13,8 +13,9 @@ import click
 from deployer.atomic import atomic_output
 from deployer.cli.common import command as deployer_command
 from deployer.cli.common import get_console
+from deployer.cli.model_env import env_manager_option
 from deployer.cli.targets_common import require_target, split_target_values, target_options
-from deployer.errors import MissingDependencyError, ServingError, UsageError
+from deployer.errors import MissingDependencyError, UsageError
 
 log = logging.getLogger("deployer")
 
@@ -78,6 +79,7 @@ log = logging.getLogger("deployer")
     default=None,
     help="Output format (default: csv for a .csv output file, else jsonl).",
 )
+@env_manager_option
 @click.option(
     "--stream",
     "stream",
@@ -95,6 +97,7 @@ def command(
     content_type: str | None,
     chunk_rows: int,
     output_format: str | None,
+    env_manager: str = "local",
     stream: bool = False,
     **target_values: Any,
 ) -> None:
@@ -117,13 +120,23 @@ def command(
     \b
     Examples:
       deployer predict -m ./model -i data.csv -o predictions.jsonl
+      deployer predict -m models:/churn/3 -i data.parquet -o out.csv --env-manager virtualenv
       cat rows.jsonl | deployer predict -m ./model -i - --content-type json --format csv
       deployer predict --target sagemaker --name iris -i request.json
       deployer predict --target local --name iris -i serving_input_example.json
     """
     # --target local with --name: the running container of `run-local`/`deploy --target local`;
     # --target local without --name: this host, like no --target at all
+    from deployer.building.host_env import check_env_manager
+
+    check_env_manager(env_manager)
     if target and (target != "local" or name):
+        if env_manager != "local":
+            raise UsageError(
+                "--env-manager chooses where a model runs on this host; an endpoint runs its own",
+                where="--env-manager",
+                fix="drop --env-manager, or score on this host with -m",
+            )
         _predict_remote(
             target, name, model_uri, input_path, output_path, content_type, target_values, stream
         )
@@ -155,9 +168,12 @@ def command(
         output_format=output_format,
         chunk_rows=chunk_rows,
     )
-    core = _load_core(model_uri)
+    core = _load_core(model_uri) if env_manager == "local" else None
     try:
-        result = run_batch(core, spec)
+        if core is None:
+            result = _predict_in_env(model_uri, spec, env_manager)
+        else:
+            result = run_batch(core, spec)
     except BrokenPipeError:
         # the reader of stdout went away (e.g. `| head`): stop quietly, like other tools
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -182,6 +198,31 @@ def command(
         log.info(summary)
     else:
         console.result(data, text=f"{summary} -> {result.output}")
+
+
+def _predict_in_env(model_uri: str, spec: Any, env_manager: str) -> Any:
+    """The same batch scoring (``python -m deployer.serving predict``), run by the model's own
+    environment's interpreter; predictions go straight to the file or to this stdout."""
+    import json
+    import tempfile
+
+    from deployer.cli.model_env import prepare_model_env, run_in_env
+    from deployer.serving.batch import BatchResult
+
+    model_dir = _pyfunc_model_dir(model_uri)
+    menv = prepare_model_env(model_dir, env_manager)
+    with tempfile.TemporaryDirectory(prefix="deployer-predict-") as tmp:
+        summary = Path(tmp) / "result.json"
+        args = ["predict", "--model-dir", str(model_dir), "--model-uri", model_uri]
+        args += ["--input", spec.input, "--output", spec.output, "--format", spec.output_format]
+        args += ["--chunk-rows", str(spec.chunk_rows), "--result", str(summary)]
+        if spec.content_type:
+            args += ["--content-type", spec.content_type]
+        sys.stdout.flush()
+        code = run_in_env(menv, args)
+        if code != 0:  # the error was reported by the scoring process, on stderr
+            raise click.exceptions.Exit(code if code > 0 else 1)
+        return BatchResult(**json.loads(summary.read_text()))
 
 
 _CONTENT_TYPES = {
@@ -277,33 +318,25 @@ def _write_stream(
     )
 
 
-def _load_core(model_uri: str) -> Any:
+def _pyfunc_model_dir(model_uri: str) -> Path:
     from deployer.intake import require_pyfunc
     from deployer.model.mlmodel import parse_mlmodel
     from deployer.model.uri import resolve_model_uri
 
-    path = resolve_model_uri(model_uri)
-    require_pyfunc(parse_mlmodel(path), str(Path(path) / "MLmodel"))
+    path = Path(resolve_model_uri(model_uri))
+    require_pyfunc(parse_mlmodel(path), str(path / "MLmodel"))
+    return path
+
+
+def _load_core(model_uri: str) -> Any:
+    path = _pyfunc_model_dir(model_uri)
     try:
-        from deployer.serving.core import ScoringCore
+        import deployer.serving.core  # noqa: F401 - needs mlflow (the serve extra)
     except ImportError as exc:
         raise MissingDependencyError(
             exc.name or "mlflow-skinny", "serve", "deployer predict"
         ) from None
+    from deployer.serving.batch import load_core
+
     log.debug("loading %s", path)
-    try:
-        return ScoringCore.load(path)
-    except ImportError as exc:
-        raise ServingError(
-            f"the model needs the Python package '{exc.name}', which is not installed here",
-            where=str(path),
-            fix="install the model's requirements in this environment "
-            f"(see: deployer inspect -m {model_uri})",
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one actionable error
-        raise ServingError(
-            f"MLflow could not load the model: {type(exc).__name__}: {exc}",
-            where=str(path),
-            fix="check that this environment has the model's requirements "
-            f"(deployer inspect -m {model_uri})",
-        ) from None
+    return load_core(path, model_uri=model_uri)

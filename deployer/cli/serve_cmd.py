@@ -15,6 +15,7 @@ import click
 
 from deployer.cli.common import command as deployer_command
 from deployer.cli.common import get_console, model_option
+from deployer.cli.model_env import env_manager_option
 from deployer.serving import options as serve_options
 
 
@@ -61,6 +62,7 @@ def click_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @deployer_command("serve")
 @model_option
+@env_manager_option
 @click_options
 @click.option(
     "--dry-run",
@@ -69,7 +71,7 @@ def click_options(f: Callable[..., Any]) -> Callable[..., Any]:
     help="Print the resolved server options (flags, environment, config file) "
     "and exit, without loading the model.",
 )
-def command(model_uri: str, dry_run: bool, **values: Any) -> None:
+def command(model_uri: str, env_manager: str, dry_run: bool, **values: Any) -> None:
     """Serve a model over HTTP on this host (no container), like `mlflow models serve`.
 
     \b
@@ -80,17 +82,23 @@ def command(model_uri: str, dry_run: bool, **values: Any) -> None:
     (flag > environment > config file > default). DEPLOYER_API_KEY turns on auth too.
 
     \b
+    --env-manager virtualenv (or uv) runs the server in the model's own locked
+    environment, built on this host once (deployer prepare-env builds it ahead of time).
+
+    \b
     Example:
       deployer serve -m ./model --port 8080
+      deployer serve -m models:/churn/3 --env-manager virtualenv
       curl -H 'Content-Type: application/json' localhost:8080/invocations \\
            -d '{"dataframe_split": {"columns": ["x"], "data": [[1.0]]}}'
     """
     import logging
 
+    from deployer.building.host_env import check_env_manager
     from deployer.model.uri import resolve_model_uri
     from deployer.serving.options import ServeOptions
-    from deployer.serving.server import serve
 
+    check_env_manager(env_manager)
     console = get_console()
     if values.get("log_level") is None:
         values["log_level"] = (
@@ -108,6 +116,7 @@ def command(model_uri: str, dry_run: bool, **values: Any) -> None:
             if k not in ("model_dir", "extra")
         }
         data["model"] = model_uri
+        data["env_manager"] = env_manager
         data["auth"] = bool(read_api_key(ServeOptions(model_dir="", **values)))
         console.result(data, text="\n".join(f"{k} = {v}" for k, v in data.items()))
         return
@@ -123,6 +132,21 @@ def command(model_uri: str, dry_run: bool, **values: Any) -> None:
             values["load_mode"] = decision.mode
         logging.getLogger("deployer").info("load mode %s", decision.describe())
     options = ServeOptions(model_dir=str(model_dir), **values).validate()
+    if env_manager != "local":
+        from deployer.cli.model_env import prepare_model_env, run_in_env
+        from deployer.serving.options import to_argv
+
+        menv = prepare_model_env(model_dir, env_manager)
+        code = run_in_env(menv, ["serve", *to_argv(options)])
+        if code not in (0, -2, -15, 130):  # stopped by Ctrl-C / SIGTERM: a normal end
+            raise click.exceptions.Exit(code if code > 0 else 1)
+        console.result(
+            {"model": str(model_dir), "stopped": True, "environment": menv.to_dict()},
+            text="server stopped",
+        )
+        return
+    from deployer.serving.server import serve
+
     # the CLI already configured the "deployer" logger: the server logs through it
     logging.getLogger("deployer.serving").setLevel(options.log_level.upper())
     serve(options)

@@ -1,8 +1,12 @@
 """``python -m deployer.serving serve ...``: the entrypoint inside every image deployer builds.
 
 Deliberately argparse, not click: the image installs only the ``serve`` extra. SageMaker runs
-``docker run IMAGE serve``, so ``serve`` is the (only) subcommand, and every option can come
+``docker run IMAGE serve``, so ``serve`` is the image's subcommand, and every option can come
 from the environment instead (see :mod:`deployer.serving.options`).
+
+``predict`` scores a file (:mod:`deployer.serving.batch`): ``deployer predict -m URI
+--env-manager virtualenv`` runs it with the interpreter of the model's own environment, where
+deployer's CLI is not installed (only the serving runtime, on ``PYTHONPATH``).
 """
 
 from __future__ import annotations
@@ -55,7 +59,42 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar=spec.metadata["metavar"],
                 help=help_text,
             )
+    predict = sub.add_parser(
+        "predict",
+        help="score a file with a local MLflow model directory (deployer predict's core)",
+    )
+    predict.add_argument("--model-dir", required=True, metavar="DIR")
+    predict.add_argument("--input", required=True, metavar="FILE|-")
+    predict.add_argument("--output", default="-", metavar="FILE|-")
+    predict.add_argument("--content-type", default=None, choices=("json", "csv", "parquet"))
+    predict.add_argument("--format", default=None, choices=("jsonl", "csv"))
+    predict.add_argument("--chunk-rows", type=int, default=10_000)
+    predict.add_argument("--model-uri", default=None, help="how the user named the model")
+    predict.add_argument(
+        "--result", default=None, metavar="FILE", help="write the run's summary here (JSON)"
+    )
     return parser
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    import json
+    import logging
+    from dataclasses import asdict
+
+    from deployer.serving.batch import load_core, plan_batch, run_batch
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
+    spec = plan_batch(
+        args.input,
+        args.output,
+        content_type=args.content_type,
+        output_format=args.format,
+        chunk_rows=args.chunk_rows,
+    )
+    result = run_batch(load_core(args.model_dir, model_uri=args.model_uri), spec)
+    if args.result:
+        with open(args.result, "w", encoding="utf-8") as fh:
+            json.dump(asdict(result), fh)
 
 
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
@@ -72,10 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "predict":
+            run_predict(args)
+            return 0
         options = options_from_args(args).validate()
         from deployer.serving.server import serve
 
         serve(options)
+    except BrokenPipeError:
+        return 1
     except DeployerError as exc:
         sys.stderr.write(f"error: {exc.format_message()}\n")
         return exc.exit_code

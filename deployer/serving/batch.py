@@ -131,6 +131,32 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
+# ---------------------------------------------------------------------------- the model
+def load_core(model_dir: str | Path, *, model_uri: str | None = None) -> Any:
+    """``ScoringCore.load``, with any loader failure as one :class:`ServingError` that says
+    which package is missing (``model_uri``: how the user named the model, for the fix)."""
+    from deployer.errors import ServingError
+    from deployer.serving.core import ScoringCore
+
+    shown = model_uri or str(model_dir)
+    try:
+        return ScoringCore.load(model_dir)
+    except ImportError as exc:
+        raise ServingError(
+            f"the model needs the Python package '{exc.name}', which is not installed here",
+            where=str(model_dir),
+            fix="install the model's requirements in this environment, or run it in its own "
+            f"environment with --env-manager virtualenv (see: deployer inspect -m {shown})",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one actionable error
+        raise ServingError(
+            f"MLflow could not load the model: {type(exc).__name__}: {exc}",
+            where=str(model_dir),
+            fix="check that this environment has the model's requirements "
+            f"(deployer inspect -m {shown})",
+        ) from None
+
+
 # ---------------------------------------------------------------------------- running it
 def run_batch(
     core: Any, spec: BatchSpec, *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None

@@ -241,6 +241,22 @@ def option_fields(*, include_model_dir: bool = False) -> Iterator[Field[Any]]:
             yield spec
 
 
+def to_argv(options: ServeOptions) -> list[str]:
+    """The ``python -m deployer.serving serve`` flags that give ``options`` back (None =
+    unset: left to the server's environment and defaults)."""
+    argv: list[str] = []
+    for spec in option_fields(include_model_dir=True):
+        value = getattr(options, spec.name)
+        if value is None:
+            continue
+        flag = flag_name(spec.name)
+        if value_type(spec.name) is bool:
+            argv.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            argv += [f"--{flag}", str(value)]
+    return argv
+
+
 def flag_name(name: str) -> str:
     return name.replace("_", "-")
 

@@ -84,23 +84,23 @@ def test_cli_prunes_old_unused_cache_entries_and_keeps_the_rest(tmp_path: Path,
     assert (build / "tmp-running").exists() and (build / "locks" / "fresh.lock").exists()
 
 
-def test_packed_spark_environments_are_judged_by_age(tmp_path: Path) -> None:
+def test_model_environments_are_judged_by_age(tmp_path: Path) -> None:
     from deployer.building.prune import cached_paths
 
     build, models = _caches(tmp_path)
-    envs = build / "spark" / "envs"
+    envs = build / "envs"
     for key, days in (("old-key", 30), ("new-key", 1), (".build-killed", 3)):
         (envs / key).mkdir(parents=True)
         (envs / key / "env.tar.gz").write_bytes(b"x" * 100)
         _age(envs / key, days)
-    runtime = build / "spark" / "runtime" / "deployer-runtime-0123.zip"
+    runtime = build / "runtime" / "deployer-runtime-0123.zip"
     runtime.parent.mkdir(parents=True)
     runtime.write_bytes(b"PK")
     _age(runtime, 30)
     plan = plan_prune(Inventory(cached=tuple(cached_paths(build, models))), older_than_days=14)
     gone = {(i.kind, Path(i.what).name) for i in plan.remove}
-    assert {("spark-env", "old-key"), ("tmp", ".build-killed"), ("spark-env", runtime.name)} <= gone
-    assert ("spark-env", "new-key") in {(i.kind, Path(i.what).name) for i in plan.keep}
+    assert {("host-env", "old-key"), ("tmp", ".build-killed"), ("host-env", runtime.name)} <= gone
+    assert ("host-env", "new-key") in {(i.kind, Path(i.what).name) for i in plan.keep}
 
 
 def test_a_cache_hit_counts_as_use(tmp_path: Path) -> None:

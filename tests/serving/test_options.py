@@ -244,3 +244,28 @@ def test_api_key_sources_and_errors(tmp_path, monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(UsageError) as info:
         read_api_key(ServeOptions(api_key_file=str(tmp_path / "missing")), {})
     assert "--api-key-file" in info.value.format_message()
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"host": "127.0.0.1", "port": 18080, "workers": 3, "timeout": 7.5, "max_body_bytes": 1000,
+     "blas_threads": 2, "threads": 1, "load_mode": "per-worker", "graceful_timeout": 4.0,
+     "model_name": "iris", "model_version": "3", "log_level": "warning", "log_format": "json",
+     "access_log": False, "batching": False, "http": "uvicorn", "api_key_file": "/run/key",
+     "auth_exempt": "/ping"},
+])
+def test_to_argv_gives_the_image_entrypoint_the_same_options(
+        changes: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`deployer serve --env-manager virtualenv` starts `python -m deployer.serving serve` in
+    the model's environment with to_argv's flags: every option survives the trip, and an unset
+    one (None) stays unset."""
+    from dataclasses import replace
+
+    from deployer.serving.options import option_fields, to_argv
+
+    opts = replace(ServeOptions(model_dir="/models/iris"), **changes)  # type: ignore[arg-type]
+    if changes:  # every option, so that a new one is checked too
+        assert {f.name for f in option_fields()} == set(changes)
+    assert _parse(to_argv(opts), monkeypatch) == opts
+    if not changes:
+        assert "--workers" not in to_argv(opts) and opts.workers is None
