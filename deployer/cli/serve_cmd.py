@@ -108,6 +108,8 @@ def command(model_uri: str, dry_run: bool, **values: Any) -> None:
             if k not in ("model_dir", "extra")
         }
         data["model"] = model_uri
+        # the option as given (a file or JSON) and the mapping load_model will get
+        data["model_config_mapping"] = ServeOptions(model_dir="", **values).parsed_model_config()
         data["auth"] = bool(read_api_key(ServeOptions(model_dir="", **values)))
         console.result(data, text="\n".join(f"{k} = {v}" for k, v in data.items()))
         return

@@ -236,6 +236,16 @@ GROUP: tuple[GroupOption, ...] = (
         "(repeatable), e.g. libgomp1 for lightgbm/xgboost.",
     ),
     _opt(
+        "model_config",
+        "--model-config",
+        kind="mapping",
+        metavar="FILE|JSON",
+        default=None,
+        help="Load-time override of the model's config (as mlflow.pyfunc.load_model("
+        "model_config=...)): a JSON object or a YAML/JSON file; baked into the image as "
+        "SERVING_MODEL_CONFIG.",
+    ),
+    _opt(
         "java",
         "--java/--no-java",
         default=True,
@@ -294,7 +304,17 @@ def build_options(params: dict[str, Any]) -> Any:
         pip_override_file=_path(params.get("pip_override_file")),
         system_packages=tuple(params.get("system_packages") or ()),
         java=params.get("java") is not False,
+        model_config=_model_config(params.get("model_config")),
     )
+
+
+def _model_config(value: Any) -> str | None:
+    """``--model-config`` / ``-C model_config`` (text, a path or a mapping) -> canonical JSON."""
+    if value is None:
+        return None
+    from deployer.serving.model_config import model_config_json, parse_model_config
+
+    return model_config_json(parse_model_config(value, where="--model-config"))
 
 
 def option_specs() -> dict[str, Any]:
