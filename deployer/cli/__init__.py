@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "delete": "deployer.cli.delete_cmd",
     "batch": "deployer.cli.batch_cmd",
     "prune": "deployer.cli.prune_cmd",
+    "requirements": "deployer.cli.requirements_cmd",
 }
 
 
