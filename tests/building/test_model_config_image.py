@@ -116,3 +116,14 @@ def test_image_built_with_a_config_answers_with_it(docker_client, config_image: 
     assert status == 200
     assert body["predictions"] == _oracle(config_image.model_dir, NASTY)
     assert body["predictions"] != _oracle(config_image.model_dir, None)
+
+
+def test_build_dry_run_shows_it_in_the_image_env(config_model: Path) -> None:
+    from click.testing import CliRunner
+
+    from deployer.cli import cli
+
+    res = CliRunner().invoke(cli, ["--output", "json", "build", "-m", str(config_model), "--dry-run",
+                                   "--model-config", '{"x": "dry"}'])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["plan"]["env"][ENV] == '{"x":"dry"}'
