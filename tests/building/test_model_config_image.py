@@ -127,3 +127,20 @@ def test_build_dry_run_shows_it_in_the_image_env(config_model: Path) -> None:
                                    "--model-config", '{"x": "dry"}'])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["plan"]["env"][ENV] == '{"x":"dry"}'
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_verification_loads_the_model_with_the_config(docker_client, config_image: BuiltImage, base_image: str,  # type: ignore[no-untyped-def]
+                                                      build_secrets: Secrets) -> None:
+    """A config under which the model cannot predict (scale is not a number) fails the build at
+    verification: the verification run loaded the model with it. Nothing gets the tag."""
+    from tests.building.conftest import deployer_cli
+
+    tag = "deployer-test/config-echo:bad"
+    proc = deployer_cli(["build", "-m", str(config_image.model_dir), "-t", tag, "--base-image", base_image,
+                         *SK_IMAGE_OPTIONS, "--model-config", '{"x": "ok", "scale": "not-a-number"}'],
+                        build_secrets.env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "verif" in proc.stderr.lower() and "not-a-number" in proc.stderr, proc.stderr[-3000:]
+    assert not docker_client.images.list(name=tag)
