@@ -42,6 +42,8 @@ from deployer.rendering.filters import check_env_var, check_image_ref, check_lab
 from deployer.serving import loading
 from deployer.serving.loading import ENV as LOAD_MODE_ENV
 from deployer.serving.loading import LoadMode
+from deployer.serving.model_config import ENV as MODEL_CONFIG_ENV
+from deployer.serving.model_config import ignored_keys
 
 ENV_KINDS = ("virtualenv", "conda", "local")
 DEFAULT_PORT = 8080
@@ -101,6 +103,9 @@ class BuildOptions:
     java: bool = (
         True  # a JRE for flavors that need a JVM (spark, h2o, ...); --no-java: the base has one
     )
+    # --model-config: the load-time config override, canonical JSON (serving.model_config), baked
+    # into the image as SERVING_MODEL_CONFIG (so it is part of the env, the tag and the verify run)
+    model_config: str | None = None
 
     def to_params(self) -> dict[str, Any]:
         """The options that differ from the defaults, as JSON-safe data: how a deploy plan
@@ -489,6 +494,8 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
     )
     base, env_prefix, python = _base_and_interpreter(options, env_kind, platform, warnings)
     env, load_mode = _image_env(loaded, options, reqs, env_kind)
+    if options.model_config is not None:
+        warnings.extend(model_config_warnings(loaded, options.model_config))
     digest = model_digest(loaded.path)
     scrubbed = scrubbed_files(loaded.path)
     if scrubbed:
@@ -661,6 +668,22 @@ def _base_and_interpreter(
     return base, env_prefix, python
 
 
+def model_config_warnings(loaded: LoadedModel, config_json: str) -> list[str]:
+    """What MLflow will ignore of ``--model-config``: keys the model did not save in its pyfunc
+    config (MLflow overrides only those, and logs a warning at load)."""
+    import json
+
+    saved = (loaded.mlmodel.flavors.get("python_function") or {}).get("config")
+    ignored = ignored_keys(json.loads(config_json), saved if isinstance(saved, dict) else None)
+    if not ignored:
+        return []
+    return [
+        f"--model-config keys {', '.join(ignored)} are not in the model's saved config "
+        f"({', '.join(sorted(saved or {})) or 'none'}): MLflow's load_model ignores them; log "
+        "the model with model_config= holding those keys"
+    ]
+
+
 def _image_env(
     loaded: LoadedModel, options: BuildOptions, reqs: ImageRequirements, env_kind: str
 ) -> tuple[dict[str, str], LoadMode]:
@@ -685,6 +708,14 @@ def _image_env(
     for key, value in options.env:
         k, v = check_env_var(key, value)
         env[k] = v
+    if options.model_config is not None:
+        if MODEL_CONFIG_ENV in dict(options.env):
+            raise UsageError(
+                f"the model config is given twice: --model-config and --env {MODEL_CONFIG_ENV}",
+                where="--model-config",
+                fix=f"drop --env {MODEL_CONFIG_ENV}=...",
+            )
+        env[MODEL_CONFIG_ENV] = options.model_config
     return env, load_mode
 
 

@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "batch": "deployer.cli.batch_cmd",
     "prune": "deployer.cli.prune_cmd",
     "prepare-env": "deployer.cli.prepare_env_cmd",
+    "requirements": "deployer.cli.requirements_cmd",
 }
 
 

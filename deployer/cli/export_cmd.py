@@ -90,6 +90,14 @@ from deployer.cli.common import get_console, model_option
     "--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment variable (repeatable)."
 )
 @click.option(
+    "--model-config",
+    "model_config",
+    metavar="FILE|JSON",
+    help="Load-time override of the model's config (as mlflow.pyfunc.load_model(model_config="
+    "...)): a JSON object or a YAML/JSON file; set as SERVING_MODEL_CONFIG in the deployment's "
+    "environment.",
+)
+@click.option(
     "--auth-mode",
     type=click.Choice(["key", "aml_token", "aad_token"]),
     default="key",
@@ -134,6 +142,7 @@ def command(
     health_route: str,
     base_image: str | None,
     env: tuple[str, ...],
+    model_config: str | None,
     auth_mode: str,
     traffic: str,
     **kube: Any,
@@ -154,6 +163,7 @@ def command(
     so DIR is never left half-written.
     """
     _refuse_foreign_options(target)
+    env = _with_model_config(env, model_config)
     if target in ("kubernetes", "kserve"):
         _export_kubernetes(target, model_uri, output_dir, force, name, image_uri, env, kube)
         return
@@ -197,6 +207,24 @@ def command(
             "WORKSPACE"
         ),
     )
+
+
+def _with_model_config(env: tuple[str, ...], model_config: str | None) -> tuple[str, ...]:
+    """``--model-config`` -> one more ``--env SERVING_MODEL_CONFIG=<compact JSON>`` (the variable
+    deployer's score.py and server read at load); given twice is an error."""
+    if model_config is None:
+        return env
+    from deployer.errors import UsageError
+    from deployer.serving.model_config import ENV, model_config_json, parse_model_config
+
+    if any(item.partition("=")[0] == ENV for item in env):
+        raise UsageError(
+            f"the model config is given twice: --model-config and --env {ENV}",
+            where="--model-config",
+            fix=f"drop --env {ENV}=...",
+        )
+    config = parse_model_config(model_config, where="--model-config")
+    return (*env, f"{ENV}={model_config_json(config)}")
 
 
 #: The options each export target reads (the rest belong to another target).

@@ -117,6 +117,8 @@ def command(model_uri: str, env_manager: str, dry_run: bool, **values: Any) -> N
         }
         data["model"] = model_uri
         data["env_manager"] = env_manager
+        # the option as given (a file or JSON) and the mapping load_model will get
+        data["model_config_mapping"] = ServeOptions(model_dir="", **values).parsed_model_config()
         data["auth"] = bool(read_api_key(ServeOptions(model_dir="", **values)))
         console.result(data, text="\n".join(f"{k} = {v}" for k, v in data.items()))
         return

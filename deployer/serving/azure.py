@@ -203,11 +203,22 @@ class AzureScorer:
 
     @classmethod
     def load(
-        cls, model_root: str | Path, subdir: str | None = None, *, model_name: str | None = None
+        cls,
+        model_root: str | Path,
+        subdir: str | None = None,
+        *,
+        model_name: str | None = None,
+        model_config: dict[str, Any] | None = None,
     ) -> AzureScorer:
+        """``model_config``: the load-time config override; without it ``SERVING_MODEL_CONFIG``
+        (set in the image or the deployment's environment) is honoured by the scoring core."""
         from deployer.serving.core import ScoringCore
 
-        return cls(ScoringCore.load(find_model_dir(model_root, subdir), name=model_name))
+        return cls(
+            ScoringCore.load(
+                find_model_dir(model_root, subdir), name=model_name, model_config=model_config
+            )
+        )
 
     @classmethod
     def from_environment(

@@ -32,6 +32,9 @@ from typing import Any
 
 import orjson
 
+from deployer.serving.model_config import ENV as MODEL_CONFIG_ENV
+from deployer.serving.model_config import parse_model_config
+
 _logger = logging.getLogger("deployer.serving")
 
 CONTENT_TYPE_JSON = "application/json"
@@ -254,8 +257,10 @@ class ScoringCore:
         kwargs: dict[str, Any] = {}
         if model_config is not None:
             kwargs["model_config"] = model_config
-        elif config := os.environ.get("SERVING_MODEL_CONFIG"):
-            kwargs["model_config"] = json.loads(config)
+        elif config := os.environ.get(MODEL_CONFIG_ENV):
+            kwargs["model_config"] = parse_model_config(
+                config, where=f"environment variable {MODEL_CONFIG_ENV}"
+            )
         model = load_model(str(model_dir), **kwargs)
         return cls(
             model,

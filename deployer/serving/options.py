@@ -126,6 +126,13 @@ class ServeOptions:
         None, "name in V2 routes and metrics (default: the model directory's name)", metavar="NAME"
     )
     model_version: str | None = option(None, "version reported by the V2 routes", metavar="VERSION")
+    model_config: str | None = option(
+        None,
+        "load-time override of the model's config, as mlflow.pyfunc.load_model(model_config=...):"
+        " a JSON object or a YAML/JSON file",
+        env=("SERVING_MODEL_CONFIG",),
+        metavar="FILE|JSON",
+    )
     log_level: str = option("info", "log level", choices=("debug", "info", "warning", "error"))
     log_format: str = option("text", "log and access-log line format", choices=("text", "json"))
     access_log: bool = option(
@@ -175,6 +182,17 @@ class ServeOptions:
     def auth_exempt_routes(self) -> tuple[str, ...]:
         return tuple(r.strip() for r in self.auth_exempt.split(",") if r.strip())
 
+    def parsed_model_config(self) -> dict[str, Any] | None:
+        """``model_config`` as the mapping ``load_model`` takes (None: the model's own)."""
+        if self.model_config is None:
+            return None
+        from deployer.serving.model_config import parse_model_config
+
+        return parse_model_config(
+            self.model_config,
+            where=f"--{flag_name('model_config')} / {' / '.join(env_names('model_config'))}",
+        )
+
     def validate(self) -> ServeOptions:
         def bad(name: str, value: Any, expected: str) -> UsageError:
             return UsageError(
@@ -202,6 +220,8 @@ class ServeOptions:
             value = getattr(self, spec.name)
             if choices and value not in choices:
                 raise bad(spec.name, value, " or ".join(repr(c) for c in choices))
+        if self.model_config is not None:
+            self.parsed_model_config()
         bad_routes = [r for r in self.auth_exempt_routes if not r.startswith("/")]
         if bad_routes:
             raise bad(

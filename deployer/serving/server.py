@@ -122,7 +122,10 @@ def load_core(options: ServeOptions) -> Any:
     started = time.monotonic()
     try:
         core = ScoringCore.load(
-            options.model_dir, name=options.model_name, version=options.model_version
+            options.model_dir,
+            name=options.model_name,
+            version=options.model_version,
+            model_config=options.parsed_model_config(),
         )
     except DeployerError:
         raise

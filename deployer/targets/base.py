@@ -70,7 +70,7 @@ from typing import Any, Protocol, runtime_checkable
 TARGET_COMMANDS = ("deploy", "status", "list", "delete", "predict", "batch")
 
 #: Option types an :class:`OptionSpec` may use.
-OPTION_TYPES = ("str", "int", "float", "bool", "path", "choice")
+OPTION_TYPES = ("str", "int", "float", "bool", "path", "choice", "mapping")
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,10 @@ class OptionSpec:
 
     ``name`` is a Python identifier (``instance_type`` -> ``--instance-type``). ``type`` is one
     of :data:`OPTION_TYPES`; ``bool`` makes an on/off flag (``--archive/--no-archive``), ``path``
-    an existing file, ``choice`` one of ``choices``. ``multiple`` collects repeated options into
-    a tuple (``--env A=1 --env B=2``). ``commands`` lists the commands that carry the option.
+    an existing file, ``choice`` one of ``choices``, ``mapping`` a mapping (Python API) or its
+    text (a JSON object or a file, parsed by the option's consumer). ``multiple`` collects
+    repeated options into a tuple (``--env A=1 --env B=2``). ``commands`` lists the commands
+    that carry the option.
     """
 
     name: str

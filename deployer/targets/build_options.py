@@ -236,6 +236,16 @@ GROUP: tuple[GroupOption, ...] = (
         "(repeatable), e.g. libgomp1 for lightgbm/xgboost.",
     ),
     _opt(
+        "model_config",
+        "--model-config",
+        kind="mapping",
+        metavar="FILE|JSON",
+        default=None,
+        help="Load-time override of the model's config (as mlflow.pyfunc.load_model("
+        "model_config=...)): a JSON object or a YAML/JSON file; baked into the image as "
+        "SERVING_MODEL_CONFIG.",
+    ),
+    _opt(
         "java",
         "--java/--no-java",
         default=True,
@@ -266,8 +276,9 @@ def _path(value: Any) -> Path | None:
     return None if value is None else Path(value)
 
 
-def build_options(params: dict[str, Any]) -> Any:
-    """Command parameters -> :class:`~deployer.building.plan.BuildOptions`."""
+def build_options(params: dict[str, Any], *, plugin: bool = False) -> Any:
+    """Command parameters -> :class:`~deployer.building.plan.BuildOptions` (``plugin``: errors
+    name the ``-C`` key instead of the flag)."""
     from deployer.building.plan import BuildOptions
 
     return BuildOptions(
@@ -294,7 +305,19 @@ def build_options(params: dict[str, Any]) -> Any:
         pip_override_file=_path(params.get("pip_override_file")),
         system_packages=tuple(params.get("system_packages") or ()),
         java=params.get("java") is not False,
+        model_config=_model_config(
+            params.get("model_config"), "-C model_config" if plugin else "--model-config"
+        ),
     )
+
+
+def _model_config(value: Any, where: str) -> str | None:
+    """``--model-config`` / ``-C model_config`` (text, a path or a mapping) -> canonical JSON."""
+    if value is None:
+        return None
+    from deployer.serving.model_config import model_config_json, parse_model_config
+
+    return model_config_json(parse_model_config(value, where=where))
 
 
 def option_specs() -> dict[str, Any]:
@@ -308,7 +331,7 @@ def pop_config_build_options(values: dict[str, Any]) -> tuple[Any, tuple[str, ..
     by_key = {o.key: o for o in GROUP}
     keys = tuple(k for k in list(values) if k in by_key)
     params = {by_key[k].name: values.pop(k) for k in keys}
-    return build_options(params), tuple(f"-C {k}" for k in keys)
+    return build_options(params, plugin=True), tuple(f"-C {k}" for k in keys)
 
 
 def they_shape(given: tuple[str, ...] | list[str]) -> str:

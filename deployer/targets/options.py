@@ -7,12 +7,25 @@ the generated command-line options (:func:`option_type`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import click
 
 from deployer.errors import UsageError
 from deployer.targets.base import OptionSpec
+
+
+class _MappingOrText(click.ParamType):
+    """A mapping (``config={"model_config": {...}}`` from Python) kept as it is, or text (``-C
+    model_config='{...}'`` or a file path) for the option's consumer to parse."""
+
+    name = "mapping"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, Mapping | str):
+            return value
+        self.fail(f"expected a mapping or its JSON text, got {type(value).__name__}", param, ctx)
 
 
 def option_type(spec: OptionSpec) -> click.ParamType:
@@ -24,6 +37,7 @@ def option_type(spec: OptionSpec) -> click.ParamType:
         "bool": click.BOOL,
         "path": click.Path(exists=True, dir_okay=False),
         "choice": click.Choice(list(spec.choices)),
+        "mapping": _MappingOrText(),
     }
     return types[spec.type]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from deployer.errors import UsageError
@@ -91,6 +93,7 @@ WALK: dict[str, tuple[object, object, object]] = {
     "http": ("uvicorn", "deployer", "uvicorn"),
     "api_key_file": ("KEYFILE1", "KEYFILE2", "KEYFILE3"),
     "auth_exempt": ("/a", "/b,/c", "/v2/*"),
+    "model_config": ('{"x": 1}', '{"x": "two"}', '{"x": [3]}'),
 }
 
 
@@ -117,7 +120,7 @@ def _toml(name: str, value: object) -> str:
         return f"{name} = {'true' if value else 'false'}\n"
     if isinstance(value, (int, float)):
         return f"{name} = {value}\n"
-    return f'{name} = "{value}"\n'
+    return f"{name} = {json.dumps(value)}\n"  # a TOML basic string (JSON's escapes)
 
 
 def test_the_walk_covers_every_option() -> None:

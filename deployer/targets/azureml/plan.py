@@ -89,6 +89,8 @@ class MlflowSource:
     path: str  # local model directory
     model_name: str
     digest: str = ""  # the model files' content digest (what the deployment serves)
+    # what the no-code check found (targets/azureml/no_code.py): shown in the plan's facts
+    no_code: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,7 @@ def fingerprint(spec: DeploySpec) -> str:
     where the model folder happens to be; traffic, waiting and the smoke test do not count."""
     source: dict[str, Any] = asdict(spec.source) if spec.source is not None else {}
     source.pop("path", None)
+    source.pop("no_code", None)  # a finding about the model, not what is deployed
     serving = {
         "source": {"kind": type(spec.source).__name__, **source},
         "instance_type": spec.instance_type,
@@ -302,6 +305,8 @@ def _plan_rollout(spec: DeploySpec, state: EndpointState) -> DeployPlan:
         "in_place_update": in_place,
         "wait": spec.wait,
     }
+    if isinstance(spec.source, MlflowSource) and spec.source.no_code:
+        facts["no_code_check"] = dict(spec.source.no_code)
     return DeployPlan(TARGET, spec.endpoint, action, tuple(calls), summary, facts)
 
 

@@ -232,8 +232,14 @@ class AzureMLTarget:
             source, build_step = self._image_build(request, str(opts["registry"]), source)
         elif isinstance(source, pl.MlflowSource):  # hashed only when it is what gets deployed
             from deployer.model.files import model_digest
+            from deployer.targets.azureml.no_code import check_no_code
 
-            source = replace(source, digest=model_digest(Path(source.path)))
+            no_code = check_no_code(self._loaded)  # Azure builds the environment: can it?
+            for warning in no_code.warnings:
+                log.warning("%s", warning)
+            source = replace(
+                source, digest=model_digest(Path(source.path)), no_code=no_code.to_dict()
+            )
         return pl.DeploySpec(
             endpoint=endpoint,
             source=source,
@@ -281,6 +287,7 @@ class AzureMLTarget:
             from deployer.intake import load_model
 
             loaded = load_model(model_uri)
+            self._loaded = loaded
             model_dir = Path(loaded.path)
             self._model_dir = str(model_dir)
             for warning in getattr(loaded, "warnings", ()) or ():
