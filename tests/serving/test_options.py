@@ -255,7 +255,7 @@ def test_api_key_sources_and_errors(tmp_path, monkeypatch: pytest.MonkeyPatch) -
      "blas_threads": 2, "threads": 1, "load_mode": "per-worker", "graceful_timeout": 4.0,
      "model_name": "iris", "model_version": "3", "log_level": "warning", "log_format": "json",
      "access_log": False, "batching": False, "http": "uvicorn", "api_key_file": "/run/key",
-     "auth_exempt": "/ping"},
+     "auth_exempt": "/ping", "model_config": '{"x": "a b", "n": [1, 2]}'},
 ])
 def test_to_argv_gives_the_image_entrypoint_the_same_options(
         changes: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
