@@ -5,6 +5,9 @@ paths, ``s3://``, ``runs:/``, ``models:/``), so executors need no credentials fo
 store. In ``local[*]`` mode executors share the driver's disk and read the directory in place;
 on a cluster the model goes out as one archive through ``SparkContext.addArchive``, built
 once per model digest in deployer's cache (credentials in URLs scrubbed, as in images).
+A Spark Connect session has no SparkContext: the same archive goes out with
+``spark.addArtifacts`` (:mod:`deployer.spark.connect`) and is found on the workers the same
+way; its server may be on another host, so the model is always shipped.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ def spark_cache_dir() -> Path:
 
 
 def is_local_master(spark: Any) -> bool:
+    """Whether executors share this process's disk (``local[*]``). Never for a Spark Connect
+    session: its server may run anywhere."""
+    from deployer.spark.connect import is_connect_session
+
+    if is_connect_session(spark):
+        return False
     return str(spark.sparkContext.master).startswith("local")
 
 
@@ -56,6 +65,11 @@ def ship_model(spark: Any, model_uri: str) -> ShippedModel:
 
 
 def add_archive(spark: Any, archive: Path, name: str) -> None:
+    from deployer.spark.connect import add_artifact, is_connect_session
+
+    if is_connect_session(spark):
+        add_artifact(spark, archive, name=name, kind="archive")
+        return
     sc = spark.sparkContext
     key = (id(sc), str(archive))
     if key not in _ADDED:
@@ -64,6 +78,11 @@ def add_archive(spark: Any, archive: Path, name: str) -> None:
 
 
 def add_py_file(spark: Any, path: Path) -> None:
+    from deployer.spark.connect import add_artifact, is_connect_session
+
+    if is_connect_session(spark):
+        add_artifact(spark, path, kind="pyfile")
+        return
     sc = spark.sparkContext
     key = (id(sc), str(path))
     if key not in _ADDED:
