@@ -85,7 +85,8 @@ def check_remote(url: str, timeout: float = CONNECT_TIMEOUT) -> tuple[str, int]:
             pass
     except OSError as exc:
         raise TargetError(
-            f"cannot reach the Spark Connect server {parsed.hostname}:{port} ({exc.strerror or exc})",
+            f"cannot reach the Spark Connect server {parsed.hostname}:{port} "
+            f"({exc.strerror or exc})",
             where="--remote",
             fix="check the host and port (the server's log says 'Spark Connect server started "
             "at ...'), or start one: $SPARK_HOME/sbin/start-connect-server.sh",
