@@ -63,6 +63,9 @@ class UdfSpec:
     result_type: Any  # a pyspark DataType
     params: dict[str, Any] | None
     arrow: ArrowConf | None = None  # set: the Arrow transport (arrow_body); None: pandas
+    #: Spark Connect + env_manager="virtualenv": the name the packed environment unpacks to;
+    #: the model then runs in that environment's Python (:mod:`deployer.spark._env_bridge`)
+    env_archive: str | None = None
 
 
 def load_core(spec: UdfSpec) -> Any:
@@ -73,9 +76,15 @@ def load_core(spec: UdfSpec) -> Any:
     with _LOCK:
         core = _CORES.get(spec.model_key)
         if core is None:
-            from deployer.serving.core import ScoringCore
+            if spec.env_archive is not None:
+                from deployer.spark._env_bridge import BridgedCore
 
-            core = ScoringCore.load(_model_dir(spec))
+                python = os.path.join(_shipped_dir(spec.env_archive), "bin", "python")
+                core = BridgedCore(python, _model_dir(spec))
+            else:
+                from deployer.serving.core import ScoringCore
+
+                core = ScoringCore.load(_model_dir(spec))
             _CORES[spec.model_key] = core
     return core
 
@@ -88,11 +97,17 @@ def loads() -> int:
 def _model_dir(spec: UdfSpec) -> str:
     if spec.model_path is not None:
         return spec.model_path
+    return _shipped_dir(spec.model_archive or "")
+
+
+def _shipped_dir(name: str) -> str:
+    """Where an archive shipped as ``name`` is unpacked on this executor (``SparkFiles``; a
+    Spark Connect session's own directory, which is also the worker's working directory)."""
     from pyspark import SparkFiles
 
-    path = SparkFiles.get(spec.model_archive or "")
+    path = SparkFiles.get(name)
     if not os.path.isdir(path):  # executors unpack archives into their working directory
-        path = os.path.abspath(spec.model_archive or "")
+        path = os.path.abspath(name)
     return path
 
 

@@ -54,7 +54,11 @@ __all__ = [
 ENV_PREFIX = "deployer-env-"
 ARCHIVE_NAME = "env.tar.gz"
 #: The executor half of deployer.spark, shipped with the serving runtime.
-WORKER_FILES = ("deployer/spark/__init__.py", "deployer/spark/_worker.py")
+WORKER_FILES = (
+    "deployer/spark/__init__.py",
+    "deployer/spark/_worker.py",
+    "deployer/spark/_env_bridge.py",
+)
 
 #: The plan of the environment (the host environment's: packing adds nothing to decide).
 EnvironmentPlan = HostEnvPlan
@@ -150,10 +154,28 @@ def ship_environment(spark: Any, model_dir: Path, *, options: Any = None) -> str
 
 
 def python_for(spark: Any, packed: PackedEnvironment) -> str:
+    """The interpreter the UDF runs under; for a Spark Connect session (whose server picks
+    every worker's interpreter), the name the environment unpacks to on the workers, where
+    :mod:`deployer.spark._env_bridge` runs the model in it."""
+    from deployer.spark.connect import is_connect_session
     from deployer.spark.shipping import add_archive, add_py_file, is_local_master
 
     add_py_file(spark, packed.runtime)
     if is_local_master(spark):
         return str(packed.prefix / "bin" / "python")
+    if is_connect_session(spark):
+        # a Connect session names artifacts by file name: one per environment key
+        add_archive(spark, named_archive(packed), packed.name)
+        return packed.name
     add_archive(spark, packed.archive, packed.name)
     return f"./{packed.name}/bin/python"
+
+
+def named_archive(packed: PackedEnvironment) -> Path:
+    """``<key folder>/<name>.tar.gz``: a link to the environment's archive under a name of its
+    own (every archive is ``env.tar.gz``)."""
+    link = packed.archive.with_name(packed.name + ".tar.gz")
+    if not link.exists():
+        with contextlib.suppress(FileExistsError):
+            os.symlink(packed.archive.name, link)
+    return link

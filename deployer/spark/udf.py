@@ -90,7 +90,10 @@ def make_udf(
     python_exec: str | None,
 ) -> Callable[..., Any]:
     """The UDF for an already shipped environment (``python_exec``; None: the session's)."""
+    import dataclasses
+
     from deployer.spark._worker import UdfSpec
+    from deployer.spark.connect import is_connect_session
     from deployer.spark.shipping import ship_model
 
     transport = udf_transport()
@@ -109,6 +112,8 @@ def make_udf(
         params=checked_params,
         arrow=arrow_conf(spark) if transport == "arrow" else None,
     )
+    if python_exec is not None and is_connect_session(spark):  # no per-UDF interpreter
+        spec, python_exec = dataclasses.replace(spec, env_archive=python_exec), None
     return _make_udf(spec, rtype, meta, python_exec)
 
 
