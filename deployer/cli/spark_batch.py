@@ -24,6 +24,16 @@ _OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         {"metavar": "URL", "help": "[spark] local[*] (default), spark://HOST:PORT or yarn."},
     ),
     (
+        ("--remote", "spark_remote"),
+        {
+            "metavar": "sc://HOST:PORT",
+            "envvar": "SPARK_REMOTE",
+            "show_envvar": True,
+            "help": "[spark] Run on a Spark Connect server instead of a master (not with "
+            "--master); the output must be on a path this host shares with it.",
+        },
+    ),
+    (
         ("--input-format", "spark_input_format"),
         {
             "type": click.Choice(["parquet", "csv"]),
@@ -171,6 +181,20 @@ def run_spark(
     from deployer.spark.plan import plan_batch
 
     env_manager = spark_values["spark_env_manager"] or "local"
+    remote = spark_values["spark_remote"] or None
+    if remote and spark_values["spark_master"]:
+        source = (
+            "SPARK_REMOTE"
+            if ctx.get_parameter_source("spark_remote") == ParameterSource.ENVIRONMENT
+            else "--remote"
+        )
+        raise UsageError(
+            f"--master and {source} both choose where the job runs",
+            where="--master",
+            fix="pass one of them: --master for a classic session, --remote sc://HOST:PORT "
+            "for a Spark Connect server"
+            + (" (or unset SPARK_REMOTE)" if source != "--remote" else ""),
+        )
     check_build_options(build_given, env_manager)
     columns = spark_values["spark_columns"]
     plan = plan_batch(
@@ -185,6 +209,7 @@ def run_spark(
         partitions=spark_values["spark_partitions"],
         conf=tuple(spark_values["spark_conf"] or ()),
         build_options=build,
+        remote=remote,
     )
     console = get_console()
     if dry_run:

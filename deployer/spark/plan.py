@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer.errors import TargetError, UsageError
+from deployer.spark.connect import shown_remote
 
 INPUT_FORMATS = ("parquet", "csv")
 PREDICTION_COLUMN = "prediction"
@@ -41,6 +42,7 @@ class SparkBatchPlan:
     udf_transport: str = (
         "pandas"  # "arrow" (pyspark >= 4.1) or "pandas": see spark.udf.udf_transport
     )
+    remote: str | None = None  # sc://host:port: a Spark Connect server instead of a master
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,7 +53,8 @@ class SparkBatchPlan:
             "input_format": self.input_format,
             "output": self.output,
             "staging_output": self.staging_output,
-            "master": self.master,
+            "master": None if self.remote else self.master,
+            "remote": shown_remote(self.remote) if self.remote else None,
             "columns": list(self.columns) if self.columns is not None else "signature inputs",
             "result_type": self.result_type or "from the model's output schema (else double)",
             "env_manager": self.env_manager,
@@ -97,9 +100,12 @@ def plan_batch(
     partitions: int | None = None,
     conf: tuple[str, ...] = (),
     build_options: Any = None,
+    remote: str | None = None,
 ) -> SparkBatchPlan:
     """``build_options``: the build-option group (``--pip``, ``--lock``...) for the packed
-    environment of ``env_manager="virtualenv"``."""
+    environment of ``env_manager="virtualenv"``. ``remote``: a Spark Connect server
+    (``sc://host:port``) runs the job instead of ``master``; its output must be on a
+    filesystem this host shares with the server (see :func:`check_remote_output`)."""
     from deployer.building.plan import strip_credentials
     from deployer.model.uri import resolve_model_uri
     from deployer.spark.udf import ENV_MANAGERS, udf_transport
@@ -129,10 +135,13 @@ def plan_batch(
             where="--output",
             fix="write the predictions to another path",
         )
+    if remote is not None:
+        check_remote_output(output)
     transport = udf_transport()  # a bad DEPLOYER_SPARK_UDF_TRANSPORT fails here, before any job
     model_dir = resolve_model_uri(model_uri)
     spark_conf = dict(parse_conf(conf))
-    spark_conf.setdefault("spark.app.name", f"deployer batch {model_dir.name}")
+    if remote is None:  # a Connect session cannot name the server's application
+        spark_conf.setdefault("spark.app.name", f"deployer batch {model_dir.name}")
     environment = None
     warnings: list[str] = []
     if env_manager == "virtualenv":
@@ -140,7 +149,7 @@ def plan_batch(
 
         environment = plan_environment(model_dir, options=build_options)
         warnings += environment.warnings
-        if not master.startswith("local"):
+        if not master.startswith("local") and remote is None:
             spark_conf["spark.archives"] = ",".join(
                 x
                 for x in (
@@ -166,7 +175,23 @@ def plan_batch(
         environment=environment,
         warnings=tuple(dict.fromkeys(warnings)),
         udf_transport=transport,
+        remote=remote,
     )
+
+
+def check_remote_output(output: str) -> None:
+    """With Spark Connect the output must be a local path (or ``file://``) that this host
+    shares with the server: the rename that makes the output appear only once complete
+    runs here (a Connect session has no Hadoop FileSystem to rename with)."""
+    scheme = output.partition("://")[0] if "://" in output else ""
+    if scheme not in ("", "file"):
+        raise UsageError(
+            f"with --remote the output must be a path on a filesystem this host shares with "
+            f"the Spark Connect server, not a {scheme}:// URI",
+            where="--output",
+            fix="write to a shared local/NFS path, or use --master (a classic session renames "
+            "on any Hadoop filesystem)",
+        )
 
 
 def _format_of(path: str) -> str:

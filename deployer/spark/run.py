@@ -2,8 +2,8 @@
 
 Order, each step for a reason:
 
-1. a ``spark://`` master must answer a TCP connection within seconds (Spark alone retries for
-   minutes);
+1. a ``spark://`` master (or the ``sc://`` Spark Connect server of ``--remote``) must answer a
+   TCP connection within seconds (Spark and gRPC alone retry for minutes);
 2. the packed environment is built (or reused) before Spark starts, so ``spark.archives`` and
    ``spark.pyspark.python`` go into the session's conf;
 3. the input's columns are checked against the signature (MLflow's own enforcement on the
@@ -11,7 +11,8 @@ Order, each step for a reason:
 4. predictions are written to a hidden sibling of ``--output`` and renamed over it only when
    the job succeeded (Hadoop FileSystem rename: local disk, HDFS...). A failed job deletes its
    staging folder; a killed one leaves only that hidden folder. The previous output is
-   untouched either way;
+   untouched either way. A Spark Connect session has no Hadoop FileSystem: its output is on a
+   path this host shares with the server, and the rename runs here;
 5. progress (stages, tasks) is read from Spark's status tracker and logged on stderr.
 """
 
@@ -61,7 +62,12 @@ def execute(plan: SparkBatchPlan) -> SparkBatchResult:
     from deployer.spark.udf import require_pyspark
 
     require_pyspark()
-    check_master(plan.master)
+    if plan.remote is not None:
+        from deployer.spark.connect import check_remote
+
+        check_remote(plan.remote)
+    else:
+        check_master(plan.master)
     t0 = time.monotonic()
     packed = None
     conf = dict(plan.conf)
@@ -73,19 +79,24 @@ def execute(plan: SparkBatchPlan) -> SparkBatchResult:
         packed = build_environment(plan.environment)
         conf.pop("spark.archives", None)
         conf.pop("spark.pyspark.python", None)
-        if not plan.master.startswith("local"):
+        if not plan.master.startswith("local") and plan.remote is None:
             user = dict(plan.conf).get("spark.archives", "")
             user = ",".join(a for a in user.split(",") if a and not a.startswith("<packed"))
             conf["spark.archives"] = ",".join(
                 x for x in (user, f"{packed.archive}#{packed.name}") if x
             )
             conf["spark.pyspark.python"] = f"./{packed.name}/bin/python"
-    spark, owned = _session(plan, conf)
+    connect_mode_before = "SPARK_CONNECT_MODE_ENABLED" in os.environ
+    spark, owned = None, False
     try:
+        spark, owned = _session(plan, conf)
         result = _run(spark, plan, packed, t0)
     finally:
-        if owned:
+        if owned and spark is not None:
             spark.stop()
+        if plan.remote is not None and not connect_mode_before:
+            # pyspark's builder.remote() switches the whole process to Connect mode
+            os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
     return result
 
 
@@ -94,6 +105,8 @@ def _session(plan: SparkBatchPlan, conf: dict[str, str]) -> tuple[Any, bool]:
     (deployer called from a notebook or a test) is used as it is, and left running."""
     from pyspark.sql import SparkSession
 
+    if plan.remote is not None:
+        return _connect_session(plan, conf), True
     active = SparkSession.getActiveSession()
     if active is not None:
         log.info(f"using the active Spark session ({active.sparkContext.master})")
@@ -116,10 +129,34 @@ def _session(plan: SparkBatchPlan, conf: dict[str, str]) -> tuple[Any, bool]:
         ) from None
 
 
+def _connect_session(plan: SparkBatchPlan, conf: dict[str, str]) -> Any:
+    """A Spark Connect session to ``plan.remote`` (``--conf`` values are session settings);
+    pyspark's process-wide Connect mode flag is dropped again when the job ends."""
+    from pyspark.sql import SparkSession
+
+    from deployer.spark.connect import shown_remote
+
+    assert plan.remote is not None
+    builder = SparkSession.builder.remote(plan.remote)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    log.info(f"connecting to Spark Connect at {shown_remote(plan.remote)}")
+    try:
+        return builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 - gRPC / settings the server refuses
+        raise TargetError(
+            f"the Spark Connect session could not start: {_short(exc)}",
+            where=f"--remote {shown_remote(plan.remote)}",
+            fix="check --remote (and its ;token=...) and that --conf holds only session "
+            "settings (a Connect client cannot change the server's static ones)",
+        ) from None
+
+
 def _run(spark: Any, plan: SparkBatchPlan, packed: Any, t0: float) -> SparkBatchResult:
+    from deployer.spark.connect import shown_remote
     from deployer.spark.udf import make_udf, model_metadata
 
-    if packed is not None and not plan.master.startswith("local"):
+    if packed is not None and not plan.master.startswith("local") and plan.remote is None:
         from deployer.spark.shipping import _ADDED
 
         _ADDED.add((id(spark.sparkContext), str(packed.archive)))  # already in spark.archives
@@ -151,7 +188,7 @@ def _run(spark: Any, plan: SparkBatchPlan, packed: Any, t0: float) -> SparkBatch
         rows,
         seconds,
         rows / seconds if seconds else 0.0,
-        plan.master,
+        shown_remote(plan.remote) if plan.remote else plan.master,
         plan.env_manager,
         str(packed.archive) if packed else None,
     )
@@ -270,10 +307,12 @@ def _flatten_for_csv(out: Any, plan: SparkBatchPlan) -> Any:
 def _write_atomically(spark: Any, out: Any, plan: SparkBatchPlan) -> None:
     fs, jvm_path = _filesystem(spark, plan.output)
     staging = jvm_path(plan.staging_output)
-    writer = out.write.mode("errorifexists")
+    # "error" is errorifexists, spelled as both classic and Spark Connect sessions accept it
+    writer = out.write.mode("error")
     stop = threading.Event()
-    progress = threading.Thread(target=_progress, args=(spark.sparkContext, stop), daemon=True)
-    progress.start()
+    progress = threading.Thread(target=_progress, args=(spark, stop), daemon=True)
+    if plan.remote is None:
+        progress.start()
     try:
         if plan.input_format == "csv":
             writer.option("header", True).csv(plan.staging_output)
@@ -284,7 +323,8 @@ def _write_atomically(spark: Any, out: Any, plan: SparkBatchPlan) -> None:
         raise job_error(exc) from None
     finally:
         stop.set()
-        progress.join(timeout=5)
+        if progress.is_alive():
+            progress.join(timeout=5)
     target = jvm_path(plan.output)
     backup = jvm_path(plan.staging_output + ".previous")
     had_previous = fs.exists(target)
@@ -309,6 +349,10 @@ def _write_atomically(spark: Any, out: Any, plan: SparkBatchPlan) -> None:
 
 
 def _filesystem(spark: Any, path: str) -> tuple[Any, Any]:
+    from deployer.spark.connect import is_connect_session
+
+    if is_connect_session(spark):
+        return _SharedDisk(), lambda p: p.removeprefix("file://")
     jvm = spark.sparkContext._jvm
     hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
 
@@ -318,6 +362,37 @@ def _filesystem(spark: Any, path: str) -> tuple[Any, Any]:
     return jvm_path(path).getFileSystem(hadoop_conf), jvm_path
 
 
+class _SharedDisk:
+    """The Hadoop FileSystem calls of :func:`_write_atomically` on this host's disk (Spark
+    Connect: the server wrote to a path this host shares with it)."""
+
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(path)
+
+    def rename(self, src: str, dst: str) -> bool:
+        if not os.path.exists(src):
+            raise TargetError(
+                f"the Spark Connect server wrote {src}, which this host cannot see",
+                where="--output",
+                fix="with --remote, write to a path this host shares with the server (the "
+                "finished output is renamed into place from here)",
+            )
+        try:
+            os.rename(src, dst)
+        except OSError:
+            return False
+        return True
+
+    def delete(self, path: str, recursive: bool) -> bool:
+        import shutil
+
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.unlink(path)
+        return True
+
+
 def _count(spark: Any, plan: SparkBatchPlan) -> int:
     reader = (
         spark.read.option("header", True).csv if plan.input_format == "csv" else spark.read.parquet
@@ -325,8 +400,8 @@ def _count(spark: Any, plan: SparkBatchPlan) -> int:
     return int(reader(plan.output).count())
 
 
-def _progress(sc: Any, stop: threading.Event, every: float = 2.0) -> None:
-    tracker = sc.statusTracker()
+def _progress(spark: Any, stop: threading.Event, every: float = 2.0) -> None:
+    tracker = spark.sparkContext.statusTracker()
     last: dict[int, tuple[int, int]] = {}
     while not stop.wait(every):
         try:
