@@ -63,8 +63,24 @@ def shown_remote(url: str) -> str:
 
 
 def check_remote(url: str, timeout: float = CONNECT_TIMEOUT) -> tuple[str, int]:
-    """``sc://host[:port][/;params]`` -> (host, port), refusing another form; the server must
-    accept a TCP connection within ``timeout`` seconds (gRPC alone retries for minutes)."""
+    """:func:`parse_remote`, and the server must accept a TCP connection within ``timeout``
+    seconds (gRPC alone retries for minutes)."""
+    host, port = parse_remote(url)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise TargetError(
+            f"cannot reach the Spark Connect server {host}:{port} ({exc.strerror or exc})",
+            where="--remote",
+            fix="check the host and port (the server's log says 'Spark Connect server started "
+            "at ...'), or start one: $SPARK_HOME/sbin/start-connect-server.sh",
+        ) from None
+    return host, port
+
+
+def parse_remote(url: str) -> tuple[str, int]:
+    """``sc://host[:port][/;params]`` -> (host, port), refusing another form."""
     parsed = urlparse(url)
     if parsed.scheme != "sc" or not parsed.hostname:
         raise UsageError(
@@ -79,17 +95,6 @@ def check_remote(url: str, timeout: float = CONNECT_TIMEOUT) -> tuple[str, int]:
             f"--remote {shown_remote(url)!r} has a bad port",
             where="--remote",
             fix="pass sc://HOST:PORT (e.g. sc://localhost:15002)",
-        ) from None
-    try:
-        with socket.create_connection((parsed.hostname, port), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise TargetError(
-            f"cannot reach the Spark Connect server {parsed.hostname}:{port} "
-            f"({exc.strerror or exc})",
-            where="--remote",
-            fix="check the host and port (the server's log says 'Spark Connect server started "
-            "at ...'), or start one: $SPARK_HOME/sbin/start-connect-server.sh",
         ) from None
     return parsed.hostname, port
 

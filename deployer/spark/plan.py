@@ -136,6 +136,9 @@ def plan_batch(
             fix="write the predictions to another path",
         )
     if remote is not None:
+        from deployer.spark.connect import parse_remote
+
+        parse_remote(remote)
         check_remote_output(output)
     transport = udf_transport()  # a bad DEPLOYER_SPARK_UDF_TRANSPORT fails here, before any job
     model_dir = resolve_model_uri(model_uri)
