@@ -267,13 +267,19 @@ def test_cli_remote_writes_the_output_of_a_classic_session(
 
 def test_cli_takes_the_server_from_spark_remote(
         connect_server: ConnectServer, sklearn_model: Path, iris_data: Any, tmp_path: Path) -> None:
+    import mlflow.pyfunc
+    import pandas as pd
+
     X, _ = iris_data
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     X.head(20).to_csv(src, index=False)
-    proc = _cli("-m", str(sklearn_model), "--input", str(src), "--output", str(out),
+    proc = _cli("-m", str(sklearn_model), "--input", str(src), "--output", str(out), "--result-type", "long",
                 env=dict(_client_env(), SPARK_REMOTE=connect_server.url))
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert json.loads(proc.stdout)["rows"] == 20 and "Spark Connect" in proc.stderr
+    got = pd.concat(pd.read_csv(part) for part in out.glob("part-*.csv"))
+    want = mlflow.pyfunc.load_model(str(sklearn_model)).predict(X.head(20))
+    assert sorted(got["prediction"]) == sorted(want.tolist())
 
 
 def test_cli_unreachable_server_is_a_clear_error_within_seconds(sklearn_model: Path, tmp_path: Path) -> None:
