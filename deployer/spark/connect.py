@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from deployer.errors import TargetError, UsageError
+from deployer.errors import MissingDependencyError, TargetError, UsageError
 
 #: The port of ``sc://host`` without one (Spark Connect's default).
 DEFAULT_PORT = 15002
@@ -60,6 +60,15 @@ def shown_remote(url: str) -> str:
     from deployer.redact import redact_url
 
     return redact_url(url.split(";")[0].rstrip("/"))
+
+
+def require_connect_client() -> None:
+    """pyspark's Connect client and its gRPC dependencies (``pyspark[connect]``)."""
+    try:
+        import pyspark.sql.connect.session  # noqa: F401 - checks grpcio & co. on import
+    except ImportError as exc:
+        package = getattr(exc, "name", None) or "pyspark[connect]"
+        raise MissingDependencyError(package, "spark-connect", "Spark Connect") from None
 
 
 def check_remote(url: str, timeout: float = CONNECT_TIMEOUT) -> tuple[str, int]:

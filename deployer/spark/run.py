@@ -63,8 +63,9 @@ def execute(plan: SparkBatchPlan) -> SparkBatchResult:
 
     require_pyspark()
     if plan.remote is not None:
-        from deployer.spark.connect import check_remote
+        from deployer.spark.connect import check_remote, require_connect_client
 
+        require_connect_client()
         check_remote(plan.remote)
     else:
         check_master(plan.master)
