@@ -221,6 +221,22 @@ def test_virtualenv_over_connect_scores_on_workers_without_the_models_packages(
     assert bare_connect_server.shipped("deployer-runtime-*.zip")
 
 
+def test_virtualenv_over_connect_reports_the_models_own_error(
+        bare_connect_server: ConnectServer, sklearn_model: Path, iris_data: Any, tmp_path: Path) -> None:
+    """An input the signature refuses fails in the environment's process; the job fails with
+    MLflow's message (not a hang, not a bare 'worker crashed')."""
+    X, _ = iris_data
+    bad = X.head(10).assign(sepal_length="not a number")
+    src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
+    bad.to_parquet(src)
+    args = {"remote": bare_connect_server.url, "model": str(sklearn_model), "env_manager": "virtualenv",
+            "input": str(src), "output": str(out)}
+    proc = subprocess.run([sys.executable, "-c", CLIENT, json.dumps(args)], capture_output=True,
+                          text=True, env=_client_env(), timeout=600)
+    assert proc.returncode != 0 and not out.exists()
+    assert "BridgeError: MlflowException" in proc.stderr and "sepal_length" in proc.stderr, proc.stderr[-3000:]
+
+
 def test_local_over_connect_fails_on_workers_without_the_models_packages(
         bare_connect_server: ConnectServer, sklearn_model: Path, iris_data: Any, tmp_path: Path) -> None:
     """The other half of the proof above: the same job with env_manager='local' cannot run
