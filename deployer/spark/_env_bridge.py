@@ -98,16 +98,32 @@ def decode_predictions(header: dict[str, Any], body: bytes) -> Any:
 class BridgedCore:
     """A ScoringCore stand-in in the Python worker: ``predict_batch`` runs in the child."""
 
-    def __init__(self, python: str, model_dir: str) -> None:
+    def __init__(
+        self,
+        python: str,
+        model_dir: str,
+        *,
+        model_config: dict[str, Any] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        """``model_config``: passed to ``ScoringCore.load`` in the child; ``extra_env``: set in
+        the child's environment (where the model is loaded and runs)."""
         import deployer
 
         # deployer's root on the worker: the runtime zip shipped with the environment
         root = os.path.dirname(os.path.dirname(os.path.abspath(deployer.__file__)))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYSPARK"))}
+        env.update(extra_env or {})
         env["PYTHONPATH"] = root
         self._lock = threading.Lock()
         self._proc = subprocess.Popen(
-            [python, "-c", "from deployer.spark._env_bridge import main; main()", model_dir],
+            [
+                python,
+                "-c",
+                "from deployer.spark._env_bridge import main; main()",
+                model_dir,
+                json.dumps(model_config),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -152,7 +168,7 @@ def main() -> None:
 
     src, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # the model's prints must not corrupt the stream
-    core = ScoringCore.load(sys.argv[1])
+    core = ScoringCore.load(sys.argv[1], model_config=json.loads(sys.argv[2]))
     while (request := _read(src)) is not None:
         header, body = request
         try:
