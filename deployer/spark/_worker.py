@@ -24,6 +24,7 @@ packed environment for ``env_manager="virtualenv"``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -63,21 +64,57 @@ class UdfSpec:
     result_type: Any  # a pyspark DataType
     params: dict[str, Any] | None
     arrow: ArrowConf | None = None  # set: the Arrow transport (arrow_body); None: pandas
+    #: ``model_config`` for ``ScoringCore.load`` (MLflow's load-time override), read on the driver
+    model_config: dict[str, Any] | None = None
+    #: variables set while the UDF runs on a worker (model load and predict), as MLflow's
+    #: ``extra_env``: set before, restored after
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def core_key(self) -> str:
+        """The worker cache's key: the model, and what changes how it loads."""
+        if self.model_config is None and not self.extra_env:
+            return self.model_key
+        import hashlib
+        import json
+
+        shape = json.dumps([self.model_config, self.extra_env], sort_keys=True, default=repr)
+        return f"{self.model_key}/{hashlib.sha256(shape.encode()).hexdigest()[:16]}"
 
 
 def load_core(spec: UdfSpec) -> Any:
     """The worker's ScoringCore for ``spec`` (loaded on first use, then reused)."""
-    core = _CORES.get(spec.model_key)
+    key = spec.core_key
+    core = _CORES.get(key)
     if core is not None:
         return core
     with _LOCK:
-        core = _CORES.get(spec.model_key)
+        core = _CORES.get(key)
         if core is None:
             from deployer.serving.core import ScoringCore
 
-            core = ScoringCore.load(_model_dir(spec))
-            _CORES[spec.model_key] = core
+            core = ScoringCore.load(_model_dir(spec), model_config=spec.model_config)
+            _CORES[key] = core
     return core
+
+
+@contextlib.contextmanager
+def extra_env(spec: UdfSpec) -> Iterator[None]:
+    """``spec.extra_env`` set in this worker's environment for the block, then restored (what
+    MLflow's ``modified_environ`` does around its UDF body)."""
+    if not spec.extra_env:
+        yield
+        return
+    before = {name: os.environ.get(name) for name, _ in spec.extra_env}
+    os.environ.update(dict(spec.extra_env))
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def loads() -> int:
@@ -100,11 +137,12 @@ def score_batches(spec: UdfSpec, iterator: Iterator[Any]) -> Iterator[Any]:
     """The body of the pandas iterator UDF: one prediction Series/DataFrame per Arrow batch."""
     import pandas
 
-    core = load_core(spec)
-    for batch in iterator:
-        args = (batch,) if isinstance(batch, (pandas.Series, pandas.DataFrame)) else batch
-        if len(args[0]) > 0:
-            yield predict_batch(core, spec, args)
+    with extra_env(spec):
+        core = load_core(spec)
+        for batch in iterator:
+            args = (batch,) if isinstance(batch, (pandas.Series, pandas.DataFrame)) else batch
+            if len(args[0]) > 0:
+                yield predict_batch(core, spec, args)
 
 
 def udf_body(spec: UdfSpec) -> Any:
@@ -146,11 +184,12 @@ def arrow_body(spec: UdfSpec) -> Any:
 
 def score_arrow_batches(spec: UdfSpec, iterator: Iterator[Any]) -> Iterator[Any]:
     """The body of the Arrow iterator UDF: one prediction array per Arrow batch."""
-    core = load_core(spec)
-    for batch in iterator:
-        arrays = tuple(batch) if isinstance(batch, tuple) else (batch,)
-        if len(arrays[0]) > 0:
-            yield predict_arrow(core, spec, arrays)
+    with extra_env(spec):
+        core = load_core(spec)
+        for batch in iterator:
+            arrays = tuple(batch) if isinstance(batch, tuple) else (batch,)
+            if len(arrays[0]) > 0:
+                yield predict_arrow(core, spec, arrays)
 
 
 def predict_arrow(core: Any, spec: UdfSpec, arrays: tuple[Any, ...]) -> Any:
