@@ -376,7 +376,6 @@ def _refusals(spark: Any, sklearn_model: Path, no_signature_model: Path, tensor_
         "prebuilt env with env_manager=local": lambda f: f(spark, str(sklearn_model), env_manager="local",
                                                            prebuilt_env_uri="/tmp/env.tar.gz"),
         "params outside the schema": lambda f: f(spark, str(params_model), params={"times": "many"}),
-        "params without a params schema": lambda f: f(spark, str(sklearn_model), params={"x": 1}),
         "no columns, optional columns": lambda f: f(spark, str(params_model))(),
         "no columns, unnamed tensor input": lambda f: f(spark, str(tensor_model))(),
         "no columns, no signature": lambda f: f(spark, str(no_signature_model))(),
