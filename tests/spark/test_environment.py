@@ -176,3 +176,94 @@ def test_build_options_shape_the_packed_environment(sklearn_model: Path, iris_da
     probe = subprocess.run([str(packed.prefix / "bin" / "python"), "-c", "import six; print(six.__version__)"],
                            capture_output=True, text=True)
     assert probe.stdout.strip() == "1.16.0", probe.stderr
+
+
+# ------------------------------------------------------------------ prebuilt_env_uri
+def test_prebuilt_env_uri_scores_with_the_given_archive_and_builds_nothing(
+        spark: Any, packed: Any, sklearn_model: Path, iris_data: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archive a build packed (what `deployer prepare-env` prints), copied elsewhere and
+    given to spark_udf(prebuilt_env_uri=...) with an empty cache: no resolution, no wheel, no
+    install; it is unpacked where the same build would be and scores as MLflow does. uv and
+    virtualenv are the same environment."""
+    import shutil
+
+    import mlflow.pyfunc
+
+    from deployer.spark import spark_udf
+    from deployer.spark.environment import MANIFEST, read_env_manifest
+
+    with tarfile.open(packed.archive) as tar:
+        assert tar.getmembers()[0].name == MANIFEST
+    manifest = read_env_manifest(packed.archive)
+    assert manifest["key"] == packed.key and manifest["lock_digest"] == packed.lock_digest
+    assert manifest["python"] == "{}.{}".format(*sys.version_info[:2])
+    copied = tmp_path / "from-ci" / "env.tar.gz"
+    copied.parent.mkdir()
+    shutil.copy(packed.archive, copied)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DEPLOYER_BUILD_CACHE", str(cache))
+    X, _ = iris_data
+    df = spark.createDataFrame(X.iloc[::7].reset_index(drop=True))
+    udfs = {
+        "path": spark_udf(spark, sklearn_model, result_type="double", prebuilt_env_uri=copied),
+        "uv": spark_udf(spark, sklearn_model, result_type="double", prebuilt_env_uri=str(copied), env_manager="uv"),
+        "file uri": spark_udf(spark, sklearn_model, result_type="double", prebuilt_env_uri=copied.as_uri(),
+                              env_manager="virtualenv"),
+        "mlflow": mlflow.pyfunc.spark_udf(spark, str(sklearn_model), result_type="double"),
+    }
+    out = df.select(*[u(*IRIS).alias(n) for n, u in udfs.items()]).toPandas()
+    assert len(out) == 22
+    for name in ("path", "uv", "file uri"):
+        assert out[name].tolist() == out["mlflow"].tolist(), name
+    assert (cache / "spark" / "envs" / packed.key / "env" / "bin" / "python").exists()
+    assert sorted(p.name for p in cache.iterdir()) == ["spark"]  # no wheels, no lock, no build
+    assert sorted(p.name for p in (cache / "spark").iterdir()) == ["envs", "runtime"]
+    assert [p.name for p in (cache / "spark" / "envs" / packed.key).iterdir()] == ["env"]
+
+
+def _with_manifest(path: Path, manifest: dict[str, Any]) -> Path:
+    import io
+
+    data = json.dumps(manifest).encode()
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("deployer-env.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_prebuilt_env_uri_refusals_say_what_to_do(spark: Any, packed: Any, sklearn_model: Path, params_model: Path,
+                                                  tmp_path: Path) -> None:
+    """An archive that cannot run this model on this driver is refused before any job, with
+    the fix; as deployer's UsageError and as MLflow's MlflowException."""
+    from mlflow.exceptions import MlflowException
+
+    from deployer.errors import UsageError
+    from deployer.spark import spark_udf
+    from deployer.spark.environment import read_env_manifest
+
+    real = read_env_manifest(packed.archive)
+    (tmp_path / "notes.txt").write_text("not an archive")
+    with tarfile.open(tmp_path / "other.tar.gz", "w:gz") as tar:
+        tar.add(str(sklearn_model / "MLmodel"), arcname="MLmodel")
+    cases = {
+        "does not exist": (sklearn_model, tmp_path / "missing.tar.gz"),
+        "cannot read": (sklearn_model, tmp_path / "notes.txt"),
+        "not a packed environment": (sklearn_model, tmp_path / "other.tar.gz"),
+        "format 'deployer-spark-env-v1'": (sklearn_model, _with_manifest(
+            tmp_path / "v1.tar.gz", {**real, "format": "deployer-spark-env-v1"})),
+        "is for Python 3.7": (sklearn_model, _with_manifest(tmp_path / "py37.tar.gz", {**real, "python": "3.7"})),
+        "is for linux/s390x": (sklearn_model, _with_manifest(
+            tmp_path / "s390x.tar.gz", {**real, "platform": "linux/s390x"})),
+        "links to the interpreter /nowhere/python3": (sklearn_model, _with_manifest(
+            tmp_path / "base.tar.gz", {**real, "base_python": "/nowhere/python3"})),
+        "other requirements than this model's": (params_model, packed.archive),
+    }
+    for expected, (model, archive) in cases.items():
+        with pytest.raises(MlflowException) as info:
+            spark_udf(spark, model, prebuilt_env_uri=archive)
+        err = info.value
+        assert isinstance(err, UsageError) and expected in err.what, (expected, str(err))
+        assert err.where == str(archive) and err.fix, expected
+        assert "prepare-env" in err.fix, expected
