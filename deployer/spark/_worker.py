@@ -122,6 +122,27 @@ def loads() -> int:
     return len(_CORES)
 
 
+@contextlib.contextmanager
+def c_extension_errors() -> Iterator[None]:
+    """MLflow's translation of a broken C extension's ``SystemError`` ("error return without
+    exception set") into an ``MlflowException`` pointing at the packed environment."""
+    try:
+        yield
+    except SystemError as exc:
+        if "error return without exception set" not in str(exc):
+            raise
+        from mlflow.exceptions import MlflowException
+
+        raise MlflowException(
+            "A system error related to the Python C extension has occurred. This is usually "
+            "caused by an incompatible Python library that uses the C extension. To address "
+            "this, we recommend you to log the model with fixed version python libraries that "
+            "use the C extension (such as 'numpy' library), and set spark_udf `env_manager` "
+            "argument to 'virtualenv' or 'uv' so that spark_udf can restore the original "
+            "python library version before running model inference."
+        ) from exc
+
+
 def _model_dir(spec: UdfSpec) -> str:
     if spec.model_path is not None:
         return spec.model_path
@@ -137,7 +158,7 @@ def score_batches(spec: UdfSpec, iterator: Iterator[Any]) -> Iterator[Any]:
     """The body of the pandas iterator UDF: one prediction Series/DataFrame per Arrow batch."""
     import pandas
 
-    with extra_env(spec):
+    with extra_env(spec), c_extension_errors():
         core = load_core(spec)
         for batch in iterator:
             args = (batch,) if isinstance(batch, (pandas.Series, pandas.DataFrame)) else batch
@@ -184,7 +205,7 @@ def arrow_body(spec: UdfSpec) -> Any:
 
 def score_arrow_batches(spec: UdfSpec, iterator: Iterator[Any]) -> Iterator[Any]:
     """The body of the Arrow iterator UDF: one prediction array per Arrow batch."""
-    with extra_env(spec):
+    with extra_env(spec), c_extension_errors():
         core = load_core(spec)
         for batch in iterator:
             arrays = tuple(batch) if isinstance(batch, tuple) else (batch,)
