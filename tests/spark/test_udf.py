@@ -458,15 +458,24 @@ def test_driver_side_refusals_name_the_argument(spark: Any, sklearn_model: Path,
     assert "12345678" not in str(info.value)  # values may be secrets: never echoed
 
 
-def test_uv_env_manager_is_accepted_like_mlflow() -> None:
+def test_uv_env_manager_is_accepted_like_mlflow(sklearn_model: Path, tmp_path: Path) -> None:
     """MLflow 3 accepts uv next to virtualenv; deployer runs both in one packed environment
-    (the UDF itself: tests/spark/test_environment.py)."""
+    (the UDF itself: tests/spark/test_environment.py), in spark_udf and in a batch plan."""
     from mlflow.utils import env_manager as mlflow_env_managers
 
+    from deployer.errors import UsageError
+    from deployer.spark.plan import plan_batch
     from deployer.spark.udf import check_env_manager
+
+    plans = {m: plan_batch(str(sklearn_model), input=str(tmp_path / "in.parquet"), output=str(tmp_path / "out"),
+                           env_manager=m) for m in ("uv", "virtualenv")}
+    assert plans["uv"].environment is not None
+    assert plans["uv"].environment.to_dict() == plans["virtualenv"].environment.to_dict()
 
     assert check_env_manager("uv", None) == "uv"
     mlflow_env_managers.validate("uv")
+    with pytest.raises(UsageError, match="'conda' is not supported"):
+        check_env_manager("conda", None)
     assert check_env_manager(None, None) == "local"
     assert check_env_manager(None, "/some/env.tar.gz") == "virtualenv"
     assert check_env_manager("uv", "/some/env.tar.gz") == "uv"
