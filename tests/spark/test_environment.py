@@ -198,6 +198,7 @@ def test_prebuilt_env_uri_scores_with_the_given_archive_and_builds_nothing(
     manifest = read_env_manifest(packed.archive)
     assert manifest["key"] == packed.key and manifest["lock_digest"] == packed.lock_digest
     assert manifest["python"] == "{}.{}".format(*sys.version_info[:2])
+    assert manifest["base_python"] == os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     copied = tmp_path / "from-ci" / "env.tar.gz"
     copied.parent.mkdir()
     shutil.copy(packed.archive, copied)
@@ -216,10 +217,11 @@ def test_prebuilt_env_uri_scores_with_the_given_archive_and_builds_nothing(
     assert len(out) == 22
     for name in ("path", "uv", "file uri"):
         assert out[name].tolist() == out["mlflow"].tolist(), name
-    assert (cache / "spark" / "envs" / packed.key / "env" / "bin" / "python").exists()
-    assert sorted(p.name for p in cache.iterdir()) == ["spark"]  # no wheels, no lock, no build
-    assert sorted(p.name for p in (cache / "spark").iterdir()) == ["envs", "runtime"]
-    assert [p.name for p in (cache / "spark" / "envs" / packed.key).iterdir()] == ["env"]
+    # unpacked where the same environment built here would be; no wheels, no lock, no build
+    assert (cache / "envs" / packed.key / "env" / "bin" / "python").exists()
+    assert sorted(p.name for p in cache.iterdir()) == ["envs", "runtime"]
+    assert [p.name for p in (cache / "envs").iterdir()] == [packed.key]
+    assert [p.name for p in (cache / "envs" / packed.key).iterdir()] == ["env"]
 
 
 def _with_manifest(path: Path, manifest: dict[str, Any]) -> Path:
@@ -233,7 +235,7 @@ def _with_manifest(path: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def test_prebuilt_env_uri_refusals_say_what_to_do(spark: Any, packed: Any, sklearn_model: Path, params_model: Path,
+def test_prebuilt_env_uri_refusals_say_what_to_do(spark: Any, packed: Any, sklearn_model: Path,
                                                   tmp_path: Path) -> None:
     """An archive that cannot run this model on this driver is refused before any job, with
     the fix; as deployer's UsageError and as MLflow's MlflowException."""
@@ -248,21 +250,22 @@ def test_prebuilt_env_uri_refusals_say_what_to_do(spark: Any, packed: Any, sklea
     with tarfile.open(tmp_path / "other.tar.gz", "w:gz") as tar:
         tar.add(str(sklearn_model / "MLmodel"), arcname="MLmodel")
     cases = {
-        "does not exist": (sklearn_model, tmp_path / "missing.tar.gz"),
-        "cannot read": (sklearn_model, tmp_path / "notes.txt"),
-        "not a packed environment": (sklearn_model, tmp_path / "other.tar.gz"),
-        "format 'deployer-spark-env-v1'": (sklearn_model, _with_manifest(
-            tmp_path / "v1.tar.gz", {**real, "format": "deployer-spark-env-v1"})),
-        "is for Python 3.7": (sklearn_model, _with_manifest(tmp_path / "py37.tar.gz", {**real, "python": "3.7"})),
-        "is for linux/s390x": (sklearn_model, _with_manifest(
-            tmp_path / "s390x.tar.gz", {**real, "platform": "linux/s390x"})),
-        "links to the interpreter /nowhere/python3": (sklearn_model, _with_manifest(
-            tmp_path / "base.tar.gz", {**real, "base_python": "/nowhere/python3"})),
-        "other requirements than this model's": (params_model, packed.archive),
+        "does not exist": tmp_path / "missing.tar.gz",
+        "cannot read": tmp_path / "notes.txt",
+        "not a packed environment": tmp_path / "other.tar.gz",
+        "format 'deployer-spark-env-v1'": _with_manifest(
+            tmp_path / "v1.tar.gz", {**real, "format": "deployer-spark-env-v1"}),
+        "is for Python 3.7": _with_manifest(tmp_path / "py37.tar.gz", {**real, "python": "3.7"}),
+        "is for linux/s390x": _with_manifest(tmp_path / "s390x.tar.gz", {**real, "machine": "s390x"}),
+        "links to the interpreter /nowhere/python3": _with_manifest(
+            tmp_path / "base.tar.gz", {**real, "base_python": "/nowhere/python3"}),
+        # the model's lock is known here (the fixture resolved it): another lock is refused
+        "but this model's lock is": _with_manifest(
+            tmp_path / "lock.tar.gz", {**real, "lock_digest": "sha256:" + "0" * 64}),
     }
-    for expected, (model, archive) in cases.items():
+    for expected, archive in cases.items():
         with pytest.raises(MlflowException) as info:
-            spark_udf(spark, model, prebuilt_env_uri=archive)
+            spark_udf(spark, sklearn_model, prebuilt_env_uri=archive)
         err = info.value
         assert isinstance(err, UsageError) and expected in err.what, (expected, str(err))
         assert err.where == str(archive) and err.fix, expected
