@@ -24,6 +24,11 @@ Every error carries three parts, rendered by :meth:`DeployerError.format_message
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
 
 class DeployerError(Exception):
     """Base class. ``exit_code`` is what the CLI exits with."""
@@ -116,3 +121,89 @@ class ServingError(DeployerError):
 
 class TargetError(DeployerError):
     pass
+
+
+# ------------------------------------------------------------------ the Python API and MLflow
+#: deployer error class -> its twin that is also an ``mlflow.exceptions.MlflowException``
+_MLFLOW_TWINS: dict[type, type] = {}
+
+
+def as_mlflow_exception(error: DeployerError) -> DeployerError:
+    """``error`` as an instance of a class deriving from both its own class and
+    ``mlflow.exceptions.MlflowException`` (when mlflow is importable; else ``error`` itself).
+
+    For the Python API that stands in for MLflow's (``deployer.spark.spark_udf``): code written
+    for MLflow catches ``MlflowException``, code written for deployer catches its classes; both
+    catch this. The twin keeps the class name, ``what`` / ``where`` / ``fix``, ``exit_code`` and
+    the what/where/hint rendering; its MLflow ``message`` is that rendering and its
+    ``error_code`` is MLflow's for the kind of error. mlflow is imported only here, lazily.
+    """
+    try:
+        from mlflow.exceptions import MlflowException
+    except ImportError:
+        return error
+    if isinstance(error, MlflowException):
+        return error
+    base = type(error)
+    twin_class = _MLFLOW_TWINS.get(base)
+    if twin_class is None:
+        twin_class = _MLFLOW_TWINS[base] = type(
+            base.__name__,
+            (base, MlflowException),
+            {
+                "__module__": base.__module__,
+                "__qualname__": base.__qualname__,
+                "__doc__": base.__doc__,
+                "__reduce__": _reduce_twin,
+            },
+        )
+    twin = twin_class.__new__(twin_class)
+    MlflowException.__init__(twin, error.format_message(), error_code=_mlflow_error_code(error))
+    twin.__dict__.update({k: v for k, v in vars(error).items() if k in ("what", "where", "fix")})
+    twin.__cause__ = error.__cause__
+    twin.__suppress_context__ = error.__suppress_context__
+    return twin
+
+
+def _mlflow_error_code(error: DeployerError) -> int:
+    from mlflow.protos.databricks_pb2 import (
+        INTERNAL_ERROR,
+        INVALID_PARAMETER_VALUE,
+        RESOURCE_DOES_NOT_EXIST,
+    )
+
+    if isinstance(error, (UsageError, ConfigError, ModelURIError)):
+        return INVALID_PARAMETER_VALUE
+    if isinstance(error, ModelNotFoundError):
+        return RESOURCE_DOES_NOT_EXIST
+    return INTERNAL_ERROR
+
+
+def _reduce_twin(self: DeployerError) -> tuple[object, tuple[object, ...]]:
+    """Twins pickle (Spark and multiprocessing pickle exceptions) as their deployer class."""
+    base = type(self).__mro__[1]
+    return _rebuild_twin, (base, self.what, self.where, self.fix)
+
+
+def _rebuild_twin(base: type, what: str, where: str | None, fix: str | None) -> DeployerError:
+    error = base.__new__(base)
+    DeployerError.__init__(error, what, where=where, fix=fix)
+    return as_mlflow_exception(error)
+
+
+def mlflow_api(function: _F) -> _F:
+    """Decorate a Python-API entry point that mirrors an MLflow function: the deployer errors it
+    raises are also ``MlflowException`` (:func:`as_mlflow_exception`)."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except DeployerError as exc:
+            twin = as_mlflow_exception(exc)
+            if twin is exc:
+                raise
+            raise twin.with_traceback(exc.__traceback__) from exc.__cause__
+
+    return wrapper  # type: ignore[return-value]

@@ -11,6 +11,7 @@ then the environment's); load_model does not log them, the caller decides how to
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from deployer.environment.spec import EnvironmentSpec
 from deployer.environment.uv_lock import UvLock
 from deployer.errors import ModelFormatError
 from deployer.model.mlmodel import PYFUNC, MLModel, describe_flavors, parse_mlmodel
-from deployer.model.uri import resolve_model_uri
+from deployer.model.uri import model_uri_text, resolve_model_uri
 
 log = logging.getLogger("deployer")
 
@@ -94,8 +95,9 @@ def _model_warnings(path: Path, mlmodel: MLModel) -> list[str]:
     return warnings
 
 
-def load_model(uri: str, *, cache_dir: Path | None = None) -> LoadedModel:
+def load_model(uri: str | os.PathLike[str], *, cache_dir: Path | None = None) -> LoadedModel:
     """Resolve ``uri``, parse and validate the model and its environment."""
+    uri = model_uri_text(uri)
     path = resolve_model_uri(uri, cache_dir=cache_dir)
     mlmodel = parse_mlmodel(path)
     require_pyfunc(mlmodel, str(path / "MLmodel"))

@@ -24,6 +24,7 @@ import difflib
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -40,6 +41,7 @@ from mlflow.protos.databricks_pb2 import (
 )
 
 from deployer.errors import ConfigError, DeployerError, UsageError
+from deployer.model.uri import model_uri_text
 from deployer.targets import actions
 from deployer.targets.base import DeployPlan, DeployRequest, EndpointStatus, OptionSpec
 from deployer.targets.executor import render_plan
@@ -293,7 +295,7 @@ class DeployerDeploymentClient(BaseDeploymentClient):
     def create_deployment(
         self,
         name: str,
-        model_uri: str | None,
+        model_uri: str | os.PathLike[str] | None,
         flavor: str | None = None,
         config: Mapping[str, Any] | None = None,
         endpoint: str | None = None,
@@ -306,7 +308,7 @@ class DeployerDeploymentClient(BaseDeploymentClient):
     def update_deployment(
         self,
         name: str,
-        model_uri: str | None = None,
+        model_uri: str | os.PathLike[str] | None = None,
         flavor: str | None = None,
         config: Mapping[str, Any] | None = None,
         endpoint: str | None = None,
@@ -318,12 +320,13 @@ class DeployerDeploymentClient(BaseDeploymentClient):
         self,
         verb: str,
         name: str,
-        model_uri: str | None,
+        model_uri: str | os.PathLike[str] | None,
         flavor: str | None,
         config: Mapping[str, Any] | None,
         endpoint: str | None,
     ) -> dict[str, Any]:
         self._no_endpoint(endpoint)
+        model_uri = None if model_uri is None else model_uri_text(model_uri)
         if flavor not in (None, FLAVOR):
             raise MlflowException(
                 f"deployer serves the {FLAVOR} flavor, not {flavor!r}",
@@ -615,7 +618,7 @@ class _Plugin:
     def run_local(
         self,
         name: str,
-        model_uri: str,
+        model_uri: str | os.PathLike[str],
         flavor: str | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
@@ -633,6 +636,7 @@ class _Plugin:
                 f"deployer serves the {FLAVOR} flavor, not {flavor!r}",
                 error_code=INVALID_PARAMETER_VALUE,
             )
+        model_uri = model_uri_text(model_uri)
         specs = _local_specs(self.kind)
         config = dict(config or {})
         unknown = sorted(set(config) - set(specs))

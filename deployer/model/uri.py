@@ -51,13 +51,15 @@ T = TypeVar("T")
 SCHEMES = "a local path, file://, s3://, runs:/ or models:/"
 
 
-def resolve_model_uri(uri: str, *, cache_dir: Path | None = None) -> Path:
-    """Return a local directory holding the model named by ``uri``.
+def resolve_model_uri(uri: str | os.PathLike[str], *, cache_dir: Path | None = None) -> Path:
+    """Return a local directory holding the model named by ``uri`` (a string or a path object,
+    e.g. ``pathlib.Path``, as MLflow accepts).
 
     Local paths are returned in place (resolved); remote models are downloaded into the cache
     (``cache_dir``, default :func:`deployer.model.cache.default_cache_dir`) unless a complete
     copy of the same resolved source is already there.
     """
+    uri = model_uri_text(uri)
     if uri.startswith(("runs:/", "models:/")):
         return _resolve_mlflow(uri, ModelCache.at(cache_dir))
     if "://" not in uri:
@@ -77,6 +79,22 @@ def resolve_model_uri(uri: str, *, cache_dir: Path | None = None) -> Path:
         f"unsupported model URI scheme {parsed.scheme!r}",
         where=redact(uri),
         fix=f"use {SCHEMES}",
+    )
+
+
+def model_uri_text(uri: str | os.PathLike[str]) -> str:
+    """A model URI as text: strings as they are, path objects through ``os.fspath``; anything
+    else is refused (naming the type, rather than an ``AttributeError`` later)."""
+    if isinstance(uri, str):
+        return uri
+    if isinstance(uri, os.PathLike):
+        text = os.fspath(uri)
+        if isinstance(text, str):
+            return text
+    raise ModelURIError(
+        f"a model URI must be a string or a path, not {type(uri).__name__}",
+        where="model_uri",
+        fix=f"pass {SCHEMES} (str or pathlib.Path)",
     )
 
 

@@ -24,6 +24,7 @@ packed environment for ``env_manager="virtualenv"``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -66,32 +67,94 @@ class UdfSpec:
     #: Spark Connect + env_manager="virtualenv": the name the packed environment unpacks to;
     #: the model then runs in that environment's Python (:mod:`deployer.spark._env_bridge`)
     env_archive: str | None = None
+    #: ``model_config`` for ``ScoringCore.load`` (MLflow's load-time override), read on the driver
+    model_config: dict[str, Any] | None = None
+    #: variables set while the UDF runs on a worker (model load and predict), as MLflow's
+    #: ``extra_env``: set before, restored after
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def core_key(self) -> str:
+        """The worker cache's key: the model, and what changes how it loads."""
+        if self.model_config is None and not self.extra_env:
+            return self.model_key
+        import hashlib
+        import json
+
+        shape = json.dumps([self.model_config, self.extra_env], sort_keys=True, default=repr)
+        return f"{self.model_key}/{hashlib.sha256(shape.encode()).hexdigest()[:16]}"
 
 
 def load_core(spec: UdfSpec) -> Any:
     """The worker's ScoringCore for ``spec`` (loaded on first use, then reused)."""
-    core = _CORES.get(spec.model_key)
+    key = spec.core_key
+    core = _CORES.get(key)
     if core is not None:
         return core
     with _LOCK:
-        core = _CORES.get(spec.model_key)
+        core = _CORES.get(key)
         if core is None:
             if spec.env_archive is not None:
                 from deployer.spark._env_bridge import BridgedCore
 
                 python = os.path.join(_shipped_dir(spec.env_archive), "bin", "python")
-                core = BridgedCore(python, _model_dir(spec))
+                core = BridgedCore(
+                    python,
+                    _model_dir(spec),
+                    model_config=spec.model_config,
+                    extra_env=dict(spec.extra_env) or None,
+                )
             else:
                 from deployer.serving.core import ScoringCore
 
-                core = ScoringCore.load(_model_dir(spec))
-            _CORES[spec.model_key] = core
+                core = ScoringCore.load(_model_dir(spec), model_config=spec.model_config)
+            _CORES[key] = core
     return core
+
+
+@contextlib.contextmanager
+def extra_env(spec: UdfSpec) -> Iterator[None]:
+    """``spec.extra_env`` set in this worker's environment for the block, then restored (what
+    MLflow's ``modified_environ`` does around its UDF body)."""
+    if not spec.extra_env:
+        yield
+        return
+    before = {name: os.environ.get(name) for name, _ in spec.extra_env}
+    os.environ.update(dict(spec.extra_env))
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def loads() -> int:
     """How many models this worker process has loaded (tests check: once per process)."""
     return len(_CORES)
+
+
+@contextlib.contextmanager
+def c_extension_errors() -> Iterator[None]:
+    """MLflow's translation of a broken C extension's ``SystemError`` ("error return without
+    exception set") into an ``MlflowException`` pointing at the packed environment."""
+    try:
+        yield
+    except SystemError as exc:
+        if "error return without exception set" not in str(exc):
+            raise
+        from mlflow.exceptions import MlflowException
+
+        raise MlflowException(
+            "A system error related to the Python C extension has occurred. This is usually "
+            "caused by an incompatible Python library that uses the C extension. To address "
+            "this, we recommend you to log the model with fixed version python libraries that "
+            "use the C extension (such as 'numpy' library), and set spark_udf `env_manager` "
+            "argument to 'virtualenv' or 'uv' so that spark_udf can restore the original "
+            "python library version before running model inference."
+        ) from exc
 
 
 def _model_dir(spec: UdfSpec) -> str:
@@ -115,11 +178,12 @@ def score_batches(spec: UdfSpec, iterator: Iterator[Any]) -> Iterator[Any]:
     """The body of the pandas iterator UDF: one prediction Series/DataFrame per Arrow batch."""
     import pandas
 
-    core = load_core(spec)
-    for batch in iterator:
-        args = (batch,) if isinstance(batch, (pandas.Series, pandas.DataFrame)) else batch
-        if len(args[0]) > 0:
-            yield predict_batch(core, spec, args)
+    with extra_env(spec), c_extension_errors():
+        core = load_core(spec)
+        for batch in iterator:
+            args = (batch,) if isinstance(batch, (pandas.Series, pandas.DataFrame)) else batch
+            if len(args[0]) > 0:
+                yield predict_batch(core, spec, args)
 
 
 def udf_body(spec: UdfSpec) -> Any:
@@ -161,11 +225,12 @@ def arrow_body(spec: UdfSpec) -> Any:
 
 def score_arrow_batches(spec: UdfSpec, iterator: Iterator[Any]) -> Iterator[Any]:
     """The body of the Arrow iterator UDF: one prediction array per Arrow batch."""
-    core = load_core(spec)
-    for batch in iterator:
-        arrays = tuple(batch) if isinstance(batch, tuple) else (batch,)
-        if len(arrays[0]) > 0:
-            yield predict_arrow(core, spec, arrays)
+    with extra_env(spec), c_extension_errors():
+        core = load_core(spec)
+        for batch in iterator:
+            arrays = tuple(batch) if isinstance(batch, tuple) else (batch,)
+            if len(arrays[0]) > 0:
+                yield predict_arrow(core, spec, arrays)
 
 
 def predict_arrow(core: Any, spec: UdfSpec, arrays: tuple[Any, ...]) -> Any:

@@ -19,9 +19,15 @@ install); executors need no pip, no conda, no internet and none of the model's p
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import logging
 import os
+import platform as _platform
+import shutil
+import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,7 @@ from deployer.building.host_env import (
     plan_host_env,
 )
 from deployer.building.host_env import runtime_zip as _runtime_zip
+from deployer.errors import UsageError
 
 log = logging.getLogger("deployer")
 
@@ -45,14 +52,20 @@ __all__ = [
     "PackedEnvironment",
     "base_interpreter",
     "build_environment",
+    "check_prebuilt_environment",
     "pack_environment",
     "plan_environment",
     "runtime_zip",
     "ship_environment",
+    "ship_prebuilt_environment",
 ]
 
 ENV_PREFIX = "deployer-env-"
 ARCHIVE_NAME = "env.tar.gz"
+#: the first member of every packed environment: what it is (see env_manifest), which
+#: ``spark_udf(prebuilt_env_uri=...)`` checks before shipping it
+MANIFEST = "deployer-env.json"
+MANIFEST_FORMAT = "deployer-spark-env-v2"
 #: The executor half of deployer.spark, shipped with the serving runtime.
 WORKER_FILES = (
     "deployer/spark/__init__.py",
@@ -106,7 +119,7 @@ def build_environment(
     say = say or log.info
     env = build_host_env(plan, resolver=resolver, say=lambda line: log.debug("%s", line))
     archive = env.folder / ARCHIVE_NAME
-    if archive.is_file():
+    if has_manifest(archive):
         say(f"reusing the packed environment {archive} (lock {env.lock_digest[7:19]})")
         with contextlib.suppress(OSError):
             os.utime(env.folder)  # a reuse counts as use: `deployer prune` judges by this time
@@ -126,7 +139,7 @@ def pack_environment(env: HostEnvironment) -> Path:
     """``<envs>/<key>/env.tar.gz``: a tar of the venv (symlinks kept, no owner names), made
     once per environment, atomically."""
     out = env.folder / ARCHIVE_NAME
-    if out.is_file():
+    if has_manifest(out):  # (an archive packed before manifests is packed again)
         return out
 
     def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -134,10 +147,15 @@ def pack_environment(env: HostEnvironment) -> Path:
         info.uname = info.gname = ""
         return info
 
+    manifest = json.dumps(env_manifest(env), indent=1, sort_keys=True).encode()
     with (
         atomic_output(out, prefix=".env-", suffix=".tar.gz") as tmp,
         tarfile.open(tmp, "w:gz", compresslevel=1) as tar,
     ):
+        # the manifest first: reading it (prebuilt_env_uri) decompresses a few bytes only
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mode = len(manifest), 0o644
+        tar.addfile(info, io.BytesIO(manifest))
         for path in sorted(env.prefix.iterdir()):
             tar.add(str(path), arcname=path.name, filter=clean)
     return out
@@ -179,3 +197,170 @@ def named_archive(packed: PackedEnvironment) -> Path:
         with contextlib.suppress(FileExistsError):
             os.symlink(packed.archive.name, link)
     return link
+
+
+# ------------------------------------------------------------------ prebuilt environments
+def env_manifest(env: HostEnvironment) -> dict[str, Any]:
+    """What a packed environment records about itself (``deployer-env.json``, the archive's
+    first member), read from the environment: what :func:`check_prebuilt_environment`
+    compares with the model and the driver."""
+    from deployer import __version__
+
+    return {
+        "format": MANIFEST_FORMAT,
+        "key": env.key,
+        "lock_digest": env.lock_digest,
+        "python": "{}.{}".format(*sys.version_info[:2]),
+        "base_python": os.path.realpath(env.prefix / "bin" / "python"),
+        "os": sys.platform,
+        "machine": _platform.machine().lower(),
+        "deployer_version": __version__,
+    }
+
+
+def has_manifest(archive: Path) -> bool:
+    """Whether ``archive`` is a packed environment of this format (checked from its first
+    member only)."""
+    try:
+        read_env_manifest(archive)
+    except UsageError:
+        return False
+    return True
+
+
+def read_env_manifest(archive: Path) -> dict[str, Any]:
+    """The manifest of a packed environment archive (its first member); refuses a file that
+    is not one, with the fix."""
+    where = str(archive)
+    rebuild = (
+        "pass the env.tar.gz that `deployer prepare-env -m MODEL --pack` printed (or that a "
+        "spark_udf with env_manager='virtualenv' packed), or leave prebuilt_env_uri unset"
+    )
+    if not archive.is_file():
+        raise UsageError(
+            "the prebuilt environment archive does not exist"
+            if not archive.exists()
+            else "the prebuilt environment is not a file",
+            where=where,
+            fix=rebuild,
+        )
+    try:
+        with tarfile.open(archive, "r|gz") as tar:
+            first = tar.next()
+            data = tar.extractfile(first) if first is not None and first.name == MANIFEST else None
+            manifest = json.loads(data.read().decode()) if data is not None else None
+    except (OSError, tarfile.TarError, EOFError, ValueError) as exc:
+        raise UsageError(
+            f"cannot read the prebuilt environment archive: {exc}", where=where, fix=rebuild
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise UsageError(
+            "this is not a packed environment of this deployer version"
+            + (
+                f" (format {found!r}, expected {MANIFEST_FORMAT!r})"
+                if found
+                else f" (no {MANIFEST})"
+            ),
+            where=where,
+            fix=rebuild,
+        )
+    return manifest
+
+
+def check_prebuilt_environment(archive: Path, plan: EnvironmentPlan) -> dict[str, Any]:
+    """The manifest of ``archive`` if it can run ``plan``'s model on this driver's Spark: the
+    driver's Python minor, OS and machine, the interpreter it links to present here, and the
+    model's lock when that is known without resolving (``--lock``, or a resolution cached on
+    this host: :func:`deployer.building.host_env.known_lock_digest`). Refuses otherwise."""
+    from deployer.building.host_env import known_lock_digest
+
+    manifest = read_env_manifest(archive)
+    where = str(archive)
+    rebuild = (
+        f"rebuild it for this model with this Python: deployer prepare-env -m {plan.model_dir} "
+        "--pack"
+    )
+    if manifest.get("python") != plan.python:
+        raise UsageError(
+            f"the prebuilt environment is for Python {manifest.get('python')}, but the driver "
+            f"runs Python {plan.python} (Spark's workers must run the driver's minor version)",
+            where=where,
+            fix=rebuild,
+        )
+    here = (sys.platform, _platform.machine().lower())
+    built = (manifest.get("os"), manifest.get("machine"))
+    if built != here:
+        raise UsageError(
+            f"the prebuilt environment is for {built[0]}/{built[1]}, this host is "
+            f"{here[0]}/{here[1]}",
+            where=where,
+            fix=rebuild,
+        )
+    base = str(manifest.get("base_python") or "")
+    if not base or not os.path.exists(base):
+        raise UsageError(
+            f"the prebuilt environment links to the interpreter {base or '(none)'}, which this "
+            "host does not have (a packed virtualenv needs its base Python at the same path)",
+            where=where,
+            fix="build it on a host (or image) with the same Python install: " + rebuild,
+        )
+    known = known_lock_digest(plan)
+    if known is not None and manifest.get("lock_digest") != known:
+        raise UsageError(
+            f"the prebuilt environment holds the lock {str(manifest.get('lock_digest'))[7:19]}, "
+            f"but this model's lock is {known[7:19]} (another model, other requirements or "
+            "another deployer version)",
+            where=where,
+            fix=rebuild,
+        )
+    if known is None:
+        log.warning(
+            "%s: no lock is recorded for this model on this host (no --lock, no cached "
+            "resolution), so the prebuilt environment is taken on its manifest",
+            archive,
+        )
+    return manifest
+
+
+def prebuilt_environment(
+    archive: Path, plan: EnvironmentPlan, *, unpack: bool
+) -> PackedEnvironment:
+    """``archive`` (checked by :func:`check_prebuilt_environment`) as a packed environment;
+    ``unpack``: also unpacked on this host (local mode runs it in place) where the same
+    environment built here would be, ``<build cache>/envs/<key>/env``."""
+    from deployer.building.host_env import is_built
+
+    manifest = check_prebuilt_environment(archive, plan)
+    key = str(manifest["key"])
+    prefix = plan.cache_dir / key / "env"
+    if unpack and not is_built(prefix):
+        plan.cache_dir.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".unpack-", dir=plan.cache_dir))
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                members = [m for m in tar.getmembers() if m.name != MANIFEST]
+                # "tar": links to the base interpreter are kept, paths outside refused
+                tar.extractall(work / "env", members=members, filter="tar")
+            prefix.parent.mkdir(parents=True, exist_ok=True)
+            if prefix.exists():
+                shutil.rmtree(prefix)
+            os.replace(work / "env", prefix)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return PackedEnvironment(
+        key, str(manifest["lock_digest"]), archive.resolve(), prefix, True, runtime_zip(plan)
+    )
+
+
+def ship_prebuilt_environment(
+    spark: Any, archive: Path, model_dir: Path, *, options: Any = None
+) -> str:
+    """``spark_udf(prebuilt_env_uri=...)``: check the archive against the model and driver,
+    ship it (nothing resolved or built); returns the interpreter the UDF runs under."""
+    from deployer.spark.shipping import is_local_master
+
+    plan = plan_environment(model_dir, options=options)
+    packed = prebuilt_environment(archive, plan, unpack=is_local_master(spark))
+    log.info("using the prebuilt environment %s (lock %s)", archive, packed.lock_digest[7:19])
+    return python_for(spark, packed)

@@ -108,7 +108,7 @@ def plan_batch(
     filesystem this host shares with the server (see :func:`check_remote_output`)."""
     from deployer.building.plan import strip_credentials
     from deployer.model.uri import resolve_model_uri
-    from deployer.spark.udf import ENV_MANAGERS, udf_transport
+    from deployer.spark.udf import ENV_MANAGERS, PACKED_ENV_MANAGERS, udf_transport
 
     if env_manager not in ENV_MANAGERS:
         raise UsageError(
@@ -147,7 +147,7 @@ def plan_batch(
         spark_conf.setdefault("spark.app.name", f"deployer batch {model_dir.name}")
     environment = None
     warnings: list[str] = []
-    if env_manager == "virtualenv":
+    if env_manager in PACKED_ENV_MANAGERS:  # "uv": the same packed environment
         from deployer.spark.environment import plan_environment
 
         environment = plan_environment(model_dir, options=build_options)

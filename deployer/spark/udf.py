@@ -30,15 +30,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from deployer.errors import MissingDependencyError, ModelFormatError, UsageError
+from deployer.errors import MissingDependencyError, ModelFormatError, UsageError, mlflow_api
 
 log = logging.getLogger("deployer")
 
-ENV_MANAGERS = ("local", "virtualenv")
+ENV_MANAGERS = ("local", "virtualenv", "uv")
+#: the env managers that run the UDF in the model's packed environment (the same one: see
+#: spark_udf)
+PACKED_ENV_MANAGERS = ("virtualenv", "uv")
 #: how batches reach the UDF: "auto" (Arrow when this pyspark has Arrow UDFs), "arrow", "pandas"
 TRANSPORT_ENV = "DEPLOYER_SPARK_UDF_TRANSPORT"
 TRANSPORTS = ("auto", "arrow", "pandas")
@@ -52,42 +55,193 @@ def require_pyspark() -> None:
         raise MissingDependencyError("pyspark", "spark", "Spark batch scoring") from None
 
 
+@mlflow_api
 def spark_udf(
     spark: Any,
-    model_uri: str,
+    model_uri: str | os.PathLike[str],
     result_type: Any = None,
-    env_manager: str = "local",
+    env_manager: str | None = None,
     params: dict[str, Any] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    prebuilt_env_uri: str | os.PathLike[str] | None = None,
+    model_config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
 ) -> Callable[..., Any]:
     """A vectorized UDF scoring ``model_uri``: ``df.withColumn("p", udf(*cols))`` or ``udf()``.
 
-    ``result_type`` is a Spark DataType or its DDL string (``"double"``,
-    ``"array<double>"``, ``"struct<a: double, b: string>"``). The UDF is an Arrow UDF when
-    pyspark has them (>= 4.1), else a pandas UDF; ``DEPLOYER_SPARK_UDF_TRANSPORT=pandas``
-    forces the latter (see :func:`udf_transport`).
+    The arguments are ``mlflow.pyfunc.spark_udf``'s (MLflow 3.17; ``docs/spark_udf_parity.md``
+    compares them one by one):
+
+    * ``model_uri``: any deployer URI, as a string or a path object;
+    * ``result_type``: a Spark DataType or its DDL string (``"double"``, ``"array<double>"``,
+      ``"struct<a: double, b: string>"``);
+    * ``env_manager``: ``"local"`` (default) runs in the session's Python; ``"virtualenv"``
+      and ``"uv"`` in the model's own packed environment (one and the same: deployer's
+      offline installer installs it with uv from the lock's wheelhouse);
+    * ``params``: checked against the model's params schema here, on the driver;
+    * ``extra_env``: variables set on the workers while the model loads and predicts;
+    * ``prebuilt_env_uri``: a packed environment made earlier (the ``env.tar.gz`` that
+      ``env_manager="virtualenv"`` / ``deployer prepare-env`` build), checked against this
+      model and driver, then shipped instead of building one;
+    * ``model_config``: a dict, or the path of a YAML/JSON file (read here, on the driver),
+      passed to the model's load.
+
+    Errors are deployer's (what / where / hint) and also ``mlflow.exceptions.MlflowException``
+    (:func:`deployer.errors.as_mlflow_exception`), so code written for MLflow's catches them.
+    The UDF is an Arrow UDF when pyspark has them (>= 4.1), else a pandas UDF;
+    ``DEPLOYER_SPARK_UDF_TRANSPORT=pandas`` forces the latter (see :func:`udf_transport`).
     """
     require_pyspark()
+    env_manager = check_env_manager(env_manager, prebuilt_env_uri)
+    env = check_extra_env(extra_env)
+    config = read_model_config(model_config)
+    python_exec = None
+    if prebuilt_env_uri is not None:
+        from deployer.model.uri import resolve_model_uri
+        from deployer.spark.environment import ship_prebuilt_environment
+
+        python_exec = ship_prebuilt_environment(
+            spark, prebuilt_env_path(prebuilt_env_uri), resolve_model_uri(model_uri)
+        )
+    elif env_manager in PACKED_ENV_MANAGERS:
+        from deployer.model.uri import resolve_model_uri
+        from deployer.spark.environment import ship_environment
+
+        python_exec = ship_environment(spark, resolve_model_uri(model_uri))
+    return make_udf(
+        spark, model_uri, result_type, params, python_exec, model_config=config, extra_env=env
+    )
+
+
+def check_env_manager(env_manager: str | None, prebuilt_env_uri: Any) -> str:
+    """MLflow's rules: None means ``local`` (``virtualenv`` with a prebuilt environment); a
+    prebuilt environment takes None, ``virtualenv`` or ``uv`` only; ``conda`` is refused."""
+    if prebuilt_env_uri is not None and env_manager not in (None, *PACKED_ENV_MANAGERS):
+        raise UsageError(
+            f"prebuilt_env_uri is set, so env_manager must be None, 'virtualenv' or 'uv', "
+            f"not {env_manager!r}",
+            where="env_manager",
+            fix="leave env_manager unset (the prebuilt environment is the model's environment)",
+        )
+    if env_manager is None:
+        return "virtualenv" if prebuilt_env_uri is not None else "local"
+    if env_manager == "conda":
+        raise UsageError(
+            "env_manager='conda' is not supported: deployer builds the model's environment "
+            "as a packed virtualenv from its lock (conda dependencies included as pip wheels)",
+            where="env_manager",
+            fix="use env_manager='virtualenv' (or 'uv', the same environment)",
+        )
     if env_manager not in ENV_MANAGERS:
         raise UsageError(
             f"unknown env_manager {env_manager!r}",
             where="env_manager",
             fix=f"use one of: {', '.join(ENV_MANAGERS)}",
         )
-    python_exec = None
-    if env_manager == "virtualenv":
-        from deployer.model.uri import resolve_model_uri
-        from deployer.spark.environment import ship_environment
+    return env_manager
 
-        python_exec = ship_environment(spark, resolve_model_uri(model_uri))
-    return make_udf(spark, model_uri, result_type, params, python_exec)
+
+def check_extra_env(extra_env: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """``extra_env`` as (name, value) pairs: a mapping of non-empty names without ``=`` to
+    strings (what ``os.environ`` accepts on the workers)."""
+    if extra_env is None:
+        return ()
+    if not isinstance(extra_env, Mapping):
+        raise UsageError(
+            f"extra_env must be a dict of variable names to strings, not "
+            f"{type(extra_env).__name__}",
+            where="extra_env",
+            fix='pass e.g. extra_env={"MY_SETTING": "1"}',
+        )
+    for name, value in extra_env.items():
+        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
+            raise UsageError(
+                f"extra_env has an invalid variable name {name!r}",
+                where="extra_env",
+                fix="use non-empty string names without '='",
+            )
+        if not isinstance(value, str) or "\0" in value:
+            raise UsageError(
+                f"extra_env[{name!r}] must be a string, not {type(value).__name__}",
+                where=f"extra_env[{name!r}]",
+                fix="pass every value as a string (values are never shown: they may be secrets)",
+            )
+    return tuple(sorted(extra_env.items()))
+
+
+def read_model_config(
+    model_config: str | os.PathLike[str] | Mapping[str, Any] | None,
+) -> dict[str, Any] | None:
+    """``model_config`` as the dict the workers load with: a mapping as given; a path (str or
+    path object) read here with MLflow's own reader (YAML, so JSON too), so workers need not
+    see the driver's files. Empty means none, as in MLflow."""
+    if model_config is None:
+        return None
+    if isinstance(model_config, Mapping):
+        config: Any = dict(model_config)
+    elif isinstance(model_config, (str, os.PathLike)):
+        from mlflow.exceptions import MlflowException
+        from mlflow.utils.model_utils import _validate_and_get_model_config_from_file
+
+        path = os.fspath(model_config)
+        try:
+            config = _validate_and_get_model_config_from_file(path)
+        except MlflowException as exc:
+            raise UsageError(
+                f"cannot read model_config: {exc.message}",
+                where=str(path),
+                fix="pass a dict, or the path of a YAML or JSON file holding a mapping",
+            ) from None
+        if config is None:
+            return None
+    else:
+        raise UsageError(
+            f"model_config must be a dict or a file path, not {type(model_config).__name__}",
+            where="model_config",
+            fix="pass a dict, or the path of a YAML or JSON file holding a mapping",
+        )
+    if not isinstance(config, dict):
+        raise UsageError(
+            f"model_config must be a mapping, not {type(config).__name__}",
+            where=str(model_config),
+            fix="write the configuration as keys and values (YAML or JSON object)",
+        )
+    return config or None
+
+
+def prebuilt_env_path(prebuilt_env_uri: str | os.PathLike[str]) -> Path:
+    """The local archive ``prebuilt_env_uri`` names: a path (str or path object) or a
+    ``file://`` URI; remote locations are refused (copy the archive to the driver first)."""
+    from urllib.parse import unquote, urlparse
+
+    if isinstance(prebuilt_env_uri, os.PathLike):
+        return Path(os.fspath(prebuilt_env_uri)).expanduser()
+    if not isinstance(prebuilt_env_uri, str):
+        raise UsageError(
+            f"prebuilt_env_uri must be a path, not {type(prebuilt_env_uri).__name__}",
+            where="prebuilt_env_uri",
+            fix="pass the path of the env.tar.gz that deployer prepare-env printed",
+        )
+    if "://" not in prebuilt_env_uri and not prebuilt_env_uri.startswith("dbfs:"):
+        return Path(prebuilt_env_uri).expanduser()
+    parsed = urlparse(prebuilt_env_uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(unquote(parsed.path))
+    raise UsageError(
+        f"prebuilt_env_uri must be a local path or file:// URI, not a {parsed.scheme}: location",
+        where="prebuilt_env_uri",
+        fix="copy the archive to the driver's disk and pass its path",
+    )
 
 
 def make_udf(
     spark: Any,
-    model_uri: str,
+    model_uri: str | os.PathLike[str],
     result_type: Any,
     params: dict[str, Any] | None,
     python_exec: str | None,
+    *,
+    model_config: dict[str, Any] | None = None,
+    extra_env: tuple[tuple[str, str], ...] = (),
 ) -> Callable[..., Any]:
     """The UDF for an already shipped environment (``python_exec``; None: the session's)."""
     import dataclasses
@@ -111,6 +265,8 @@ def make_udf(
         result_type=rtype,
         params=checked_params,
         arrow=arrow_conf(spark) if transport == "arrow" else None,
+        model_config=model_config,
+        extra_env=extra_env,
     )
     if python_exec is not None and is_connect_session(spark):  # no per-UDF interpreter
         spec, python_exec = dataclasses.replace(spec, env_archive=python_exec), None
@@ -134,6 +290,7 @@ def _make_udf(spec: Any, rtype: Any, meta: Any, python_exec: str | None) -> Call
         _pin_python(scoring, python_exec)
 
     @functools.wraps(scoring)
+    @mlflow_api
     def udf_with_default_cols(*args: Any) -> Any:
         if args:
             return scoring(*args)

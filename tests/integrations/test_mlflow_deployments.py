@@ -196,6 +196,11 @@ def test_dry_run_plan_is_the_deploy_commands_plan(sm, bucket, sklearn_model):
 
     assert same(plugin["plan"]) == same(cli.json()["plan"])
     assert plugin["plan"]["calls"][0]["operation"] == "upload_model_archive"
+    # a pathlib.Path model URI, as MLflow's own APIs take (it crashed with AttributeError)
+    as_path = get_deploy_client(URI).create_deployment(
+        "iris", Path(sklearn_model), config={"image_uri": ECR_IMAGE, "execution_role_arn": ROLE, "bucket": bucket,
+                                             "instance_count": 3, "dry_run": True})
+    assert same(as_path["plan"]) == same(plugin["plan"])
     assert sm.mutating_actions() == [] and sm.snapshot()["objects"] == []
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from deployer.errors import (
+    ModelNotFoundError,
     ModelURIError,
     UnsafePathError,
 )
@@ -73,6 +74,31 @@ def run_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_local_path_and_file_uri_are_used_in_place(sklearn_model: Path, tmp_path: Path) -> None:
     assert resolve_model_uri(str(sklearn_model), cache_dir=tmp_path) == sklearn_model.resolve()
     assert resolve_model_uri(sklearn_model.as_uri(), cache_dir=tmp_path) == sklearn_model.resolve()
+    assert entries(tmp_path) == []
+
+
+def test_path_objects_are_model_uris_as_in_mlflow(sklearn_model: Path, tmp_path: Path) -> None:
+    """A pathlib.Path (any os.PathLike) is a model URI, as MLflow takes it: it used to crash
+    with AttributeError 'startswith'. The load MLflow does from it finds the same model."""
+    import mlflow.pyfunc
+
+    from deployer.intake import load_model
+
+    class Fspath:  # os.PathLike that is not a pathlib.Path
+        def __fspath__(self) -> str:
+            return str(sklearn_model)
+
+    for uri in (sklearn_model, Fspath(), Path(os.path.relpath(sklearn_model))):
+        assert resolve_model_uri(uri, cache_dir=tmp_path) == sklearn_model.resolve()
+    assert load_model(sklearn_model).path == sklearn_model.resolve()
+    assert load_model(sklearn_model).uri == str(sklearn_model)
+    mlflow_model = mlflow.pyfunc.load_model(sklearn_model)  # the oracle takes a Path too
+    assert mlflow_model.metadata.get_input_schema() is not None
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        resolve_model_uri(tmp_path / "missing", cache_dir=tmp_path)
+    with pytest.raises(ModelURIError, match="string or a path, not int") as info:
+        resolve_model_uri(3, cache_dir=tmp_path)  # type: ignore[arg-type]
+    assert "pathlib.Path" in (info.value.fix or "")
     assert entries(tmp_path) == []
 
 

@@ -176,3 +176,97 @@ def test_build_options_shape_the_packed_environment(sklearn_model: Path, iris_da
     probe = subprocess.run([str(packed.prefix / "bin" / "python"), "-c", "import six; print(six.__version__)"],
                            capture_output=True, text=True)
     assert probe.stdout.strip() == "1.16.0", probe.stderr
+
+
+# ------------------------------------------------------------------ prebuilt_env_uri
+def test_prebuilt_env_uri_scores_with_the_given_archive_and_builds_nothing(
+        spark: Any, packed: Any, sklearn_model: Path, iris_data: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archive a build packed (what `deployer prepare-env` prints), copied elsewhere and
+    given to spark_udf(prebuilt_env_uri=...) with an empty cache: no resolution, no wheel, no
+    install; it is unpacked where the same build would be and scores as MLflow does. uv and
+    virtualenv are the same environment."""
+    import shutil
+
+    import mlflow.pyfunc
+
+    from deployer.spark import spark_udf
+    from deployer.spark.environment import MANIFEST, read_env_manifest
+
+    with tarfile.open(packed.archive) as tar:
+        assert tar.getmembers()[0].name == MANIFEST
+    manifest = read_env_manifest(packed.archive)
+    assert manifest["key"] == packed.key and manifest["lock_digest"] == packed.lock_digest
+    assert manifest["python"] == "{}.{}".format(*sys.version_info[:2])
+    assert manifest["base_python"] == os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    copied = tmp_path / "from-ci" / "env.tar.gz"
+    copied.parent.mkdir()
+    shutil.copy(packed.archive, copied)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DEPLOYER_BUILD_CACHE", str(cache))
+    X, _ = iris_data
+    df = spark.createDataFrame(X.iloc[::7].reset_index(drop=True))
+    udfs = {
+        "path": spark_udf(spark, sklearn_model, result_type="double", prebuilt_env_uri=copied),
+        "uv": spark_udf(spark, sklearn_model, result_type="double", prebuilt_env_uri=str(copied), env_manager="uv"),
+        "file uri": spark_udf(spark, sklearn_model, result_type="double", prebuilt_env_uri=copied.as_uri(),
+                              env_manager="virtualenv"),
+        "mlflow": mlflow.pyfunc.spark_udf(spark, str(sklearn_model), result_type="double"),
+    }
+    out = df.select(*[u(*IRIS).alias(n) for n, u in udfs.items()]).toPandas()
+    assert len(out) == 22
+    for name in ("path", "uv", "file uri"):
+        assert out[name].tolist() == out["mlflow"].tolist(), name
+    # unpacked where the same environment built here would be; no wheels, no lock, no build
+    assert (cache / "envs" / packed.key / "env" / "bin" / "python").exists()
+    assert sorted(p.name for p in cache.iterdir()) == ["envs", "runtime"]
+    assert [p.name for p in (cache / "envs").iterdir()] == [packed.key]
+    assert [p.name for p in (cache / "envs" / packed.key).iterdir()] == ["env"]
+
+
+def _with_manifest(path: Path, manifest: dict[str, Any]) -> Path:
+    import io
+
+    data = json.dumps(manifest).encode()
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("deployer-env.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_prebuilt_env_uri_refusals_say_what_to_do(spark: Any, packed: Any, sklearn_model: Path,
+                                                  tmp_path: Path) -> None:
+    """An archive that cannot run this model on this driver is refused before any job, with
+    the fix; as deployer's UsageError and as MLflow's MlflowException."""
+    from mlflow.exceptions import MlflowException
+
+    from deployer.errors import UsageError
+    from deployer.spark import spark_udf
+    from deployer.spark.environment import read_env_manifest
+
+    real = read_env_manifest(packed.archive)
+    (tmp_path / "notes.txt").write_text("not an archive")
+    with tarfile.open(tmp_path / "other.tar.gz", "w:gz") as tar:
+        tar.add(str(sklearn_model / "MLmodel"), arcname="MLmodel")
+    cases = {
+        "does not exist": tmp_path / "missing.tar.gz",
+        "cannot read": tmp_path / "notes.txt",
+        "not a packed environment": tmp_path / "other.tar.gz",
+        "format 'deployer-spark-env-v1'": _with_manifest(
+            tmp_path / "v1.tar.gz", {**real, "format": "deployer-spark-env-v1"}),
+        "is for Python 3.7": _with_manifest(tmp_path / "py37.tar.gz", {**real, "python": "3.7"}),
+        "is for linux/s390x": _with_manifest(tmp_path / "s390x.tar.gz", {**real, "machine": "s390x"}),
+        "links to the interpreter /nowhere/python3": _with_manifest(
+            tmp_path / "base.tar.gz", {**real, "base_python": "/nowhere/python3"}),
+        # the model's lock is known here (the fixture resolved it): another lock is refused
+        "but this model's lock is": _with_manifest(
+            tmp_path / "lock.tar.gz", {**real, "lock_digest": "sha256:" + "0" * 64}),
+    }
+    for expected, archive in cases.items():
+        with pytest.raises(MlflowException) as info:
+            spark_udf(spark, sklearn_model, prebuilt_env_uri=archive)
+        err = info.value
+        assert isinstance(err, UsageError) and expected in err.what, (expected, str(err))
+        assert err.where == str(archive) and err.fix, expected
+        assert "prepare-env" in err.fix, expected

@@ -274,3 +274,221 @@ def test_unknown_transport_is_a_usage_error(spark: Any, sklearn_model: Path,
     monkeypatch.setenv("DEPLOYER_SPARK_UDF_TRANSPORT", "arow")
     with pytest.raises(UsageError, match="DEPLOYER_SPARK_UDF_TRANSPORT"):
         spark_udf(spark, str(sklearn_model))
+
+
+# ------------------------------------------------------------ MLflow 3.17's call surface
+LOAD_CONTEXT_CODE = '''
+"""A model reporting, per row, what it saw when it loaded (an environment variable, its
+model_config) and the variable while predicting (tests/spark/test_udf.py)."""
+import os
+
+import mlflow.pyfunc
+
+
+class ReportsLoad(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        self.env_at_load = os.environ.get("DEPLOYER_TEST_SETTING", "<unset>")
+        self.config = dict(context.model_config or {})
+
+    def predict(self, context, model_input, params=None):
+        now = os.environ.get("DEPLOYER_TEST_SETTING", "<unset>")
+        config = ",".join(f"{k}={self.config[k]}" for k in sorted(self.config))
+        return [f"{self.env_at_load}|{now}|{config}|{a}" for a in model_input.iloc[:, 0]]
+'''
+
+
+@pytest.fixture(scope="module")
+def reports_load_model(models_root: Path) -> Path:
+    import importlib
+    import sys
+
+    import mlflow.pyfunc
+
+    code = models_root / "reports_load_code" / "reports_load_model.py"
+    code.parent.mkdir(parents=True, exist_ok=True)
+    code.write_text(LOAD_CONTEXT_CODE)
+    sys.path.insert(0, str(code.parent))
+    try:
+        module = importlib.import_module(code.stem)
+    finally:
+        sys.path.remove(str(code.parent))
+    path = models_root / "reports_load"
+    if not path.exists():
+        mlflow.pyfunc.save_model(str(path), python_model=module.ReportsLoad(), code_paths=[str(code)],
+                                 model_config={"greeting": "saved", "size": 1})
+    return path
+
+
+def test_path_model_uri_extra_env_and_model_config_match_mlflow(spark: Any, reports_load_model: Path,
+                                                                tmp_path: Path) -> None:
+    """The same rows through both UDFs, with a pathlib.Path URI, extra_env (seen at load and at
+    predict, restored after: the driver's environment keeps no trace) and model_config as a
+    dict, a YAML file (str and Path) and a JSON file; each UDF loads with its own config."""
+    import os
+
+    import mlflow.pyfunc
+
+    from deployer.spark import spark_udf
+
+    yaml_file = tmp_path / "config.yaml"
+    yaml_file.write_text("greeting: from-yaml\nsize: 3\n")
+    json_file = tmp_path / "config.json"
+    json_file.write_text('{"greeting": "from-json", "extra": [1, 2]}')
+    df = spark.createDataFrame([("x",), ("y",), ("z",)], "a string")
+    cases: list[dict[str, Any]] = [
+        {},
+        {"extra_env": {"DEPLOYER_TEST_SETTING": "on the workers"}},
+        {"model_config": {"greeting": "hello", "size": 2}},
+        {"model_config": str(yaml_file), "extra_env": {"DEPLOYER_TEST_SETTING": "both"}},
+        {"model_config": json_file},
+    ]
+    assert "DEPLOYER_TEST_SETTING" not in os.environ
+    cols = []
+    for i, kwargs in enumerate(cases):
+        ours = spark_udf(spark, reports_load_model, result_type="string", **kwargs)
+        mlflow_kwargs = dict(kwargs)
+        if isinstance(mlflow_kwargs.get("model_config"), Path):  # MLflow reads str paths only
+            mlflow_kwargs["model_config"] = str(mlflow_kwargs["model_config"])
+        theirs = mlflow.pyfunc.spark_udf(spark, str(reports_load_model), result_type="string",
+                                         **mlflow_kwargs)
+        cols += [ours("a").alias(f"d{i}"), theirs("a").alias(f"m{i}")]
+    out = df.select(*cols).toPandas()
+    for i, kwargs in enumerate(cases):
+        assert out[f"d{i}"].tolist() == out[f"m{i}"].tolist(), kwargs
+    assert out["d0"].tolist() == ["<unset>|<unset>|greeting=saved,size=1|x", "<unset>|<unset>|greeting=saved,size=1|y",
+                                  "<unset>|<unset>|greeting=saved,size=1|z"]
+    assert out["d1"][0] == "on the workers|on the workers|greeting=saved,size=1|x"
+    assert out["d2"][0] == "<unset>|<unset>|greeting=hello,size=2|x"
+    assert out["d3"][0] == "both|both|greeting=from-yaml,size=3|x"
+    # MLflow's rule, in both: an override replaces the saved keys it names, adds no others
+    assert out["d4"][0] == "<unset>|<unset>|greeting=from-json,size=1|x"
+    assert "DEPLOYER_TEST_SETTING" not in os.environ
+
+
+def _refusals(spark: Any, sklearn_model: Path, no_signature_model: Path, tensor_model: Path,
+              params_model: Path) -> dict[str, Any]:
+    """MLflow 3.17's spark_udf error cases that apply outside Databricks: (make the UDF, call
+    it) for both functions."""
+    return {
+        "timestamp result type": lambda f: f(spark, str(sklearn_model), result_type="timestamp"),
+        "map with int keys": lambda f: f(spark, str(sklearn_model), result_type="map<int,double>"),
+        "unknown env_manager": lambda f: f(spark, str(sklearn_model), env_manager="venv"),
+        "prebuilt env with env_manager=local": lambda f: f(spark, str(sklearn_model), env_manager="local",
+                                                           prebuilt_env_uri="/tmp/env.tar.gz"),
+        "params outside the schema": lambda f: f(spark, str(params_model), params={"times": "many"}),
+        "no columns, optional columns": lambda f: f(spark, str(params_model))(),
+        "no columns, unnamed tensor input": lambda f: f(spark, str(tensor_model))(),
+        "no columns, no signature": lambda f: f(spark, str(no_signature_model))(),
+    }
+
+
+def test_every_error_case_is_an_mlflow_exception_in_both(spark: Any, sklearn_model: Path, no_signature_model: Path,
+                                                         tensor_model: Path, params_model: Path) -> None:
+    """The same bad call through MLflow's spark_udf and deployer's: both are caught by
+    ``except MlflowException``; deployer's is also its typed error with a where and a hint."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    from deployer.errors import DeployerError, UsageError
+    from deployer.spark import spark_udf
+
+    for case, call in _refusals(spark, sklearn_model, no_signature_model, tensor_model, params_model).items():
+        caught = []
+        for function in (mlflow.pyfunc.spark_udf, spark_udf):
+            try:
+                call(function)
+            except MlflowException as exc:
+                caught.append(exc)
+        assert len(caught) == 2, (case, caught)
+        mlflows, ours = caught
+        assert isinstance(ours, UsageError) and isinstance(ours, DeployerError), case
+        assert ours.where and ours.fix and "hint:" in str(ours), case
+        # (MLflow's prebuilt-env refusal carries INTERNAL_ERROR; deployer's says invalid value)
+        assert ours.error_code == "INVALID_PARAMETER_VALUE" and mlflows.error_code, case
+        assert ours.message == ours.format_message(), case
+
+
+def test_mlflow_compatible_errors_keep_the_cli_format(spark: Any, sklearn_model: Path) -> None:
+    """The class name, exit code and what/where/hint rendering are deployer's; the error
+    pickles (Spark and multiprocessing do) as the same two-sided class."""
+    import pickle
+
+    from mlflow.exceptions import MlflowException
+
+    from deployer.errors import UsageError
+    from deployer.spark import spark_udf
+
+    with pytest.raises(UsageError) as info:
+        spark_udf(spark, sklearn_model, result_type="timestamp")
+    err = info.value
+    assert type(err).__name__ == "UsageError" and err.exit_code == 2
+    assert err.to_dict() == {"error": "UsageError", "message": "result type timestamp is not supported",
+                             "where": "result_type", "fix": err.fix}
+    assert str(err).startswith("result_type: result type timestamp is not supported\n  hint: use one of int")
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is type(err) and isinstance(again, MlflowException) and str(again) == str(err)
+
+
+def test_driver_side_refusals_name_the_argument(spark: Any, sklearn_model: Path, tmp_path: Path) -> None:
+    """What MLflow only finds on a worker (or not at all) deployer refuses on the driver."""
+    from mlflow.exceptions import MlflowException
+
+    from deployer.errors import UsageError
+    from deployer.spark import spark_udf
+
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    bad = {
+        "model_config": [dict(model_config=tmp_path / "missing.yaml"), dict(model_config=str(tmp_path / "list.yaml")),
+                         dict(model_config=42)],
+        "extra_env": [dict(extra_env={"A": 1}), dict(extra_env={"A=B": "x"}), dict(extra_env=["A"])],
+        "env_manager": [dict(env_manager="conda")],
+        "prebuilt_env_uri": [dict(prebuilt_env_uri="dbfs:/Volumes/envs/env.tar.gz"),
+                             dict(prebuilt_env_uri=tmp_path / "missing.tar.gz")],
+        "model_uri": [dict(model_uri=tmp_path / "no-model")],
+    }
+    for argument, calls in bad.items():
+        for kwargs in calls:
+            kwargs.setdefault("model_uri", sklearn_model)
+            with pytest.raises(MlflowException) as info:
+                spark_udf(spark, **kwargs)
+            assert isinstance(info.value, UsageError if argument != "model_uri" else Exception), kwargs
+            assert argument in str(info.value) or str(tmp_path) in str(info.value), (kwargs, str(info.value))
+    with pytest.raises(MlflowException, match="extra_env\\['A'\\] must be a string") as info:
+        spark_udf(spark, sklearn_model, extra_env={"A": 12345678})
+    assert "12345678" not in str(info.value)  # values may be secrets: never echoed
+
+
+def test_uv_env_manager_is_accepted_like_mlflow(sklearn_model: Path, tmp_path: Path) -> None:
+    """MLflow 3 accepts uv next to virtualenv; deployer runs both in one packed environment
+    (the UDF itself: tests/spark/test_environment.py), in spark_udf and in a batch plan."""
+    from mlflow.utils import env_manager as mlflow_env_managers
+
+    from deployer.errors import UsageError
+    from deployer.spark.plan import plan_batch
+    from deployer.spark.udf import check_env_manager
+
+    plans = {m: plan_batch(str(sklearn_model), input=str(tmp_path / "in.parquet"), output=str(tmp_path / "out"),
+                           env_manager=m) for m in ("uv", "virtualenv")}
+    assert plans["uv"].environment is not None
+    assert plans["uv"].environment.to_dict() == plans["virtualenv"].environment.to_dict()
+
+    assert check_env_manager("uv", None) == "uv"
+    mlflow_env_managers.validate("uv")
+    with pytest.raises(UsageError, match="'conda' is not supported"):
+        check_env_manager("conda", None)
+    assert check_env_manager(None, None) == "local"
+    assert check_env_manager(None, "/some/env.tar.gz") == "virtualenv"
+    assert check_env_manager("uv", "/some/env.tar.gz") == "uv"
+
+
+def test_every_mlflow_argument_is_accepted() -> None:
+    """deployer's spark_udf takes every argument of MLflow's, by the same names and order."""
+    import inspect
+
+    import mlflow.pyfunc
+
+    from deployer.spark import spark_udf
+
+    theirs = list(inspect.signature(mlflow.pyfunc.spark_udf).parameters)
+    ours = list(inspect.signature(spark_udf).parameters)
+    assert ours == theirs
