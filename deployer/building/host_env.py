@@ -56,6 +56,8 @@ FORMAT = "deployer-host-env-v1"
 #: What ``--env-manager`` accepts. ``uv`` and ``virtualenv`` build the same environment: a
 #: venv installed by the uv the lock pins (pip when a hand-made wheelhouse has no uv).
 ENV_MANAGERS = ("local", "virtualenv", "uv")
+#: The ones that run the model in that environment (``local``: in the caller's Python).
+ISOLATED_ENV_MANAGERS = ("virtualenv", "uv")
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 #: The build-option group's fields that shape the environment (the rest shape an image).

@@ -14,6 +14,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from deployer.building.host_env import ENV_MANAGERS, ISOLATED_ENV_MANAGERS
 from deployer.errors import UsageError
 
 SPARK_TARGET = "spark"
@@ -60,9 +61,9 @@ _OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (
         ("--env-manager", "spark_env_manager"),
         {
-            "type": click.Choice(["local", "virtualenv"]),
-            "help": "[spark] local: executors' Python has the packages; virtualenv: ship the "
-            "model's packed, locked environment.",
+            "type": click.Choice(list(ENV_MANAGERS)),
+            "help": "[spark] local: executors' Python has the packages; virtualenv (or uv, the "
+            "same environment): ship the model's packed, locked environment.",
         },
     ),
     (
@@ -135,7 +136,7 @@ def check_build_options(given: tuple[str, ...], env_manager: str) -> None:
             "virtualenv, in the model's packed environment (which takes "
             f"{', '.join(environment_flags)})",
         )
-    if given and env_manager != "virtualenv":
+    if given and env_manager not in ISOLATED_ENV_MANAGERS:
         raise UsageError(
             f"{they_shape(given)} the packed environment of --env-manager virtualenv, and this "
             "job runs in the executors' own Python",

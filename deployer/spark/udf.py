@@ -34,14 +34,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from deployer.building.host_env import ENV_MANAGERS, ISOLATED_ENV_MANAGERS
 from deployer.errors import MissingDependencyError, ModelFormatError, UsageError, mlflow_api
 
 log = logging.getLogger("deployer")
 
-ENV_MANAGERS = ("local", "virtualenv", "uv")
 #: the env managers that run the UDF in the model's packed environment (the same one: see
-#: spark_udf)
-PACKED_ENV_MANAGERS = ("virtualenv", "uv")
+#: spark_udf) are the host environment's isolated ones
+PACKED_ENV_MANAGERS = ISOLATED_ENV_MANAGERS
 #: how batches reach the UDF: "auto" (Arrow when this pyspark has Arrow UDFs), "arrow", "pandas"
 TRANSPORT_ENV = "DEPLOYER_SPARK_UDF_TRANSPORT"
 TRANSPORTS = ("auto", "arrow", "pandas")

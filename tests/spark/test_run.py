@@ -152,3 +152,17 @@ def test_options_are_checked(sklearn_model: Path, iris_parquet: Path, tmp_path: 
     assert result.exit_code == 2 and "same path as --input" in result.stderr
     result = _batch(*base, "--output", str(tmp_path / "o"), "--name", "job", "--dry-run")
     assert result.exit_code == 2 and "--name is not an option of target spark" in result.stderr
+
+
+def test_env_manager_uv_plans_the_virtualenv_job(sklearn_model: Path, iris_parquet: Path, tmp_path: Path) -> None:
+    """`--env-manager uv` (MLflow 3's name) is the same packed environment as virtualenv, and
+    takes the environment options virtualenv takes."""
+    base = ["-m", str(sklearn_model), "--input", str(iris_parquet), "--output", str(tmp_path / "o"), "--dry-run"]
+    plans = {}
+    for manager in ("virtualenv", "uv"):
+        result = _batch(*base, "--env-manager", manager, "--pip", "six")
+        assert result.exit_code == 0, result.output
+        plans[manager] = json.loads(result.stdout)["plan"]
+    assert plans["uv"]["environment"] and plans["uv"]["environment"] == plans["virtualenv"]["environment"]
+    result = _batch(*base, "--pip", "six")
+    assert result.exit_code == 2 and "--env-manager virtualenv" in result.stderr
