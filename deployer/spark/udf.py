@@ -171,41 +171,23 @@ def check_extra_env(extra_env: Mapping[str, str] | None) -> tuple[tuple[str, str
 def read_model_config(
     model_config: str | os.PathLike[str] | Mapping[str, Any] | None,
 ) -> dict[str, Any] | None:
-    """``model_config`` as the dict the workers load with: a mapping as given; a path (str or
-    path object) read here with MLflow's own reader (YAML, so JSON too), so workers need not
-    see the driver's files. Empty means none, as in MLflow."""
+    """``model_config`` as the dict the workers load with: a mapping as given (pickled to the
+    workers, as MLflow's is); a path (str or path object) read here by the reader of
+    ``--model-config`` (:func:`deployer.serving.model_config.parse_model_config`: YAML, so JSON
+    too), so workers need not see the driver's files. Empty means none, as in MLflow."""
+    from deployer.serving.model_config import parse_model_config
+
     if model_config is None:
         return None
     if isinstance(model_config, Mapping):
-        config: Any = dict(model_config)
-    elif isinstance(model_config, (str, os.PathLike)):
-        from mlflow.exceptions import MlflowException
-        from mlflow.utils.model_utils import _validate_and_get_model_config_from_file
-
-        path = os.fspath(model_config)
-        try:
-            config = _validate_and_get_model_config_from_file(path)
-        except MlflowException as exc:
-            raise UsageError(
-                f"cannot read model_config: {exc.message}",
-                where=str(path),
-                fix="pass a dict, or the path of a YAML or JSON file holding a mapping",
-            ) from None
-        if config is None:
-            return None
-    else:
+        return dict(model_config) or None
+    if not isinstance(model_config, (str, os.PathLike)):
         raise UsageError(
             f"model_config must be a dict or a file path, not {type(model_config).__name__}",
             where="model_config",
             fix="pass a dict, or the path of a YAML or JSON file holding a mapping",
         )
-    if not isinstance(config, dict):
-        raise UsageError(
-            f"model_config must be a mapping, not {type(config).__name__}",
-            where=str(model_config),
-            fix="write the configuration as keys and values (YAML or JSON object)",
-        )
-    return config or None
+    return parse_model_config(model_config, where="model_config") or None
 
 
 def prebuilt_env_path(prebuilt_env_uri: str | os.PathLike[str]) -> Path:
