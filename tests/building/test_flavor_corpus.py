@@ -361,6 +361,46 @@ def test_deployer_serve_on_the_host_runs_a_tensorflow_model_with_2_workers(flavo
         assert proc.wait(60) == 0, log.read_text(errors="replace")[-3000:]
 
 
+@pytest.mark.parametrize("flavor", ["keras", "xgboost", "onnx", "from_code"])
+def test_serve_env_manager_virtualenv_runs_the_flavor_in_its_own_environment(
+        flavor: str, corpus: Path, build_cache: Path, tmp_path: Path) -> None:
+    """`deployer serve --env-manager virtualenv` from this venv, which has none of TensorFlow,
+    XGBoost or onnxruntime: the model's locked environment is built on the host (from the wheels
+    its image used), the server runs in it with 2 workers (the flavor's load mode) and answers
+    MLflow's answer."""
+    import re
+
+    for module in ("tensorflow", "xgboost", "onnxruntime"):
+        probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+        assert probe.returncode != 0, f"the test venv has {module}: the test would prove nothing"
+    log = tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["DEPLOYER_BUILD_CACHE"] = str(build_cache)
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("deployer")), "serve", "-m", str(corpus / flavor),
+                                 "--env-manager", "virtualenv", "--port", "0", "--workers", "2",
+                                 "--timeout", "30"], stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                cwd=tmp_path, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 900
+        match = None
+        while match is None and time.monotonic() < deadline and proc.poll() is None:
+            match = re.search(r"listening on http://[^:]+:(\d+)", log.read_text(errors="replace"))
+            time.sleep(0.5)
+        assert match, log.read_text(errors="replace")[-3000:]
+        url = f"http://127.0.0.1:{match.group(1)}/invocations"
+        body = (corpus / flavor / "serving_input_example.json").read_bytes()
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: post(url, body, timeout=60), range(8)))
+        want = expected(corpus, flavor)
+        for status, got in answers:
+            assert status == want["status"] == 200, got
+            close(got, want["body"])
+    finally:
+        proc.terminate()
+        assert proc.wait(60) == 0, log.read_text(errors="replace")[-3000:]
+
+
 def test_predict_reads_csv_for_tensor_signatures_as_mlflow_converts_it(flavors_python: Path,
                                                                       corpus: Path, tmp_path: Path) -> None:
     """`deployer predict -m` on a CSV for a tensor-signature model: scored like the JSON example
