@@ -148,11 +148,34 @@ def test_tensor_model_raw_and_typed_contents_answer_as_rest(tensor_grpc: LiveSer
     assert answers["typed"][1]["code"] == "StatusCode.INVALID_ARGUMENT"
 
 
-def test_sigterm_stops_grpc_and_http_gracefully(tensor_model: Path, tmp_path: Path) -> None:
-    server = start_deployer(tensor_model, tmp_path, "--grpc-port", "0", "--workers", "1")
+def test_deployer_serve_cli_workers_share_the_port_and_sigterm_finishes_running_rpcs(
+        slow_model: Path, triton_python: Path, tmp_path: Path) -> None:
+    """`deployer serve --grpc-port 0 --workers 2`: both workers serve the one picked port; an
+    RPC running when SIGTERM arrives still gets its answer, and the server exits 0."""
+    argv = [sys.executable, "-c", "from deployer.cli import main; main()", "serve", "-m",
+            str(slow_model), "--port", "0", "--workers", "2", "--load-mode", "per-worker",
+            "--grpc-port", "0"]
+    server = start_deployer(slow_model, tmp_path / "logs", argv=argv)
     try:
-        grpc_url(server)
+        url = grpc_url(server)
+        deadline = time.monotonic() + 60
+        while len(_GRPC_LISTENING.findall(server.log())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert set(_GRPC_LISTENING.findall(server.log())) == {url.rsplit(":", 1)[1]}, server.log()
+        assert len(_GRPC_LISTENING.findall(server.log())) == 2
+        request = {"model": "slow", "inputs": [
+            {"name": "seconds", "shape": [1], "datatype": "FP64", "data": [6.0]}]}
+        spec = {"url": url, "model": "slow", "raw": [request], "typed": []}
+        (tmp_path / "spec.json").write_text(json.dumps(spec))
+        with open(tmp_path / "spec.json") as stdin:
+            client = subprocess.Popen([str(triton_python), str(CLIENT)], stdin=stdin,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3.0)  # the client is connected and the model is sleeping in ModelInfer
     finally:
         code = server.stop(signal.SIGTERM)
+    out, err = client.communicate(timeout=60)
+    assert client.returncode == 0, err
+    answers = json.loads(out)
+    assert answers["infer"] == [{"code": "OK", "id": "", "model_name": "slow", "outputs": [
+        {"name": "slept", "datatype": "FP64", "shape": [1], "data": [6.0]}]}]
     assert code == 0, server.log()[-3000:]
-    assert "server stopped" in server.log()

@@ -55,6 +55,8 @@ def test_every_option_has_an_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
     (["--workers", "0"], {}),
     (["--timeout", "0"], {}),
     (["--port", "70000"], {}),
+    (["--grpc-port", "70000"], {}),
+    ([], {"DEPLOYER_SERVE_GRPC_PORT": "-1"}),
     (["--max-body-bytes", "0"], {}),
     ([], {"DEPLOYER_SERVE_PORT": "eighty"}),
     ([], {"DEPLOYER_SERVE_TIMEOUT": "soon"}),
