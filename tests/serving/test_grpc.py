@@ -179,3 +179,16 @@ def test_deployer_serve_cli_workers_share_the_port_and_sigterm_finishes_running_
     assert answers["infer"] == [{"code": "OK", "id": "", "model_name": "slow", "outputs": [
         {"name": "slept", "datatype": "FP64", "shape": [1], "data": [6.0]}]}]
     assert code == 0, server.log()[-3000:]
+
+
+def test_grpc_port_without_grpcio_is_a_typed_error_before_loading(tensor_model: Path) -> None:
+    """A host without the `grpc` extra: one error line saying what to install, no traceback
+    (grpc hidden from the import system, as if it were not installed)."""
+    code = ("import sys; sys.modules['grpc'] = None; "
+            "from deployer.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", code, "serve", "-m", str(tensor_model),
+                           "--port", "0", "--grpc-port", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "grpcio" in done.stderr and "deployer[grpc]" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "loaded in" not in done.stderr
