@@ -115,7 +115,7 @@ def _tensor_data(tensor: Any, raw: bytes | None, where: str) -> Any:
                 "elements"
             )
         arr = np.frombuffer(raw, dtype=dtype)
-        return arr.astype("<f4") if tensor.datatype == "FP16" else arr
+        return arr
     if field is None:
         raise BadRequest(f"{where}: FP16 tensors must be sent as raw_input_contents")
     values = getattr(tensor.contents, field)
@@ -124,8 +124,9 @@ def _tensor_data(tensor: Any, raw: bytes | None, where: str) -> Any:
     return np.asarray(values, dtype=dtype)
 
 
-def request_to_rest(request: Any) -> tuple[str, bytes]:
-    """The REST V2 infer request (path, JSON body) a ``ModelInferRequest`` stands for."""
+def request_to_rest(request: Any) -> tuple[str, dict[str, Any]]:
+    """The REST V2 infer request (path, decoded JSON body) a ``ModelInferRequest`` stands for:
+    numeric ``data`` as the flat ndarray the REST adapter would build from the JSON list."""
     raws = list(request.raw_input_contents)
     if raws and len(raws) != len(request.inputs):
         raise BadRequest(
@@ -151,8 +152,7 @@ def request_to_rest(request: Any) -> tuple[str, bytes]:
     params = _parameters(request.parameters)
     if params:
         payload["parameters"] = params
-    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-    return model_path(request.model_name, request.model_version, "/infer"), body
+    return model_path(request.model_name, request.model_version, "/infer"), payload
 
 
 def _raw_output(output: dict[str, Any]) -> bytes:
@@ -226,12 +226,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
         try:
-            path, body = request_to_rest(request)
+            path, payload = request_to_rest(request)
         except BadRequest as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if self.v2.route(path) != "infer":
             context.abort(grpc.StatusCode.NOT_FOUND, f"no model {request.model_name!r}")
-        result = self.v2.infer(path, body)
+        result = self.v2.infer(path, payload)
         if result.status != 200:
             _abort(context, result.status, result.body)
         return response_from_rest(orjson.loads(result.body))
