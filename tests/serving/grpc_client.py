@@ -15,7 +15,7 @@ import tritonclient.grpc as tg
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
-_CONTENTS = {"BOOL": "bool_contents", "INT32": "int_contents", "INT64": "int64_contents",
+_CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT32": "int_contents", "INT64": "int64_contents",
              "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents"}
 
 

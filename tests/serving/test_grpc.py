@@ -138,7 +138,9 @@ def test_tensor_model_raw_and_typed_contents_answer_as_rest(tensor_grpc: LiveSer
     short = {**x, "shape": [3, 4]}  # 12 elements announced, 8 sent
     raw = [{"model": "tensor", "inputs": [x]},
            {"model": "tensor", "inputs": [{**x, "datatype": "FP16"}]}]
-    typed = [{"model": "tensor", "inputs": [x]}, {"model": "tensor", "inputs": [short]}]
+    too_big = {"name": "x", "shape": [1, 4], "datatype": "INT8", "data": [300, 1, 1, 1]}
+    typed = [{"model": "tensor", "inputs": [x]}, {"model": "tensor", "inputs": [short]},
+             {"model": "tensor", "inputs": [too_big]}]
     answers = run_client(triton_python, tensor_grpc, "tensor", raw, typed)
     assert answers["ready"] is True and answers["model_ready"] is True
     assert answers["infer"] == [rest_answer(tensor_grpc, r) for r in raw]
@@ -146,6 +148,8 @@ def test_tensor_model_raw_and_typed_contents_answer_as_rest(tensor_grpc: LiveSer
     assert answers["typed"][0]["outputs"] == [
         {"name": "predictions", "shape": [2], "datatype": "FP32", "data": [10.0, 2.0]}]
     assert answers["typed"][1]["code"] == "StatusCode.INVALID_ARGUMENT"
+    assert answers["typed"][2]["code"] == "StatusCode.INVALID_ARGUMENT"
+    assert "INT8" in answers["typed"][2]["message"]
 
 
 def test_deployer_serve_cli_workers_share_the_port_and_sigterm_finishes_running_rpcs(

@@ -114,19 +114,21 @@ def _tensor_data(tensor: Any, raw: bytes | None, where: str) -> Any:
                 f"{where}: raw contents of {len(raw)} bytes are not whole {tensor.datatype} "
                 "elements"
             )
-        arr = np.frombuffer(raw, dtype=dtype)
-        return arr
+        return np.frombuffer(raw, dtype=dtype)
     if field is None:
         raise BadRequest(f"{where}: FP16 tensors must be sent as raw_input_contents")
     values = getattr(tensor.contents, field)
     if tensor.datatype == "BYTES":
         return [_text(v, where) for v in values]
-    return np.asarray(values, dtype=dtype)
+    # Python numbers, as JSON gives them: the REST adapter casts them, refusing what does not
+    # fit the datatype (300 as INT8) as it does for JSON.
+    return list(values)
 
 
 def request_to_rest(request: Any) -> tuple[str, dict[str, Any]]:
-    """The REST V2 infer request (path, decoded JSON body) a ``ModelInferRequest`` stands for:
-    numeric ``data`` as the flat ndarray the REST adapter would build from the JSON list."""
+    """The REST V2 infer request (path, decoded JSON body) a ``ModelInferRequest`` stands for;
+    raw numeric ``data`` as a flat little-endian ndarray (the REST adapter casts it as it casts
+    a JSON list)."""
     raws = list(request.raw_input_contents)
     if raws and len(raws) != len(request.inputs):
         raise BadRequest(
