@@ -92,6 +92,12 @@ class ServeOptions:
         "port (0 picks a free one; the log says which)",
         env=("SAGEMAKER_BIND_TO_PORT",),
     )
+    grpc_port: int | None = option(
+        None,
+        "also serve the Open Inference Protocol (V2) over gRPC on this port (0 picks a free "
+        "one; the log says which); off when unset",
+        metavar="PORT",
+    )
     workers: int | None = option(
         None, "worker processes (default: the CPU count)", env=("MLFLOW_MODELS_WORKERS",)
     )
@@ -203,6 +209,8 @@ class ServeOptions:
 
         if not 0 <= self.port <= 65535:
             raise bad("port", self.port, "a port number 0-65535")
+        if self.grpc_port is not None and not 0 <= self.grpc_port <= 65535:
+            raise bad("grpc_port", self.grpc_port, "a port number 0-65535")
         if self.workers is not None and self.workers < 1:
             raise bad("workers", self.workers, "a positive number of worker processes")
         if self.timeout <= 0:

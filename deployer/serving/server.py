@@ -22,6 +22,9 @@ Process model (the reasons):
 * **SIGTERM is graceful.** Workers stop accepting, finish in-flight requests (up to the
   graceful timeout, < SageMaker's 30 s) and exit; the supervisor forwards the signal, waits,
   and exits 0. A worker that dies unexpectedly is replaced.
+* **V2 over gRPC, per worker.** ``--grpc-port`` starts ``inference.GRPCInferenceService`` in
+  each worker once it has its model; the workers share the port through SO_REUSEPORT (why:
+  :mod:`deployer.serving.grpc.service`). SIGTERM stops it after HTTP, with the same grace.
 * **httptools + uvloop.** The built-in HTTP server (:mod:`deployer.serving.httpserver`) is
   the default; ``--http uvicorn`` runs the same ASGI app under uvicorn instead, with httptools
   and uvloop forced on (uvicorn without them falls back to pure-Python parsing: an order of
@@ -38,9 +41,10 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
-from deployer.errors import DeployerError, ServingError
+from deployer.errors import DeployerError, MissingDependencyError, ServingError
 from deployer.serving.options import ServeOptions
 
 _logger = logging.getLogger("deployer.serving")
@@ -237,6 +241,7 @@ def run_worker(core: Any, sock: socket.socket, options: ServeOptions) -> None:
         signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
     app = build_app(core, options)
+    grpc_server = start_grpc(core, options)
     try:
         if options.http == "uvicorn":
             import uvicorn
@@ -256,7 +261,54 @@ def run_worker(core: Any, sock: socket.socket, options: ServeOptions) -> None:
                 )
             )
     finally:
+        if grpc_server is not None:
+            grpc_server.stop(options.effective_graceful_timeout)
         app.close()
+
+
+def start_grpc(core: Any, options: ServeOptions) -> Any:
+    """``--grpc-port``: the V2 gRPC service in this worker (every worker binds the port with
+    SO_REUSEPORT: see :mod:`deployer.serving.grpc.service`), or None when not asked for."""
+    if options.grpc_port is None:
+        return None
+    from deployer.serving.grpc.service import start
+
+    return start(
+        core,
+        options.host,
+        options.grpc_port,
+        threads=options.threads,
+        max_message_bytes=options.max_body_bytes,
+    )
+
+
+def require_grpc(options: ServeOptions) -> None:
+    """Fail before the model loads when ``--grpc-port`` is asked for without grpcio."""
+    if options.grpc_port is None:
+        return
+    # Found, not imported: grpc is imported in the workers only, after the fork.
+    import importlib.util
+
+    for module, package in (("grpc", "grpcio"), ("google.protobuf", "protobuf")):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            raise MissingDependencyError(package, "grpc", "--grpc-port (V2 over gRPC)")
+
+
+def reserve_grpc_port(options: ServeOptions) -> tuple[ServeOptions, socket.socket | None]:
+    """``--grpc-port 0`` with several workers: pick the port once, here, so that every worker
+    binds the same one. The returned socket holds it (bound with SO_REUSEPORT, never listening,
+    so it takes no connections) until the server stops."""
+    if options.grpc_port != 0 or options.effective_workers == 1:
+        return options, None
+    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((options.host, 0))
+    return replace(options, grpc_port=holder.getsockname()[1]), holder
 
 
 def _run_loop(main: Any) -> None:
@@ -279,10 +331,14 @@ def serve(options: ServeOptions) -> None:
     key = read_api_key(options)  # a bad key file fails now, before the model loads
     if key:
         _logger.info("API key required (except on %s)", ", ".join(options.auth_exempt_routes))
+    require_grpc(options)
     metrics_dir = prepare_environment(options)
+    options, grpc_port_holder = reserve_grpc_port(options)
     try:
         _serve(options)
     finally:
+        if grpc_port_holder is not None:
+            grpc_port_holder.close()
         if metrics_dir:
             import shutil
 

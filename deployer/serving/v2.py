@@ -152,23 +152,25 @@ class V2Adapter:
 
         return run
 
-    def infer(self, path: str, body: bytes) -> ScoringResult:
+    def infer(self, path: str, body: bytes | dict[str, Any]) -> ScoringResult:
         """One infer request: the fast path when it settles it, else MLflow's enforcement."""
         return self.try_fast(path, body) or self.infer_general(path, body)
 
-    def infer_general(self, path: str, body: bytes) -> ScoringResult:
+    def infer_general(self, path: str, body: bytes | dict[str, Any]) -> ScoringResult:
         """One infer request through MLflow's enforcement (the fast path not tried)."""
         result = self._infer(path, body, fast=False)
         assert result is not None
         return result
 
-    def try_fast(self, path: str, body: bytes) -> ScoringResult | None:
+    def try_fast(self, path: str, body: bytes | dict[str, Any]) -> ScoringResult | None:
         """The answer when the fast path (or a cheap refusal) settles it, else None: a column
         model whose tensors are exactly its columns' dtypes, through the same fast path as
         ``/invocations`` (:meth:`ScoringCore.fast_columns`). Bounded for small bodies."""
         return self._infer(path, body, fast=True)
 
-    def _infer(self, path: str, body: bytes, *, fast: bool) -> ScoringResult | None:
+    def _infer(
+        self, path: str, body: bytes | dict[str, Any], *, fast: bool
+    ) -> ScoringResult | None:
         request = self._request(path, body)
         if isinstance(request, ScoringResult):
             return request
@@ -207,8 +209,9 @@ class V2Adapter:
             fallback=lambda: self.infer(path, body),
         )
 
-    def _request(self, path: str, body: bytes) -> Any:
-        """(payload, tensors, params), or the error answer."""
+    def _request(self, path: str, body: bytes | dict[str, Any]) -> Any:
+        """(payload, tensors, params), or the error answer. ``body``: the JSON request, or the
+        object it decodes to."""
         parsed = self._parse(path)
         if parsed is None:  # pragma: no cover - routed here only when parse succeeded
             return _error(404, f"no route {path}")
@@ -217,7 +220,8 @@ class V2Adapter:
         if problem:
             return _error(404, problem)
         try:
-            payload = decode_json(body)
+            # gRPC (deployer.serving.grpc.service) hands over the payload it decoded itself.
+            payload = body if isinstance(body, dict) else decode_json(body)
             tensors, params = self.request_tensors(payload)
         except ScoringError as exc:
             return _error(exc.status, exc.message)

@@ -55,6 +55,8 @@ def test_every_option_has_an_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
     (["--workers", "0"], {}),
     (["--timeout", "0"], {}),
     (["--port", "70000"], {}),
+    (["--grpc-port", "70000"], {}),
+    ([], {"DEPLOYER_SERVE_GRPC_PORT": "-1"}),
     (["--max-body-bytes", "0"], {}),
     ([], {"DEPLOYER_SERVE_PORT": "eighty"}),
     ([], {"DEPLOYER_SERVE_TIMEOUT": "soon"}),
@@ -77,6 +79,7 @@ def test_graceful_timeout_fits_sagemakers_30_seconds() -> None:
 WALK: dict[str, tuple[object, object, object]] = {
     "host": ("10.0.0.1", "10.0.0.2", "10.0.0.3"),
     "port": (9001, 9002, 9003),
+    "grpc_port": (9001, 9002, 9003),
     "workers": (2, 3, 4),
     "timeout": (5.5, 6.5, 7.5),
     "max_body_bytes": (1001, 1002, 1003),
@@ -255,7 +258,7 @@ def test_api_key_sources_and_errors(tmp_path, monkeypatch: pytest.MonkeyPatch) -
      "blas_threads": 2, "threads": 1, "load_mode": "per-worker", "graceful_timeout": 4.0,
      "model_name": "iris", "model_version": "3", "log_level": "warning", "log_format": "json",
      "access_log": False, "batching": False, "http": "uvicorn", "api_key_file": "/run/key",
-     "auth_exempt": "/ping", "model_config": '{"x": "a b", "n": [1, 2]}'},
+     "auth_exempt": "/ping", "model_config": '{"x": "a b", "n": [1, 2]}', "grpc_port": 0},
 ])
 def test_to_argv_gives_the_image_entrypoint_the_same_options(
         changes: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
