@@ -47,7 +47,15 @@ fi
 export DEPLOYER_FLAVORS_PYTHON="$FLAVORS/bin/python"
 phase_done flavors
 
-# 7. the tests
+# 7. the test engine's disk: images and build cache earlier runs left in deployer's own engine
+#    (its data root persists) are removed, or runs on one machine fill the disk; never done to
+#    an engine that was already running for the user (see docker/reclaim-disk.py)
+case "${DOCKER_HOST:-}" in
+    unix:///run/deployer/*) "$VENV/bin/python" docker/reclaim-disk.py || log "reclaim-disk failed; going on" ;;
+esac
+phase_done reclaim
+
+# 8. the tests
 set +e
 "$VENV/bin/python" -m pytest "$@"
 rc=$?
