@@ -203,6 +203,12 @@ def test_flavor_builds_verifies_and_serves_mlflows_answer(flavor: str, images: I
         logs = container.logs().decode(errors="replace")
         assert "3 workers" in logs
         if load_mode == "per-worker":
+            # each worker loads its own copy; the first one loaded serves while the others
+            # still load (they take the socket's connections once loaded), so wait for all 3
+            deadline = time.monotonic() + 180
+            while logs.count("loaded in") < 3 and time.monotonic() < deadline:
+                time.sleep(1)
+                logs = container.logs().decode(errors="replace")
             assert logs.count("loaded in") == 3, logs[-3000:]
     finally:
         container.remove(force=True)
