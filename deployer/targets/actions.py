@@ -215,15 +215,33 @@ def follow_local(
 ) -> None:
     """Stream the container's logs until Ctrl-C (or the container ends), then remove it.
 
+    The logs are read by a daemon thread while the main thread waits in short steps: a blocking
+    read in the main thread would not see Ctrl-C when the kernel hands the signal to another
+    thread of the process (then nothing happens until the container logs its next line).
     A second Ctrl-C while removing must not leave a stopped-but-not-removed container behind.
     """
-    container = run.target.client.containers.get(run.result.details["container"])
+    import threading
+
+    ended = threading.Event()
+    failure: list[BaseException] = []
+
+    def stream() -> None:
+        try:
+            container = run.target.client.containers.get(run.result.details["container"])
+            for chunk in container.logs(stream=True, follow=True):
+                on_chunk(chunk)
+        except Exception as exc:  # noqa: BLE001 - handed to the main thread, raised there
+            failure.append(exc)
+        finally:
+            ended.set()
+
+    interrupted = False
     try:
-        chunks: Iterable[bytes] = container.logs(stream=True, follow=True)
-        for chunk in chunks:
-            on_chunk(chunk)
+        threading.Thread(target=stream, name="deployer-local-logs", daemon=True).start()
+        while not ended.wait(0.25):
+            pass
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     finally:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
@@ -231,3 +249,5 @@ def follow_local(
             run.target.delete(run.name)
         finally:
             signal.signal(signal.SIGINT, previous)
+    if failure and not interrupted:  # the stream broke on its own (after Ctrl-C it may, too)
+        raise failure[0]
