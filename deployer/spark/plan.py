@@ -106,16 +106,12 @@ def plan_batch(
     environment of ``env_manager="virtualenv"``. ``remote``: a Spark Connect server
     (``sc://host:port``) runs the job instead of ``master``; its output must be on a
     filesystem this host shares with the server (see :func:`check_remote_output`)."""
+    from deployer.building.host_env import ISOLATED_ENV_MANAGERS, check_env_manager
     from deployer.building.plan import strip_credentials
     from deployer.model.uri import resolve_model_uri
-    from deployer.spark.udf import ENV_MANAGERS, PACKED_ENV_MANAGERS, udf_transport
+    from deployer.spark.udf import udf_transport
 
-    if env_manager not in ENV_MANAGERS:
-        raise UsageError(
-            f"unknown --env-manager {env_manager!r}",
-            where="--env-manager",
-            fix=f"use one of: {', '.join(ENV_MANAGERS)}",
-        )
+    check_env_manager(env_manager)
     fmt = input_format or _format_of(input)
     if fmt not in INPUT_FORMATS:
         raise UsageError(
@@ -147,7 +143,7 @@ def plan_batch(
         spark_conf.setdefault("spark.app.name", f"deployer batch {model_dir.name}")
     environment = None
     warnings: list[str] = []
-    if env_manager in PACKED_ENV_MANAGERS:  # "uv": the same packed environment
+    if env_manager in ISOLATED_ENV_MANAGERS:  # "uv": the same packed environment
         from deployer.spark.environment import plan_environment
 
         environment = plan_environment(model_dir, options=build_options)

@@ -34,14 +34,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from deployer.building.host_env import ENV_MANAGERS, ISOLATED_ENV_MANAGERS
+from deployer.building import host_env
+from deployer.building.host_env import ISOLATED_ENV_MANAGERS
 from deployer.errors import MissingDependencyError, ModelFormatError, UsageError, mlflow_api
 
 log = logging.getLogger("deployer")
 
-#: the env managers that run the UDF in the model's packed environment (the same one: see
-#: spark_udf) are the host environment's isolated ones
-PACKED_ENV_MANAGERS = ISOLATED_ENV_MANAGERS
 #: how batches reach the UDF: "auto" (Arrow when this pyspark has Arrow UDFs), "arrow", "pandas"
 TRANSPORT_ENV = "DEPLOYER_SPARK_UDF_TRANSPORT"
 TRANSPORTS = ("auto", "arrow", "pandas")
@@ -102,7 +100,7 @@ def spark_udf(
         python_exec = ship_prebuilt_environment(
             spark, prebuilt_env_path(prebuilt_env_uri), resolve_model_uri(model_uri)
         )
-    elif env_manager in PACKED_ENV_MANAGERS:
+    elif env_manager in ISOLATED_ENV_MANAGERS:
         from deployer.model.uri import resolve_model_uri
         from deployer.spark.environment import ship_environment
 
@@ -115,7 +113,7 @@ def spark_udf(
 def check_env_manager(env_manager: str | None, prebuilt_env_uri: Any) -> str:
     """MLflow's rules: None means ``local`` (``virtualenv`` with a prebuilt environment); a
     prebuilt environment takes None, ``virtualenv`` or ``uv`` only; ``conda`` is refused."""
-    if prebuilt_env_uri is not None and env_manager not in (None, *PACKED_ENV_MANAGERS):
+    if prebuilt_env_uri is not None and env_manager not in (None, *ISOLATED_ENV_MANAGERS):
         raise UsageError(
             f"prebuilt_env_uri is set, so env_manager must be None, 'virtualenv' or 'uv', "
             f"not {env_manager!r}",
@@ -131,13 +129,7 @@ def check_env_manager(env_manager: str | None, prebuilt_env_uri: Any) -> str:
             where="env_manager",
             fix="use env_manager='virtualenv' (or 'uv', the same environment)",
         )
-    if env_manager not in ENV_MANAGERS:
-        raise UsageError(
-            f"unknown env_manager {env_manager!r}",
-            where="env_manager",
-            fix=f"use one of: {', '.join(ENV_MANAGERS)}",
-        )
-    return env_manager
+    return host_env.check_env_manager(env_manager, where="env_manager")
 
 
 def check_extra_env(extra_env: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
