@@ -211,3 +211,11 @@ def test_models_given_at_start_are_listed_and_counted(server_pool: ServerPool,
         assert sorted(_names(server)) == ["b", "c"]
     finally:
         server.stop()
+
+
+def test_a_model_that_fails_to_load_is_500_and_not_listed(
+        mme: LiveServer, load_context_fails_model: Path) -> None:
+    resp = _load(mme, "broken", load_context_fails_model)
+    assert resp.status == 500
+    assert "load_context failure on purpose" in resp.json()["message"]
+    assert "broken" not in _names(mme) and mme.get("/ping").status == 200
