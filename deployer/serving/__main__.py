@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         kind = _opts.value_type(name)
         default = spec.default
         env = " / ".join(_opts.env_names(name))
-        shown = f" (default: {default})" if default is not None else ""
+        shown = f" (default: {default})" if default not in (None, ()) else ""
         help_text = f"{spec.metadata['help']}{shown}; env {env}"
         if kind is bool:
             serve.add_argument(
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                 f"--{_opts.flag_name(name)}",
                 dest=name,
                 default=None,
-                type=kind,
+                type=_opts.split_list if kind is tuple else kind,
                 choices=spec.metadata["choices"],
                 metavar=spec.metadata["metavar"],
                 help=help_text,
