@@ -214,6 +214,7 @@ def dockerfile_context(
         "user": plan.user,
         "workdir": "/root" if plan.user == "root" else USER_HOME,
         "port": plan.port,
+        "grpc_port": plan.grpc_port or 0,
         "health_interval": 10,
         "health_timeout": 5,
         "health_start": 120,

@@ -512,6 +512,7 @@ def _recorded_result(labels: dict[str, str]) -> VerifyResult | None:
         else None,
         payload_digest=labels.get(f"{LABEL}.payload", "").rpartition(" ")[2],
         payload_source=labels.get(f"{LABEL}.payload", "").rpartition(" ")[0],
+        grpc=labels.get(f"{LABEL}.grpc", ""),
     )
 
 

@@ -47,6 +47,10 @@ from deployer.serving.model_config import ignored_keys
 
 ENV_KINDS = ("virtualenv", "conda", "local")
 DEFAULT_PORT = 8080
+#: KServe's custom-predictor convention (its ModelServer: HTTP 8080, gRPC 8081); what
+#: ``--grpc-port`` suggests. Nothing listens for gRPC unless a port is given.
+KSERVE_GRPC_PORT = 8081
+GRPC_PORT_ENV = "DEPLOYER_SERVE_GRPC_PORT"
 VENV_DIR = "/opt/venv"
 CONDA_PREFIX = "/opt/conda-env"
 RUNTIME_DIR = "/opt/deployer"
@@ -63,6 +67,8 @@ DEFAULT_CONDA_BASE = "debian:bookworm-slim"
 # which the build checks up front (execute.check_base_python); users pass --base-image then.
 DEFAULT_GPU_BASE = "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04"
 LABEL_PREFIX = "io.deployer"
+#: The image's gRPC port (--grpc-port): what run-local publishes.
+GRPC_PORT_LABEL = f"{LABEL_PREFIX}.grpc.port"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TAG_CHARS = re.compile(r"[^a-z0-9._-]+")
 
@@ -106,6 +112,9 @@ class BuildOptions:
     # --model-config: the load-time config override, canonical JSON (serving.model_config), baked
     # into the image as SERVING_MODEL_CONFIG (so it is part of the env, the tag and the verify run)
     model_config: str | None = None
+    # --grpc-port: the V2 gRPC service on this port too (deployer's grpc extra installed,
+    # DEPLOYER_SERVE_GRPC_PORT baked, the port exposed, verified); None: no gRPC in the image
+    grpc_port: int | None = None
 
     def to_params(self) -> dict[str, Any]:
         """The options that differ from the defaults, as JSON-safe data: how a deploy plan
@@ -324,6 +333,7 @@ class BuildPlan:
     verify: VerifyPlan | None = None  # None: --no-verify
     options: BuildOptions | None = None  # what was asked for (shown in the plan as non-defaults)
     load_mode: LoadMode | None = None  # how the server loads the model (serving.loading)
+    grpc_port: int | None = None  # V2 over gRPC (--grpc-port); None: HTTP only
 
     def with_lock(self, lock: Lock) -> BuildPlan:
         """The plan once dependencies are resolved: lock digest recorded in a label."""
@@ -363,6 +373,7 @@ class BuildPlan:
             "env": dict(self.env),
             "user": self.user,
             "port": self.port,
+            "grpc_port": self.grpc_port,
             "entrypoint": list(self.entrypoint),
             "cmd": list(self.cmd),
             "runtime_files": list(self.runtime.files),
@@ -441,6 +452,8 @@ def _labels(
     }
     if options.gpu:
         labels[f"{LABEL_PREFIX}.gpu"] = "true"
+    if options.grpc_port is not None:
+        labels[GRPC_PORT_LABEL] = str(options.grpc_port)
     if plan_bits.get("os_packages"):
         labels[f"{LABEL_PREFIX}.os-packages"] = plan_bits["os_packages"]
     if plan_bits.get("lock_source"):  # the model's own lock (uv.lock) pinned its packages
@@ -479,6 +492,7 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         raise UsageError(
             f"port {options.port} is out of range", fix="use a port between 1 and 65535"
         )
+    check_grpc_port(options, serving.server)
     env_kind = options.env_kind or loaded.environment.kind
     if env_kind not in ENV_KINDS:
         raise UsageError(
@@ -565,7 +579,36 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         else None,
         options=options,
         load_mode=load_mode,
+        grpc_port=options.grpc_port,
     )
+
+
+def check_grpc_port(options: BuildOptions, server: str) -> None:
+    """``--grpc-port``: a port of its own, on a platform whose server is deployer's."""
+    port = options.grpc_port
+    if port is None:
+        return
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise UsageError(
+            f"gRPC port {port!r} is out of range",
+            where="--grpc-port",
+            fix=f"use a port between 1 and 65535 (KServe's convention: {KSERVE_GRPC_PORT})",
+        )
+    if port == options.port:
+        raise UsageError(
+            f"the gRPC port {port} is the HTTP port too",
+            where="--grpc-port",
+            fix=f"give gRPC a port of its own (KServe's convention: HTTP {DEFAULT_PORT}, gRPC "
+            f"{KSERVE_GRPC_PORT})",
+        )
+    if server != "deployer":
+        raise UsageError(
+            f"--target {options.target} runs the platform's own server ({server}), which "
+            "serves no gRPC",
+            where="--grpc-port",
+            fix="drop --grpc-port, or build for a target deployer's own server runs on "
+            "(--target local, which Kubernetes and KServe run too)",
+        )
 
 
 def _platform_and_lock(
@@ -617,6 +660,7 @@ def _plan_requirements(
             gpu=options.gpu,
             where=str(loaded.path),
             lock_source=lock_source,
+            grpc=options.grpc_port is not None,
         )
 
     reqs = requirements(options.extra_requirements)
@@ -716,6 +760,14 @@ def _image_env(
                 fix=f"drop --env {MODEL_CONFIG_ENV}=...",
             )
         env[MODEL_CONFIG_ENV] = options.model_config
+    if options.grpc_port is not None:
+        if GRPC_PORT_ENV in dict(options.env):
+            raise UsageError(
+                f"the gRPC port is given twice: --grpc-port and --env {GRPC_PORT_ENV}",
+                where="--grpc-port",
+                fix=f"drop --env {GRPC_PORT_ENV}=...",
+            )
+        env[GRPC_PORT_ENV] = str(options.grpc_port)
     return env, load_mode
 
 
@@ -751,6 +803,7 @@ def _fingerprint(
             options.micromamba_image,
             options.gpu,
             os_packages.packages,
+            options.grpc_port,
         )
     )
     return "sha256:" + hashlib.sha256(source.encode()).hexdigest()

@@ -48,6 +48,11 @@ def plan_text(plan: Any) -> str:
             )
         )
     lines.append(f"runs as    {plan.user}, port {plan.port}, command {' '.join(plan.cmd)}")
+    if plan.grpc_port is not None:
+        lines.append(
+            f"grpc       V2 over gRPC on port {plan.grpc_port} (deployer's grpc extra; "
+            f"DEPLOYER_SERVE_GRPC_PORT={plan.grpc_port}, EXPOSE {plan.grpc_port})"
+        )
     if plan.load_mode is not None:
         lines.append(
             f"load mode  {plan.load_mode.describe()}"

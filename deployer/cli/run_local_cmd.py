@@ -116,6 +116,7 @@ def command(
         text=lambda: (
             f"serving {run.model_uri} at {run.url}  (container {data['container']})\n"
             f"try:  {curl}\n"
+            + (f"gRPC (V2): {data['grpc']}\n" if data.get("grpc") else "")
             + ("" if detach else "streaming logs; Ctrl-C stops and removes the container")
         ),
     )

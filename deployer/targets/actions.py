@@ -163,6 +163,7 @@ class LocalRun:
             "image": self.result.details.get("image"),
             "serve_as": self.serve_as,
             "predict_route": self.predict_route,
+            **({"grpc": self.result.details["grpc"]} if self.result.details.get("grpc") else {}),
         }
 
 

@@ -315,3 +315,67 @@ def test_the_plan_bakes_the_load_mode_into_the_image(sklearn_model: Path, custom
     assert forced.verify is not None and forced.verify.load_mode == "per-worker"
     with pytest.raises(UsageError, match="not a load mode"):
         plan_build(load_model(str(sklearn_model)), BuildOptions(env=(("DEPLOYER_SERVE_LOAD_MODE", "fork"),)))
+
+
+# ---------------------------------------------------------------- --grpc-port (V2 over gRPC)
+def _names(plan) -> set[str]:  # type: ignore[no-untyped-def]
+    return {r.split(";")[0].split(">")[0].split("=")[0].split("<")[0].strip() for r in plan.requirements.requirements}
+
+
+def test_grpc_port_installs_the_grpc_extra_bakes_exposes_and_fingerprints_it(sklearn_model: Path) -> None:
+    from deployer.building.context import dockerfile_context
+    from deployer.rendering.render import render_template
+
+    loaded = load_model(str(sklearn_model))
+    plain = plan_build(loaded, BuildOptions())
+    grpc = plan_build(loaded, BuildOptions(grpc_port=8081))
+    # images without --grpc-port carry no gRPC runtime at all
+    assert not {"grpcio", "protobuf"} & _names(plain)
+    assert "DEPLOYER_SERVE_GRPC_PORT" not in dict(plain.env) and plain.grpc_port is None
+    assert "io.deployer.grpc.port" not in dict(plain.labels)
+    # with it: deployer's grpc extra, the port in the environment, a label, its own tag
+    assert {"grpcio", "protobuf"} <= _names(grpc)
+    assert any("grpc extra" in note for note in grpc.requirements.notes)
+    assert dict(grpc.env)["DEPLOYER_SERVE_GRPC_PORT"] == "8081"
+    assert dict(grpc.labels)["io.deployer.grpc.port"] == "8081"
+    assert grpc.fingerprint != plain.fingerprint and grpc.tag != plain.tag
+    assert plan_build(loaded, BuildOptions(grpc_port=9000)).fingerprint != grpc.fingerprint
+    assert grpc.to_dict()["grpc_port"] == 8081
+    # verification calls the gRPC port too, for the model's V2 name
+    assert grpc.verify is not None and grpc.verify.grpc_port == 8081
+    assert grpc.verify.grpc_models == ("model",) and "ModelInfer" in grpc.verify.describe()
+    assert plain.verify is not None and plain.verify.grpc_port is None
+    named = plan_build(loaded, BuildOptions(grpc_port=8081, env=(("DEPLOYER_SERVE_MODEL_NAME", "iris"),)))
+    assert named.verify is not None and named.verify.grpc_models == ("iris",)
+
+    def dockerfile(plan) -> str:  # type: ignore[no-untyped-def]
+        return render_template("Dockerfile.j2", **dockerfile_context(plan, buildkit=False, uv_sha256=""))
+
+    assert "EXPOSE 8081" in dockerfile(grpc) and "EXPOSE 8080" in dockerfile(grpc)
+    assert "EXPOSE 8081" not in dockerfile(plain)
+    # the options survive a deploy plan's round trip
+    assert BuildOptions.from_params(BuildOptions(grpc_port=8081).to_params()).grpc_port == 8081
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (BuildOptions(grpc_port=8080), "is the HTTP port too"),
+    (BuildOptions(grpc_port=70000), "out of range"),
+    (BuildOptions(grpc_port=8081, target="azureml"), "serves no gRPC"),
+    (BuildOptions(grpc_port=8081, env=(("DEPLOYER_SERVE_GRPC_PORT", "9"),)), "given twice"),
+])
+def test_grpc_port_refusals(sklearn_model: Path, options: BuildOptions, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        plan_build(load_model(str(sklearn_model)), options)
+    assert message in info.value.what and info.value.where == "--grpc-port" and info.value.fix
+
+
+def test_grpc_fallback_requirements_match_pyproject() -> None:
+    """The fallbacks (an install whose metadata predates an extra) say what pyproject says."""
+    import tomllib
+
+    from deployer.building.dependencies import GRPC_FALLBACK, SERVE_FALLBACK
+
+    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert list(GRPC_FALLBACK) == extras["grpc"]
+    assert [r.split(";")[0].strip() for r in extras["serve"]] == list(SERVE_FALLBACK)

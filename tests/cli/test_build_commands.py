@@ -148,3 +148,16 @@ def test_missing_base_image_is_an_actionable_error(tensor_model: Path) -> None:
     assert result.exit_code == 1
     assert "could not be pulled" in result.output and "--base-image" in result.output
     assert "Traceback" not in result.output
+
+
+def test_build_dry_run_shows_the_grpc_port(sklearn_model: Path) -> None:
+    code, out, _err = _run("build", "-m", str(sklearn_model), "--dry-run", "--grpc-port", "8081")
+    assert code == 0
+    assert "grpc       V2 over gRPC on port 8081" in out and "gRPC :8081: ServerReady" in out
+    assert re.search(r"^\s+grpcio", out, re.MULTILINE)
+    code, out, _err = _run("build", "-m", str(sklearn_model), "--dry-run", "--output", "json")
+    plan = json.loads(out)["plan"]
+    assert plan["grpc_port"] is None and plan["verify"]["grpc"] is None
+    assert not any(r.startswith("grpcio") for r in plan["requirements"]["requirements"])
+    result = CliRunner().invoke(cli, ["build", "-m", str(sklearn_model), "--dry-run", "--grpc-port", "8080"])
+    assert result.exit_code == 2 and "is the HTTP port too" in result.output
