@@ -33,8 +33,8 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,15 +65,20 @@ _EXCEPTION_LINE = re.compile(
     r"^\s*(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)\b:? "
 )
 _MAX_PAYLOAD = 8 << 20
+#: The header that names the model of a multi-model image on /invocations (the server's
+#: deployer.serving.app.TARGET_HEADERS; tests/building/test_model_set_images.py checks it).
+TARGET_MODEL_HEADER = "X-Deployer-Target-Model"
 #: The V2 name of a single-model image's model: its directory's (/opt/ml/model) unless the
 #: image sets DEPLOYER_SERVE_MODEL_NAME.
 DEFAULT_MODEL_NAME = "model"
 
 # The probe runs inside the image (its own Python, stdlib only). argv: port health score
-# content-type payload-path timeout. Prints one JSON line: ready seconds, status, body.
+# content-type payload-path timeout [header value]. Prints one JSON line: ready seconds,
+# status, body. The optional header names the model of a multi-model image.
 PROBE = r"""
 import http.client, json, sys, time
 port, health, score, ctype, path, timeout = sys.argv[1:7]
+extra = {sys.argv[7]: sys.argv[8]} if len(sys.argv) > 8 else {}
 t0 = time.monotonic(); deadline = t0 + float(timeout); out = {"ready": None}
 while time.monotonic() < deadline:
     try:
@@ -91,7 +96,7 @@ if out["ready"] is not None and score:
     t1 = time.monotonic()
     try:
         c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=float(timeout))
-        c.request("POST", score, body=body, headers={"Content-Type": ctype})
+        c.request("POST", score, body=body, headers={"Content-Type": ctype, **extra})
         r = c.getresponse()
         out["status"] = r.status; out["body"] = r.read(65536).decode("utf-8", "replace")
     except OSError as e:
@@ -172,6 +177,39 @@ _NO_MODULE = re.compile(r"No module named '([A-Za-z0-9_.]+)'")
 
 
 @dataclass(frozen=True)
+class ModelCheck:
+    """One model of a multi-model image: wait for ``GET /v2/models/NAME/ready``, then POST
+    its payload to the score route with ``X-Deployer-Target-Model: NAME``."""
+
+    name: str
+    score_route: str | None  # None: readiness only (no example, no signature)
+    payload: bytes = b""
+    payload_source: str = "none"
+
+    @property
+    def health_route(self) -> str:
+        return f"/v2/models/{self.name}/ready"
+
+    @property
+    def payload_digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.payload).hexdigest() if self.score_route else ""
+
+    def describe(self) -> str:
+        if not self.score_route:
+            return f"{self.name}: GET {self.health_route} (no input example, no signature)"
+        return f"{self.name}: POST {self.score_route} with {self.payload_source}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "health_route": self.health_route,
+            "score_route": self.score_route,
+            "payload_source": self.payload_source,
+            "payload_digest": self.payload_digest,
+        }
+
+
+@dataclass(frozen=True)
 class VerifyPlan:
     """What verification will do (pure; printed by --dry-run)."""
 
@@ -187,6 +225,9 @@ class VerifyPlan:
     request_timeout: float = 60.0  # the server's own per-request limit (504 after it)
     grpc_port: int | None = None  # --grpc-port: the gRPC probe runs too (GRPC_PROBE)
     grpc_models: tuple[str, ...] = ()  # the V2 model names it asks for
+    # multi-model images: one check per model (its V2 readiness, then its payload on the score
+    # route with TARGET_MODEL_HEADER), run after this plan's own; () for one model
+    models: tuple[ModelCheck, ...] = ()
 
     def describe_grpc(self) -> str:
         if self.grpc_port is None:
@@ -203,6 +244,12 @@ class VerifyPlan:
     def describe(self) -> str:
         run = f"run offline (--network none) with {self.workers} workers"
         grpc = f"; {self.describe_grpc()}" if self.grpc_port is not None else ""
+        if self.models:
+            each = "; ".join(m.describe() for m in self.models)
+            return (
+                f"{run}, wait for GET {self.health_route}, then every model ({each}, header "
+                f"{TARGET_MODEL_HEADER}); expect 200 and a JSON body each{grpc}"
+            )
         if not self.score_route:
             return f"{run}, wait for GET {self.health_route} (no input example, no signature){grpc}"
         return (
@@ -229,6 +276,7 @@ class VerifyPlan:
             "grpc": None
             if self.grpc_port is None
             else {"port": self.grpc_port, "models": list(self.grpc_models)},
+            "models": [m.to_dict() for m in self.models],
         }
 
 
@@ -242,6 +290,7 @@ class VerifyResult:
     cold_start: float | None = None  # container start -> first 200 on the health route
     seconds: float = 0.0  # the whole check: start, wait, score, remove
     grpc: str = ""  # what the gRPC probe proved ("" without --grpc-port)
+    models: str = ""  # multi-model images: each model and the status it answered
 
     def labels(self) -> tuple[tuple[str, str], ...]:
         """Deterministic (no timings): the same content verified twice gets the same labels."""
@@ -254,6 +303,8 @@ class VerifyResult:
                 out[f"{LABEL}.payload"] = f"{self.payload_source} {self.payload_digest}"
             if self.grpc:
                 out[f"{LABEL}.grpc"] = self.grpc
+            if self.models:
+                out[f"{LABEL}.models"] = self.models
         return tuple(sorted(out.items()))
 
     def to_dict(self) -> dict[str, Any]:
@@ -266,6 +317,7 @@ class VerifyResult:
             "cold_start": None if self.cold_start is None else round(self.cold_start, 2),
             "seconds": round(self.seconds, 2),
             "grpc": self.grpc or None,
+            "models": self.models or None,
         }
 
 
@@ -274,14 +326,23 @@ SKIPPED = VerifyResult(status="skipped")
 
 # ---------------------------------------------------------------------------- planning (pure)
 def plan_verify(
-    loaded: LoadedModel, target: str, port: int, env: Mapping[str, str] | None = None
+    loaded: LoadedModel,
+    target: str,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    models: Sequence[tuple[str, LoadedModel]] = (),
 ) -> VerifyPlan:
-    """``env``: the image's environment (its worker count and load mode, if set)."""
+    """``env``: the image's environment (its worker count and load mode, if set).
+    ``models``: a multi-model image's models (name, model), checked one by one; ``loaded`` is
+    the one ``/invocations`` serves without a header (the first)."""
     env = env or {}
     grpc_port = env.get("DEPLOYER_SERVE_GRPC_PORT")
+    checks = tuple(_model_check(name, model, target) for name, model in models)
     common = {
+        "models": checks,
         "grpc_port": int(grpc_port) if grpc_port else None,
-        "grpc_models": (env.get("DEPLOYER_SERVE_MODEL_NAME") or DEFAULT_MODEL_NAME,),
+        "grpc_models": tuple(c.name for c in checks)
+        or (env.get("DEPLOYER_SERVE_MODEL_NAME") or DEFAULT_MODEL_NAME,),
         "port": port,
         "workers": verify_workers(env),
         "load_mode": env.get("DEPLOYER_SERVE_LOAD_MODE", "auto"),
@@ -306,6 +367,11 @@ def plan_verify(
             **common,
         )
     return VerifyPlan(health, None, **common)
+
+
+def _model_check(name: str, loaded: LoadedModel, target: str) -> ModelCheck:
+    one = plan_verify(loaded, target, 0)
+    return ModelCheck(name, one.score_route, one.payload, one.payload_source)
 
 
 def verify_workers(env: Mapping[str, str]) -> int:
@@ -433,6 +499,7 @@ def verify_image(
         status = probe.get("status")
         if vp.score_route and (status != 200 or not _well_formed(str(probe.get("body", "")), vp)):
             raise _failure(container, vp, shown or image, probe)
+        models = _check_models(container, plan.python, vp, shown or image)
         grpc = _check_grpc(container, plan.python, vp, shown or image)
     finally:
         with contextlib.suppress(Exception):
@@ -446,12 +513,40 @@ def verify_image(
         cold_start=cold_start,
         seconds=time.monotonic() - t0,
         grpc=grpc,
+        models=models,
     )
     say(
         f"verified: {result.route} -> {result.http_status} (ready after {cold_start:.1f}s, "
         f"check took {result.seconds:.1f}s)" + (f"; gRPC {grpc}" if grpc else "")
     )
     return result
+
+
+def _check_models(container: Any, python: str, vp: VerifyPlan, image: str) -> str:
+    """Multi-model images: every model ready and scoring (the probe once per model, its name
+    in the target-model header); what they answered, as a deterministic label line."""
+    answered = []
+    for check in vp.models:
+        one = replace(
+            vp,
+            health_route=check.health_route,
+            score_route=check.score_route,
+            payload=check.payload,
+            payload_source=f"{check.name}'s {check.payload_source}",
+            models=(),
+        )
+        if check.score_route:
+            container.put_archive("/tmp", _tar("deployer-verify-payload.json", check.payload))
+        probe = _probe(container, python, one, (TARGET_MODEL_HEADER, check.name))
+        status = (probe or {}).get("status")
+        if probe is None or probe.get("ready") is None:
+            raise _failure(container, one, image, probe)
+        if check.score_route and (
+            status != 200 or not _well_formed(str(probe.get("body", "")), one)
+        ):
+            raise _failure(container, one, image, probe)
+        answered.append(f"{check.name}:{status if check.score_route else 'ready'}")
+    return ",".join(answered)
 
 
 def _check_grpc(container: Any, python: str, vp: VerifyPlan, image: str) -> str:
@@ -508,7 +603,9 @@ def _tar(name: str, data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def _probe(container: Any, python: str, vp: VerifyPlan) -> dict[str, Any] | None:
+def _probe(
+    container: Any, python: str, vp: VerifyPlan, header: tuple[str, str] | None = None
+) -> dict[str, Any] | None:
     argv = [
         python,
         "-c",
@@ -519,6 +616,7 @@ def _probe(container: Any, python: str, vp: VerifyPlan) -> dict[str, Any] | None
         vp.content_type,
         _PAYLOAD_PATH,
         str(vp.timeout),
+        *(header or ()),
     ]
     try:
         code, out = container.exec_run(argv, stdout=True, stderr=False)

@@ -379,3 +379,80 @@ def test_grpc_fallback_requirements_match_pyproject() -> None:
         "optional-dependencies"]
     assert list(GRPC_FALLBACK) == extras["grpc"]
     assert [r.split(";")[0].strip() for r in extras["serve"]] == list(SERVE_FALLBACK)
+
+
+# ---------------------------------------------------------------- multi-model images
+def _three(sklearn_model: Path, params_model: Path, tensor_model: Path) -> list[tuple[str, object]]:
+    return [("iris", load_model(str(sklearn_model))), ("params", load_model(str(params_model))),
+            ("tensor", load_model(str(tensor_model)))]
+
+
+def test_model_set_plan_one_environment_one_layer_per_model(
+        sklearn_model: Path, params_model: Path, tensor_model: Path, tmp_path: Path) -> None:
+    from deployer.building.context import dockerfile_context, serve_context
+    from deployer.building.plan import plan_model_set
+    from deployer.rendering.render import render_template
+
+    models = _three(sklearn_model, params_model, tensor_model)
+    plan = plan_model_set(models, BuildOptions(grpc_port=8081))  # type: ignore[arg-type]
+    assert [m.name for m in plan.models] == ["iris", "params", "tensor"]
+    assert [m.image_path for m in plan.models] == [f"/opt/ml/model-repository/{n}" for n in ("iris", "params", "tensor")]
+    assert [layer.name for layer in plan.layers][-3:] == ["model iris", "model params", "model tensor"]
+    assert "model" not in [layer.name for layer in plan.layers]
+    assert [layer.fingerprint for layer in plan.layers][-3:] == [m.digest for m in plan.models]
+    env = dict(plan.env)
+    assert env["DEPLOYER_SERVE_MODEL_REPOSITORY"] == "/opt/ml/model-repository" and "DEPLOYER_MODEL_DIR" not in env
+    labels = dict(plan.labels)
+    assert labels["io.deployer.models"] == "iris,params,tensor"
+    assert labels["io.deployer.models.tensor.digest"] == plan.models[2].digest
+    assert "io.deployer.model.uuid" not in labels
+    assert set(labels["io.deployer.model.flavors"].split(",")) >= {"sklearn", "python_function"}
+    # one environment: every model's packages, one lock
+    names = _names(plan)
+    assert {"scikit-learn", "cloudpickle", "grpcio"} <= names
+    assert plan.tag.startswith("iris-params-tensor:")
+    # verification: every model by name, over HTTP and gRPC
+    assert plan.verify is not None
+    assert [c.name for c in plan.verify.models] == ["iris", "params", "tensor"]
+    assert all(c.score_route == "/invocations" for c in plan.verify.models)
+    assert plan.verify.grpc_models == ("iris", "params", "tensor")
+    assert "X-Deployer-Target-Model" in plan.verify.describe()
+    dockerfile = render_template("Dockerfile.j2", **dockerfile_context(plan, buildkit=False, uv_sha256=""))
+    copies = [line for line in dockerfile.splitlines() if line.startswith("COPY [\"models/")]
+    assert copies == [f'COPY ["models/{n}", "/opt/ml/model-repository/{n}"]' for n in ("iris", "params", "tensor")]
+    assert dockerfile.rstrip().splitlines()[-1].startswith(("LABEL", "      ")) and 'COPY ["model",' not in dockerfile
+    serve = render_template("serve.j2", **serve_context(plan))
+    assert "DEPLOYER_SERVE_MODEL_REPOSITORY" in serve and "DEPLOYER_SERVE_MODEL_DIR" not in serve
+
+    # a retrained model: its layer and the set's digest change, nothing else of the plan
+    retrained = _copy(params_model, tmp_path / "params2")
+    (retrained / "extra.txt").write_text("retrained\n")
+    other = plan_model_set([models[0], ("params", load_model(str(retrained))), models[2]],  # type: ignore[list-item]
+                           BuildOptions(grpc_port=8081))
+    changed = [a.name for a, b in zip(plan.layers, other.layers, strict=True) if a != b]
+    assert changed == ["model params"]
+    assert other.requirements == plan.requirements and other.tag != plan.tag
+
+
+def test_model_set_refusals(sklearn_model: Path, params_model: Path, tensor_model: Path, tmp_path: Path) -> None:
+    from deployer.building.plan import plan_model_set
+    from deployer.errors import EnvironmentConflictError
+
+    models = _three(sklearn_model, params_model, tensor_model)
+    for options, message in [
+        (BuildOptions(target="azureml"), "serves one model"),
+        (BuildOptions(model_config='{"a": 1}'), "--model-config"),
+        (BuildOptions(env=(("DEPLOYER_SERVE_MODEL_REPOSITORY", "/x"),)), "would change which models"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            plan_model_set(models, options)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="given twice"):
+        plan_model_set([models[0], ("iris", models[1][1])])  # type: ignore[list-item]
+    old = _copy(sklearn_model, tmp_path / "old")
+    reqs = old / "requirements.txt"
+    reqs.write_text("\n".join(x if not x.startswith("scikit-learn") else "scikit-learn==1.5.2"
+                              for x in reqs.read_text().splitlines()) + "\n")
+    with pytest.raises(EnvironmentConflictError) as info:
+        plan_model_set([*models, ("old", load_model(str(old)))])  # type: ignore[list-item]
+    assert [(c.subject, sorted(dict(c.by_model))) for c in info.value.conflicts] == [
+        ("scikit-learn", ["iris", "old"])]

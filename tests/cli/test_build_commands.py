@@ -161,3 +161,47 @@ def test_build_dry_run_shows_the_grpc_port(sklearn_model: Path) -> None:
     assert not any(r.startswith("grpcio") for r in plan["requirements"]["requirements"])
     result = CliRunner().invoke(cli, ["build", "-m", str(sklearn_model), "--dry-run", "--grpc-port", "8080"])
     assert result.exit_code == 2 and "is the HTTP port too" in result.output
+
+
+def test_build_dry_run_of_several_models_and_their_refusals(sklearn_model: Path, params_model: Path,
+                                                           tensor_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copytree(params_model, repo / "params")
+    shutil.copytree(tensor_model, repo / "tensor")
+    (repo / "notes").mkdir()  # no MLmodel: not a model
+    code, out, _err = _run("build", "-m", f"iris={sklearn_model}", "--model-repository", str(repo),
+                           "--dry-run", "--output", "json")
+    assert code == 0
+    plan = json.loads(out)["plan"]
+    assert [m["name"] for m in plan["models"]] == ["iris", "params", "tensor"]
+    assert plan["labels"]["io.deployer.models"] == "iris,params,tensor"
+    code, out, _err = _run("build", "-m", f"iris={sklearn_model}", "-m", f"tensor={tensor_model}", "--dry-run")
+    assert code == 0 and "models     iris: " in out and "-> /opt/ml/model-repository/tensor" in out
+    # a single -m DIR is unchanged
+    code, out, _err = _run("build", "-m", str(sklearn_model), "--dry-run", "--output", "json")
+    assert code == 0 and json.loads(out)["plan"]["models"] == []
+
+    # conflicting models: refused with the list (exit 1), nothing built or resolved
+    old = tmp_path / "old"
+    shutil.copytree(sklearn_model, old)
+    reqs = old / "requirements.txt"
+    reqs.write_text("\n".join(x if not x.startswith("scikit-learn") else "scikit-learn==1.5.2"
+                              for x in reqs.read_text().splitlines()) + "\n")
+    cache = tmp_path / "cache"
+    result = CliRunner(env={"DEPLOYER_BUILD_CACHE": str(cache)}).invoke(
+        cli, ["build", "-m", f"iris={sklearn_model}", "-m", f"old={old}"])
+    assert result.exit_code == 1, result.output
+    assert "cannot share one environment" in result.output and "old: scikit-learn==1.5.2" in result.output
+    assert "Traceback" not in result.output and not cache.exists()  # nothing resolved or downloaded
+    # usage errors: exit 2
+    for args, message in [
+        (["-m", str(sklearn_model), "-m", f"t={tensor_model}"], "is not NAME=PATH"),
+        (["-m", f"iris={sklearn_model}"], "is not a multi-model image"),
+        (["-m", f"a={sklearn_model}", "-m", f"a={tensor_model}"], "given twice"),
+        (["-m", f"bad/name={sklearn_model}", "-m", f"t={tensor_model}"], "is not NAME=PATH"),
+    ]:
+        result = CliRunner().invoke(cli, ["build", *args, "--dry-run"])
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
