@@ -570,7 +570,9 @@ def plan_model_set(
             where="--model-config",
             fix="build a model that needs its own config into its own image",
         )
-    shared = shared_environment({name: loaded.environment for name, loaded in models})
+    shared = shared_environment(
+        {name: loaded.environment for name, loaded in models}, pip_overrides(options)
+    )
     first = models[0][1]
     warnings = tuple(dict.fromkeys(w for _, m in models for w in m.warnings))
     combined = replace(first, environment=shared.spec, warnings=(*warnings, *shared.notes))

@@ -25,7 +25,7 @@ Pure: reads nothing but the specs (and the bytes of uv.lock files), resolves not
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -81,9 +81,13 @@ class SharedEnvironment:
         }
 
 
-def shared_environment(models: Mapping[str, EnvironmentSpec]) -> SharedEnvironment:
+def shared_environment(
+    models: Mapping[str, EnvironmentSpec], overrides: Sequence[str] = ()
+) -> SharedEnvironment:
     """One environment for every model of ``models`` (name -> spec), or
-    :class:`EnvironmentConflictError` with every conflict (see the module docstring)."""
+    :class:`EnvironmentConflictError` with every conflict (see the module docstring).
+    ``overrides``: requirement lines that replace every model's line for their package
+    (``--pip``, MLflow's semantics), so the models' lines for those packages never conflict."""
     if not models:
         raise UsageError("no models to put in one environment", fix="give at least one model")
     names = tuple(models)
@@ -124,8 +128,9 @@ def shared_environment(models: Mapping[str, EnvironmentSpec]) -> SharedEnvironme
                     ),
                 )
             )
+    replaced = {key for key, req in map(_key, overrides) if req is not None}
     requirements = _merge_lines(
-        {n: s.pip_requirements for n, s in models.items()}, "package", conflicts, notes
+        {n: s.pip_requirements for n, s in models.items()}, "package", conflicts, notes, replaced
     )
     constraints = _merge_lines(
         {n: s.constraints for n, s in models.items()}, "constraint", conflicts, notes
@@ -183,8 +188,10 @@ def _merge_lines(
     what: str,
     conflicts: list[Conflict],
     notes: list[str],
+    replaced: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[str, ...]:
-    """Every model's lines merged per package (order: first appearance)."""
+    """Every model's lines merged per package (order: first appearance); packages in
+    ``replaced`` keep the first line (an override replaces it)."""
     per_package: dict[str, list[tuple[str, str, Requirement | None]]] = {}
     for model, lines in lines_by_model.items():
         for line in lines:
@@ -193,8 +200,10 @@ def _merge_lines(
     out: list[str] = []
     for key, entries in per_package.items():
         distinct = list(dict.fromkeys(line for _m, line, _r in entries))
-        if len(distinct) == 1:
+        if len(distinct) == 1 or key in replaced:
             out.append(distinct[0])
+            if len(distinct) > 1:
+                notes.append(f"{what} {key}: the models' lines differ; --pip replaces them all")
             continue
         merged = _merge_package([(m, r) for m, _l, r in entries])
         if merged is None:

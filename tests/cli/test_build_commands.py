@@ -196,6 +196,10 @@ def test_build_dry_run_of_several_models_and_their_refusals(sklearn_model: Path,
     assert result.exit_code == 1, result.output
     assert "cannot share one environment" in result.output and "old: scikit-learn==1.5.2" in result.output
     assert "Traceback" not in result.output and not cache.exists()  # nothing resolved or downloaded
+    # --pip pins one version for all: the conflict is settled
+    code, out, _err = _run("build", "-m", f"iris={sklearn_model}", "-m", f"old={old}", "--pip",
+                           "scikit-learn==1.6.1", "--dry-run", "--output", "json")
+    assert code == 0 and "scikit-learn==1.6.1" in json.loads(out)["plan"]["requirements"]["requirements"]
     # usage errors: exit 2
     for args, message in [
         (["-m", str(sklearn_model), "-m", f"t={tensor_model}"], "is not NAME=PATH"),

@@ -104,3 +104,16 @@ def test_mlflow_and_mlflow_skinny_count_as_one_package(sklearn_model: Path, para
     with pytest.raises(EnvironmentConflictError) as info:
         shared_environment({"iris": _spec(sklearn_model), "skinny": _spec(skinny)})
     assert [(c.kind, c.subject) for c in info.value.conflicts] == [("package", "mlflow")]
+
+
+def test_an_override_settles_a_package_conflict(sklearn_model: Path, tmp_path: Path) -> None:
+    """``--pip scikit-learn==X`` replaces every model's line for scikit-learn (MLflow's
+    semantics), so two different pins of it no longer conflict; others still do."""
+    old = _requirements(copy_model(sklearn_model, tmp_path / "old"), scikit_learn="scikit-learn==1.5.2",
+                        scipy="scipy==1.0.0")
+    models = {"iris": _spec(sklearn_model), "old": _spec(old)}
+    with pytest.raises(EnvironmentConflictError) as info:
+        shared_environment(models, ["scikit-learn==1.6.1"])
+    assert [c.subject for c in info.value.conflicts] == ["scipy"]
+    shared = shared_environment(models, ["scikit-learn==1.6.1", "scipy>=1"])
+    assert any("--pip replaces" in note for note in shared.notes)
