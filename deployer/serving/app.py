@@ -81,7 +81,15 @@ MODEL_KEY = "deployer.model"
 class ModelState:
     """Per-model serving state of one app: the inline policy and this loop turn's batch."""
 
-    __slots__ = ("inline", "quick_streak", "slow_streak", "pending", "pending_rows", "streamable")
+    __slots__ = (
+        "inline",
+        "quick_streak",
+        "slow_streak",
+        "pending",
+        "pending_rows",
+        "streamable",
+        "pooled",
+    )
 
     def __init__(self, core: Any) -> None:
         self.inline = False
@@ -90,6 +98,8 @@ class ModelState:
         self.pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self.pending_rows = 0
         self.streamable = is_streamable(core)
+        #: the pool's work for /invocations (built once: see ScoringApp._pooled_invoke)
+        self.pooled: Callable[[bytes, str | None], ScoringResult] | None = None
 
 
 def model_state(entry: ModelEntry) -> ModelState:
@@ -379,7 +389,9 @@ class ScoringApp:
         state = entry.serving or model_state(entry)
         if state.streamable:
             return await self._invocations_streamable(entry, scope, receive)
-        pooled = self._pooled_invoke(entry)
+        pooled = state.pooled
+        if pooled is None:
+            pooled = state.pooled = self._pooled_invoke(entry)
         if state.inline and _content_length(scope) <= min(INLINE_MAX_BODY, self.max_body_bytes):
             message = await receive()
             if message["type"] == "http.request" and not message.get("more_body", False):
