@@ -59,6 +59,9 @@ MODEL_DIR = "/opt/ml/model"
 #: --model-repository, baked as DEPLOYER_SERVE_MODEL_REPOSITORY).
 MODEL_REPOSITORY = "/opt/ml/model-repository"
 MODEL_REPOSITORY_ENV = "DEPLOYER_SERVE_MODEL_REPOSITORY"
+#: The model /invocations serves without a target-model header: the first one given (the
+#: server alone would take the repository's alphabetically first); ``--env`` may name another.
+DEFAULT_MODEL_ENV = "DEPLOYER_SERVE_DEFAULT_MODEL"
 BUILD_DIR = "/tmp/deployer/build"
 WHEELS_DIR = "/tmp/deployer/wheels"
 CONDA_PKGS_DIR = "/tmp/deployer/conda-pkgs"
@@ -699,7 +702,13 @@ def plan_build(
         loader_requirements=needed,
         auto_added=added,
         os_packages=os_packages,
-        verify=plan_verify(loaded, options.target, options.port, dict(env), members)
+        verify=plan_verify(
+            dict(members).get(env.get(DEFAULT_MODEL_ENV, ""), loaded),
+            options.target,
+            options.port,
+            dict(env),
+            members,
+        )
         if options.verify
         else None,
         options=options,
@@ -895,6 +904,15 @@ def _image_env(
     }
     if members:  # the server serves every subdirectory of the repository, named after it
         env[MODEL_REPOSITORY_ENV] = MODEL_REPOSITORY
+        names = [name for name, _ in members]
+        env[DEFAULT_MODEL_ENV] = dict(options.env).get(DEFAULT_MODEL_ENV, names[0])
+        if env[DEFAULT_MODEL_ENV] not in names:
+            raise UsageError(
+                f"--env {DEFAULT_MODEL_ENV}={env[DEFAULT_MODEL_ENV]} is not one of the image's "
+                "models",
+                where="--env",
+                fix=f"name one of: {', '.join(names)}",
+            )
         for key in (MODEL_REPOSITORY_ENV, "DEPLOYER_SERVE_MODELS", "DEPLOYER_SERVE_MODEL_DIR"):
             if key in dict(options.env):
                 raise UsageError(

@@ -334,7 +334,7 @@ def plan_verify(
 ) -> VerifyPlan:
     """``env``: the image's environment (its worker count and load mode, if set).
     ``models``: a multi-model image's models (name, model), checked one by one; ``loaded`` is
-    the one ``/invocations`` serves without a header (the first)."""
+    the one ``/invocations`` serves without a header (the image's default model)."""
     env = env or {}
     grpc_port = env.get("DEPLOYER_SERVE_GRPC_PORT")
     checks = tuple(_model_check(name, model, target) for name, model in models)

@@ -402,6 +402,14 @@ def test_model_set_plan_one_environment_one_layer_per_model(
     assert [layer.fingerprint for layer in plan.layers][-3:] == [m.digest for m in plan.models]
     env = dict(plan.env)
     assert env["DEPLOYER_SERVE_MODEL_REPOSITORY"] == "/opt/ml/model-repository" and "DEPLOYER_MODEL_DIR" not in env
+    # /invocations without a header: the first model given (not the repository's first by name)
+    assert env["DEPLOYER_SERVE_DEFAULT_MODEL"] == "iris"
+    reordered = plan_model_set(models[::-1])  # type: ignore[arg-type]
+    assert dict(reordered.env)["DEPLOYER_SERVE_DEFAULT_MODEL"] == "tensor"
+    payloads = {c.name: c.payload for c in plan.verify.models}  # type: ignore[union-attr]
+    assert reordered.verify is not None and reordered.verify.payload == payloads["tensor"]
+    chosen = plan_model_set(models, BuildOptions(env=(("DEPLOYER_SERVE_DEFAULT_MODEL", "params"),)))  # type: ignore[arg-type]
+    assert chosen.verify is not None and chosen.verify.payload == payloads["params"] != payloads["tensor"]
     labels = dict(plan.labels)
     assert labels["io.deployer.models"] == "iris,params,tensor"
     assert labels["io.deployer.models.tensor.digest"] == plan.models[2].digest
@@ -448,6 +456,8 @@ def test_model_set_refusals(sklearn_model: Path, params_model: Path, tensor_mode
             plan_model_set(models, options)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="given twice"):
         plan_model_set([models[0], ("iris", models[1][1])])  # type: ignore[list-item]
+    with pytest.raises(UsageError, match="not one of the image's models"):
+        plan_model_set(models, BuildOptions(env=(("DEPLOYER_SERVE_DEFAULT_MODEL", "nope"),)))  # type: ignore[arg-type]
     old = _copy(sklearn_model, tmp_path / "old")
     reqs = old / "requirements.txt"
     reqs.write_text("\n".join(x if not x.startswith("scikit-learn") else "scikit-learn==1.5.2"
