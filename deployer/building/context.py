@@ -327,7 +327,8 @@ def lock_warnings(plan: BuildPlan, lock: Lock, resolver: Resolver) -> tuple[str,
     unused = footprint.unused_requirements(
         plan.requirements.requirements,
         used,
-        referenced_modules(plan.model_path),
+        # every model's references (a multi-model image's models share the environment)
+        frozenset().union(*(referenced_modules(p) for p in model_paths(plan))),
         footprint.facts_from_wheels(paths),
         python_version=lock.platform.python,
         alternatives=loader_deps.ALTERNATIVES,
@@ -343,6 +344,11 @@ def lock_warnings(plan: BuildPlan, lock: Lock, resolver: Resolver) -> tuple[str,
             "python_env.yaml"
         )
     return tuple(out)
+
+
+def model_paths(plan: BuildPlan) -> tuple[Path, ...]:
+    """The model directories an image is made from (each model of a multi-model image)."""
+    return tuple(m.path for m in plan.models) or (plan.model_path,)
 
 
 def uv_sha256_of(lock: Lock | None) -> str:

@@ -209,3 +209,43 @@ def test_build_dry_run_of_several_models_and_their_refusals(sklearn_model: Path,
     ]:
         result = CliRunner().invoke(cli, ["build", *args, "--dry-run"])
         assert result.exit_code == 2 and message in result.output, (args, result.output)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.usefixtures("build_cache")
+def test_run_local_of_a_model_repository_with_grpc(sklearn_model: Path, params_model: Path, tensor_model: Path,  # type: ignore[no-untyped-def]
+                                                   docker_client, base_image: str, tmp_path: Path) -> None:
+    import shutil
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name, model in (("iris", sklearn_model), ("params", params_model), ("tensor", tensor_model)):
+        shutil.copytree(model, repo / name)
+    name = "mm-images-run-local"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from deployer.cli import main; main()", "run-local", "--model-repository", str(repo),
+         "-p", "0", "--name", name, "--base-image", base_image, "--grpc-port", "8081"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        match = re.search(r"serving iris=.*params=.*tensor=.* at (http://127\.0\.0\.1:\d+)", first)
+        assert match, first + (proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+        url = match.group(1)
+        assert "curl -X POST" in proc.stdout.readline()
+        assert re.match(r"gRPC \(V2\): 127\.0\.0\.1:\d+$", proc.stdout.readline().strip())
+        req = urllib.request.Request(f"{url}/invocations", data=b'{"inputs": [[1, 1, 1, 1]]}',
+                                     headers={"Content-Type": "application/json",
+                                              "X-Deployer-Target-Model": "tensor"})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(req, timeout=30) as resp:
+            assert json.loads(resp.read()) == {"predictions": [4.0]}
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not docker_client.containers.list(all=True, filters={"label": f"io.deployer.endpoint={name}"})
+    for image in docker_client.images.list(name="iris-params-tensor"):
+        docker_client.images.remove(image.id, force=True)
