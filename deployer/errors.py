@@ -10,6 +10,7 @@
     │   ├── UnsafePathError                a path escapes the model directory
     │   └── ModelURIError                  unsupported URI / download failure
     ├── EnvironmentSpecError      exit 1   python_env.yaml / requirements / conda.yaml problems
+    │   └── EnvironmentConflictError       models that cannot share one environment
     ├── RenderError               exit 1   a value cannot be rendered safely into a template
     ├── BuildError                exit 1   the image build failed
     ├── RegistryError             exit 1   push / pull / login failures
@@ -45,7 +46,7 @@ class DeployerError(Exception):
         head = f"{self.where}: {self.what}" if self.where else self.what
         return f"{head}\n  hint: {self.fix}" if self.fix else head
 
-    def to_dict(self) -> dict[str, str | None]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "error": type(self).__name__,
             "message": self.what,
@@ -97,6 +98,26 @@ class ModelURIError(ModelError):
 
 class EnvironmentSpecError(DeployerError):
     pass
+
+
+class EnvironmentConflictError(EnvironmentSpecError):
+    """Several models asked to share one environment (one image, one server) need different
+    ones. ``conflicts``: what each model needs that the others refuse (objects with
+    ``to_dict()``: :class:`deployer.environment.shared.Conflict`)."""
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        conflicts: tuple[Any, ...] = (),
+        where: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        super().__init__(what, where=where, fix=fix)
+        self.conflicts = conflicts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "conflicts": [c.to_dict() for c in self.conflicts]}
 
 
 class RenderError(DeployerError):

@@ -11,6 +11,7 @@ Layout of a context (everything the Dockerfile uses, nothing else)::
     runtime/deployer/...            deployer's serving modules
     runtime/bin/serve               the entry point (templates/serve.j2)
     model/                          the model files (last layer)
+    models/<name>/                  a multi-model image's models instead (one layer each)
     create_service.sh               Azure ML targets only (templates/create_service.sh.j2)
 
 Resolving and downloading happen here (on the host, see :mod:`deployer.building.wheelhouse`).
@@ -35,6 +36,7 @@ from deployer.building.plan import (
     BUILD_DIR,
     CONDA_PKGS_DIR,
     MODEL_DIR,
+    MODEL_REPOSITORY,
     RUNTIME_DIR,
     USER_HOME,
     USER_NAME,
@@ -53,6 +55,8 @@ from deployer.resources import package_dir
 FIXED_MTIME = 315532800
 PLAN_FILE = "deployer-plan.json"
 LOCK_NAME = "requirements.lock"
+#: Multi-model images: each model's files under models/<name>/ of the context.
+MODELS_CONTEXT_DIR = "models"
 LineSink = Callable[[str], None]
 log = logging.getLogger("deployer")
 
@@ -209,11 +213,13 @@ def dockerfile_context(
         "env_prefix": env_prefix or "/",
         "runtime_dir": RUNTIME_DIR,
         "model_dir": MODEL_DIR,
+        "models": [(f"{MODELS_CONTEXT_DIR}/{m.name}", m.image_path) for m in plan.models],
         "path_prefix": path_prefix,
         "env": list(plan.env),
         "user": plan.user,
         "workdir": "/root" if plan.user == "root" else USER_HOME,
         "port": plan.port,
+        "grpc_port": plan.grpc_port or 0,
         "health_interval": 10,
         "health_timeout": 5,
         "health_start": 120,
@@ -231,6 +237,7 @@ def serve_context(plan: BuildPlan) -> dict[str, object]:
         "server": contract(plan.target).server,
         "port": plan.port,
         "model_dir": MODEL_DIR,
+        "model_repository": MODEL_REPOSITORY if plan.models else "",
         "python": plan.python,
         "azmlinfsrv": f"{plan.env_prefix}/bin/azmlinfsrv" if plan.env_prefix else "azmlinfsrv",
         "score_py": f"{RUNTIME_DIR}/score.py",
@@ -320,7 +327,8 @@ def lock_warnings(plan: BuildPlan, lock: Lock, resolver: Resolver) -> tuple[str,
     unused = footprint.unused_requirements(
         plan.requirements.requirements,
         used,
-        referenced_modules(plan.model_path),
+        # every model's references (a multi-model image's models share the environment)
+        frozenset().union(*(referenced_modules(p) for p in model_paths(plan))),
         footprint.facts_from_wheels(paths),
         python_version=lock.platform.python,
         alternatives=loader_deps.ALTERNATIVES,
@@ -336,6 +344,11 @@ def lock_warnings(plan: BuildPlan, lock: Lock, resolver: Resolver) -> tuple[str,
             "python_env.yaml"
         )
     return tuple(out)
+
+
+def model_paths(plan: BuildPlan) -> tuple[Path, ...]:
+    """The model directories an image is made from (each model of a multi-model image)."""
+    return tuple(m.path for m in plan.models) or (plan.model_path,)
 
 
 def uv_sha256_of(lock: Lock | None) -> str:
@@ -397,7 +410,12 @@ def write_context(
 
     if part != "deps":
         _write_runtime(plan, out_dir / "runtime")
-        _write_model(plan, out_dir / "model")
+        if plan.models:
+            for model in plan.models:
+                (out_dir / MODELS_CONTEXT_DIR).mkdir(exist_ok=True)
+                copy_model(model.path, out_dir / MODELS_CONTEXT_DIR / model.name)
+        else:
+            _write_model(plan, out_dir / "model")
 
     variables = dockerfile_context(
         plan, buildkit=buildkit, uv_sha256=uv_sha256_of(plan.lock), part=part, deps_image=deps_image

@@ -26,6 +26,8 @@ Adjustments, each for a reason:
   the rest of the runtime and mlflow-skinny together) and is left out unless ``parquet=True``
   (``--parquet``) or the model itself needs it; the server then answers Parquet requests with
   a 415 that says how to get them.
+* ``grpc=True`` (``--grpc-port``) adds the ``grpc`` extra of deployer's metadata (grpcio,
+  protobuf); images without it carry no gRPC runtime.
 
 Everything here is pure: no network, no files written.
 """
@@ -56,6 +58,9 @@ SERVE_FALLBACK = (
     "prometheus-client>=0.20",
     "pyarrow>=14",
 )
+#: The same for the ``grpc`` extra (an install made before the extra existed lacks it too).
+GRPC_FALLBACK = ("grpcio>=1.85.4", "protobuf>=7.35.1,<8")
+_FALLBACKS = {"serve": SERVE_FALLBACK, "grpc": GRPC_FALLBACK}
 PID1_REQUIREMENT = "dumb-init>=1.2"
 #: Build-stage-only tools: resolved into the lock's build tools, never installed in the image.
 BUILD_TOOLS = ("uv>=0.4",)
@@ -109,7 +114,7 @@ def serving_requirements(python_version: str, extra: str = "serve") -> tuple[str
             continue  # a base dependency of deployer (the CLI), not part of the extra
         req.marker = None
         out.append(str(req))
-    return tuple(out) or SERVE_FALLBACK
+    return tuple(out) or _FALLBACKS[extra]
 
 
 def _name(line: str) -> str | None:
@@ -134,6 +139,7 @@ def image_requirements(
     gpu: bool = False,
     where: str = "model requirements",
     lock_source: str = "",
+    grpc: bool = False,
 ) -> ImageRequirements:
     """Combine the model's requirements with what the image itself needs (see module doc)."""
     notes: list[str] = []
@@ -194,6 +200,13 @@ def image_requirements(
         out.append(pin)
         names.add("mlflow-skinny")
     added = [*serving_requirements(python_version), PID1_REQUIREMENT, *server_requirements]
+    if grpc:  # --grpc-port: deployer's ``grpc`` extra (grpcio, protobuf), only then
+        grpc_lines = serving_requirements(python_version, "grpc")
+        added += grpc_lines
+        notes.append(
+            f"added deployer's grpc extra ({', '.join(grpc_lines)}): --grpc-port serves V2 over "
+            "gRPC"
+        )
     for line in added:
         name = _name(line)
         if name in names:

@@ -346,7 +346,7 @@ def existing_build(client: Any, tag: str, fingerprint: str) -> ImageInfo | None:
 
 
 def build_model_image(
-    model_uri: str,
+    model_uri: Any,
     options: Any = None,
     *,
     engine: BuildEngine | None = None,
@@ -375,18 +375,11 @@ def build_model_image(
     requested tag is never applied. An existing image (``if_needed``) whose labels say it
     passed is not verified again; one built with --no-verify is verified now.
     """
-    from deployer.building.plan import BuildOptions, plan_build
-    from deployer.intake import load_model
+    from deployer.building.sources import plan_source
 
     t0 = time.monotonic()
     say = step or (lambda _line: None)
-    loaded = load_model(model_uri)
-    for warning in loaded.warnings:
-        log.warning(warning)
-    plan = plan_build(loaded, options or BuildOptions())
-    for warning in plan.warnings:
-        if warning not in loaded.warnings:
-            log.warning(warning)
+    plan = plan_source(model_uri, options)
     client = client or docker_client()
     if if_needed:
         found = existing_build(client, plan.tag, plan.fingerprint)
@@ -512,6 +505,8 @@ def _recorded_result(labels: dict[str, str]) -> VerifyResult | None:
         else None,
         payload_digest=labels.get(f"{LABEL}.payload", "").rpartition(" ")[2],
         payload_source=labels.get(f"{LABEL}.payload", "").rpartition(" ")[0],
+        grpc=labels.get(f"{LABEL}.grpc", ""),
+        models=labels.get(f"{LABEL}.models", ""),
     )
 
 

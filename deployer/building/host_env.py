@@ -170,11 +170,17 @@ class HostEnvironment:
 
 
 def plan_host_env(
-    model_dir: Path, *, options: Any = None, what: str = "--env-manager virtualenv"
+    model_dir: Path,
+    *,
+    options: Any = None,
+    what: str = "--env-manager virtualenv",
+    grpc: bool = False,
 ) -> HostEnvPlan:
     """``options``: a ``BuildOptions`` whose :data:`ENVIRONMENT_OPTIONS` apply (``--pip``,
-    ``--lock``, ``--wheelhouse``...); the platform and Python are this host's."""
-    from deployer.building.plan import BuildOptions, plan_build
+    ``--lock``, ``--wheelhouse``...); the platform and Python are this host's. ``grpc``: the
+    server will serve gRPC (``serve --grpc-port``): deployer's grpc extra (grpcio, protobuf)
+    goes in too, as in an image built with ``--grpc-port`` (another lock, another venv)."""
+    from deployer.building.plan import KSERVE_GRPC_PORT, BuildOptions, plan_build
     from deployer.intake import load_model
 
     python = "{}.{}".format(*sys.version_info[:2])
@@ -201,7 +207,12 @@ def plan_host_env(
     build = plan_build(
         loaded,
         BuildOptions(
-            python_version=python, platform=f"linux/{arch}", parquet=True, verify=False, **chosen
+            python_version=python,
+            platform=f"linux/{arch}",
+            parquet=True,
+            verify=False,
+            grpc_port=KSERVE_GRPC_PORT if grpc else None,  # the requirements only: no image
+            **chosen,
         ),
     )
     warnings += [w for w in build.warnings if w not in warnings]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -47,10 +47,21 @@ from deployer.serving.model_config import ignored_keys
 
 ENV_KINDS = ("virtualenv", "conda", "local")
 DEFAULT_PORT = 8080
+#: KServe's custom-predictor convention (its ModelServer: HTTP 8080, gRPC 8081); what
+#: ``--grpc-port`` suggests. Nothing listens for gRPC unless a port is given.
+KSERVE_GRPC_PORT = 8081
+GRPC_PORT_ENV = "DEPLOYER_SERVE_GRPC_PORT"
 VENV_DIR = "/opt/venv"
 CONDA_PREFIX = "/opt/conda-env"
 RUNTIME_DIR = "/opt/deployer"
 MODEL_DIR = "/opt/ml/model"
+#: Multi-model images: each model in its own layer at MODEL_REPOSITORY/<name>/ (the server's
+#: --model-repository, baked as DEPLOYER_SERVE_MODEL_REPOSITORY).
+MODEL_REPOSITORY = "/opt/ml/model-repository"
+MODEL_REPOSITORY_ENV = "DEPLOYER_SERVE_MODEL_REPOSITORY"
+#: The model /invocations serves without a target-model header: the first one given (the
+#: server alone would take the repository's alphabetically first); ``--env`` may name another.
+DEFAULT_MODEL_ENV = "DEPLOYER_SERVE_DEFAULT_MODEL"
 BUILD_DIR = "/tmp/deployer/build"
 WHEELS_DIR = "/tmp/deployer/wheels"
 CONDA_PKGS_DIR = "/tmp/deployer/conda-pkgs"
@@ -63,6 +74,10 @@ DEFAULT_CONDA_BASE = "debian:bookworm-slim"
 # which the build checks up front (execute.check_base_python); users pass --base-image then.
 DEFAULT_GPU_BASE = "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04"
 LABEL_PREFIX = "io.deployer"
+#: Multi-model images: the models' names, comma-separated, in layer order.
+MODELS_LABEL = f"{LABEL_PREFIX}.models"
+#: The image's gRPC port (--grpc-port): what run-local publishes.
+GRPC_PORT_LABEL = f"{LABEL_PREFIX}.grpc.port"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TAG_CHARS = re.compile(r"[^a-z0-9._-]+")
 
@@ -106,6 +121,9 @@ class BuildOptions:
     # --model-config: the load-time config override, canonical JSON (serving.model_config), baked
     # into the image as SERVING_MODEL_CONFIG (so it is part of the env, the tag and the verify run)
     model_config: str | None = None
+    # --grpc-port: the V2 gRPC service on this port too (deployer's grpc extra installed,
+    # DEPLOYER_SERVE_GRPC_PORT baked, the port exposed, verified); None: no gRPC in the image
+    grpc_port: int | None = None
 
     def to_params(self) -> dict[str, Any]:
         """The options that differ from the defaults, as JSON-safe data: how a deploy plan
@@ -202,6 +220,7 @@ def plan_os_packages(
     options: BuildOptions,
     warnings: list[str],
     distributions: tuple[str, ...] = (),
+    members: tuple[LoadedModel, ...] = (),
 ) -> OsPackages:
     """--system-package names, plus a JRE when a flavor needs a JVM (unless --no-java), plus
     the shared libraries the image's ``distributions`` leave to the OS (lightgbm -> libgomp1;
@@ -219,7 +238,8 @@ def plan_os_packages(
         requested += new
         if new:
             reasons.append(f"{need.describe()} (--no-auto-deps skips it)")
-    jvm = [f for f in JVM_FLAVORS if f in loaded.mlmodel.flavors]
+    flavors = {f for m in (*members, loaded) for f in m.mlmodel.flavors}
+    jvm = [f for f in JVM_FLAVORS if f in flavors]
     if jvm and options.java:
         if JRE_PACKAGE not in requested:
             requested.append(JRE_PACKAGE)
@@ -286,6 +306,31 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class ImageModel:
+    """One model of a multi-model image: its V2 name, where it came from, its own layer."""
+
+    name: str
+    uri: str  # credentials stripped
+    path: Path
+    digest: str
+    flavors: tuple[str, ...] = ()
+
+    @property
+    def image_path(self) -> str:
+        return f"{MODEL_REPOSITORY}/{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "uri": self.uri,
+            "path": str(self.path),
+            "digest": self.digest,
+            "image_path": self.image_path,
+            "flavors": list(self.flavors),
+        }
+
+
+@dataclass(frozen=True)
 class BuildPlan:
     model_name: str
     model_uri: str  # credentials stripped
@@ -324,6 +369,10 @@ class BuildPlan:
     verify: VerifyPlan | None = None  # None: --no-verify
     options: BuildOptions | None = None  # what was asked for (shown in the plan as non-defaults)
     load_mode: LoadMode | None = None  # how the server loads the model (serving.loading)
+    grpc_port: int | None = None  # V2 over gRPC (--grpc-port); None: HTTP only
+    # multi-model images (-m NAME=DIR ..., --model-repository): each model, in layer order;
+    # () for a single-model image (its model at MODEL_DIR)
+    models: tuple[ImageModel, ...] = ()
 
     def with_lock(self, lock: Lock) -> BuildPlan:
         """The plan once dependencies are resolved: lock digest recorded in a label."""
@@ -363,6 +412,8 @@ class BuildPlan:
             "env": dict(self.env),
             "user": self.user,
             "port": self.port,
+            "grpc_port": self.grpc_port,
+            "models": [m.to_dict() for m in self.models],
             "entrypoint": list(self.entrypoint),
             "cmd": list(self.cmd),
             "runtime_files": list(self.runtime.files),
@@ -423,7 +474,10 @@ def _healthcheck(python: str, path: str, port: int) -> tuple[str, ...]:
 
 
 def _labels(
-    loaded: LoadedModel, plan_bits: dict[str, str], options: BuildOptions
+    loaded: LoadedModel,
+    plan_bits: dict[str, str],
+    options: BuildOptions,
+    models: tuple[ImageModel, ...] = (),
 ) -> tuple[tuple[str, str], ...]:
     ml = loaded.mlmodel
     labels: dict[str, str] = {
@@ -441,18 +495,30 @@ def _labels(
     }
     if options.gpu:
         labels[f"{LABEL_PREFIX}.gpu"] = "true"
+    if options.grpc_port is not None:
+        labels[GRPC_PORT_LABEL] = str(options.grpc_port)
     if plan_bits.get("os_packages"):
         labels[f"{LABEL_PREFIX}.os-packages"] = plan_bits["os_packages"]
     if plan_bits.get("lock_source"):  # the model's own lock (uv.lock) pinned its packages
         labels[f"{LABEL_PREFIX}.lock.source"] = plan_bits["lock_source"]
-    for key, value in (
+    own = (
         ("model.uuid", ml.model_uuid),
         ("model.run-id", ml.run_id),
         ("model.id", ml.model_id),
         ("mlflow.version", ml.mlflow_version),
-    ):
+    )
+    for key, value in own if not models else own[-1:]:  # one model's ids say nothing of a set
         if value:
             labels[f"{LABEL_PREFIX}.{key}"] = str(value)
+    if models:
+        labels["org.opencontainers.image.description"] = "MLflow models served by deployer"
+        labels["org.opencontainers.image.source"] = ", ".join(m.uri for m in models)
+        labels[f"{LABEL_PREFIX}.model.flavors"] = ",".join(
+            sorted({f for m in models for f in m.flavors})
+        )
+        labels[MODELS_LABEL] = ",".join(m.name for m in models)
+        for m in models:  # names match the server's model-name pattern: valid in a label key
+            labels[f"{MODELS_LABEL}.{m.name}.digest"] = m.digest
     for key, value in options.labels:
         check_label_key(key)
         if key.startswith(LABEL_PREFIX + "."):
@@ -470,41 +536,110 @@ def _labels(
     return tuple(sorted(labels.items()))
 
 
-def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> BuildPlan:
-    """Decide the whole image for ``loaded`` (pure: reads files, changes nothing)."""
+def plan_model_set(
+    models: Sequence[tuple[str, LoadedModel]], options: BuildOptions | None = None
+) -> BuildPlan:
+    """Decide one image for several models (``-m NAME=DIR ...``, ``--model-repository``): one
+    environment for all (:func:`deployer.environment.shared.shared_environment`; models that
+    need different ones are refused with every conflict, before anything is resolved or
+    built), each model in its own layer at ``MODEL_REPOSITORY/<name>/``, the server told where
+    (DEPLOYER_SERVE_MODEL_REPOSITORY), every model verified. Pure, like :func:`plan_build`."""
+    from deployer.environment.shared import shared_environment
+
+    options = options or BuildOptions()
+    names = [name for name, _ in models]
+    if len(models) < 2:
+        raise UsageError(
+            "a multi-model image needs at least two models",
+            where="-m NAME=DIR / --model-repository",
+            fix="give several models, or build one model with -m DIR",
+        )
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise UsageError(
+            f"model name {duplicate!r} is given twice",
+            where="-m NAME=DIR / --model-repository",
+            fix="give every model its own name",
+        )
+    if contract(options.target).server != "deployer":
+        raise UsageError(
+            f"--target {options.target} runs the platform's own server, which serves one model",
+            where="-m NAME=DIR",
+            fix="build a multi-model image for --target local or sagemaker (deployer's server)",
+        )
+    if options.model_config is not None:
+        raise UsageError(
+            "--model-config overrides one model's config; this image has several models",
+            where="--model-config",
+            fix="build a model that needs its own config into its own image",
+        )
+    shared = shared_environment(
+        {name: loaded.environment for name, loaded in models}, pip_overrides(options)
+    )
+    first = models[0][1]
+    warnings = tuple(dict.fromkeys(w for _, m in models for w in m.warnings))
+    combined = replace(first, environment=shared.spec, warnings=(*warnings, *shared.notes))
+    return plan_build(combined, options, members=tuple(models))
+
+
+def plan_build(
+    loaded: LoadedModel,
+    options: BuildOptions | None = None,
+    *,
+    members: tuple[tuple[str, LoadedModel], ...] = (),
+) -> BuildPlan:
+    """Decide the whole image for ``loaded`` (pure: reads files, changes nothing).
+    ``members``: a multi-model image's models (see :func:`plan_model_set`, which passes the
+    first one, with their shared environment, as ``loaded``)."""
     options = options or BuildOptions()
     warnings: list[str] = list(loaded.warnings)
     serving = contract(options.target)
+    each = tuple(m for _, m in members) or (loaded,)
     if not 0 < options.port < 65536:
         raise UsageError(
             f"port {options.port} is out of range", fix="use a port between 1 and 65535"
         )
+    check_grpc_port(options, serving.server)
     env_kind = options.env_kind or loaded.environment.kind
     if env_kind not in ENV_KINDS:
         raise UsageError(
             f"unknown environment kind {env_kind!r}", fix=f"use one of: {', '.join(ENV_KINDS)}"
         )
     platform, lock = _platform_and_lock(loaded, options, warnings)
-    reqs, needed, added = _plan_requirements(loaded, options, platform, lock, env_kind, warnings)
+    reqs, needed, added = _plan_requirements(
+        loaded, options, platform, lock, env_kind, warnings, each
+    )
     os_packages = plan_os_packages(
         loaded,
         options,
         warnings,
         tuple(loader_deps.distribution_names(reqs.requirements)) if env_kind != "local" else (),
+        each,
     )
     base, env_prefix, python = _base_and_interpreter(options, env_kind, platform, warnings)
-    env, load_mode = _image_env(loaded, options, reqs, env_kind)
+    env, load_mode = _image_env(loaded, options, reqs, env_kind, members)
     if options.model_config is not None:
         warnings.extend(model_config_warnings(loaded, options.model_config))
-    digest = model_digest(loaded.path)
-    scrubbed = scrubbed_files(loaded.path)
-    if scrubbed:
-        warnings.append(
-            f"credentials in URLs of {', '.join(scrubbed)} are removed from the image's copy of "
-            "the model (they are used on this host only)"
+    image_models = tuple(
+        ImageModel(
+            name,
+            strip_credentials(m.uri),
+            m.path,
+            model_digest(m.path),
+            tuple(sorted(m.mlmodel.flavors)),
         )
+        for name, m in members
+    )
+    digest = _set_digest(image_models) if members else model_digest(loaded.path)
+    for model in each:
+        scrubbed = scrubbed_files(model.path)
+        if scrubbed:
+            warnings.append(
+                f"credentials in URLs of {', '.join(scrubbed)} are removed from the image's copy "
+                "of the model (they are used on this host only)"
+            )
     runtime = runtime_files()
-    name = image_name(loaded)
+    name = _set_name(image_models) if members else image_name(loaded)
     user = "root" if options.run_as_root else f"{USER_UID}:{USER_UID}"
     fingerprint = _fingerprint(
         digest, runtime, base, env_kind, platform, reqs, lock, options, user, env, os_packages
@@ -523,6 +658,7 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
             "lock_source": reqs.lock_source,
         },
         options,
+        image_models,
     )
     if not options.verify:  # a verified image gets its io.deployer.verify.* labels after the check
         labels = tuple(sorted({**dict(labels), f"{VERIFY_LABEL}.status": "skipped"}.items()))
@@ -538,7 +674,13 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         platform=platform,
         requirements=reqs,
         runtime=runtime,
-        layers=_layers(base, os_packages, options, env_kind, platform, lock, reqs, runtime, digest),
+        layers=_layers(base, os_packages, options, env_kind, platform, lock, reqs, runtime, digest)[
+            : None if not members else -1
+        ]
+        + tuple(
+            Layer(f"model {m.name}", f"model files -> {m.image_path}", m.digest)
+            for m in image_models
+        ),
         labels=labels,
         env=tuple(env.items()),
         user=user,
@@ -560,12 +702,61 @@ def plan_build(loaded: LoadedModel, options: BuildOptions | None = None) -> Buil
         loader_requirements=needed,
         auto_added=added,
         os_packages=os_packages,
-        verify=plan_verify(loaded, options.target, options.port, dict(env))
+        verify=plan_verify(
+            dict(members).get(env.get(DEFAULT_MODEL_ENV, ""), loaded),
+            options.target,
+            options.port,
+            dict(env),
+            members,
+        )
         if options.verify
         else None,
         options=options,
         load_mode=load_mode,
+        grpc_port=options.grpc_port,
+        models=image_models,
     )
+
+
+def _set_digest(models: tuple[ImageModel, ...]) -> str:
+    """A multi-model image's model digest: every model's name and digest, in order."""
+    text = "\n".join(f"{m.name} {m.digest}" for m in models)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _set_name(models: tuple[ImageModel, ...]) -> str:
+    """The repository name of a multi-model image: its models' names, joined."""
+    raw = "-".join(m.name for m in models)
+    name = re.sub(r"[._-]{2,}", "-", _TAG_CHARS.sub("-", raw.lower()).strip("._-"))
+    return name[:100].strip("._-") or "models"
+
+
+def check_grpc_port(options: BuildOptions, server: str) -> None:
+    """``--grpc-port``: a port of its own, on a platform whose server is deployer's."""
+    port = options.grpc_port
+    if port is None:
+        return
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise UsageError(
+            f"gRPC port {port!r} is out of range",
+            where="--grpc-port",
+            fix=f"use a port between 1 and 65535 (KServe's convention: {KSERVE_GRPC_PORT})",
+        )
+    if port == options.port:
+        raise UsageError(
+            f"the gRPC port {port} is the HTTP port too",
+            where="--grpc-port",
+            fix=f"give gRPC a port of its own (KServe's convention: HTTP {DEFAULT_PORT}, gRPC "
+            f"{KSERVE_GRPC_PORT})",
+        )
+    if server != "deployer":
+        raise UsageError(
+            f"--target {options.target} runs the platform's own server ({server}), which "
+            "serves no gRPC",
+            where="--grpc-port",
+            fix="drop --grpc-port, or build for a target deployer's own server runs on "
+            "(--target local, which Kubernetes and KServe run too)",
+        )
 
 
 def _platform_and_lock(
@@ -592,8 +783,11 @@ def _plan_requirements(
     lock: Lock | None,
     env_kind: str,
     warnings: list[str],
+    each: tuple[LoadedModel, ...] = (),
 ) -> tuple[ImageRequirements, tuple[LoaderRequirement, ...], tuple[str, ...]]:
-    """The image's requirements, with what the flavor's loader needs added (or refused)."""
+    """The image's requirements, with what the flavor's loader needs added (or refused), for
+    every model of ``each`` (default: ``loaded``; a multi-model image's models share
+    ``loaded.environment``)."""
     env_spec = loaded.environment
     overrides = pip_overrides(options)
     server = contract(options.target).server_requirements
@@ -617,12 +811,22 @@ def _plan_requirements(
             gpu=options.gpu,
             where=str(loaded.path),
             lock_source=lock_source,
+            grpc=options.grpc_port is not None,
         )
 
     reqs = requirements(options.extra_requirements)
     warnings += reqs.warnings
-    loader_deps.check_model_files(loaded.path, loaded.mlmodel)
-    needed, added = check_loader_requirements(loaded, reqs, lock, env_kind, options, warnings)
+    needed: tuple[LoaderRequirement, ...] = ()
+    added: tuple[str, ...] = ()
+    for model in each or (loaded,):
+        loader_deps.check_model_files(model.path, model.mlmodel)
+        # the shared environment's requirements, checked against this model's loader
+        shared = replace(model, environment=loaded.environment)
+        more_needed, more_added = check_loader_requirements(
+            shared, reqs, lock, env_kind, options, warnings
+        )
+        needed = tuple(dict.fromkeys((*needed, *more_needed)))
+        added = tuple(dict.fromkeys((*added, *more_added)))
     if added:
         reqs = requirements((*options.extra_requirements, *added))
     return reqs, needed, added
@@ -685,7 +889,11 @@ def model_config_warnings(loaded: LoadedModel, config_json: str) -> list[str]:
 
 
 def _image_env(
-    loaded: LoadedModel, options: BuildOptions, reqs: ImageRequirements, env_kind: str
+    loaded: LoadedModel,
+    options: BuildOptions,
+    reqs: ImageRequirements,
+    env_kind: str,
+    members: tuple[tuple[str, LoadedModel], ...] = (),
 ) -> tuple[dict[str, str], LoadMode]:
     """The image's environment variables (the load mode decided here; ``--env`` wins)."""
     env: dict[str, str] = {
@@ -693,14 +901,39 @@ def _image_env(
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPATH": RUNTIME_DIR,
         "DEPLOYER_TARGET": options.target,
-        "DEPLOYER_MODEL_DIR": MODEL_DIR,
     }
-    if any(f in loaded.mlmodel.flavors for f in SPARK_FLAVORS):
+    if members:  # the server serves every subdirectory of the repository, named after it
+        env[MODEL_REPOSITORY_ENV] = MODEL_REPOSITORY
+        names = [name for name, _ in members]
+        env[DEFAULT_MODEL_ENV] = dict(options.env).get(DEFAULT_MODEL_ENV, names[0])
+        if env[DEFAULT_MODEL_ENV] not in names:
+            raise UsageError(
+                f"--env {DEFAULT_MODEL_ENV}={env[DEFAULT_MODEL_ENV]} is not one of the image's "
+                "models",
+                where="--env",
+                fix=f"name one of: {', '.join(names)}",
+            )
+        for key in (MODEL_REPOSITORY_ENV, "DEPLOYER_SERVE_MODELS", "DEPLOYER_SERVE_MODEL_DIR"):
+            if key in dict(options.env):
+                raise UsageError(
+                    f"--env {key} would change which models a multi-model image serves",
+                    where="--env",
+                    fix=f"drop --env {key}: the image serves the models it was built with",
+                )
+    else:
+        env["DEPLOYER_MODEL_DIR"] = MODEL_DIR
+    each = tuple(m for _, m in members) or (loaded,)
+    if any(f in m.mlmodel.flavors for m in each for f in SPARK_FLAVORS):
         # The loader starts a local Spark session, which resolves the container's hostname
         # unless told its address: without a network (verification, SageMaker network
         # isolation) that lookup fails and the JVM exits. --env SPARK_LOCAL_IP=... overrides.
         env["SPARK_LOCAL_IP"] = "127.0.0.1"
-    load_mode = plan_load_mode(loaded, reqs, dict(options.env), env_kind)
+    load_mode = _set_load_mode(
+        [
+            (name, plan_load_mode(m, reqs, dict(options.env), env_kind))
+            for name, m in (members or (("", loaded),))
+        ]
+    )
     if load_mode.certain:
         env[LOAD_MODE_ENV] = (
             load_mode.mode
@@ -716,6 +949,14 @@ def _image_env(
                 fix=f"drop --env {MODEL_CONFIG_ENV}=...",
             )
         env[MODEL_CONFIG_ENV] = options.model_config
+    if options.grpc_port is not None:
+        if GRPC_PORT_ENV in dict(options.env):
+            raise UsageError(
+                f"the gRPC port is given twice: --grpc-port and --env {GRPC_PORT_ENV}",
+                where="--grpc-port",
+                fix=f"drop --env {GRPC_PORT_ENV}=...",
+            )
+        env[GRPC_PORT_ENV] = str(options.grpc_port)
     return env, load_mode
 
 
@@ -751,6 +992,7 @@ def _fingerprint(
             options.micromamba_image,
             options.gpu,
             os_packages.packages,
+            options.grpc_port,
         )
     )
     return "sha256:" + hashlib.sha256(source.encode()).hexdigest()
@@ -819,6 +1061,21 @@ def _layers(
         ),
         Layer("model", f"model files -> {MODEL_DIR}", digest),
     )
+
+
+def _set_load_mode(modes: list[tuple[str, LoadMode]]) -> LoadMode:
+    """One load mode for every model of an image: per-worker when any model needs it (a
+    library that does not survive fork hangs whatever else was preloaded with it), preload
+    when every model is certain of it, else undecided (the server checks after loading)."""
+    if len(modes) == 1:
+        return modes[0][1]
+    for name, mode in modes:
+        if mode.certain and mode.mode != loading.PRELOAD:
+            return replace(mode, reason=f"model {name}: {mode.reason}")
+    for name, mode in modes:
+        if not mode.certain:
+            return replace(mode, reason=f"model {name}: {mode.reason}")
+    return replace(modes[0][1], reason="every model: " + modes[0][1].reason)
 
 
 def plan_load_mode(

@@ -33,8 +33,8 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,12 +65,20 @@ _EXCEPTION_LINE = re.compile(
     r"^\s*(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)\b:? "
 )
 _MAX_PAYLOAD = 8 << 20
+#: The header that names the model of a multi-model image on /invocations (the server's
+#: deployer.serving.app.TARGET_HEADERS; tests/building/test_model_set_images.py checks it).
+TARGET_MODEL_HEADER = "X-Deployer-Target-Model"
+#: The V2 name of a single-model image's model: its directory's (/opt/ml/model) unless the
+#: image sets DEPLOYER_SERVE_MODEL_NAME.
+DEFAULT_MODEL_NAME = "model"
 
 # The probe runs inside the image (its own Python, stdlib only). argv: port health score
-# content-type payload-path timeout. Prints one JSON line: ready seconds, status, body.
+# content-type payload-path timeout [header value]. Prints one JSON line: ready seconds,
+# status, body. The optional header names the model of a multi-model image.
 PROBE = r"""
 import http.client, json, sys, time
 port, health, score, ctype, path, timeout = sys.argv[1:7]
+extra = {sys.argv[7]: sys.argv[8]} if len(sys.argv) > 8 else {}
 t0 = time.monotonic(); deadline = t0 + float(timeout); out = {"ready": None}
 while time.monotonic() < deadline:
     try:
@@ -88,12 +96,64 @@ if out["ready"] is not None and score:
     t1 = time.monotonic()
     try:
         c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=float(timeout))
-        c.request("POST", score, body=body, headers={"Content-Type": ctype})
+        c.request("POST", score, body=body, headers={"Content-Type": ctype, **extra})
         r = c.getresponse()
         out["status"] = r.status; out["body"] = r.read(65536).decode("utf-8", "replace")
     except OSError as e:
         out["error"] = "%s: %s" % (type(e).__name__, e)
     out["score_seconds"] = time.monotonic() - t1
+print(json.dumps(out))
+"""
+
+# The gRPC probe (``--grpc-port``), run inside the image after the HTTP check passed: the
+# image's own grpcio and deployer's generated V2 stubs (on the image's PYTHONPATH). argv: port
+# timeout model-names... For each model: ModelReady, ModelMetadata, then ModelInfer with one
+# sample element per input the metadata lists (variable dimensions as 1); a model whose
+# metadata lists no inputs (no signature) is checked up to its metadata. Prints one JSON line.
+GRPC_PROBE = r"""
+import json, math, sys, time
+import grpc
+from deployer.serving.grpc import grpc_predict_v2_pb2 as pb
+from deployer.serving.grpc import grpc_predict_v2_pb2_grpc as pbg
+port, timeout, names = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+SAMPLE = {"BOOL": ("bool_contents", False), "INT8": ("int_contents", 0),
+          "INT16": ("int_contents", 0), "INT32": ("int_contents", 0),
+          "INT64": ("int64_contents", 0), "UINT8": ("uint_contents", 0),
+          "UINT16": ("uint_contents", 0), "UINT32": ("uint_contents", 0),
+          "UINT64": ("uint64_contents", 0), "FP16": ("fp32_contents", 0.0),
+          "FP32": ("fp32_contents", 0.0), "FP64": ("fp64_contents", 0.0),
+          "BYTES": ("bytes_contents", b"a")}
+stub = pbg.GRPCInferenceServiceStub(grpc.insecure_channel("127.0.0.1:" + port))
+out = {"ready": False, "models": {}}
+deadline = time.monotonic() + timeout
+while time.monotonic() < deadline:
+    try:
+        if stub.ServerReady(pb.ServerReadyRequest(), timeout=5).ready:
+            out["ready"] = True; break
+    except grpc.RpcError as e:
+        out["error"] = "ServerReady: %s: %s" % (e.code().name, e.details())
+    time.sleep(0.1)
+for name in names if out["ready"] else ():
+    step, m = "ModelReady", {}
+    try:
+        if not stub.ModelReady(pb.ModelReadyRequest(name=name), timeout=timeout).ready:
+            m["error"] = "ModelReady: not ready"; out["models"][name] = m; continue
+        step = "ModelMetadata"
+        meta = stub.ModelMetadata(pb.ModelMetadataRequest(name=name), timeout=timeout)
+        request = pb.ModelInferRequest(model_name=name)
+        for t in meta.inputs:
+            shape = [d if d > 0 else 1 for d in t.shape] or [1]
+            field, value = SAMPLE.get(t.datatype, SAMPLE["BYTES"])
+            tensor = request.inputs.add(name=t.name, datatype=t.datatype, shape=shape)
+            getattr(tensor.contents, field).extend([value] * math.prod(shape))
+        if meta.inputs:
+            step = "ModelInfer"
+            answer = stub.ModelInfer(request, timeout=timeout)
+            m["outputs"] = [o.name for o in answer.outputs]
+        m["checked"] = step
+    except grpc.RpcError as e:
+        m["error"] = "%s: %s: %s" % (step, e.code().name, e.details())
+    out["models"][name] = m
 print(json.dumps(out))
 """
 
@@ -117,6 +177,39 @@ _NO_MODULE = re.compile(r"No module named '([A-Za-z0-9_.]+)'")
 
 
 @dataclass(frozen=True)
+class ModelCheck:
+    """One model of a multi-model image: wait for ``GET /v2/models/NAME/ready``, then POST
+    its payload to the score route with ``X-Deployer-Target-Model: NAME``."""
+
+    name: str
+    score_route: str | None  # None: readiness only (no example, no signature)
+    payload: bytes = b""
+    payload_source: str = "none"
+
+    @property
+    def health_route(self) -> str:
+        return f"/v2/models/{self.name}/ready"
+
+    @property
+    def payload_digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.payload).hexdigest() if self.score_route else ""
+
+    def describe(self) -> str:
+        if not self.score_route:
+            return f"{self.name}: GET {self.health_route} (no input example, no signature)"
+        return f"{self.name}: POST {self.score_route} with {self.payload_source}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "health_route": self.health_route,
+            "score_route": self.score_route,
+            "payload_source": self.payload_source,
+            "payload_digest": self.payload_digest,
+        }
+
+
+@dataclass(frozen=True)
 class VerifyPlan:
     """What verification will do (pure; printed by --dry-run)."""
 
@@ -130,6 +223,19 @@ class VerifyPlan:
     workers: int = MIN_WORKERS  # worker processes the check runs (>= 2: forking is exercised)
     load_mode: str = "auto"  # what the image's server is told (DEPLOYER_SERVE_LOAD_MODE)
     request_timeout: float = 60.0  # the server's own per-request limit (504 after it)
+    grpc_port: int | None = None  # --grpc-port: the gRPC probe runs too (GRPC_PROBE)
+    grpc_models: tuple[str, ...] = ()  # the V2 model names it asks for
+    # multi-model images: one check per model (its V2 readiness, then its payload on the score
+    # route with TARGET_MODEL_HEADER), run after this plan's own; () for one model
+    models: tuple[ModelCheck, ...] = ()
+
+    def describe_grpc(self) -> str:
+        if self.grpc_port is None:
+            return ""
+        return (
+            f"gRPC :{self.grpc_port}: ServerReady, then ModelReady, ModelMetadata and ModelInfer "
+            f"(one sample row from the V2 metadata) for {', '.join(self.grpc_models)}"
+        )
 
     @property
     def payload_digest(self) -> str:
@@ -137,11 +243,19 @@ class VerifyPlan:
 
     def describe(self) -> str:
         run = f"run offline (--network none) with {self.workers} workers"
+        grpc = f"; {self.describe_grpc()}" if self.grpc_port is not None else ""
+        if self.models:
+            each = "; ".join(m.describe() for m in self.models)
+            return (
+                f"{run}, wait for GET {self.health_route}, then every model ({each}, header "
+                f"{TARGET_MODEL_HEADER}); expect 200 and a JSON body each{grpc}"
+            )
         if not self.score_route:
-            return f"{run}, wait for GET {self.health_route} (no input example, no signature)"
+            return f"{run}, wait for GET {self.health_route} (no input example, no signature){grpc}"
         return (
             f"{run}, wait for GET {self.health_route}, POST {self.score_route} "
             f"with {self.payload_source} ({len(self.payload)} bytes); expect 200 and a JSON body"
+            f"{grpc}"
         )
 
     def environment(self) -> dict[str, str]:
@@ -159,6 +273,10 @@ class VerifyPlan:
             "network": "none",
             "timeout": self.timeout,
             "workers": self.workers,
+            "grpc": None
+            if self.grpc_port is None
+            else {"port": self.grpc_port, "models": list(self.grpc_models)},
+            "models": [m.to_dict() for m in self.models],
         }
 
 
@@ -171,6 +289,8 @@ class VerifyResult:
     payload_source: str = ""
     cold_start: float | None = None  # container start -> first 200 on the health route
     seconds: float = 0.0  # the whole check: start, wait, score, remove
+    grpc: str = ""  # what the gRPC probe proved ("" without --grpc-port)
+    models: str = ""  # multi-model images: each model and the status it answered
 
     def labels(self) -> tuple[tuple[str, str], ...]:
         """Deterministic (no timings): the same content verified twice gets the same labels."""
@@ -181,6 +301,10 @@ class VerifyResult:
                 out[f"{LABEL}.http-status"] = str(self.http_status)
             if self.payload_digest:
                 out[f"{LABEL}.payload"] = f"{self.payload_source} {self.payload_digest}"
+            if self.grpc:
+                out[f"{LABEL}.grpc"] = self.grpc
+            if self.models:
+                out[f"{LABEL}.models"] = self.models
         return tuple(sorted(out.items()))
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,6 +316,8 @@ class VerifyResult:
             "payload_source": self.payload_source,
             "cold_start": None if self.cold_start is None else round(self.cold_start, 2),
             "seconds": round(self.seconds, 2),
+            "grpc": self.grpc or None,
+            "models": self.models or None,
         }
 
 
@@ -200,11 +326,23 @@ SKIPPED = VerifyResult(status="skipped")
 
 # ---------------------------------------------------------------------------- planning (pure)
 def plan_verify(
-    loaded: LoadedModel, target: str, port: int, env: Mapping[str, str] | None = None
+    loaded: LoadedModel,
+    target: str,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    models: Sequence[tuple[str, LoadedModel]] = (),
 ) -> VerifyPlan:
-    """``env``: the image's environment (its worker count and load mode, if set)."""
+    """``env``: the image's environment (its worker count and load mode, if set).
+    ``models``: a multi-model image's models (name, model), checked one by one; ``loaded`` is
+    the one ``/invocations`` serves without a header (the image's default model)."""
     env = env or {}
+    grpc_port = env.get("DEPLOYER_SERVE_GRPC_PORT")
+    checks = tuple(_model_check(name, model, target) for name, model in models)
     common = {
+        "models": checks,
+        "grpc_port": int(grpc_port) if grpc_port else None,
+        "grpc_models": tuple(c.name for c in checks)
+        or (env.get("DEPLOYER_SERVE_MODEL_NAME") or DEFAULT_MODEL_NAME,),
         "port": port,
         "workers": verify_workers(env),
         "load_mode": env.get("DEPLOYER_SERVE_LOAD_MODE", "auto"),
@@ -229,6 +367,11 @@ def plan_verify(
             **common,
         )
     return VerifyPlan(health, None, **common)
+
+
+def _model_check(name: str, loaded: LoadedModel, target: str) -> ModelCheck:
+    one = plan_verify(loaded, target, 0)
+    return ModelCheck(name, one.score_route, one.payload, one.payload_source)
 
 
 def verify_workers(env: Mapping[str, str]) -> int:
@@ -356,6 +499,8 @@ def verify_image(
         status = probe.get("status")
         if vp.score_route and (status != 200 or not _well_formed(str(probe.get("body", "")), vp)):
             raise _failure(container, vp, shown or image, probe)
+        models = _check_models(container, plan.python, vp, shown or image)
+        grpc = _check_grpc(container, plan.python, vp, shown or image)
     finally:
         with contextlib.suppress(Exception):
             container.remove(force=True)
@@ -367,12 +512,86 @@ def verify_image(
         payload_source=vp.payload_source,
         cold_start=cold_start,
         seconds=time.monotonic() - t0,
+        grpc=grpc,
+        models=models,
     )
     say(
         f"verified: {result.route} -> {result.http_status} (ready after {cold_start:.1f}s, "
-        f"check took {result.seconds:.1f}s)"
+        f"check took {result.seconds:.1f}s)" + (f"; gRPC {grpc}" if grpc else "")
     )
     return result
+
+
+def _check_models(container: Any, python: str, vp: VerifyPlan, image: str) -> str:
+    """Multi-model images: every model ready and scoring (the probe once per model, its name
+    in the target-model header); what they answered, as a deterministic label line."""
+    answered = []
+    for check in vp.models:
+        one = replace(
+            vp,
+            health_route=check.health_route,
+            score_route=check.score_route,
+            payload=check.payload,
+            payload_source=f"{check.name}'s {check.payload_source}",
+            models=(),
+        )
+        if check.score_route:
+            container.put_archive("/tmp", _tar("deployer-verify-payload.json", check.payload))
+        probe = _probe(container, python, one, (TARGET_MODEL_HEADER, check.name))
+        status = (probe or {}).get("status")
+        if probe is None or probe.get("ready") is None:
+            raise _failure(container, one, image, probe)
+        if check.score_route and (
+            status != 200 or not _well_formed(str(probe.get("body", "")), one)
+        ):
+            raise _failure(container, one, image, probe)
+        answered.append(f"{check.name}:{status if check.score_route else 'ready'}")
+    return ",".join(answered)
+
+
+def _check_grpc(container: Any, python: str, vp: VerifyPlan, image: str) -> str:
+    """The gRPC probe (:data:`GRPC_PROBE`) after the HTTP check passed; what it proved, as a
+    deterministic line for the label (``port 8081: ModelInfer model``), or a BuildError."""
+    if vp.grpc_port is None:
+        return ""
+    argv = [python, "-c", GRPC_PROBE, str(vp.grpc_port), str(vp.timeout), *vp.grpc_models]
+    probe: dict[str, Any] | None = None
+    try:
+        code, out = container.exec_run(argv, stdout=True, stderr=True)
+        text = out.decode(errors="replace").strip().splitlines() if isinstance(out, bytes) else []
+        with contextlib.suppress(ValueError):
+            probe = json.loads(text[-1]) if code == 0 and text else None
+    except Exception:  # noqa: BLE001 - the container died during the probe
+        text = []
+    models = (probe or {}).get("models") or {}
+    failed = [f"{name}: {m.get('error')}" for name, m in models.items() if m.get("error")]
+    if probe is None or not probe.get("ready") or failed or len(models) != len(vp.grpc_models):
+        if probe is None:
+            what = "the gRPC probe did not run: " + redact_text(" ".join(text[-3:]))[:600]
+        elif not probe.get("ready"):
+            what = f"port {vp.grpc_port} did not answer ServerReady within {vp.timeout:.0f}s" + (
+                f" ({probe['error']})" if probe.get("error") else ""
+            )
+        else:
+            what = "; ".join(failed)[:1200]
+        try:
+            logs = _log_excerpt(redact_text(container.logs(tail=_LOG_SCAN).decode()).splitlines())
+        except Exception:  # noqa: BLE001
+            logs = ""
+        tail = f"\ncontainer log (last lines):\n{logs}" if logs else ""
+        raise BuildError(
+            f"image verification failed over gRPC (--grpc-port {vp.grpc_port}): {what}{tail}",
+            where=f"{image} (offline verification run)",
+            fix=(
+                diagnose(logs)
+                or "the HTTP check passed, so the model loads: read the gRPC "
+                "error above (the same request over REST V2 reproduces a model error); "
+                "--no-verify builds without this check"
+            )
+            + ". Nothing was tagged or pushed",
+        )
+    checked = ", ".join(f"{m.get('checked')} {name}" for name, m in sorted(models.items()))
+    return f"port {vp.grpc_port}: ServerReady, {checked}"
 
 
 def _tar(name: str, data: bytes) -> bytes:
@@ -384,7 +603,9 @@ def _tar(name: str, data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def _probe(container: Any, python: str, vp: VerifyPlan) -> dict[str, Any] | None:
+def _probe(
+    container: Any, python: str, vp: VerifyPlan, header: tuple[str, str] | None = None
+) -> dict[str, Any] | None:
     argv = [
         python,
         "-c",
@@ -395,6 +616,7 @@ def _probe(container: Any, python: str, vp: VerifyPlan) -> dict[str, Any] | None
         vp.content_type,
         _PAYLOAD_PATH,
         str(vp.timeout),
+        *(header or ()),
     ]
     try:
         code, out = container.exec_run(argv, stdout=True, stderr=False)

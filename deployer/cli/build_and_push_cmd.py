@@ -23,11 +23,11 @@ import click
 
 from deployer.cli.build_cmd import run_build
 from deployer.cli.build_options import build_options, image_options
-from deployer.cli.common import command, get_console, model_option
+from deployer.cli.common import command, get_console, model_set_options
 
 
 @command("build-and-push")
-@model_option
+@model_set_options
 @image_options
 @click.option(
     "--registry",
@@ -61,7 +61,8 @@ from deployer.cli.common import command, get_console, model_option
     help="Print the build plan and where the image would go; build, log in and push nothing.",
 )
 def command(
-    model_uri: str,
+    model_uris: tuple[str, ...],
+    model_repository: Any,
     registry: str | None,
     repository: str | None,
     username: str | None,
@@ -80,9 +81,11 @@ def command(
       echo "$PW" | deployer build-and-push -m ./model --registry HOST --username me --password-stdin
       deployer build-and-push -m ./model --target sagemaker --region eu-west-1
     """
+    from deployer.building.sources import model_source
     from deployer.cli.build_cmd import print_build_plan
     from deployer.registries.publish import Destination, build_and_push
 
+    model_uri = model_source(model_uris, model_repository)
     target = build_params.get("target") or "local"
     destination = Destination(
         registry=registry,

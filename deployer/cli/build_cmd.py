@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from deployer.cli.build_options import build_options, image_options
-from deployer.cli.common import command, get_console, model_option
+from deployer.cli.common import command, get_console, model_set_options
 
 log = logging.getLogger("deployer")
 
@@ -22,7 +22,14 @@ def plan_text(plan: Any) -> str:
     lines = [
         f"image      {plan.tag}",
         f"target     {plan.target}",
-        f"model      {plan.model_uri}",
+        *(
+            [f"model      {plan.model_uri}"]
+            if not plan.models
+            else [
+                f"models     {m.name}: {m.uri} -> {m.image_path}  ({', '.join(m.flavors)})"
+                for m in plan.models
+            ]
+        ),
         f"base       {plan.base_image}" + ("  (gpu)" if plan.gpu else ""),
         f"python     {plan.platform.python} ({plan.platform.docker_platform}, {plan.env_kind})",
     ]
@@ -48,6 +55,11 @@ def plan_text(plan: Any) -> str:
             )
         )
     lines.append(f"runs as    {plan.user}, port {plan.port}, command {' '.join(plan.cmd)}")
+    if plan.grpc_port is not None:
+        lines.append(
+            f"grpc       V2 over gRPC on port {plan.grpc_port} (deployer's grpc extra; "
+            f"DEPLOYER_SERVE_GRPC_PORT={plan.grpc_port}, EXPOSE {plan.grpc_port})"
+        )
     if plan.load_mode is not None:
         lines.append(
             f"load mode  {plan.load_mode.describe()}"
@@ -74,24 +86,17 @@ def _short(requirement: str) -> str:
 
 
 def print_build_plan(
-    model_uri: str,
+    model_uri: Any,
     params: dict[str, Any],
     then: Callable[[Any], tuple[dict[str, Any], str]] | None = None,
 ) -> None:
     """``--dry-run`` of the image commands: the build plan, and what the command would do with
     the image (``then(plan)``: JSON fields and a text line), printed; nothing resolved, built,
     pushed or run."""
-    from deployer.building.plan import plan_build
-    from deployer.intake import load_model
+    from deployer.building.sources import plan_source
 
     console = get_console()
-    loaded = load_model(model_uri)
-    for warning in loaded.warnings:
-        console.warn(warning)
-    plan = plan_build(loaded, build_options(params))
-    for warning in plan.warnings:
-        if warning not in loaded.warnings:
-            console.warn(warning)
+    plan = plan_source(model_uri, build_options(params), warn=console.warn)
     extra, extra_text = then(plan) if then is not None else ({}, "")
     console.result(
         {"dry_run": True, "plan": plan.to_dict(), **extra},
@@ -100,7 +105,7 @@ def print_build_plan(
 
 
 def run_build(
-    model_uri: str,
+    model_uri: Any,
     params: dict[str, Any],
     *,
     engine_pref: str | None = None,
@@ -149,7 +154,7 @@ def result_text(result: Any) -> str:
 
 
 @command("build")
-@model_option
+@model_set_options
 @image_options
 @click.option("--dry-run", is_flag=True, default=False, help="Print the build plan; build nothing.")
 @click.option(
@@ -162,7 +167,14 @@ def result_text(result: Any) -> str:
 @click.option(
     "--no-cache", is_flag=True, default=False, help="Build every layer again (no layer cache)."
 )
-def command(model_uri: str, dry_run: bool, builder: str, no_cache: bool, **params: Any) -> None:
+def command(
+    model_uris: tuple[str, ...],
+    model_repository: Any,
+    dry_run: bool,
+    builder: str,
+    no_cache: bool,
+    **params: Any,
+) -> None:
     """Build the model's serving image in the local Docker engine; print its tag and digest.
 
     \b
@@ -178,7 +190,17 @@ def command(model_uri: str, dry_run: bool, builder: str, no_cache: bool, **param
       deployer build -m ./model -t iris:1
       deployer build -m ./model --target sagemaker --output json
       deployer build -m ./model --wheelhouse ./wheels          (air-gapped)
+      deployer build -m iris=./iris -m churn=./churn           (one image, two models)
+      deployer build --model-repository ./models --grpc-port 8081
+
+    \b
+    Several models (-m NAME=URI repeated, --model-repository DIR): one image, one locked
+    environment (models whose requirements conflict are refused, with the list, before
+    anything is built), each model in its own layer at /opt/ml/model-repository/NAME.
     """
+    from deployer.building.sources import model_source
+
+    model_uri = model_source(model_uris, model_repository)
     console = get_console()
     if dry_run:
         print_build_plan(model_uri, params)

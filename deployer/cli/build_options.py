@@ -1,9 +1,9 @@
 """The build-option group on the command line: click decorators made from the one declaration
 in :mod:`deployer.targets.build_options`.
 
-``image_options`` (build, generate, run-local, build-and-push) adds the three options only those
-commands have: ``-t/--tag``, ``--target``, ``--container-port``; ``build_option_group`` (deploy,
-batch) spells the baked environment ``--image-env`` only.
+``image_options`` (build, generate, run-local, build-and-push) adds the options only those
+commands have: ``-t/--tag``, ``--target``, ``--container-port``, ``--grpc-port``;
+``build_option_group`` (deploy, batch) spells the baked environment ``--image-env`` only.
 """
 
 from __future__ import annotations
@@ -38,6 +38,15 @@ _IMAGE_ONLY: tuple[Decorator, ...] = (
         default=8080,
         show_default=True,
         help="Port the server listens on inside the container.",
+    ),
+    click.option(
+        "--grpc-port",
+        "grpc_port",
+        type=click.IntRange(1, 65535),
+        default=None,
+        help="Also serve the Open Inference Protocol (V2) over gRPC on this container port "
+        "(KServe's convention: 8081): installs deployer's grpc extra, exposes the port, and "
+        "verification calls ModelInfer over it. Default: no gRPC in the image.",
     ),
 )
 

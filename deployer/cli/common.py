@@ -11,6 +11,7 @@ import json
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -142,6 +143,32 @@ def model_option(f: Callable[..., Any]) -> Callable[..., Any]:
         metavar="URI",
         help="Model: a local path, file://, s3://, runs:/<run_id>/path, "
         "models:/<name>/<version|@alias>.",
+    )(f)
+
+
+def model_set_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The image commands' models: ``-m URI`` (one model, as before), or ``-m NAME=URI``
+    repeated and/or ``--model-repository DIR`` (one multi-model image). The command gets
+    ``model_uris`` and ``model_repository``; ``deployer.building.sources.model_source`` reads
+    them."""
+    f = click.option(
+        "--model-repository",
+        "model_repository",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        metavar="DIR",
+        help="Build one image with every model in DIR (each subdirectory holding an MLmodel, "
+        "named after it); with -m NAME=URI too.",
+    )(f)
+    return click.option(
+        "-m",
+        "--model",
+        "model_uris",
+        multiple=True,
+        metavar="URI|NAME=URI",
+        help="Model: a local path, file://, s3://, runs:/<run_id>/path, "
+        "models:/<name>/<version|@alias>. Repeat as NAME=URI for one image serving several "
+        "models (they must share one environment).",
     )(f)
 
 

@@ -54,8 +54,9 @@ class ModelEnvironment:
         return {**self.env.to_dict(), "runtime": str(self.runtime)}
 
 
-def prepare_model_env(model_dir: Path, env_manager: str) -> ModelEnvironment:
-    """Build (or find) the model's environment; its warnings and progress go to the log."""
+def prepare_model_env(model_dir: Path, env_manager: str, *, grpc: bool = False) -> ModelEnvironment:
+    """Build (or find) the model's environment; its warnings and progress go to the log.
+    ``grpc``: with deployer's grpc extra (``serve --grpc-port``)."""
     import logging
 
     check_env_manager(env_manager)
@@ -63,7 +64,7 @@ def prepare_model_env(model_dir: Path, env_manager: str) -> ModelEnvironment:
     from deployer.building.host_env import build_host_env, plan_host_env, runtime_zip
 
     log = logging.getLogger("deployer")
-    plan = plan_host_env(model_dir, what=f"--env-manager {env_manager}")
+    plan = plan_host_env(model_dir, what=f"--env-manager {env_manager}", grpc=grpc)
     for warning in plan.warnings:
         log.warning(warning)
     env = build_host_env(plan)

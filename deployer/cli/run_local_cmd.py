@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from deployer.cli.build_options import build_options, image_options
-from deployer.cli.common import command, get_console, model_option
+from deployer.cli.common import command, get_console, model_set_options
 
 
 def sample_curl(url: str, route: str, model_path: Path | None) -> str:
@@ -29,7 +29,7 @@ def sample_curl(url: str, route: str, model_path: Path | None) -> str:
 
 
 @command("run-local")
-@model_option
+@model_set_options
 @click.option(
     "-p",
     "--port",
@@ -62,7 +62,8 @@ def sample_curl(url: str, route: str, model_path: Path | None) -> str:
 )
 @image_options
 def command(
-    model_uri: str,
+    model_uris: tuple[str, ...],
+    model_repository: Any,
     host_port: int,
     name: str | None,
     detach: bool,
@@ -78,10 +79,13 @@ def command(
     --target azureml runs Azure's inference server with the generated score.py. Waits for
     readiness, prints the URL and a sample request, then streams the container's logs
     until Ctrl-C, which stops and removes the container.
+    Several models (-m NAME=URI repeated, --model-repository DIR): one multi-model image.
     """
     from deployer.building.progress import Progress
+    from deployer.building.sources import model_source
     from deployer.targets.actions import follow_local, start_local
 
+    model_uri = model_source(model_uris, model_repository)
     console = get_console()
     if dry_run:
         from deployer.cli.build_cmd import print_build_plan
@@ -116,6 +120,7 @@ def command(
         text=lambda: (
             f"serving {run.model_uri} at {run.url}  (container {data['container']})\n"
             f"try:  {curl}\n"
+            + (f"gRPC (V2): {data['grpc']}\n" if data.get("grpc") else "")
             + ("" if detach else "streaming logs; Ctrl-C stops and removes the container")
         ),
     )

@@ -186,7 +186,7 @@ def command(model_uris: tuple[str, ...], env_manager: str, dry_run: bool, **valu
         from deployer.cli.model_env import prepare_model_env, run_in_env
         from deployer.serving.options import to_argv
 
-        menv = prepare_model_env(model_dir, env_manager)
+        menv = prepare_model_env(model_dir, env_manager, grpc=options.grpc_port is not None)
         code = run_in_env(menv, ["serve", *to_argv(options)])
         if code not in (0, -2, -15, 130):  # stopped by Ctrl-C / SIGTERM: a normal end
             raise click.exceptions.Exit(code if code > 0 else 1)

@@ -101,7 +101,7 @@ class Published:
 
 
 def build_and_push(
-    model_uri: str,
+    model_uri: Any,
     options: Any,
     destination: Destination,
     *,
@@ -114,13 +114,12 @@ def build_and_push(
     one with progress)."""
     from deployer.building.engine import docker_client
     from deployer.building.execute import build_model_image
-    from deployer.building.plan import plan_build
-    from deployer.intake import load_model
+    from deployer.building.sources import plan_source
     from deployer.registries.login import login_for
     from deployer.registries.push import push_image, remote_digest
 
     destination.check()
-    plan = plan_build(load_model(model_uri), options)
+    plan = plan_source(model_uri, options, warn=lambda _w: None)  # build_model_image warns
     name, _, tag = plan.tag.rpartition(":")
     repo = destination.repository or name
     created = False

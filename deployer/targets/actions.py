@@ -163,11 +163,12 @@ class LocalRun:
             "image": self.result.details.get("image"),
             "serve_as": self.serve_as,
             "predict_route": self.predict_route,
+            **({"grpc": self.result.details["grpc"]} if self.result.details.get("grpc") else {}),
         }
 
 
 def start_local(
-    model_uri: str,
+    model_uri: Any,
     build_options: Any,
     *,
     name: str | None = None,
@@ -179,18 +180,47 @@ def start_local(
     """Build the model's image if needed and run it the way ``build_options.target`` runs it.
 
     Returns once the server answers its readiness route. ``name`` defaults to the model's name.
+    ``model_uri``: one model's URI, or a :class:`~deployer.building.sources.ModelSource` (a
+    multi-model image: built first if needed, then run like a prebuilt image).
     """
     from deployer.building.contracts import CONTRACTS
-    from deployer.building.plan import plan_build
-    from deployer.intake import load_model
+    from deployer.building.sources import as_source
     from deployer.targets.local import LocalTarget
 
     target = LocalTarget(ready_timeout=ready_timeout)
-    loaded = load_model(model_uri)
+    source = as_source(model_uri)
+    if source.multi:
+        from deployer.building.execute import build_model_image
+
+        plan, built = build_model_image(
+            source, build_options, if_needed=True, step=step, on_line=on_line
+        )
+        endpoint = name or plan.model_name
+        request = DeployRequest(
+            name=endpoint,
+            image_uri=built.image,
+            timeout=ready_timeout,
+            options={"port": port, "serve_as": build_options.target},
+        )
+        result = target.apply(target.plan(request), step=step, on_line=on_line)
+        return LocalRun(
+            target=target,
+            name=endpoint,
+            model_uri=source.describe(),
+            model_path=None,
+            result=result,
+            serve_as=str(result.details.get("serve_as", build_options.target)),
+            url=str(result.endpoint_url),
+            predict_route=CONTRACTS[build_options.target].score_route,
+        )
+    from deployer.building.plan import plan_build
+    from deployer.intake import load_model
+
+    loaded = load_model(str(source.uri))
     endpoint = name or plan_build(loaded, build_options).model_name
     request = DeployRequest(
         name=endpoint,
-        model_uri=model_uri,
+        model_uri=str(source.uri),
         timeout=ready_timeout,
         options={"port": port, "serve_as": build_options.target},
         build=build_options,

@@ -298,6 +298,7 @@ def build_options(params: dict[str, Any], *, plugin: bool = False) -> Any:
         env=_pairs(tuple(params.get("env_vars") or ()), "--env"),
         labels=_pairs(tuple(params.get("labels") or ()), "--label"),
         port=int(params.get("port") or 8080),
+        grpc_port=None if params.get("grpc_port") is None else int(params["grpc_port"]),
         gpu=bool(params.get("gpu")),
         verify=params.get("verify") is not False,
         auto_deps=params.get("auto_deps") is not False,

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from deployer.building.contracts import CONTRACTS
+from deployer.building.plan import GRPC_PORT_LABEL
 from deployer.errors import DeployerError, TargetError, UsageError
 from deployer.targets.base import (
     DeployPlan,
@@ -231,6 +232,10 @@ class LocalTarget:
         run = next((c for c in plan.calls if c.operation == "run"), None)
         if run is None:
             raise TargetError("the plan has no run step", fix="this is a bug: report it")
+        grpc: dict[str, Any] = {}
+        if report.outputs.get("run"):  # an image built with --grpc-port publishes its port
+            found = self._details(self.client.containers.get(run.params["name"])).get("grpc")
+            grpc = {"grpc": found} if found else {}
         return DeployResult(
             target=self.name,
             name=plan.name,
@@ -243,6 +248,7 @@ class LocalTarget:
                 "serve_as": run.params["serve_as"],
                 "removed": report.removed,
                 "warnings": report.warnings,
+                **grpc,
             },
         )
 
@@ -317,13 +323,18 @@ class LocalTarget:
         bound = (container.ports or {}).get(f"{port}/tcp") or []
         host_port = bound[0]["HostPort"] if bound else None
         health = (container.attrs.get("State", {}).get("Health") or {}).get("Status")
-        return {
+        details = {
             "container": container.name,
             "image": container.attrs.get("Config", {}).get("Image"),
             "serve_as": serve_as,
             "url": f"http://127.0.0.1:{host_port}" if host_port else None,
             "health": health,
         }
+        grpc_port = container.labels.get(GRPC_PORT_LABEL)
+        grpc_bound = (container.ports or {}).get(f"{grpc_port}/tcp") or [] if grpc_port else []
+        if grpc_bound:  # an image built with --grpc-port: V2 over gRPC on a free host port
+            details["grpc"] = f"127.0.0.1:{grpc_bound[0]['HostPort']}"
+        return details
 
     def _check_gpu_runtime(self) -> None:
         """--gpu needs the NVIDIA container runtime in the engine; refuse before building."""
@@ -371,6 +382,16 @@ class LocalTarget:
             say("note: this image was built for azureml; it serves Azure's protocol")
             serve_as = "azureml"
         extra: dict[str, Any] = {}
+        ports: dict[str, Any] = {f"{container_port}/tcp": ("127.0.0.1", port or None)}
+        run_labels = {
+            ENDPOINT_LABEL: name,
+            "io.deployer.serve-as": serve_as,
+            "io.deployer.container-port": str(container_port),
+        }
+        grpc_port = labels.get(GRPC_PORT_LABEL)
+        if grpc_port and grpc_port.isdigit():  # built with --grpc-port: published too
+            ports[f"{grpc_port}/tcp"] = ("127.0.0.1", None)
+            run_labels[GRPC_PORT_LABEL] = grpc_port
         if params.get("gpu"):
             import docker
 
@@ -384,12 +405,8 @@ class LocalTarget:
                 name=str(params["name"]),
                 detach=True,
                 **extra,
-                ports={f"{container_port}/tcp": ("127.0.0.1", port or None)},
-                labels={
-                    ENDPOINT_LABEL: name,
-                    "io.deployer.serve-as": serve_as,
-                    "io.deployer.container-port": str(container_port),
-                },
+                ports=ports,
+                labels=run_labels,
             )
         except Exception as exc:  # noqa: BLE001 - docker.errors.APIError (port in use, ...)
             hint = (

@@ -315,3 +315,154 @@ def test_the_plan_bakes_the_load_mode_into_the_image(sklearn_model: Path, custom
     assert forced.verify is not None and forced.verify.load_mode == "per-worker"
     with pytest.raises(UsageError, match="not a load mode"):
         plan_build(load_model(str(sklearn_model)), BuildOptions(env=(("DEPLOYER_SERVE_LOAD_MODE", "fork"),)))
+
+
+# ---------------------------------------------------------------- --grpc-port (V2 over gRPC)
+def _names(plan) -> set[str]:  # type: ignore[no-untyped-def]
+    return {r.split(";")[0].split(">")[0].split("=")[0].split("<")[0].strip() for r in plan.requirements.requirements}
+
+
+def test_grpc_port_installs_the_grpc_extra_bakes_exposes_and_fingerprints_it(sklearn_model: Path) -> None:
+    from deployer.building.context import dockerfile_context
+    from deployer.rendering.render import render_template
+
+    loaded = load_model(str(sklearn_model))
+    plain = plan_build(loaded, BuildOptions())
+    grpc = plan_build(loaded, BuildOptions(grpc_port=8081))
+    # images without --grpc-port carry no gRPC runtime at all
+    assert not {"grpcio", "protobuf"} & _names(plain)
+    assert "DEPLOYER_SERVE_GRPC_PORT" not in dict(plain.env) and plain.grpc_port is None
+    assert "io.deployer.grpc.port" not in dict(plain.labels)
+    # with it: deployer's grpc extra, the port in the environment, a label, its own tag
+    assert {"grpcio", "protobuf"} <= _names(grpc)
+    assert any("grpc extra" in note for note in grpc.requirements.notes)
+    assert dict(grpc.env)["DEPLOYER_SERVE_GRPC_PORT"] == "8081"
+    assert dict(grpc.labels)["io.deployer.grpc.port"] == "8081"
+    assert grpc.fingerprint != plain.fingerprint and grpc.tag != plain.tag
+    assert plan_build(loaded, BuildOptions(grpc_port=9000)).fingerprint != grpc.fingerprint
+    assert grpc.to_dict()["grpc_port"] == 8081
+    # verification calls the gRPC port too, for the model's V2 name
+    assert grpc.verify is not None and grpc.verify.grpc_port == 8081
+    assert grpc.verify.grpc_models == ("model",) and "ModelInfer" in grpc.verify.describe()
+    assert plain.verify is not None and plain.verify.grpc_port is None
+    named = plan_build(loaded, BuildOptions(grpc_port=8081, env=(("DEPLOYER_SERVE_MODEL_NAME", "iris"),)))
+    assert named.verify is not None and named.verify.grpc_models == ("iris",)
+
+    def dockerfile(plan) -> str:  # type: ignore[no-untyped-def]
+        return render_template("Dockerfile.j2", **dockerfile_context(plan, buildkit=False, uv_sha256=""))
+
+    assert "EXPOSE 8081" in dockerfile(grpc) and "EXPOSE 8080" in dockerfile(grpc)
+    assert "EXPOSE 8081" not in dockerfile(plain)
+    # the options survive a deploy plan's round trip
+    assert BuildOptions.from_params(BuildOptions(grpc_port=8081).to_params()).grpc_port == 8081
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (BuildOptions(grpc_port=8080), "is the HTTP port too"),
+    (BuildOptions(grpc_port=70000), "out of range"),
+    (BuildOptions(grpc_port=8081, target="azureml"), "serves no gRPC"),
+    (BuildOptions(grpc_port=8081, env=(("DEPLOYER_SERVE_GRPC_PORT", "9"),)), "given twice"),
+])
+def test_grpc_port_refusals(sklearn_model: Path, options: BuildOptions, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        plan_build(load_model(str(sklearn_model)), options)
+    assert message in info.value.what and info.value.where == "--grpc-port" and info.value.fix
+
+
+def test_grpc_fallback_requirements_match_pyproject() -> None:
+    """The fallbacks (an install whose metadata predates an extra) say what pyproject says."""
+    import tomllib
+
+    from deployer.building.dependencies import GRPC_FALLBACK, SERVE_FALLBACK
+
+    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert list(GRPC_FALLBACK) == extras["grpc"]
+    assert [r.split(";")[0].strip() for r in extras["serve"]] == list(SERVE_FALLBACK)
+
+
+# ---------------------------------------------------------------- multi-model images
+def _three(sklearn_model: Path, params_model: Path, tensor_model: Path) -> list[tuple[str, object]]:
+    return [("iris", load_model(str(sklearn_model))), ("params", load_model(str(params_model))),
+            ("tensor", load_model(str(tensor_model)))]
+
+
+def test_model_set_plan_one_environment_one_layer_per_model(
+        sklearn_model: Path, params_model: Path, tensor_model: Path, tmp_path: Path) -> None:
+    from deployer.building.context import dockerfile_context, serve_context
+    from deployer.building.plan import plan_model_set
+    from deployer.rendering.render import render_template
+
+    models = _three(sklearn_model, params_model, tensor_model)
+    plan = plan_model_set(models, BuildOptions(grpc_port=8081))  # type: ignore[arg-type]
+    assert [m.name for m in plan.models] == ["iris", "params", "tensor"]
+    assert [m.image_path for m in plan.models] == [f"/opt/ml/model-repository/{n}" for n in ("iris", "params", "tensor")]
+    assert [layer.name for layer in plan.layers][-3:] == ["model iris", "model params", "model tensor"]
+    assert "model" not in [layer.name for layer in plan.layers]
+    assert [layer.fingerprint for layer in plan.layers][-3:] == [m.digest for m in plan.models]
+    env = dict(plan.env)
+    assert env["DEPLOYER_SERVE_MODEL_REPOSITORY"] == "/opt/ml/model-repository" and "DEPLOYER_MODEL_DIR" not in env
+    # /invocations without a header: the first model given (not the repository's first by name)
+    assert env["DEPLOYER_SERVE_DEFAULT_MODEL"] == "iris"
+    reordered = plan_model_set(models[::-1])  # type: ignore[arg-type]
+    assert dict(reordered.env)["DEPLOYER_SERVE_DEFAULT_MODEL"] == "tensor"
+    payloads = {c.name: c.payload for c in plan.verify.models}  # type: ignore[union-attr]
+    assert reordered.verify is not None and reordered.verify.payload == payloads["tensor"]
+    chosen = plan_model_set(models, BuildOptions(env=(("DEPLOYER_SERVE_DEFAULT_MODEL", "params"),)))  # type: ignore[arg-type]
+    assert chosen.verify is not None and chosen.verify.payload == payloads["params"] != payloads["tensor"]
+    labels = dict(plan.labels)
+    assert labels["io.deployer.models"] == "iris,params,tensor"
+    assert labels["io.deployer.models.tensor.digest"] == plan.models[2].digest
+    assert "io.deployer.model.uuid" not in labels
+    assert set(labels["io.deployer.model.flavors"].split(",")) >= {"sklearn", "python_function"}
+    # one environment: every model's packages, one lock
+    names = _names(plan)
+    assert {"scikit-learn", "cloudpickle", "grpcio"} <= names
+    assert plan.tag.startswith("iris-params-tensor:")
+    # verification: every model by name, over HTTP and gRPC
+    assert plan.verify is not None
+    assert [c.name for c in plan.verify.models] == ["iris", "params", "tensor"]
+    assert all(c.score_route == "/invocations" for c in plan.verify.models)
+    assert plan.verify.grpc_models == ("iris", "params", "tensor")
+    assert "X-Deployer-Target-Model" in plan.verify.describe()
+    dockerfile = render_template("Dockerfile.j2", **dockerfile_context(plan, buildkit=False, uv_sha256=""))
+    copies = [line for line in dockerfile.splitlines() if line.startswith("COPY [\"models/")]
+    assert copies == [f'COPY ["models/{n}", "/opt/ml/model-repository/{n}"]' for n in ("iris", "params", "tensor")]
+    assert dockerfile.rstrip().splitlines()[-1].startswith(("LABEL", "      ")) and 'COPY ["model",' not in dockerfile
+    serve = render_template("serve.j2", **serve_context(plan))
+    assert "DEPLOYER_SERVE_MODEL_REPOSITORY" in serve and "DEPLOYER_SERVE_MODEL_DIR" not in serve
+
+    # a retrained model: its layer and the set's digest change, nothing else of the plan
+    retrained = _copy(params_model, tmp_path / "params2")
+    (retrained / "extra.txt").write_text("retrained\n")
+    other = plan_model_set([models[0], ("params", load_model(str(retrained))), models[2]],  # type: ignore[list-item]
+                           BuildOptions(grpc_port=8081))
+    changed = [a.name for a, b in zip(plan.layers, other.layers, strict=True) if a != b]
+    assert changed == ["model params"]
+    assert other.requirements == plan.requirements and other.tag != plan.tag
+
+
+def test_model_set_refusals(sklearn_model: Path, params_model: Path, tensor_model: Path, tmp_path: Path) -> None:
+    from deployer.building.plan import plan_model_set
+    from deployer.errors import EnvironmentConflictError
+
+    models = _three(sklearn_model, params_model, tensor_model)
+    for options, message in [
+        (BuildOptions(target="azureml"), "serves one model"),
+        (BuildOptions(model_config='{"a": 1}'), "--model-config"),
+        (BuildOptions(env=(("DEPLOYER_SERVE_MODEL_REPOSITORY", "/x"),)), "would change which models"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            plan_model_set(models, options)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="given twice"):
+        plan_model_set([models[0], ("iris", models[1][1])])  # type: ignore[list-item]
+    with pytest.raises(UsageError, match="not one of the image's models"):
+        plan_model_set(models, BuildOptions(env=(("DEPLOYER_SERVE_DEFAULT_MODEL", "nope"),)))  # type: ignore[arg-type]
+    old = _copy(sklearn_model, tmp_path / "old")
+    reqs = old / "requirements.txt"
+    reqs.write_text("\n".join(x if not x.startswith("scikit-learn") else "scikit-learn==1.5.2"
+                              for x in reqs.read_text().splitlines()) + "\n")
+    with pytest.raises(EnvironmentConflictError) as info:
+        plan_model_set([*models, ("old", load_model(str(old)))])  # type: ignore[list-item]
+    assert [(c.subject, sorted(dict(c.by_model))) for c in info.value.conflicts] == [
+        ("scikit-learn", ["iris", "old"])]

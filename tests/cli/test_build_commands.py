@@ -148,3 +148,104 @@ def test_missing_base_image_is_an_actionable_error(tensor_model: Path) -> None:
     assert result.exit_code == 1
     assert "could not be pulled" in result.output and "--base-image" in result.output
     assert "Traceback" not in result.output
+
+
+def test_build_dry_run_shows_the_grpc_port(sklearn_model: Path) -> None:
+    code, out, _err = _run("build", "-m", str(sklearn_model), "--dry-run", "--grpc-port", "8081")
+    assert code == 0
+    assert "grpc       V2 over gRPC on port 8081" in out and "gRPC :8081: ServerReady" in out
+    assert re.search(r"^\s+grpcio", out, re.MULTILINE)
+    code, out, _err = _run("build", "-m", str(sklearn_model), "--dry-run", "--output", "json")
+    plan = json.loads(out)["plan"]
+    assert plan["grpc_port"] is None and plan["verify"]["grpc"] is None
+    assert not any(r.startswith("grpcio") for r in plan["requirements"]["requirements"])
+    result = CliRunner().invoke(cli, ["build", "-m", str(sklearn_model), "--dry-run", "--grpc-port", "8080"])
+    assert result.exit_code == 2 and "is the HTTP port too" in result.output
+
+
+def test_build_dry_run_of_several_models_and_their_refusals(sklearn_model: Path, params_model: Path,
+                                                           tensor_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copytree(params_model, repo / "params")
+    shutil.copytree(tensor_model, repo / "tensor")
+    (repo / "notes").mkdir()  # no MLmodel: not a model
+    code, out, _err = _run("build", "-m", f"iris={sklearn_model}", "--model-repository", str(repo),
+                           "--dry-run", "--output", "json")
+    assert code == 0
+    plan = json.loads(out)["plan"]
+    assert [m["name"] for m in plan["models"]] == ["iris", "params", "tensor"]
+    assert plan["labels"]["io.deployer.models"] == "iris,params,tensor"
+    code, out, _err = _run("build", "-m", f"iris={sklearn_model}", "-m", f"tensor={tensor_model}", "--dry-run")
+    assert code == 0 and "models     iris: " in out and "-> /opt/ml/model-repository/tensor" in out
+    # a single -m DIR is unchanged
+    code, out, _err = _run("build", "-m", str(sklearn_model), "--dry-run", "--output", "json")
+    assert code == 0 and json.loads(out)["plan"]["models"] == []
+
+    # conflicting models: refused with the list (exit 1), nothing built or resolved
+    old = tmp_path / "old"
+    shutil.copytree(sklearn_model, old)
+    reqs = old / "requirements.txt"
+    reqs.write_text("\n".join(x if not x.startswith("scikit-learn") else "scikit-learn==1.5.2"
+                              for x in reqs.read_text().splitlines()) + "\n")
+    cache = tmp_path / "cache"
+    result = CliRunner(env={"DEPLOYER_BUILD_CACHE": str(cache)}).invoke(
+        cli, ["build", "-m", f"iris={sklearn_model}", "-m", f"old={old}"])
+    assert result.exit_code == 1, result.output
+    assert "cannot share one environment" in result.output and "old: scikit-learn==1.5.2" in result.output
+    assert "Traceback" not in result.output and not cache.exists()  # nothing resolved or downloaded
+    # --pip pins one version for all: the conflict is settled
+    code, out, _err = _run("build", "-m", f"iris={sklearn_model}", "-m", f"old={old}", "--pip",
+                           "scikit-learn==1.6.1", "--dry-run", "--output", "json")
+    assert code == 0 and "scikit-learn==1.6.1" in json.loads(out)["plan"]["requirements"]["requirements"]
+    # usage errors: exit 2
+    for args, message in [
+        (["-m", str(sklearn_model), "-m", f"t={tensor_model}"], "is not NAME=PATH"),
+        (["-m", f"iris={sklearn_model}"], "is not a multi-model image"),
+        (["-m", f"a={sklearn_model}", "-m", f"a={tensor_model}"], "given twice"),
+        (["-m", f"bad/name={sklearn_model}", "-m", f"t={tensor_model}"], "is not NAME=PATH"),
+    ]:
+        result = CliRunner().invoke(cli, ["build", *args, "--dry-run"])
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.usefixtures("build_cache")
+def test_run_local_of_a_model_repository_with_grpc(sklearn_model: Path, params_model: Path, tensor_model: Path,  # type: ignore[no-untyped-def]
+                                                   docker_client, base_image: str, tmp_path: Path) -> None:
+    import shutil
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name, model in (("iris", sklearn_model), ("params", params_model), ("tensor", tensor_model)):
+        shutil.copytree(model, repo / name)
+    name = "mm-images-run-local"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from deployer.cli import main; main()", "run-local", "--model-repository", str(repo),
+         "-p", "0", "--name", name, "--base-image", base_image, "--grpc-port", "8081"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        match = re.search(r"serving iris=.*params=.*tensor=.* at (http://127\.0\.0\.1:\d+)", first)
+        assert match, first + (proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+        url = match.group(1)
+        assert "curl -X POST" in proc.stdout.readline()
+        assert re.match(r"gRPC \(V2\): 127\.0\.0\.1:\d+$", proc.stdout.readline().strip())
+        req = urllib.request.Request(f"{url}/invocations", data=b'{"inputs": [[1, 1, 1, 1]]}',
+                                     headers={"Content-Type": "application/json",
+                                              "X-Deployer-Target-Model": "tensor"})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(req, timeout=30) as resp:
+            assert json.loads(resp.read()) == {"predictions": [4.0]}
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not docker_client.containers.list(all=True, filters={"label": f"io.deployer.endpoint={name}"})
+    for image in docker_client.images.list(name="iris-params-tensor"):
+        docker_client.images.remove(image.id, force=True)

@@ -24,6 +24,8 @@ from click.testing import CliRunner
 import deployer
 from deployer.cli import cli
 from tests.fixtures.services import free_port
+from tests.serving.test_grpc import CLIENT as GRPC_CLIENT
+from tests.serving.test_grpc import triton_python  # noqa: F401 - session fixture
 
 IRIS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -231,3 +233,45 @@ def test_prepare_env_then_serve_offline(bare_deployer: Path, env_cache: Path, sk
     assert server.predict(X) == mlflow.pyfunc.load_model(str(sklearn_model)).predict(X).tolist()
     log = server.stop()
     assert prepared["prefix"] in log
+
+
+@pytest.mark.slow
+def test_serve_grpc_port_in_the_model_environment_gets_grpcio(
+        bare_deployer: Path, env_cache: Path, sklearn_model: Path, tmp_path: Path,
+        triton_python: Path) -> None:  # noqa: F811
+    """``serve --env-manager virtualenv --grpc-port``: the deployer running the command has no
+    grpcio (installed without extras); the model's environment gets deployer's grpc extra, and
+    tritonclient's ModelInfer answers what REST V2 answers."""
+    from deployer.building.host_env import plan_host_env
+
+    def names(plan: Any) -> set[str]:
+        return {r.split(">")[0].split("=")[0].split("<")[0] for r in plan.build.requirements.requirements}
+
+    assert "grpcio" in names(plan_host_env(sklearn_model, grpc=True))
+    assert "grpcio" not in names(plan_host_env(sklearn_model))
+    assert subprocess.run([str(bare_deployer.with_name("python")), "-c", "import grpc"],
+                          capture_output=True).returncode != 0
+    cmd = [str(bare_deployer), "serve", "-m", str(sklearn_model), "--env-manager", "virtualenv",
+           "--port", str(free_port()), "--workers", "1", "--grpc-port", str(free_port())]
+    grpc_port = cmd[-1]
+    server = Server(cmd, _env(env_cache), tmp_path, tmp_path / "grpc.log")
+    try:
+        request = {"model": "sklearn_skops", "inputs": [
+            {"name": c, "shape": [2], "datatype": "FP64", "data": [5.1, 7.7] if c == IRIS[0] else [3.5, 3.0]}
+            for c in IRIS]}
+        spec = {"url": f"127.0.0.1:{grpc_port}", "model": "sklearn_skops", "raw": [request], "typed": []}
+        done = subprocess.run([str(triton_python), str(GRPC_CLIENT)], input=json.dumps(spec), text=True,
+                              capture_output=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        answers = json.loads(done.stdout)
+        rest = urllib.request.Request(f"http://127.0.0.1:{server.port}/v2/models/sklearn_skops/infer",
+                                      data=json.dumps({"inputs": request["inputs"]}).encode(),
+                                      headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(rest, timeout=60) as resp:
+            want = json.loads(resp.read())
+        assert answers["ready"] is True
+        assert answers["infer"] == [{"code": "OK", "id": "", "model_name": "sklearn_skops",
+                                     "outputs": want["outputs"]}]
+    finally:
+        log = server.stop()
+    assert f"grpc listening on 127.0.0.1:{grpc_port}" in log

@@ -69,3 +69,26 @@ def test_build_and_push_to_acr_logs_in_through_azure_identity(
     assert res.exit_code == 1, res.output
     assert "no usable Azure credentials" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_build_and_push_of_several_models(registry, sklearn_model, params_model, tensor_model, base_image,
+                                          docker_client, docker_config):
+    """`build-and-push -m NAME=DIR ...`: the multi-model image is built, verified model by model
+    and pushed under `<names>:<content hash>`; pushed again, nothing is built or written."""
+    args = ["build-and-push", "-m", f"iris={sklearn_model}", "-m", f"params={params_model}",
+            "-m", f"tensor={tensor_model}", "--base-image", base_image, "--registry", f"{registry.host}/mm-images",
+            "--username", registry.username, "--password-stdin", "--output", "json"]
+    first = _cli(*args, input=registry.password + "\n")
+    assert first.exit_code == 0, first.output
+    out = json.loads(first.stdout)
+    assert out["pushed"] is True and out["image"].startswith(f"{registry.host}/mm-images/iris-params-tensor:")
+    assert out["verification"]["models"] == "iris:200,params:200,tensor:200"
+    before = len(registry.requests())
+    again = json.loads(_cli(*args, input=registry.password + "\n").stdout)
+    assert (again["built"], again["pushed"], again["digest"]) == (False, False, out["digest"])
+    assert [r for r in registry.requests()[before:] if r.method in WRITES] == []
+    labels = docker_client.images.get(out["image"]).attrs["Config"]["Labels"]
+    assert labels["io.deployer.models"] == "iris,params,tensor"
+    docker_client.images.remove(out["image"], force=True)
+    local = out["image"].rsplit("/", 1)[1]
+    docker_client.images.remove(local, force=True)
