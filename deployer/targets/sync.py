@@ -178,7 +178,11 @@ def parse_entry(item: Mapping[str, Any], where: str) -> SyncEntry:
                 fix='each entry sets name, target and model = "models:/NAME@ALIAS"',
             )
     name, target, model = (str(item[k]).strip() for k in ENTRY_KEYS)
-    load_factory(target)  # "unknown target" names the installed ones
+    try:
+        load_factory(target)  # "unknown target" names the installed ones
+    except DeployerError as exc:
+        exc.where = f"{where}: target"
+        raise
     if not model.startswith("models:/") or not uri_alias(model):
         raise ConfigError(
             f"model {model!r} does not name a registry alias",
