@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "export": "deployer.cli.export_cmd",
     "status": "deployer.cli.status_cmd",
     "sync": "deployer.cli.sync_cmd",
+    "watch": "deployer.cli.watch_cmd",
     "list": "deployer.cli.list_cmd",
     "delete": "deployer.cli.delete_cmd",
     "batch": "deployer.cli.batch_cmd",
