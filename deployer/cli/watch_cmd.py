@@ -67,7 +67,8 @@ def command(
     what it served) is tried again only when the alias moves. SIGTERM/Ctrl-C: the deploy in
     flight is rolled back, then the command exits 0.
     """
-    from deployer.errors import ConfigError, TargetError, UsageError
+    from deployer.errors import ConfigError, UsageError
+    from deployer.targets.executor import interrupt
     from deployer.targets.sync import EntryPlan, load_deployments
     from deployer.targets.watch import Watch, WebhookVerifier
 
@@ -108,15 +109,9 @@ def command(
     )
 
     def on_signal(signum: int, frame: Any) -> None:
-        first = not watch.stopping
-        watch.stop()
-        if first and watch.in_flight is not None:
-            # raised in the deploy's own thread: the executor rolls it back
-            raise TargetError(
-                f"interrupted by signal {signal.Signals(signum).name}",
-                where=f"endpoint {watch.in_flight}",
-                fix="the deploy was rolled back; start deployer watch again",
-            )
+        name = signal.Signals(signum).name
+        watch.stop()  # no deploy starts after this; the one in flight (if any) is rolled
+        interrupt(name)  # back by the executor before its next call
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -13,8 +13,8 @@ image failed verification: the executor rolled the endpoint back to what it serv
 again until the alias names another version. State is what the endpoints and the registry say:
 the only thing kept in memory is that last failure, so a restart tries a failed version once
 more. :meth:`Watch.stop` (SIGTERM) ends the loop after the deploy in flight; the CLI's handler
-interrupts that deploy with :class:`~deployer.errors.TargetError`, which the executor answers by
-rolling it back.
+also asks the executor to stop that deploy before its next call
+(:func:`deployer.targets.executor.interrupt`), which rolls it back.
 """
 
 from __future__ import annotations
@@ -215,6 +215,9 @@ class Watch:
                 decision="skip",
                 reason=f"version {version} failed before; waiting for the alias to move",
             )
+            return
+        if planned.decision == DEPLOY and self.stopping:
+            self.emit("decision", **fields, decision="skip", reason="stopping")
             return
         self.emit("decision", **fields, decision=planned.decision)
         if planned.decision != DEPLOY:
