@@ -25,7 +25,7 @@ import pytest
 from deployer.targets.watch import WebhookRejected, WebhookVerifier, alias_event
 from tests.fixtures.services import free_port
 from tests.model.test_uri import log_model_dir, register
-from tests.targets.test_sync import predict
+from tests.targets.test_sync import broken_copy, predict
 
 SECRET = "whsec-" + uuid.uuid4().hex
 
@@ -101,9 +101,10 @@ class WatchProcess:
         for line in self.proc.stderr:
             self.log.append(line)
 
-    def wait_for_log(self, text: str, timeout: float = 120) -> None:
+    def wait_for_log(self, text: str, since: int, timeout: float = 120) -> None:
+        """Wait for ``text`` in a log line after the first ``since`` lines."""
         deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.log):
+        while not any(text in line for line in self.log[since:]):
             assert time.monotonic() < deadline, f"no {text!r} in the log: {self.log}"
             time.sleep(0.05)
 
@@ -161,8 +162,9 @@ def test_watch_follows_webhooks_from_mlflow_and_sigterm_rolls_back(
     from deployer.targets.local import LocalTarget
 
     name, endpoint = "watch-local-iris", "watch-iris"
-    runs = [log_model_dir(m) for m in (sklearn_model, no_signature_model)]
-    v1, v2 = (register(r, name) for r in runs)
+    runs = [log_model_dir(m) for m in
+            (sklearn_model, no_signature_model, broken_copy(sklearn_model, tmp_path / "broken"))]
+    v1, v2, v3 = (register(r, name) for r in runs)
     client = MlflowClient()
     client.set_registered_model_alias(name, "champion", v1)
     port = free_port()
@@ -206,19 +208,35 @@ def test_watch_follows_webhooks_from_mlflow_and_sigterm_rolls_back(
         assert post(f"http://127.0.0.1:{port}/hook", signed, body) == 200
         assert watch.wait_for(event="webhook", accepted=False)["reason"] == "replayed"
 
+        # v3 fails verification: never deployed, v2 serves; the same alias event again (the
+        # alias did not move) does not retry it
+        client.set_registered_model_alias(name, "champion", v3)
+        failed = watch.wait_for(event="result", entry=endpoint)
+        assert (failed["result"], failed["version"]) == ("failed", v3), watch.seen
+        assert "verif" in failed["error"]["message"].lower(), failed
+        assert serving_version(docker_client, endpoint) == v2
+        assert len(predict_when_up(str(url))) == 1
+        again, body = mlflow_delivery({**ALIAS_MOVED, "data": {
+            "name": name, "alias": "champion", "version": v3}})
+        assert post(f"http://127.0.0.1:{port}/hook", again, body) == 200
+        skipped = watch.wait_for(event="decision", entry=endpoint, timeout=60)
+        assert skipped["decision"] == "skip" and skipped["version"] == v3, skipped
+        assert "failed before" in skipped["reason"]
+
         # SIGTERM while v1 goes back out: rolled back, v2 keeps serving, exit 0
+        mark = len(watch.log)
         client.set_registered_model_alias(name, "champion", v1)
         watch.wait_for(event="decision", entry=endpoint, decision="deploy", timeout=60)
         # inside the deploy (v1's image is built already): while v1's container starts, after
         # v2's was set aside; the next step (the readiness wait) is not run, the rest undone
-        watch.wait_for_log("as local on 127.0.0.1")
+        watch.wait_for_log("as local on 127.0.0.1", since=mark)
         watch.proc.send_signal(signal.SIGTERM)
         assert watch.proc.wait(timeout=120) == 0
         while not watch.lines.empty():
             watch.seen.append(watch.lines.get())
         results = [line for line in watch.seen if line.get("event") == "result"]
         assert results[-1]["result"] == "failed" and "SIGTERM" in results[-1]["error"]["message"]
-        assert any("rolling back" in line for line in watch.log), watch.log
+        assert any("rolling back" in line for line in watch.log[mark:]), watch.log[mark:]
         assert watch.seen[-1]["event"] == "stopped"
         assert serving_version(docker_client, endpoint) == v2
         url = LocalTarget(client=docker_client).status(endpoint).details["url"]
