@@ -306,7 +306,8 @@ def render_plans(plans: Sequence[EntryPlan]) -> str:
         head = f"{p.name} ({p.target}): {p.model_uri} -> {want}; live: {live}"
         if p.decision == FAILED:
             error = p.error or {}
-            blocks.append(f"{head}\n  FAILED: {error.get('message')}")
+            fix = f"\n  fix: {error['fix']}" if error.get("fix") else ""
+            blocks.append(f"{head}\n  FAILED: {error.get('message')}{fix}")
         elif p.decision == UNCHANGED:
             blocks.append(f"{head}\n  unchanged")
         else:
