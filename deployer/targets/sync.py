@@ -165,8 +165,7 @@ def parse_entry(item: Mapping[str, Any], where: str) -> SyncEntry:
     """One ``[[endpoints]]`` table -> a :class:`SyncEntry` (values parsed like the command
     line's; unknown keys refused, naming the file, the entry and the key)."""
     from deployer.model.uri import uri_alias
-    from deployer.targets.actions import resolve_options
-    from deployer.targets.build_options import pop_config_build_options, refuse_unused
+    from deployer.targets.actions import deploy_request
     from deployer.targets.options import coerce_option
     from deployer.targets.registry import load_factory
 
@@ -204,21 +203,7 @@ def parse_entry(item: Mapping[str, Any], where: str) -> SyncEntry:
                 fix=f"valid keys: {', '.join([*ENTRY_KEYS, *sorted(specs)])}",
             )
         values[key] = coerce_option(spec, value, f"{where}: {key}")
-    build, given = pop_config_build_options(values)
-    generic = {k: values.pop(k) for k in ("image_uri", "wait", "timeout") if k in values}
-    refuse_unused(
-        given, target=target, model_uri=model, image_uri=generic.get("image_uri"), options=values
-    )
-    connection, options = resolve_options(target, "deploy", values)
-    request = DeployRequest(
-        name=name,
-        model_uri=model,
-        image_uri=generic.get("image_uri"),
-        options=options,
-        wait=bool(generic.get("wait", True)),
-        timeout=generic.get("timeout"),
-        build=build,
-    )
+    connection, request = deploy_request(target, name, model, values)
     return SyncEntry(name, target, model, connection, request)
 
 
@@ -227,7 +212,7 @@ def plan_entry(entry: SyncEntry) -> EntryPlan:
     """Compare the alias with what the endpoint serves; plan the ordinary deploy if they
     differ. Failures (registry, target, planning) make a failed plan, never an exception."""
     from deployer.model.uri import registered_version
-    from deployer.targets.actions import connect
+    from deployer.targets.actions import connect, plan_deploy
 
     base = EntryPlan(entry.name, entry.target, entry.model_uri, decision=FAILED)
     try:
@@ -246,7 +231,7 @@ def plan_entry(entry: SyncEntry) -> EntryPlan:
         base = replace(base, live=live)
         if live is not None and live.registry_version() == (wanted.name, wanted.version):
             return replace(base, decision=UNCHANGED)
-        plan = plugin.plan(entry.request)
+        plugin, plan = plan_deploy(entry.target, entry.request, entry.connection)  # as deploy does
         decision = UNCHANGED if plan.action == "noop" else DEPLOY
         return replace(base, decision=decision, plan=plan, plugin=plugin)
     except DeployerError as exc:
