@@ -133,6 +133,11 @@ def _from_pyproject(file: Path, known: set[str]) -> Config:
     return _split(section, file, known)
 
 
+def read_toml(file: Path) -> dict[str, Any]:
+    """A TOML file as a dict; unreadable or invalid TOML is a :class:`ConfigError`."""
+    return _read_toml(file)
+
+
 def _read_toml(file: Path) -> dict[str, Any]:
     try:
         with file.open("rb") as fh:

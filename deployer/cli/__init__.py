@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "deploy": "deployer.cli.deploy_cmd",
     "export": "deployer.cli.export_cmd",
     "status": "deployer.cli.status_cmd",
+    "sync": "deployer.cli.sync_cmd",
+    "watch": "deployer.cli.watch_cmd",
     "list": "deployer.cli.list_cmd",
     "delete": "deployer.cli.delete_cmd",
     "batch": "deployer.cli.batch_cmd",

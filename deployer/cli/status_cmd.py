@@ -34,9 +34,15 @@ def command(target: str | None, name: str | None, **target_values: Any) -> None:
             "`deployer status` needs --name", where="--name", fix="pass --name ENDPOINT"
         )
     status = endpoint_status(target, name, connection, options)
-    get_console().result(
-        status,
-        text=lambda: render_mapping(
-            f"{status.target} endpoint {status.name}: {status.status}", status.details
-        ),
-    )
+    get_console().result(status, text=lambda: _text(status))
+
+
+def _text(status: Any) -> str:
+    """The status as text; the provenance (what was deployed) as one readable line."""
+    from deployer.model.provenance import Provenance
+
+    details = dict(status.details)
+    record = details.pop("provenance", None)
+    if record:
+        details = {"deployed from": Provenance(**record).describe(), **details}
+    return render_mapping(f"{status.target} endpoint {status.name}: {status.status}", details)

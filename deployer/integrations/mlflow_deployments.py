@@ -332,15 +332,11 @@ class DeployerDeploymentClient(BaseDeploymentClient):
                 f"deployer serves the {FLAVOR} flavor, not {flavor!r}",
                 error_code=INVALID_PARAMETER_VALUE,
             )
-        from deployer.targets.build_options import (
-            option_specs,
-            pop_config_build_options,
-            refuse_unused,
-        )
+        from deployer.targets.build_options import option_specs
 
         specs = {**self._specs("deploy", _IMAGE_URI, _DRY_RUN, _WAIT, _TIMEOUT), **option_specs()}
         values = self._values(specs, config, f"{verb}_deployment")
-        build, given = pop_config_build_options(values)
+        dry_run = bool(values.pop("dry_run", False))
         mode = specs.get("mode")
         if (
             verb == "update"
@@ -349,32 +345,14 @@ class DeployerDeploymentClient(BaseDeploymentClient):
             and "replace" in mode.choices
         ):
             values["mode"] = "replace"  # an update swaps the model in (deployer's --mode replace)
-        generic = {
-            k: values.pop(k) for k in ("image_uri", "dry_run", "wait", "timeout") if k in values
-        }
         endpoint_name, deployment = (endpoint, name) if endpoint else (name, None)
         if deployment is not None:
             values["deployment"] = deployment
-        refuse_unused(
-            given,
-            target=self.kind,
-            model_uri=model_uri,
-            image_uri=generic.get("image_uri"),
-            options=values,
-        )
-        connection, options = self._split("deploy", values)
-        request = DeployRequest(
-            name=endpoint_name,
-            model_uri=model_uri,
-            image_uri=generic.get("image_uri"),
-            options=options,
-            wait=bool(generic.get("wait", True)),
-            timeout=generic.get("timeout"),
-            build=build,
-        )
+        connection, request = actions.deploy_request(self.kind, endpoint_name, model_uri, values)
+        connection = {**connection, **self.target_kwargs}  # as _split adds them
         plugin, plan = actions.plan_deploy(self.kind, request, connection)
         self._check_existence(verb, plugin, plan, endpoint_name, deployment)
-        if generic.get("dry_run"):
+        if dry_run:
             return _dry_run(name, plan)
         result = plugin.apply(plan)
         head = {

@@ -74,6 +74,21 @@ class CacheResult:
 
 
 Downloader = Callable[[Path], Path]
+
+
+def source_record(model_dir: Path) -> dict[str, Any] | None:
+    """What a cached model was downloaded from (its ``source.json``: the resolved registry
+    version, run id...); None for a directory that is not a cache entry."""
+    record = model_dir.parent / "source.json"
+    if model_dir.name != "model" or not record.is_file():
+        return None
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 """Fills the empty directory it is given and returns the directory holding the MLmodel
 (the given one or a directory below it)."""
 

@@ -483,6 +483,44 @@ def _resolve_mlflow(uri: str, cache: ModelCache) -> Path:
     return cache.fetch(cache_key(source), download, describe=describe, uri=shown).path
 
 
+def uri_alias(uri: str) -> str | None:
+    """The alias a ``models:/name@alias`` URI names (None for any other URI)."""
+    if not uri.startswith("models:/"):
+        return None
+    return _parse_mlflow(uri).alias
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """The registered model version a ``models:/`` URI names right now."""
+
+    name: str
+    version: str
+    run_id: str | None
+    alias: str | None
+
+
+def registered_version(uri: str) -> RegisteredVersion:
+    """Ask the registry which version ``models:/name@alias`` (or ``/version``, ``/latest``)
+    names now, without downloading it. Other URIs are a :class:`ModelURIError`."""
+    shown = redact(uri)
+    ref = _parse_mlflow(uri) if uri.startswith("models:/") else None
+    if ref is None or ref.name is None:
+        raise ModelURIError(
+            "not a registered model version URI",
+            where=shown,
+            fix="use models:/<name>@<alias> (or models:/<name>/<version>)",
+        )
+    ml = _mlflow(uri)
+    mv = _model_version(ml, ref, _caller(ml, shown))
+    return RegisteredVersion(
+        name=str(mv.name),
+        version=str(mv.version),
+        run_id=str(mv.run_id) if mv.run_id else None,
+        alias=ref.alias,
+    )
+
+
 def _model_version(ml: _Mlflow, ref: _MlflowRef, call: Callable[..., Any]) -> Any:
     name = ref.name
     if ref.version is not None:

@@ -60,6 +60,31 @@ def resolve_options(
     return connection, options
 
 
+def deploy_request(
+    target: str, name: str, model_uri: str | None, values: dict[str, Any]
+) -> tuple[dict[str, Any], DeployRequest]:
+    """(factory kwargs, the deploy request) from ``values``, parsed option values by name (the
+    target's deploy options, the build-option group's keys, ``image_uri`` / ``wait`` /
+    ``timeout``); what the MLflow plugin and ``deployer sync`` take in. ``values`` is consumed.
+    Build options where nothing is built are refused (:func:`refuse_unused`)."""
+    from deployer.targets.build_options import pop_config_build_options, refuse_unused
+
+    build, given = pop_config_build_options(values)
+    generic = {k: values.pop(k) for k in ("image_uri", "wait", "timeout") if k in values}
+    image_uri = generic.get("image_uri")
+    refuse_unused(given, target=target, model_uri=model_uri, image_uri=image_uri, options=values)
+    connection, options = resolve_options(target, "deploy", values)
+    return connection, DeployRequest(
+        name=name,
+        model_uri=model_uri,
+        image_uri=image_uri,
+        options=options,
+        wait=bool(generic.get("wait", True)),
+        timeout=generic.get("timeout"),
+        build=build,
+    )
+
+
 def connect(target: str, connection: Mapping[str, Any]) -> Target:
     """The target plugin ``target``, instantiated with its connection options."""
     from deployer.targets.registry import get_target

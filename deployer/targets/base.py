@@ -52,6 +52,12 @@ Writing a target (the contract the CLI relies on)
   executor owns the order, the phases and the one rollback rule (a failure undoes what the
   run did, in reverse order; a failing ``create`` call's own undo runs too), so every target
   fails the same way.
+* Record what was deployed: a deploy from ``-m`` writes the model's
+  :class:`~deployer.model.provenance.Provenance` on the endpoint (labels, tags, annotations,
+  each target under its own key prefix) and the optional method ``provenance(name) ->
+  Provenance | None`` reads it back (None: no endpoint, or nothing recorded); ``status``
+  shows it as ``details["provenance"]``. ``deployer sync`` needs it to compare an endpoint
+  with the registry.
 * Translate SDK errors into :class:`deployer.errors.TargetError` (with what/where/fix).
 * Optional capabilities are separate protocols checked with ``isinstance``:
   :class:`BatchTarget` (``deployer batch``). A batch target may also offer

@@ -35,6 +35,7 @@ keeps what a create made instead of removing it.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -43,6 +44,30 @@ from deployer.errors import DeployerError, TargetError
 from deployer.targets.base import DeployPlan, PlannedCall
 
 log = logging.getLogger("deployer")
+
+_STOP = threading.Event()
+_STOP_REASON: list[str] = []
+
+
+def interrupt(reason: str) -> None:
+    """Stop the runs of this process before their next call (SIGTERM in ``deployer watch``).
+
+    The call that is running finishes; the next one fails with ``reason`` as if it had failed
+    itself, so the one rollback rule undoes what the run did and the endpoint keeps what it
+    served. Only ``cleanup`` and ``post`` calls (after the change settled) still run: a run
+    already past its commit and wait finishes."""
+    _STOP_REASON[:] = [reason]
+    _STOP.set()
+
+
+def _check_interrupted(call: PlannedCall) -> None:
+    if _STOP.is_set() and call.phase not in ("cleanup", "post"):
+        raise TargetError(
+            f"interrupted ({_STOP_REASON[0] if _STOP_REASON else 'stop requested'}) before: "
+            f"{call.description or call.operation}",
+            fix="what this run changed was rolled back; run it again",
+        )
+
 
 Phase = Literal["create", "commit", "wait", "cleanup", "prepare", "post"]
 #: Phases whose failure stops the run and undoes it.
@@ -145,6 +170,7 @@ def execute(
             else f"{label}  ({call.description})"
         )
         try:
+            _check_interrupted(call)
             report.outputs[call.operation] = operations.handle(call, report.outputs)
         except NoRollback:
             raise

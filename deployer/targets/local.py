@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployer.building.contracts import CONTRACTS
 from deployer.building.plan import GRPC_PORT_LABEL
@@ -35,9 +35,14 @@ from deployer.targets.base import (
     PlannedCall,
 )
 
+if TYPE_CHECKING:
+    from deployer.model.provenance import Provenance
+
 log = logging.getLogger("deployer")
 
 ENDPOINT_LABEL = "io.deployer.endpoint"
+#: Prefix of the provenance labels (:class:`~deployer.model.provenance.Provenance`).
+PROVENANCE_PREFIX = "io.deployer."
 CONTAINER_PREFIX = "deployer-"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 READY_TIMEOUT = 300.0
@@ -115,13 +120,19 @@ class LocalTarget:
         port = int(opts.get("port") if opts.get("port") is not None else 8080)
         calls: list[PlannedCall] = []
         facts: dict[str, Any] = {"serve_as": serve_as, "port": port}
+        provenance_labels: dict[str, str] = {}
         if request.image_uri:
             image = request.image_uri
         elif request.model_uri:
             from deployer.building.execute import existing_build
+            from deployer.model.provenance import model_provenance
             from deployer.targets.model_image import build_call, plan_model_image
 
             build, step = plan_model_image(request.model_uri, request.build, serve_as)
+            provenance = model_provenance(
+                request.model_uri, build.model_path, digest=build.model_digest
+            )
+            provenance_labels = provenance.to_tags(PROVENANCE_PREFIX)
             if build.gpu:
                 self._check_gpu_runtime()
             image = build.tag
@@ -132,6 +143,7 @@ class LocalTarget:
                 image_up_to_date=fresh,
                 image=image,
                 build=step["Build"],
+                provenance=provenance.to_dict(),
             )
             if not fresh:
                 calls.append(build_call(step, f"image {image}"))
@@ -178,6 +190,7 @@ class LocalTarget:
                     "port": port,
                     "serve_as": serve_as,
                     "gpu": gpu,
+                    "labels": provenance_labels,
                 },
                 f"run {image} as {serve_as} on 127.0.0.1:{port or '<any>'}"
                 + (" with all GPUs" if gpu else ""),
@@ -266,6 +279,15 @@ class LocalTarget:
             target=self.name, name=name, status=container.status, details=self._details(container)
         )
 
+    def provenance(self, name: str) -> Provenance | None:
+        """What the endpoint's container was deployed from (None: absent or not recorded)."""
+        from deployer.model.provenance import Provenance
+
+        container = self._container(check_name(name))
+        if container is None:
+            return None
+        return Provenance.from_tags(container.labels or {}, PROVENANCE_PREFIX)
+
     def list(self) -> Sequence[EndpointStatus]:
         try:
             found = self.client.containers.list(all=True, filters={"label": ENDPOINT_LABEL})
@@ -323,12 +345,16 @@ class LocalTarget:
         bound = (container.ports or {}).get(f"{port}/tcp") or []
         host_port = bound[0]["HostPort"] if bound else None
         health = (container.attrs.get("State", {}).get("Health") or {}).get("Status")
+        from deployer.model.provenance import Provenance
+
+        provenance = Provenance.from_tags(container.labels or {}, PROVENANCE_PREFIX)
         details = {
             "container": container.name,
             "image": container.attrs.get("Config", {}).get("Image"),
             "serve_as": serve_as,
             "url": f"http://127.0.0.1:{host_port}" if host_port else None,
             "health": health,
+            "provenance": provenance.to_dict() if provenance else None,
         }
         grpc_port = container.labels.get(GRPC_PORT_LABEL)
         grpc_bound = (container.ports or {}).get(f"{grpc_port}/tcp") or [] if grpc_port else []
@@ -384,6 +410,7 @@ class LocalTarget:
         extra: dict[str, Any] = {}
         ports: dict[str, Any] = {f"{container_port}/tcp": ("127.0.0.1", port or None)}
         run_labels = {
+            **dict(params.get("labels") or {}),
             ENDPOINT_LABEL: name,
             "io.deployer.serve-as": serve_as,
             "io.deployer.container-port": str(container_port),

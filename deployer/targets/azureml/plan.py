@@ -49,6 +49,9 @@ DATA_PLANE = "scoring-uri"
 
 #: Deployment tag holding :func:`fingerprint` of what the deployment runs.
 TAG_FINGERPRINT = "deployer-fingerprint"
+#: Prefix of the provenance tags (:class:`~deployer.model.provenance.Provenance`) written on
+#: the endpoint (when it is created) and on every deployment.
+PROVENANCE_PREFIX = "deployer-"
 
 #: Markers in deployment params for results of earlier calls of the same plan.
 FROM_ENVIRONMENT = "@environments.create_or_update"
@@ -135,6 +138,8 @@ class DeploySpec:
     request_timeout_ms: int | None = None
     max_concurrent_requests: int | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    provenance: Mapping[str, str] = field(default_factory=dict)
+    """The model's provenance tags (``PROVENANCE_PREFIX``), for the new deployment."""
     local: bool = False  # azure-ai-ml local endpoints: the local Docker engine, no Azure calls
     model_path: str | None = None  # local model folder (local mode mounts it)
     # --registry: the build_image step's params (ModelUri, LocalImage, Build); the image is
@@ -336,7 +341,7 @@ def _deployment_params(spec: DeploySpec, name: str, print_: str) -> dict[str, An
         "instance_type": spec.instance_type,
         "instance_count": spec.instance_count,
         "environment_variables": dict(spec.env),
-        "tags": {TAG_FINGERPRINT: print_},
+        "tags": {TAG_FINGERPRINT: print_, **spec.provenance},
         "wait": spec.wait,
         "timeout": spec.timeout,
     }

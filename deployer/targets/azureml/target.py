@@ -227,6 +227,13 @@ class AzureMLTarget:
                 fix="pass --instance-count 1 or more",
             )
         source, smoke = self._source(request, opts, endpoint)
+        provenance: dict[str, str] = {}
+        if self._model_dir and request.model_uri and not request.image_uri:
+            from deployer.model.provenance import model_provenance
+
+            provenance = model_provenance(request.model_uri, Path(self._model_dir)).to_tags(
+                pl.PROVENANCE_PREFIX
+            )
         build_step = None
         if opts.get("registry"):
             source, build_step = self._image_build(request, str(opts["registry"]), source)
@@ -254,7 +261,8 @@ class AzureMLTarget:
             smoke_body=smoke if opts.get("smoke_test", True) else None,
             request_timeout_ms=opts.get("request_timeout_ms"),
             max_concurrent_requests=opts.get("max_concurrent_requests"),
-            tags={"deployed-by": "deployer"},
+            tags={"deployed-by": "deployer", **provenance},
+            provenance=provenance,
             local=self.local,
             model_path=self._model_dir,
             build_step=build_step,
@@ -392,7 +400,8 @@ class AzureMLTarget:
                         fix="deployer list --target azureml shows the endpoints",
                     ) from exc
                 raise
-            deployments = [_deployment_info(d) for d in self._deployments(name)]
+            found = self._deployments(name)
+            deployments = [_deployment_info(d) for d in found]
         return EndpointStatus(
             pl.TARGET,
             name,
@@ -402,8 +411,22 @@ class AzureMLTarget:
                 "auth_mode": getattr(ep, "auth_mode", None),
                 "traffic": {k: int(v) for k, v in (ep.traffic or {}).items()},
                 "deployments": deployments,
+                "provenance": (p.to_dict() if (p := _serving_provenance(ep, found)) else None),
             },
         )
+
+    def provenance(self, name: str) -> Any:
+        """What the deployment taking most of the endpoint's traffic was deployed from
+        (:class:`~deployer.model.provenance.Provenance`; None: no endpoint, or not recorded)."""
+        tr.check_name(name, kind="endpoint", flag="--name")
+        with azure_errors("read the endpoint", where=self._where(name)):
+            try:
+                ep = self._get_endpoint(name)
+            except Exception as exc:
+                if is_not_found(exc):
+                    return None
+                raise
+            return _serving_provenance(ep, self._deployments(name))
 
     def list(self) -> Sequence[EndpointStatus]:
         with azure_errors(
@@ -527,6 +550,17 @@ def _state(obj: Any) -> str | None:
     if value is None:
         return None
     return str(getattr(value, "value", value))
+
+
+def _serving_provenance(ep: Any, deployments: Sequence[Any]) -> Any:
+    """The provenance tags of the deployment with the most traffic (local endpoints: the one)."""
+    from deployer.model.provenance import Provenance
+
+    traffic = {str(k).lower(): int(v) for k, v in (getattr(ep, "traffic", None) or {}).items()}
+    ranked = sorted(deployments, key=lambda d: traffic.get(str(d.name).lower(), 0), reverse=True)
+    for d in ranked[:1]:
+        return Provenance.from_tags(getattr(d, "tags", None) or {}, pl.PROVENANCE_PREFIX)
+    return None
 
 
 def _deployment_info(d: Any) -> dict[str, Any]:

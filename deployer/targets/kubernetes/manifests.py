@@ -34,6 +34,8 @@ from typing import Any
 from deployer.targets.kubernetes.spec import GRACE_PERIOD, GRACEFUL_SECONDS, PORT, KubeSpec
 
 FINGERPRINT = "deployer.io/fingerprint"
+#: Prefix of the provenance annotations (:class:`~deployer.model.provenance.Provenance`).
+PROVENANCE_PREFIX = "deployer.io/"
 MODEL_FORMAT = "deployer-mlflow"
 KSERVE_CONTAINER = "kserve-container"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "deployer"}
@@ -53,7 +55,11 @@ def fingerprint(spec: KubeSpec, image: str, kind: str) -> str:
     data = {
         "kind": kind,
         "image": image,
-        **{k: v for k, v in spec.__dict__.items() if k not in ("timeout", "wait", "namespace")},
+        **{
+            k: v
+            for k, v in spec.__dict__.items()
+            if k not in ("timeout", "wait", "namespace", "provenance")
+        },
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
@@ -163,7 +169,7 @@ def deployment(spec: KubeSpec, image: str, print_: str) -> dict[str, Any]:
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(spec, spec.name, {FINGERPRINT: print_}),
+        "metadata": _metadata(spec, spec.name, {FINGERPRINT: print_, **dict(spec.provenance)}),
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": spec.name}},
             "strategy": {
@@ -285,7 +291,7 @@ def inference_service(spec: KubeSpec, image: str, print_: str) -> dict[str, Any]
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": _metadata(spec, spec.name, {FINGERPRINT: print_}),
+        "metadata": _metadata(spec, spec.name, {FINGERPRINT: print_, **dict(spec.provenance)}),
         "spec": {"predictor": predictor},
     }
 

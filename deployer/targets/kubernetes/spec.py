@@ -129,6 +129,8 @@ class KubeSpec:
     canary: int | None = None  # percent of the traffic for the new revision
     min_replicas: int | None = None
     max_replicas: int | None = None
+    # what the model came from (deployer.model.provenance), as annotations of the workload
+    provenance: tuple[tuple[str, str], ...] = ()
 
     @property
     def workers(self) -> int | None:

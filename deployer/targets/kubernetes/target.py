@@ -257,6 +257,29 @@ class _KubeTarget:
             fix="pass -m MODEL --registry HOST[/NAMESPACE], or --image-uri IMAGE",
         )
 
+    def _with_provenance(self, spec: KubeSpec, request: DeployRequest) -> KubeSpec:
+        """``spec`` carrying the provenance annotations of the model of ``-m`` (if any)."""
+        if not request.model_uri:
+            return spec
+        from dataclasses import replace
+
+        from deployer.intake import load_model
+        from deployer.model.provenance import model_provenance
+
+        record = model_provenance(request.model_uri, load_model(request.model_uri).path)
+        return replace(spec, provenance=tuple(record.to_tags(manifests.PROVENANCE_PREFIX).items()))
+
+    def provenance(self, name: str) -> Any:
+        """What the workload ``name`` was deployed from (its annotations; None: absent)."""
+        from deployer.model.provenance import Provenance
+
+        check_name(name, what="endpoint name", flag="--name")
+        obj = self.kube.get(self.workload, self.namespace, name)
+        if obj is None:
+            return None
+        found = _provenance_of(obj.get("metadata") or {})
+        return Provenance(**found) if found else None
+
     def _image_build(self, request: DeployRequest, registry: str) -> tuple[str, pl.ImageSteps]:
         from deployer.targets.model_image import plan_registry_image
 
@@ -352,6 +375,7 @@ class KubernetesTarget(_KubeTarget):
     def plan(self, request: DeployRequest) -> DeployPlan:
         spec = self._spec(request)
         image, steps = self._image(request)
+        spec = self._with_provenance(spec, request)
         return pl.plan_kubernetes(
             spec, image, self._live(spec.namespace, spec.name, self.kinds), steps
         )
@@ -375,6 +399,7 @@ class KubernetesTarget(_KubeTarget):
                 "updated": int(status.get("updatedReplicas") or 0),
                 "progress": state.failure or state.progress,
                 "fingerprint": (meta.get("annotations") or {}).get(manifests.FINGERPRINT),
+                "provenance": _provenance_of(meta),
                 "service": f"{meta.get('name')}.{meta.get('namespace')}.svc:80",
             },
         )
@@ -417,6 +442,7 @@ class KServeTarget(_KubeTarget):
                 )
             return pl.plan_traffic(spec, live, action[0])
         image, steps = self._image(request)
+        spec = self._with_provenance(spec, request)
         return pl.plan_kserve(spec, image, live, steps)
 
     def _status_of(self, obj: Mapping[str, Any]) -> EndpointStatus:
@@ -439,6 +465,7 @@ class KServeTarget(_KubeTarget):
                 "latest_ready_revision": predictor.get("latestReadyRevision"),
                 "reason": None if ready else why,
                 "fingerprint": (meta.get("annotations") or {}).get(manifests.FINGERPRINT),
+                "provenance": _provenance_of(meta),
             },
         )
 
@@ -496,3 +523,11 @@ def resolve_digest(image: str) -> str:
     if not digest:
         raise UsageError(f"the registry has no image {image}", where="--image-uri", fix=fix)
     return f"{repo}@{digest}"
+
+
+def _provenance_of(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The provenance annotations of a workload's metadata, as a dict (None: none)."""
+    from deployer.model.provenance import Provenance
+
+    found = Provenance.from_tags(meta.get("annotations") or {}, manifests.PROVENANCE_PREFIX)
+    return found.to_dict() if found else None

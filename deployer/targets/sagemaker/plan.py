@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.errors import TargetError, UsageError
+from deployer.model.provenance import Provenance
 from deployer.targets.base import DeployPlan, PlannedCall
 from deployer.targets.sagemaker.names import resource_name
-from deployer.targets.sagemaker.spec import Autoscale, DeploySpec, s3_parts
+from deployer.targets.sagemaker.spec import Autoscale, DeploySpec, s3_parts, tag_value_ok
 from deployer.targets.sagemaker.state import (
     SCALING_DIMENSION,
     SCALING_NAMESPACE,
@@ -25,6 +26,7 @@ from deployer.targets.sagemaker.state import (
     TAG_HASH,
     TAG_MODEL_DATA,
     TAG_MODEL_UUID,
+    TAG_PREFIX,
     TAG_RUN_ID,
     TAG_VERSION,
     EndpointState,
@@ -67,6 +69,8 @@ class ModelRef:
     digest: str | None = None
     model_uuid: str | None = None
     run_id: str | None = None
+    provenance: Provenance | None = None
+    """What the registry knows of the model (written as ``deployer:model-*`` tags)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,11 @@ def base_tags(ctx: DeployContext) -> dict[str, str]:
         tags[TAG_MODEL_UUID] = ctx.model.model_uuid
     if ctx.model.run_id:
         tags[TAG_RUN_ID] = ctx.model.run_id
+    if ctx.model.provenance is not None:  # a value SageMaker refuses (a model name with ','...)
+        # is left out rather than failing the deploy: the record then names no registry version
+        tags.update(
+            (k, v) for k, v in ctx.model.provenance.to_tags(TAG_PREFIX).items() if tag_value_ok(v)
+        )
     tags.update(dict(ctx.spec.tags))
     return tags
 

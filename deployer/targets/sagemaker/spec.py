@@ -204,6 +204,11 @@ def _tags(values: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
     return pairs
 
 
+def tag_value_ok(value: str) -> bool:
+    """Whether SageMaker accepts ``value`` as a tag value (0-256 of its characters)."""
+    return len(value) <= 256 and bool(_TAG_TEXT.match(value))
+
+
 def _serverless(raw: str | None) -> Serverless | None:
     if not raw:
         return None

@@ -38,6 +38,7 @@ from deployer.targets.sagemaker.spec import DeploySpec, config_hash, is_ecr_imag
 from deployer.targets.sagemaker.state import (
     TAG_HASH,
     TAG_MODEL_UUID,
+    TAG_PREFIX,
     TAG_RUN_ID,
     TAG_VERSION,
     list_tags,
@@ -341,16 +342,19 @@ class SageMakerTarget:
             return ModelRef()
         from deployer.intake import load_model
         from deployer.model.files import model_digest
+        from deployer.model.provenance import model_provenance
 
         loaded = load_model(uri)
         for warning in loaded.warnings:
             log.warning("%s", warning)
+        digest = model_digest(Path(loaded.path))
         return ModelRef(
             uri=uri,
             path=str(loaded.path),
-            digest=model_digest(Path(loaded.path)),
+            digest=digest,
             model_uuid=loaded.mlmodel.model_uuid,
             run_id=loaded.mlmodel.run_id,
+            provenance=model_provenance(uri, Path(loaded.path), digest=digest),
         )
 
     def _image_plan(
@@ -541,6 +545,12 @@ class SageMakerTarget:
             )
         return state
 
+    def provenance(self, name: str) -> Any:
+        """What the endpoint serves, from the tags of the config it serves (every deploy
+        writes a new config; endpoint tags are written on create only). None: absent."""
+        state = read_endpoint(self.aws, validate_name(name))
+        return None if state is None else _provenance(state)
+
     def status(self, name: str) -> EndpointStatus:
         state = self._require(name)
         variants = []
@@ -579,6 +589,7 @@ class SageMakerTarget:
             "managed_by_deployer": state.managed,
             "deployer_version": state.endpoint_tags.get(TAG_VERSION),
             "config_hash": state.config_tags.get(TAG_HASH),
+            "provenance": (p.to_dict() if (p := _provenance(state)) else None),
             "failure_reason": state.failure_reason,
             "created": state.created,
             "modified": state.modified,
@@ -716,3 +727,10 @@ class SageMakerTarget:
         from deployer.targets.sagemaker.batch import plan_clean
 
         return plan_clean(self, job_name)
+
+
+def _provenance(state: Any) -> Any:
+    """The serving config's provenance tags (a :class:`~deployer.model.provenance.Provenance`)."""
+    from deployer.model.provenance import Provenance
+
+    return Provenance.from_tags(state.config_tags, TAG_PREFIX)
