@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 #: Commands whose options a target may declare.
-TARGET_COMMANDS = ("deploy", "status", "list", "delete", "predict", "batch")
+TARGET_COMMANDS = ("deploy", "status", "list", "delete", "predict", "batch", "models")
 
 #: Option types an :class:`OptionSpec` may use.
 OPTION_TYPES = ("str", "int", "float", "bool", "path", "choice", "mapping")
