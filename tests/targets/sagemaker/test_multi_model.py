@@ -115,3 +115,231 @@ def test_dry_run_plans_a_multi_model_endpoint_and_changes_nothing(sm, bucket, sk
     assert sm.snapshot() == before
     text = run_cli(*mme_args("shop", sklearn_model, "--dry-run"))
     assert text.exit_code == 0 and "multi-model: every model under s3://models/shop/" in text.stdout
+
+
+def test_deploy_creates_the_endpoint_and_a_second_deploy_changes_nothing(sm, bucket, sklearn_model, monkeypatch):
+    prod = install(sm, monkeypatch)
+    res = run_cli(*mme_args("shop", sklearn_model, "--env", "LOG_LEVEL=debug", "--output", "json"))
+    assert res.exit_code == 0, res.stderr
+    out = res.json()
+    assert out["action"] == "create" and out["status"] == "InService"
+    body = prod.body("CreateModel")["PrimaryContainer"]  # what went over the wire
+    assert body["Mode"] == "MultiModel" and body["ModelDataUrl"] == PREFIX
+    assert body["Environment"] == {"LOG_LEVEL": "debug", SERVER_SWITCH: "true"}
+    model = _model_of("shop")
+    assert model["PrimaryContainer"]["Mode"] == "MultiModel"
+    lock = model["Tags"][TAG_LOCK]
+    assert model["Tags"]["deployer:model-prefix"] == PREFIX
+    assert "deployer:model-data" not in model["Tags"]  # the prefix is the user's: never cleaned up
+    # the environment record is stored under the prefix, content-addressed, with the same lock
+    (key,) = _objects()
+    assert key.startswith("shop/.deployer/environment-") and key.endswith(".json")
+    assert model["Tags"]["deployer:environment"] == f"s3://models/{key}"
+    record = json.loads(boto3.client("s3").get_object(Bucket="models", Key=key)["Body"].read())
+    assert record["lock_digest"] == lock == out["details"]["lock_digest"]
+
+    before, puts = sm.snapshot(), sm.s3_puts
+    sm.actions.clear()
+    again = run_cli(*mme_args("shop", sklearn_model, "--env", "LOG_LEVEL=debug", "--output", "json"))
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["action"] == "noop"
+    assert prod.mutating() == [] and sm.s3_puts == puts
+    assert sm.snapshot() == before
+
+
+def test_a_failed_deploy_removes_the_environment_record_it_stored(sm, bucket, sklearn_model):
+    sm.fail("CreateEndpoint")
+    res = run_cli(*mme_args("shop", sklearn_model))
+    assert res.exit_code == 1
+    assert "rolled back" in res.stderr
+    snap = sm.snapshot()
+    assert snap["models"] == [] and snap["configs"] == [] and snap["objects"] == []
+
+
+def test_replacing_a_single_model_endpoint_with_a_multi_model_one(sm, bucket, sklearn_model):
+    assert run_cli(*deploy_args("shop", sklearn_model, "--bucket", bucket)).exit_code == 0
+    single = _model_of("shop")["PrimaryContainer"]["ModelDataUrl"]
+    res = run_cli(*mme_args("shop", sklearn_model, "--mode", "replace", "--output", "json"))
+    assert res.exit_code == 0, res.stderr
+    assert res.json()["action"] == "replace"
+    assert _model_of("shop")["PrimaryContainer"]["Mode"] == "MultiModel"
+    assert single.split("/", 3)[3] not in _objects()  # the replaced model's archive is cleaned up
+    assert len(sm.snapshot()["models"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "where", "says"),
+    [
+        (("--serverless", "memory=2048,concurrency=5"), "--serverless", "serverless endpoints do not host"),
+        (("--bucket", "models"), "--bucket", "models live under --model-prefix"),
+        (("--model-in-image",), "--model-in-image", "not from the image"),
+        (("--mode", "add"), "--mode add", "one variant"),
+        (("--lock", "{lock}"), "--lock", "every model added to the endpoint later"),
+    ],
+)
+def test_options_a_multi_model_endpoint_cannot_have_are_refused(sm, bucket, sklearn_model, tmp_path, extra, where, says):
+    lock = tmp_path / "x.lock"
+    lock.write_text("")
+    args = [a.format(lock=lock) for a in extra]
+    if where == "--lock":  # a build option: only with an image built from -m
+        cmd = ["deploy", "--target", "sagemaker", "--name", "shop", "-m", str(sklearn_model), "--multi-model",
+               "--model-prefix", PREFIX, "--execution-role-arn", "arn:aws:iam::123456789012:role/x", *args]
+    else:
+        cmd = mme_args("shop", sklearn_model, *args)
+    res = run_cli(*cmd)
+    assert res.exit_code == 2, res.stderr
+    assert says in res.stderr and where in res.stderr and "Traceback" not in res.stderr
+    assert sm.mutating_actions() == [] and sm.s3_puts == 0
+
+
+def test_multi_model_option_pairs_and_prefixes_are_checked(sm, bucket, sklearn_model):
+    res = run_cli(*deploy_args("shop", sklearn_model, "--multi-model"))
+    assert res.exit_code == 2 and "--model-prefix s3://" in res.stderr
+    res = run_cli(*deploy_args("shop", sklearn_model, "--model-prefix", PREFIX))
+    assert res.exit_code == 2 and "add --multi-model" in res.stderr
+    res = run_cli(*deploy_args("shop", None, "--multi-model", "--model-prefix", PREFIX))
+    assert res.exit_code == 2 and "-m MODEL" in res.stderr
+    for bad in ("s3://models/a b/", "s3://models/../x/", "http://models/x/"):
+        res = run_cli(*deploy_args("shop", sklearn_model, "--multi-model", "--model-prefix", bad))
+        assert res.exit_code == 2 and "--model-prefix" in res.stderr, bad
+    res = run_cli(*deploy_args("shop", sklearn_model, "--multi-model", "--model-prefix", "s3://no-such-bucket/m/"))
+    assert res.exit_code == 2 and "aws s3 mb s3://no-such-bucket" in res.stderr
+    # the prefix is normalized to end with "/": SageMaker appends TargetModel to it
+    dry = run_cli(*deploy_args("shop", sklearn_model, "--multi-model", "--model-prefix", "s3://models/shop",
+                               "--dry-run", "--output", "json"))
+    assert dry.json()["plan"]["facts"]["model_prefix"] == PREFIX
+    assert sm.mutating_actions() == []
+
+
+# ------------------------------------------------------------------ deployer models
+def test_models_add_list_remove_round_trip(sm, bucket, sklearn_model, no_signature_model):
+    assert run_cli(*mme_args("shop", sklearn_model)).exit_code == 0
+    lock = _model_of("shop")["Tags"][TAG_LOCK]
+
+    dry = run_cli(*models("add", "-m", str(no_signature_model), "--as", "iris-b", "--dry-run", "--output", "json"))
+    assert dry.exit_code == 0, dry.stderr
+    (call,) = dry.json()["plan"]["calls"]
+    assert (call["service"], call["operation"]) == ("s3", "upload_model_archive")
+    assert call["params"]["Key"] == "shop/iris-b.tar.gz" and call["undo"]["operation"] == "delete_object"
+    assert not [k for k in _objects() if k.endswith(".tar.gz")]
+
+    # two sklearn models of the same environment: one named after its directory, one --as
+    res = run_cli(*models("add", "-m", str(no_signature_model), "--as", "iris-b", "--output", "json"))
+    assert res.exit_code == 0, res.stderr
+    assert res.json()["action"] == "add"
+    assert run_cli(*models("add", "-m", str(sklearn_model))).exit_code == 0
+    objects = _objects()
+    assert objects["shop/iris-b.tar.gz"] == {"deployer-model-digest": model_digest(Path(no_signature_model)),
+                                             "deployer-lock-digest": lock}
+    assert objects["shop/sklearn_skops.tar.gz"]["deployer-model-digest"] == model_digest(Path(sklearn_model))
+    data = boto3.client("s3").get_object(Bucket="models", Key="shop/iris-b.tar.gz")["Body"].read()
+    assert data == archive_bytes(Path(no_signature_model))  # the same reproducible archive as deploy's
+
+    listed = run_cli(*models("list", "--output", "json"))
+    assert listed.exit_code == 0, listed.stderr
+    rows = {m["name"]: m for m in listed.json()["details"]["models"]}
+    assert sorted(rows) == ["iris-b", "sklearn_skops"]  # the environment record is not a model
+    assert rows["iris-b"]["target_model"] == "iris-b.tar.gz" and rows["iris-b"]["same_environment"] is True
+    assert rows["iris-b"]["model_digest"] == model_digest(Path(no_signature_model))
+    assert "iris-b" in run_cli(*models("list")).stdout
+
+    # the same content again: nothing is uploaded
+    puts = sm.s3_puts
+    again = run_cli(*models("add", "-m", str(no_signature_model), "--as", "iris-b.tar.gz", "--output", "json"))
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["action"] == "noop" and sm.s3_puts == puts
+    # other content under a taken name is refused (loaded copies would never be refreshed)
+    taken = run_cli(*models("add", "-m", str(sklearn_model), "--as", "iris-b"))
+    assert taken.exit_code == 2 and "new name" in taken.stderr and sm.s3_puts == puts
+
+    dry = run_cli(*models("remove", "iris-b", "--dry-run", "--output", "json"))
+    assert [c["operation"] for c in dry.json()["plan"]["calls"]] == ["delete_object"]
+    assert "shop/iris-b.tar.gz" in _objects()
+    res = run_cli(*models("remove", "iris-b", "--output", "json"))
+    assert res.exit_code == 0, res.stderr and res.json()["action"] == "remove"
+    assert "shop/iris-b.tar.gz" not in _objects()
+    again = run_cli(*models("remove", "iris-b", "--output", "json"))
+    assert again.exit_code == 0 and again.json()["action"] == "noop"
+    names = [m["name"] for m in run_cli(*models("list", "--output", "json")).json()["details"]["models"]]
+    assert names == ["sklearn_skops"]
+
+
+def test_a_model_of_another_environment_is_refused_before_upload(sm, bucket, sklearn_model, sklearn_pickle_model,
+                                                                 params_model):
+    assert run_cli(*mme_args("shop", sklearn_model)).exit_code == 0
+    puts = sm.s3_puts
+    for other in (params_model, sklearn_pickle_model):
+        res = run_cli(*models("add", "-m", str(other), "--as", "other"))
+        assert res.exit_code == 1, res.stderr
+        assert "needs another environment than endpoint shop" in res.stderr
+        assert "Traceback" not in res.stderr
+    # the packages that differ are named: the pyfunc model has no scikit-learn
+    res = run_cli(*models("add", "-m", str(params_model), "--as", "other"))
+    assert "scikit-learn" in res.stderr and "only in the endpoint" in res.stderr
+    assert sm.s3_puts == puts and "shop/other.tar.gz" not in _objects()
+
+
+def test_a_pyfunc_endpoint_takes_models_of_its_environment(sm, bucket, params_model, tensor_model, sklearn_model):
+    assert run_cli(*mme_args("shop", params_model)).exit_code == 0
+    res = run_cli(*models("add", "-m", str(tensor_model), "--as", "tensor"))
+    assert res.exit_code == 0, res.stderr
+    assert run_cli(*models("add", "-m", str(params_model), "--as", "params")).exit_code == 0
+    refused = run_cli(*models("add", "-m", str(sklearn_model), "--as", "iris"))
+    assert refused.exit_code == 1 and "scikit-learn" in refused.stderr and "not in the endpoint" in refused.stderr
+    rows = run_cli(*models("list", "--output", "json")).json()["details"]["models"]
+    assert sorted(m["name"] for m in rows) == ["params", "tensor"]
+
+
+def test_models_commands_refuse_what_is_not_a_multi_model_endpoint(sm, bucket, sklearn_model):
+    assert run_cli(*deploy_args("shop", sklearn_model, "--bucket", bucket)).exit_code == 0
+    res = run_cli(*models("add", "-m", str(sklearn_model)))
+    assert res.exit_code == 2 and "not a multi-model endpoint" in res.stderr and "--multi-model" in res.stderr
+    res = run_cli(*models("list"))
+    assert res.exit_code == 2 and "not a multi-model endpoint" in res.stderr
+    res = run_cli("models", "list", "--target", "sagemaker", "--name", "ghost")
+    assert res.exit_code == 1 and "no SageMaker endpoint named 'ghost'" in res.stderr
+    res = run_cli("models", "list", "--target", "local", "--name", "shop")
+    assert res.exit_code == 2 and "has no multi-model endpoints" in res.stderr
+    res = run_cli("models", "list", "--target", "sagemaker")
+    assert res.exit_code == 2 and "--name" in res.stderr
+    for bad in ("../x", "a/b", ""):
+        res = run_cli(*models("remove", bad))
+        assert res.exit_code == 2, bad
+    assert sm.s3_puts == 1  # the single-model deploy's archive only
+
+
+# ------------------------------------------------------------------ predict --target-model
+def test_predict_sends_the_target_model(sm, bucket, sklearn_model, no_signature_model, tmp_path, mme_runtime):
+    assert run_cli(*mme_args("shop", sklearn_model)).exit_code == 0
+    assert run_cli(*models("add", "-m", str(no_signature_model), "--as", "iris-b")).exit_code == 0
+    canned = json.dumps({"predictions": [2]})
+    sm.set_results([{"Body": canned, "ContentType": "application/json", "InvokedProductionVariant": "v",
+                     "CustomAttributes": ""}])
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"dataframe_split": {"columns": ["a"], "data": [[7]]}}))
+    predict = ["predict", "--target", "sagemaker", "--name", "shop", "-i", str(request)]
+    for given in ("iris-b", "iris-b.tar.gz"):
+        res = run_cli(*predict, "--target-model", given)
+        assert res.exit_code == 0, res.stderr
+        assert json.loads(res.stdout) == {"predictions": [2]}
+    assert [c["target_model"] for c in mme_runtime] == ["iris-b.tar.gz", "iris-b.tar.gz"]
+    # SageMaker's answers: a model not under the prefix, no TargetModel on a multi-model endpoint
+    res = run_cli(*predict, "--target-model", "ghost")
+    assert res.exit_code == 1 and "Failed to download model data" in res.stderr and "shop/ghost.tar.gz" in res.stderr
+    res = run_cli(*predict)
+    assert res.exit_code == 1 and "TargetModel is required" in res.stderr
+    res = run_cli(*predict, "--target-model", "iris-b", "--stream")
+    assert res.exit_code == 2 and "--stream" in res.stderr
+    res = run_cli(*predict, "--target-model", "../etc")
+    assert res.exit_code == 2 and "--target-model" in res.stderr
+    assert len(mme_runtime) == 4  # the refusals on this side sent nothing
+
+
+def test_predict_target_model_on_a_single_model_endpoint_is_sagemakers_error(sm, bucket, sklearn_model, tmp_path,
+                                                                            mme_runtime):
+    assert run_cli(*deploy_args("iris", sklearn_model, "--bucket", bucket)).exit_code == 0
+    request = tmp_path / "request.json"
+    request.write_text("{}")
+    res = run_cli("predict", "--target", "sagemaker", "--name", "iris", "-i", str(request), "--target-model", "x")
+    assert res.exit_code == 1 and "does not support TargetModel" in res.stderr
+    assert mme_runtime == [{"endpoint": "iris", "target_model": "x.tar.gz"}]
