@@ -172,10 +172,9 @@ def plan_setup(aws: Any, spec: DeploySpec, model: Any, request: Any) -> tuple[An
     assert spec.model_prefix
     build = request.build if request.image_uri else labeled_build_options(request.build)
     options = {} if request.image_uri else recorded_options(build)
-    lock = resolve_environment(model.uri, options)
-    setup = MultiModelSetup(
-        spec.model_prefix, EnvironmentRecord(lock.canonical_text(), lock.digest, options), False
-    )
+    env = resolve_environment(model.uri, options)
+    record = EnvironmentRecord(env.lock.canonical_text(), env.lock.digest, options, env.requires)
+    setup = MultiModelSetup(spec.model_prefix, record, False)
     try:
         aws.call("s3", "head_bucket", where=f"s3://{setup.bucket}", Bucket=setup.bucket)
     except TargetError as exc:
@@ -228,9 +227,12 @@ def plan_add(aws: Any, state: EndpointState, model_uri: str, as_name: str | None
             f"{name!r} keep serving the old archive, SageMaker does not reload it",
         )
     record = read_record(aws, mme)
-    lock = resolve_environment(model_uri, record.options)
+    env = resolve_environment(model_uri, record.options)
+    lock = env.lock
     if lock.digest != record.lock_digest:
-        differences = lock_differences(record.lock(mme.environment), lock)
+        differences = lock_differences(
+            record.lock(mme.environment), lock, (*record.requires, *env.requires)
+        )
         shown = "; ".join(differences[:12]) + (
             f"; and {len(differences) - 12} more" if len(differences) > 12 else ""
         )

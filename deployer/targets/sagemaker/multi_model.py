@@ -65,6 +65,8 @@ class EnvironmentRecord:
     lock_text: str
     lock_digest: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+    """The reference model's direct requirements (names): named first when locks differ."""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -72,6 +74,7 @@ class EnvironmentRecord:
                 "format": FORMAT,
                 "lock_digest": self.lock_digest,
                 "options": dict(self.options),
+                "requires": list(self.requires),
                 "lock": self.lock_text,
             },
             sort_keys=True,
@@ -85,7 +88,12 @@ class EnvironmentRecord:
             data = json.loads(text)
             if data.get("format") != FORMAT:
                 raise ValueError(f"format {data.get('format')!r}")
-            return cls(str(data["lock"]), str(data["lock_digest"]), dict(data.get("options") or {}))
+            return cls(
+                str(data["lock"]),
+                str(data["lock_digest"]),
+                dict(data.get("options") or {}),
+                tuple(str(n) for n in data.get("requires") or ()),
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise EnvironmentSpecError(
                 f"the endpoint's environment record is unreadable: {exc}", where=where, fix=fix
@@ -172,10 +180,16 @@ def recorded_options(build: Any) -> dict[str, Any]:
     return {k: v for k, v in build.to_params().items() if k in RECORDED_OPTIONS}
 
 
-def resolve_environment(model_uri: str, options: Mapping[str, Any]) -> Any:
+@dataclass(frozen=True)
+class ModelEnvironment:
+    lock: Any  # deployer.environment.lock.Lock
+    requires: tuple[str, ...]  # the image's direct requirements (canonical names)
+
+
+def resolve_environment(model_uri: str, options: Mapping[str, Any]) -> ModelEnvironment:
     """The lock of ``model_uri``'s image environment, built with the recorded ``options`` (the
     same :func:`~deployer.building.context.resolve_lock` the image build runs: cached by its
-    inputs, resolved on this host otherwise)."""
+    inputs, resolved on this host otherwise), and the names it was resolved from."""
     from deployer.building.context import resolve_lock
     from deployer.building.plan import BuildOptions
     from deployer.building.wheelhouse import Resolver
@@ -189,24 +203,46 @@ def resolve_environment(model_uri: str, options: Mapping[str, Any]) -> Any:
             where=model_uri,
             fix="save the model with pip requirements (python_env.yaml), not only conda.yaml",
         )
-    return resolve_lock(build, Resolver(), log.info)
+    return ModelEnvironment(
+        resolve_lock(build, Resolver(), log.info), _names(build.requirements.requirements)
+    )
 
 
-def lock_differences(endpoint: Any, model: Any) -> list[str]:
-    """What differs between two locks, as short phrases (platform first, then packages)."""
-    out: list[str] = []
+def _names(lines: Any) -> tuple[str, ...]:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    names = []
+    for line in lines:
+        try:
+            names.append(str(canonicalize_name(Requirement(line.split(" --hash")[0]).name)))
+        except InvalidRequirement:
+            continue
+    return tuple(dict.fromkeys(names))
+
+
+def lock_differences(endpoint: Any, model: Any, requires: Any = ()) -> list[str]:
+    """What differs between two locks, as short phrases: the platform first, then the packages
+    named in ``requires`` (what either model asks for), then the ones they bring along."""
+    platform: list[str] = []
     if endpoint.platform != model.platform:
         a, b = endpoint.platform.to_dict(), model.platform.to_dict()
-        out += [f"{k} {b.get(k)} (endpoint: {a.get(k)})" for k in sorted(a) if a.get(k) != b.get(k)]
+        platform = [f"{k} {b.get(k)} (endpoint: {a.get(k)})" for k in sorted(a) if a[k] != b.get(k)]
     ours = {p.name: p for p in endpoint.packages}
     theirs = {p.name: p for p in model.packages}
+    asked = set(requires)
+    direct: list[str] = []
+    brought: list[str] = []
     for name in sorted(set(ours) | set(theirs)):
         a, b = ours.get(name), theirs.get(name)
         if a is None and b is not None:
-            out.append(f"{name} {b.version} (not in the endpoint)")
+            phrase = f"{name} {b.version} (not in the endpoint)"
         elif b is None and a is not None:
-            out.append(f"{name} {a.version} only in the endpoint")
+            phrase = f"{name} {a.version} only in the endpoint"
         elif a is not None and b is not None and (a.version, a.sha256) != (b.version, b.sha256):
             what = b.version if a.version != b.version else f"{b.version} (another build)"
-            out.append(f"{name} {what} (endpoint: {a.version})")
-    return out
+            phrase = f"{name} {what} (endpoint: {a.version})"
+        else:
+            continue
+        (direct if name in asked else brought).append(phrase)
+    return [*platform, *direct, *brought]

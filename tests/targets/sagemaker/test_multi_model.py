@@ -343,3 +343,48 @@ def test_predict_target_model_on_a_single_model_endpoint_is_sagemakers_error(sm,
     res = run_cli("predict", "--target", "sagemaker", "--name", "iris", "-i", str(request), "--target-model", "x")
     assert res.exit_code == 1 and "does not support TargetModel" in res.stderr
     assert mme_runtime == [{"endpoint": "iris", "target_model": "x.tar.gz"}]
+
+
+def test_delete_keeps_the_prefix_archives_and_record(sm, bucket, sklearn_model):
+    assert run_cli(*mme_args("shop", sklearn_model)).exit_code == 0
+    assert run_cli(*models("add", "-m", str(sklearn_model), "--as", "iris")).exit_code == 0
+    kept = sorted(_objects())
+    res = run_cli("delete", "--target", "sagemaker", "--name", "shop")
+    assert res.exit_code == 0, res.stderr
+    snap = sm.snapshot()
+    assert snap["endpoints"] == [] and snap["models"] == [] and snap["configs"] == []
+    assert sorted(_objects()) == kept and "shop/iris.tar.gz" in kept
+
+
+# ------------------------------------------------------------------ the image built from -m
+@pytest.mark.docker
+@pytest.mark.slow
+def test_the_built_image_carries_the_label_and_the_recorded_lock(sm, bucket, registry, sklearn_model, base_image,
+                                                                  docker_client, tmp_path, monkeypatch):
+    import base64
+
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    auth = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    args = ["deploy", "--target", "sagemaker", "--name", "shop", "-m", str(sklearn_model), "--multi-model",
+            "--model-prefix", PREFIX, "--base-image", base_image, "--registry-override", registry.host,
+            "--repository", "sm-mme/shop", "--execution-role-arn", "arn:aws:iam::123456789012:role/x",
+            "--output", "json"]
+    dry = run_cli(*args, "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    build = dry.json()["plan"]["calls"][0]
+    assert (build["service"], build["operation"]) == ("deployer", "build_image")
+    assert build["params"]["Build"]["labels"] == [[CAPABILITY_LABEL, "true"]]
+
+    res = run_cli(*args)
+    assert res.exit_code == 0, res.stderr
+    labels = docker_client.images.get(build["params"]["LocalImage"]).labels
+    assert labels[CAPABILITY_LABEL] == "true"
+    # the lock recorded at plan time is the lock the image installed
+    model = _model_of("shop")
+    assert labels["io.deployer.lock.digest"] == model["Tags"][TAG_LOCK] == res.json()["details"]["lock_digest"]
+    assert model["PrimaryContainer"]["Image"] == res.json()["details"]["image"]
+    again = run_cli(*args)
+    assert again.exit_code == 0 and again.json()["action"] == "noop"
