@@ -66,7 +66,7 @@ def command() -> None:
     """
 
 
-@deployer_command("models-add")
+@deployer_command("models")
 @_endpoint_options
 @click.option("-m", "--model", "model_uri", required=True, metavar="URI", help="Model to add.")
 @click.option(
@@ -95,7 +95,7 @@ def add(
     _run(plugin, plugin.plan_models_add(endpoint, model_uri, as_name), dry_run)
 
 
-@deployer_command("models-remove")
+@deployer_command("models")
 @_endpoint_options
 @click.argument("model")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
@@ -110,7 +110,7 @@ def remove(
     _run(plugin, plugin.plan_models_remove(endpoint, model), dry_run)
 
 
-@deployer_command("models-list")
+@deployer_command("models")
 @_endpoint_options
 def list_(target: str | None, name: str | None, **target_values: Any) -> None:
     """List the model archives under the endpoint's prefix, with their digests."""

@@ -23,26 +23,23 @@ Everything read here is read at plan time; nothing is written outside the plan.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployer.errors import EnvironmentSpecError, TargetError, UsageError
+from deployer.errors import EnvironmentSpecError, UsageError
 from deployer.targets.base import DeployPlan, EndpointStatus, PlannedCall
-from deployer.targets.sagemaker.client import is_not_found
 from deployer.targets.sagemaker.multi_model import (
     RECORD_FOLDER,
     TAG_ENVIRONMENT,
     TAG_LOCK,
     TAG_MODEL_PREFIX,
     EnvironmentRecord,
-    MultiModelSetup,
-    labeled_build_options,
+    head_object,
     lock_differences,
-    recorded_options,
     resolve_environment,
 )
-from deployer.targets.sagemaker.spec import DeploySpec, s3_parts
+from deployer.targets.sagemaker.spec import s3_parts
 from deployer.targets.sagemaker.state import EndpointState
 
 TARGET = "sagemaker"
@@ -115,17 +112,6 @@ def _default_name(model_uri: str) -> str:
 
 
 # ------------------------------------------------------------------ reading
-def _head(aws: Any, bucket: str, key: str) -> dict[str, Any] | None:
-    try:
-        return dict(
-            aws.call("s3", "head_object", where=f"s3://{bucket}/{key}", Bucket=bucket, Key=key)
-        )
-    except TargetError as exc:
-        if exc.__cause__ is not None and is_not_found(exc.__cause__):
-            return None
-        raise
-
-
 def endpoint_models(state: EndpointState) -> EndpointModels:
     """The endpoint's prefix and environment, from the tags ``deploy --multi-model`` put on its
     model; a usage error for an endpoint that is not such a multi-model endpoint."""
@@ -158,39 +144,9 @@ def read_record(aws: Any, mme: EndpointModels) -> EnvironmentRecord:
     return record
 
 
-# ------------------------------------------------------------------ deploy --multi-model
-def plan_setup(aws: Any, spec: DeploySpec, model: Any, request: Any) -> tuple[Any, MultiModelSetup]:
-    """The build options of a multi-model deploy (the image label added) and its setup: the
-    reference model's environment lock, and whether its record is stored already."""
-    if not model.uri:
-        raise UsageError(
-            "--multi-model needs -m MODEL: its environment is the endpoint's, which every model "
-            "added later must share",
-            where="-m/--model",
-            fix="pass -m MODEL (deployer builds the image from it)",
-        )
-    assert spec.model_prefix
-    build = request.build if request.image_uri else labeled_build_options(request.build)
-    options = {} if request.image_uri else recorded_options(build)
-    env = resolve_environment(model.uri, options)
-    record = EnvironmentRecord(env.lock.canonical_text(), env.lock.digest, options, env.requires)
-    setup = MultiModelSetup(spec.model_prefix, record, False)
-    try:
-        aws.call("s3", "head_bucket", where=f"s3://{setup.bucket}", Bucket=setup.bucket)
-    except TargetError as exc:
-        if exc.__cause__ is not None and is_not_found(exc.__cause__):
-            raise UsageError(
-                f"bucket {setup.bucket} of --model-prefix does not exist",
-                where="--model-prefix",
-                fix=f"create it (aws s3 mb s3://{setup.bucket}) or use another --model-prefix",
-            ) from None
-        raise
-    exists = _head(aws, setup.bucket, setup.record_key) is not None
-    return build, replace(setup, record_exists=exists)
-
-
 # ------------------------------------------------------------------ models add / remove
 def plan_add(aws: Any, state: EndpointState, model_uri: str, as_name: str | None) -> DeployPlan:
+    from deployer.building.plan import BuildOptions
     from deployer.intake import load_model
     from deployer.model.files import model_digest
 
@@ -208,7 +164,7 @@ def plan_add(aws: Any, state: EndpointState, model_uri: str, as_name: str | None
         "model_digest": digest,
         "lock_digest": mme.lock_digest,
     }
-    found = _head(aws, mme.bucket, key)
+    found = head_object(aws, mme.bucket, key)
     if found is not None:
         there = (found.get("Metadata") or {}).get(META_MODEL_DIGEST)
         if there == digest:
@@ -227,7 +183,7 @@ def plan_add(aws: Any, state: EndpointState, model_uri: str, as_name: str | None
             f"{name!r} keep serving the old archive, SageMaker does not reload it",
         )
     record = read_record(aws, mme)
-    env = resolve_environment(model_uri, record.options)
+    env = resolve_environment(model_uri, BuildOptions.from_params(dict(record.options)))
     lock = env.lock
     if lock.digest != record.lock_digest:
         differences = lock_differences(
@@ -273,7 +229,7 @@ def plan_remove(aws: Any, state: EndpointState, model: str) -> DeployPlan:
     key = mme.key(name)
     url = f"s3://{mme.bucket}/{key}"
     facts = {"endpoint": state.name, "model": name, "archive": url}
-    if _head(aws, mme.bucket, key) is None:
+    if head_object(aws, mme.bucket, key) is None:
         return DeployPlan(
             TARGET,
             state.name,
@@ -315,7 +271,7 @@ def list_archives(aws: Any, state: EndpointState) -> EndpointStatus:
             rel = key[len(mme.prefix_key) :]
             if not rel.endswith(ARCHIVE) or rel.startswith(RECORD_FOLDER):
                 continue
-            meta = (_head(aws, mme.bucket, key) or {}).get("Metadata") or {}
+            meta = (head_object(aws, mme.bucket, key) or {}).get("Metadata") or {}
             lock = meta.get(META_LOCK_DIGEST)
             models.append(
                 {

@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from deployer.errors import EnvironmentSpecError, UsageError
+from deployer.errors import EnvironmentSpecError, TargetError, UsageError
+from deployer.targets.sagemaker.client import is_not_found
 
 log = logging.getLogger("deployer")
 
@@ -186,16 +187,15 @@ class ModelEnvironment:
     requires: tuple[str, ...]  # the image's direct requirements (canonical names)
 
 
-def resolve_environment(model_uri: str, options: Mapping[str, Any]) -> ModelEnvironment:
-    """The lock of ``model_uri``'s image environment, built with the recorded ``options`` (the
+def resolve_environment(model_uri: str, options: Any) -> ModelEnvironment:
+    """The lock of ``model_uri``'s image environment, built with the build ``options`` (the
     same :func:`~deployer.building.context.resolve_lock` the image build runs: cached by its
     inputs, resolved on this host otherwise), and the names it was resolved from."""
     from deployer.building.context import resolve_lock
-    from deployer.building.plan import BuildOptions
     from deployer.building.wheelhouse import Resolver
     from deployer.targets.model_image import plan_model_image
 
-    build, _ = plan_model_image(model_uri, BuildOptions.from_params(dict(options)), "sagemaker")
+    build, _ = plan_model_image(model_uri, options, "sagemaker")
     if build.env_kind != "virtualenv":
         raise UsageError(
             f"the model's environment is {build.env_kind}; a multi-model endpoint compares the "
@@ -246,3 +246,49 @@ def lock_differences(endpoint: Any, model: Any, requires: Any = ()) -> list[str]
             continue
         (direct if name in asked else brought).append(phrase)
     return [*platform, *direct, *brought]
+
+
+def head_object(aws: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    """S3 HeadObject; None when there is no such object."""
+    try:
+        return dict(
+            aws.call("s3", "head_object", where=f"s3://{bucket}/{key}", Bucket=bucket, Key=key)
+        )
+    except TargetError as exc:
+        if exc.__cause__ is not None and is_not_found(exc.__cause__):
+            return None
+        raise
+
+
+def plan_setup(aws: Any, spec: Any, model: Any, request: Any) -> tuple[Any, MultiModelSetup]:
+    """A multi-model deploy's build options (the label added) and setup: the reference model's
+    environment lock, resolved now with the deploy's build options, and whether its record is
+    stored already. The build that follows reuses this resolution (``--refresh-lock`` has
+    refreshed it here, so the build does not resolve again to another lock)."""
+    if not model.uri:
+        raise UsageError(
+            "--multi-model needs -m MODEL: its environment is the endpoint's, which every model "
+            "added later must share",
+            where="-m/--model",
+            fix="pass -m MODEL (deployer builds the image from it)",
+        )
+    assert spec.model_prefix
+    build = request.build if request.image_uri else labeled_build_options(request.build)
+    env = resolve_environment(model.uri, build)
+    options = {} if request.image_uri else recorded_options(build)
+    record = EnvironmentRecord(env.lock.canonical_text(), env.lock.digest, options, env.requires)
+    setup = MultiModelSetup(spec.model_prefix, record, False)
+    try:
+        aws.call("s3", "head_bucket", where=f"s3://{setup.bucket}", Bucket=setup.bucket)
+    except TargetError as exc:
+        if exc.__cause__ is not None and is_not_found(exc.__cause__):
+            raise UsageError(
+                f"bucket {setup.bucket} of --model-prefix does not exist",
+                where="--model-prefix",
+                fix=f"create it (aws s3 mb s3://{setup.bucket}) or use another --model-prefix",
+            ) from None
+        raise
+    exists = head_object(aws, setup.bucket, setup.record_key) is not None
+    if build is not None and build.refresh_lock:
+        build = replace(build, refresh_lock=False)
+    return build, replace(setup, record_exists=exists)

@@ -437,7 +437,7 @@ class SageMakerTarget:
         model = self._model_ref(request.model_uri)
         build, mme = request.build, None
         if spec.multi_model:
-            from deployer.targets.sagemaker.models import plan_setup
+            from deployer.targets.sagemaker.multi_model import plan_setup
 
             build, mme = plan_setup(self.aws, spec, model, request)
         image = self._image_plan(request.image_uri, spec, model, app, build)
