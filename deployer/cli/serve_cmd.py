@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from deployer.cli.common import command as deployer_command
-from deployer.cli.common import get_console, model_option
+from deployer.cli.common import get_console
 from deployer.cli.model_env import env_manager_option
 from deployer.serving import options as serve_options
 
@@ -61,7 +61,16 @@ def click_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @deployer_command("serve")
-@model_option
+@click.option(
+    "-m",
+    "--model",
+    "model_uris",
+    multiple=True,
+    metavar="URI|NAME=URI",
+    help="Model: a local path, file://, s3://, runs:/<run_id>/path, "
+    "models:/<name>/<version|@alias>. Repeat as NAME=URI to serve several models "
+    "(DEPLOYER_SERVE_MODELS=NAME=PATH,...).",
+)
 @env_manager_option
 @click_options
 @click.option(
@@ -71,13 +80,17 @@ def click_options(f: Callable[..., Any]) -> Callable[..., Any]:
     help="Print the resolved server options (flags, environment, config file) "
     "and exit, without loading the model.",
 )
-def command(model_uri: str, env_manager: str, dry_run: bool, **values: Any) -> None:
+def command(model_uris: tuple[str, ...], env_manager: str, dry_run: bool, **values: Any) -> None:
     """Serve a model over HTTP on this host (no container), like `mlflow models serve`.
 
     \b
     Routes: POST /invocations (MLflow protocol; "stream": true streams server-sent events
     for models with predict_stream), GET /ping /health /version, GET /openapi.json,
     GET /metrics, and the Open Inference Protocol under /v2.
+    Several models: -m NAME=URI repeated, or --model-repository DIR (one model per
+    subdirectory); /v2/models/NAME/... per model, /invocations the default model or the
+    one named by the X-Deployer-Target-Model header. --sagemaker-multi-model adds
+    SageMaker's multi-model endpoint routes (POST/GET/DELETE /models).
     Every option is also DEPLOYER_SERVE_<OPTION> and a key of [serve] in deployer.toml
     (flag > environment > config file > default). DEPLOYER_API_KEY turns on auth too.
 
@@ -89,16 +102,40 @@ def command(model_uri: str, env_manager: str, dry_run: bool, **values: Any) -> N
     Example:
       deployer serve -m ./model --port 8080
       deployer serve -m models:/churn/3 --env-manager virtualenv
+      deployer serve -m churn=models:/churn/3 -m fraud=./fraud --default-model churn
       curl -H 'Content-Type: application/json' localhost:8080/invocations \\
            -d '{"dataframe_split": {"columns": ["x"], "data": [[1.0]]}}'
     """
     import logging
+    import os
 
     from deployer.building.host_env import check_env_manager
+    from deployer.errors import UsageError
     from deployer.model.uri import resolve_model_uri
-    from deployer.serving.options import ServeOptions
+    from deployer.serving.model_set import parse_pairs, split_model_arg
+    from deployer.serving.options import ServeOptions, split_list
 
     check_env_manager(env_manager)
+    if not model_uris:
+        model_uris = split_list(os.environ.get("DEPLOYER_SERVE_MODELS", ""))
+    single = len(model_uris) == 1 and split_model_arg(model_uris[0])[0] is None
+    pairs = [] if single else parse_pairs(model_uris, "-m NAME=URI")
+    if not model_uris and not values.get("model_repository"):
+        if not values.get("sagemaker_multi_model"):
+            raise UsageError(
+                "no model to serve",
+                where="-m/--model",
+                fix="pass -m URI (or -m NAME=URI repeated, or --model-repository DIR)",
+            )
+    if (pairs or values.get("model_repository")) and env_manager != "local":
+        raise UsageError(
+            "--env-manager builds one model's environment; several models share this one",
+            where="--env-manager",
+            fix="serve several models with --env-manager local (in an environment that has "
+            "every model's requirements), or build an image",
+        )
+    if not single:
+        values["models"] = tuple(f"{p.name}={p.path}" for p in pairs)
     console = get_console()
     if values.get("log_level") is None:
         values["log_level"] = (
@@ -115,14 +152,23 @@ def command(model_uri: str, env_manager: str, dry_run: bool, **values: Any) -> N
             for k, v in asdict(ServeOptions(model_dir="", **values)).items()
             if k not in ("model_dir", "extra")
         }
-        data["model"] = model_uri
+        data["model"] = model_uris[0] if single else None
         data["env_manager"] = env_manager
         # the option as given (a file or JSON) and the mapping load_model will get
         data["model_config_mapping"] = ServeOptions(model_dir="", **values).parsed_model_config()
         data["auth"] = bool(read_api_key(ServeOptions(model_dir="", **values)))
         console.result(data, text="\n".join(f"{k} = {v}" for k, v in data.items()))
         return
-    model_dir = resolve_model_uri(model_uri)
+    if not single:
+        values["models"] = tuple(f"{p.name}={resolve_model_uri(p.path)}" for p in pairs)
+        options = ServeOptions(model_dir="", **values).validate()
+        from deployer.serving.server import serve
+
+        logging.getLogger("deployer.serving").setLevel(options.log_level.upper())
+        serve(options)
+        console.result({"models": list(options.models), "stopped": True}, text="server stopped")
+        return
+    model_dir = resolve_model_uri(model_uris[0])
     if values.get("load_mode", "auto") == "auto":
         # what the model's own files import counts too (the server alone reads only MLmodel
         # and requirements.txt); an undecided model stays "auto" so the server re-checks it

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                 f"--{_opts.flag_name(name)}",
                 dest=name,
                 default=None,
-                type=kind,
+                type=_opts.split_list if kind is tuple else kind,
                 choices=spec.metadata["choices"],
                 metavar=spec.metadata["metavar"],
                 help=help_text,

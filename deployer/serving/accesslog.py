@@ -1,8 +1,13 @@
 """Request ids and the access log: one line per request on stderr.
 
-Text: ``2026-12-03T18:00:00Z access POST /invocations 200 25B 1.23ms id=4f2a...-1c``
+Text: ``2026-12-03T18:00:00Z access POST /invocations 200 25B 1.23ms id=4f2a...-1c model=iris``
 JSON (``--log-format json``): ``{"ts": ..., "type": "access", "method": ..., "path": ...,
-"status": ..., "bytes": ..., "ms": ..., "request_id": ...}``.
+"status": ..., "bytes": ..., "ms": ..., "request_id": ..., "model": ...}``.
+
+``model`` is the model the request was for (names are checked: no spaces or control
+characters); text lines leave the field out, and JSON lines say null, for routes that are not a
+model's (``/ping``, ``/metrics``). gRPC calls are logged too, with method ``GRPC`` and the
+RPC as the path (``grpc:ModelInfer``).
 
 Why it is built this way: the server answers a one-row request in ~150 us, so a per-request
 ``logging`` call (a LogRecord, a formatter, a lock, a write syscall: ~10 us) would be a visible
@@ -73,6 +78,7 @@ class AccessLog:
         nbytes: int,
         seconds: float,
         request_id: bytes,
+        model: str = "",
     ) -> None:
         path = _printable(raw_path)
         ms = round(seconds * 1000.0, 3)
@@ -88,6 +94,7 @@ class AccessLog:
                         "bytes": nbytes,
                         "ms": ms,
                         "request_id": request_id.decode("ascii"),
+                        "model": model or None,
                     }
                 )
                 + b"\n"
@@ -95,7 +102,7 @@ class AccessLog:
         else:
             line = (
                 f"{self._now()} access {method} {path} {status} {nbytes}B {ms:.2f}ms "
-                f"id={request_id.decode('ascii')}\n"
+                f"id={request_id.decode('ascii')}{' model=' + model if model else ''}\n"
             ).encode()
         self._lines.append(line)
         if len(self._lines) == 1:

@@ -11,6 +11,14 @@ Routes (MLflow's server answers the first four the same way):
     GET  /v2, /v2/health/{live,ready}, /v2/models/{name}[/versions/{v}][/ready]
     POST /v2/models/{name}[/versions/{v}]/infer        Open Inference Protocol (V2)
 
+Several models (:mod:`deployer.serving.model_set`): the V2 routes address each by name;
+``/invocations`` serves the default model, or the one named by ``X-Deployer-Target-Model``
+(or SageMaker's ``X-Amzn-SageMaker-Target-Model``) - 404 naming the loaded models when no such
+model is loaded, 503 with its load error when it failed to load. With the SageMaker
+multi-model contract on, ``/models`` routes (:mod:`deployer.serving.sagemaker_mme`) load,
+list, invoke and unload models at run time. Per-model state (the inline policy and the batch
+queue below) lives with each model; a single-model server pays one dict lookup for it.
+
 Every response carries ``X-Request-Id`` and, unless turned off, makes one access-log line
 (:mod:`deployer.serving.accesslog`); with an API key configured, non-exempt routes answer 401
 without it (:mod:`deployer.serving.auth`).
@@ -44,6 +52,7 @@ from deployer.serving._batching import MAX_BATCH_ROWS
 from deployer.serving.accesslog import RequestIds
 from deployer.serving.auth import UNAUTHORIZED_BODY, UNAUTHORIZED_HEADERS
 from deployer.serving.core import ScoringCore, ScoringError, ScoringResult
+from deployer.serving.model_set import READY, ModelEntry, ModelSet
 from deployer.serving.streaming import StreamStart, is_streamable
 
 _logger = logging.getLogger("deployer.serving")
@@ -63,6 +72,43 @@ _NOT_ALLOWED = b'{"detail":"Method Not Allowed"}'
 _INTERNAL = b'{"error_code":"INTERNAL_ERROR","message":"internal server error"}'
 
 
+#: Request headers that name the model /invocations should use (ours, then SageMaker's).
+TARGET_HEADERS = (b"x-deployer-target-model", b"x-amzn-sagemaker-target-model")
+#: Where a handler leaves the model it served, for metrics and the access log.
+MODEL_KEY = "deployer.model"
+
+
+class ModelState:
+    """Per-model serving state of one app: the inline policy and this loop turn's batch."""
+
+    __slots__ = (
+        "inline",
+        "quick_streak",
+        "slow_streak",
+        "pending",
+        "pending_rows",
+        "streamable",
+        "pooled",
+    )
+
+    def __init__(self, core: Any) -> None:
+        self.inline = False
+        self.quick_streak = 0
+        self.slow_streak = 0
+        self.pending: list[tuple[Any, asyncio.Future[Any]]] = []
+        self.pending_rows = 0
+        self.streamable = is_streamable(core)
+        #: the pool's work for /invocations (built once: see ScoringApp._pooled_invoke)
+        self.pooled: Callable[[bytes, str | None], ScoringResult] | None = None
+
+
+def model_state(entry: ModelEntry) -> ModelState:
+    state = entry.serving
+    if state is None:
+        state = entry.serving = ModelState(entry.core)
+    return state  # type: ignore[no-any-return]
+
+
 class _Disconnected(Exception):
     """The client went away while we were reading its body."""
 
@@ -72,11 +118,13 @@ class _TooLarge(Exception):
 
 
 class ScoringApp:
-    """ASGI 3 application. ``metrics`` is a :class:`deployer.serving.metrics.Metrics` or None."""
+    """ASGI 3 application over a :class:`~deployer.serving.model_set.ModelSet` (or one
+    :class:`ScoringCore`). ``metrics`` is a :class:`deployer.serving.metrics.Metrics` or None;
+    ``multi_model`` a :class:`deployer.serving.sagemaker_mme.MultiModelEndpoint` or None."""
 
     def __init__(
         self,
-        core: ScoringCore,
+        models: ModelSet | ScoringCore,
         *,
         max_body_bytes: int = 100 * 1024 * 1024,
         timeout: float = 60.0,
@@ -85,31 +133,29 @@ class ScoringApp:
         batching: bool = True,
         access_log: Any = None,
         auth: Any = None,
+        multi_model: Any = None,
     ) -> None:
         from mlflow.version import VERSION
 
-        from deployer.serving.v2 import V2Adapter
+        from deployer.serving.v2 import V2Router
 
-        self.core = core
+        if not isinstance(models, ModelSet):
+            models = ModelSet.single(models)
+        self.models = models
         self.max_body_bytes = max_body_bytes
         self.timeout = timeout
         self.metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self._version = VERSION.encode()
         self._openapi: bytes | None = None
-        self._inline = False
-        self._quick_streak = 0
-        self._slow_streak = 0
         self.batching = batching
-        self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
-        self._pending_rows = 0
-        self._v2 = V2Adapter(core)
+        self._v2 = V2Router(models)
+        self.multi_model = multi_model
         #: an :class:`~deployer.serving.accesslog.AccessLog` or None (--no-access-log)
         self.access_log = access_log
         #: an :class:`~deployer.serving.auth.ApiKeyAuth` or None (no key configured)
         self.auth = auth
         self.request_ids = RequestIds()
-        self._streamable = is_streamable(core)
         # path -> {method: handler}; handlers return (status, body, content_type, headers)
         self._routes: dict[str, dict[str, Any]] = {
             "/invocations": {"POST": self._invocations},
@@ -124,6 +170,15 @@ class ScoringApp:
         }
         self._v2_infer_methods: dict[str, Any] = {"POST": self._v2_infer}
         self._v2_get_methods: dict[str, Any] = {"GET": self._v2_get}
+        if multi_model is not None:
+            self._routes["/models"] = multi_model.methods(self)
+            self._models_routes = multi_model.model_routes(self)
+
+    @property
+    def core(self) -> ScoringCore | None:
+        """The default model's core (None when there is no default or it is not ready)."""
+        entry = self.models.default
+        return entry.core if entry is not None else None
 
     # ------------------------------------------------------------------ ASGI entry
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -160,6 +215,10 @@ class ScoringApp:
                         methods, route = self._v2_infer_methods, "/v2/models/infer"
                     elif kind == "get":
                         methods, route = self._v2_get_methods, "/v2/models"
+                elif path.startswith("/models/") and self.multi_model is not None:
+                    found = self.multi_model.route(path, self._models_routes)
+                    if found is not None:
+                        methods, route = found
             if auth is not None and not auth.exempt(path) and not auth.allowed(scope["headers"]):
                 status, body, ctype, headers = 401, UNAUTHORIZED_BODY, JSON, UNAUTHORIZED_HEADERS
             elif methods is None:
@@ -179,7 +238,13 @@ class ScoringApp:
                 # Count the request before answering it: a client that reads /metrics right
                 # after its response (possibly from another worker) must already see it.
                 if metrics is not None:
-                    metrics.finished(route, method, status, time.perf_counter() - start)
+                    metrics.finished(
+                        route,
+                        method,
+                        status,
+                        time.perf_counter() - start,
+                        scope.get(MODEL_KEY, ""),
+                    )
                     metrics = None
                 nbytes = len(body)
                 await _respond(send, status, body, ctype, headers, request_id)
@@ -195,7 +260,9 @@ class ScoringApp:
                 pass
         finally:
             if metrics is not None:
-                metrics.finished(route, method, status, time.perf_counter() - start)
+                metrics.finished(
+                    route, method, status, time.perf_counter() - start, scope.get(MODEL_KEY, "")
+                )
             if self.access_log is not None:
                 self.access_log.record(
                     method,
@@ -204,6 +271,7 @@ class ScoringApp:
                     nbytes,
                     time.perf_counter() - start,
                     request_id,
+                    scope.get(MODEL_KEY, ""),
                 )
 
     # ------------------------------------------------------------------ body + limits
@@ -243,6 +311,14 @@ class ScoringApp:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
+    async def read_request_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body within the limits (None: larger than ``max_body_bytes``)."""
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        try:
+            return await self._read_body(scope, receive, deadline)
+        except _TooLarge:
+            return None
+
     async def _score(
         self, scope: Scope, receive: Receive, work: Callable[[bytes, str | None], Any]
     ) -> tuple[Any, ...]:
@@ -267,35 +343,85 @@ class ScoringApp:
 
     # ------------------------------------------------------------------ handlers
     async def _invocations(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
-        if self._streamable:
-            return await self._invocations_streamable(scope, receive)
-        if self._inline and _content_length(scope) <= min(INLINE_MAX_BODY, self.max_body_bytes):
+        models = self.models
+        if models.multi:
+            name = _target_model(scope)
+            entry = models.get(name) if name is not None else models.default
+            if entry is None:
+                return self.unknown_model(name)
+            entry.last_used = time.monotonic()
+        else:
+            entry = models.default
+            if entry is None:
+                return self.unknown_model(None)
+        return await self.invoke_model(entry, scope, receive)
+
+    def unknown_model(self, name: str | None) -> tuple[Any, ...]:
+        """404 for ``/invocations`` when no such model (or no default) is loaded."""
+        if name is None:
+            message = (
+                "no default model: name one with the X-Deployer-Target-Model or "
+                "X-Amzn-SageMaker-Target-Model header; "
+                + self.models.unknown_message("").split("; ", 1)[1]
+            )
+        else:
+            message = self.models.unknown_message(name)
+        body = orjson.dumps(
+            {
+                "error_code": "RESOURCE_DOES_NOT_EXIST",
+                "message": message,
+                "models": self.models.names(),
+            }
+        )
+        return 404, body, JSON, ()
+
+    async def invoke_model(
+        self, entry: ModelEntry, scope: Scope, receive: Receive
+    ) -> tuple[Any, ...]:
+        """``/invocations`` semantics for one model of the set (also the multi-model
+        endpoint's ``/models/{name}/invoke``)."""
+        scope[MODEL_KEY] = entry.name
+        if entry.state != READY:
+            body = orjson.dumps(
+                {"error_code": "TEMPORARILY_UNAVAILABLE", "message": entry.error_message()}
+            )
+            return 503, body, JSON, ()
+        state = entry.serving or model_state(entry)
+        if state.streamable:
+            return await self._invocations_streamable(entry, scope, receive)
+        pooled = state.pooled
+        if pooled is None:
+            pooled = state.pooled = self._pooled_invoke(entry)
+        if state.inline and _content_length(scope) <= min(INLINE_MAX_BODY, self.max_body_bytes):
             message = await receive()
             if message["type"] == "http.request" and not message.get("more_body", False):
                 result = await self._inline_invoke(
-                    message.get("body", b""), _header(scope, b"content-type")
+                    entry, message.get("body", b""), _header(scope, b"content-type")
                 )
             else:
-                result = await self._score(scope, _replaying(message, receive), self._pooled_invoke)
+                result = await self._score(scope, _replaying(message, receive), pooled)
         else:
-            result = await self._score(scope, receive, self._pooled_invoke)
+            result = await self._score(scope, receive, pooled)
         if isinstance(result, ScoringResult):
             return result.status, result.body, result.content_type.encode(), ()
         return result  # type: ignore[no-any-return]
 
-    async def _invocations_streamable(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
+    async def _invocations_streamable(
+        self, entry: ModelEntry, scope: Scope, receive: Receive
+    ) -> tuple[Any, ...]:
         """A model with ``predict_stream``: a stream if the request asks for one (see
         :mod:`deployer.serving.streaming`), else the ordinary answer."""
         from deployer.serving.streaming import EVENT_STREAM, start_stream
 
         accept = _header(scope, b"x-amzn-sagemaker-accept") or _header(scope, b"accept")
+        pooled = self._pooled_invoke(entry)
 
         def work(body: bytes, content_type: str | None) -> Any:
             try:
-                started = start_stream(self.core, body, content_type, accept)
+                started = start_stream(entry.core, body, content_type, accept)
             except ScoringError as exc:
                 return exc.to_result()
-            return started if started is not None else self._pooled_invoke(body, content_type)
+            return started if started is not None else pooled(body, content_type)
 
         result = await self._score(scope, receive, work)
         if isinstance(result, StreamStart):
@@ -381,65 +507,72 @@ class ScoringApp:
         else:
             close()
 
-    async def _inline_invoke(self, body: bytes, content_type: str | None) -> Any:
+    async def _inline_invoke(self, entry: ModelEntry, body: bytes, content_type: str | None) -> Any:
         """A small request for a proven-quick model, on the event loop (batched if allowed)."""
-        core = self.core
+        core = entry.core
         if self.batching and core.batchable:
             prepared = core.try_prepare(body, content_type)
             if isinstance(prepared, ScoringResult):
                 return prepared
             if prepared is not None:
-                return await self._enqueue(prepared)
+                return await self._enqueue(entry, prepared)
         started = time.perf_counter()
         result = core.try_fast(body, content_type)
-        self._observe_fast(started, result is not None)
+        self._observe_fast(entry, started, result is not None)
         if result is None:
             result = await self._run(core.invoke_general, body, content_type)
         return result
 
-    async def _enqueue(self, prepared: Any) -> Any:
-        """Wait for ``prepared``'s share of this loop turn's batch."""
+    async def _enqueue(self, entry: ModelEntry, prepared: Any) -> Any:
+        """Wait for ``prepared``'s share of this loop turn's batch (of this model)."""
+        state = entry.serving
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._pending.append((prepared, future))
-        self._pending_rows += prepared.matrix.shape[0]
-        if len(self._pending) == 1:
-            loop.call_soon(self._flush)
-        if self._pending_rows >= MAX_BATCH_ROWS:
-            self._flush()
+        state.pending.append((prepared, future))
+        state.pending_rows += prepared.matrix.shape[0]
+        if len(state.pending) == 1:
+            loop.call_soon(self._flush, entry)
+        if state.pending_rows >= MAX_BATCH_ROWS:
+            self._flush(entry)
         return await future
 
-    def _flush(self) -> None:
-        """Score every request parsed in this event-loop turn in one call."""
-        batch, self._pending, self._pending_rows = self._pending, [], 0
+    def _flush(self, entry: ModelEntry) -> None:
+        """Score every request for ``entry`` parsed in this event-loop turn in one call."""
+        state = entry.serving
+        batch, state.pending, state.pending_rows = state.pending, [], 0
         if not batch:
             return
         started = time.perf_counter()
         try:
-            results = self.core.run_batch([prepared for prepared, _ in batch])
+            results = entry.core.run_batch([prepared for prepared, _ in batch])
         except BaseException as exc:  # noqa: BLE001 - never leave a request hanging
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        self._observe_fast(started, True)
+        self._observe_fast(entry, started, True)
         if self.metrics is not None:
             self.metrics.batched(len(batch))
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
 
-    def _pooled_invoke(self, body: bytes, content_type: str | None) -> ScoringResult:
+    def _pooled_invoke(self, entry: ModelEntry) -> Callable[[bytes, str | None], ScoringResult]:
         """In the pool: fast path (timed, to decide about inlining) then MLflow's path."""
-        if self.core.has_fast_path:
-            started = time.perf_counter()
-            result = self.core.try_fast(body, content_type)
-            self._observe_fast(started, result is not None)
-            if result is not None:
-                return result
-        return self.core.invoke_general(body, content_type)
+        core = entry.core
 
-    def _observe_fast(self, started: float, answered: bool) -> None:
+        def run(body: bytes, content_type: str | None) -> ScoringResult:
+            if core.has_fast_path:
+                started = time.perf_counter()
+                result = core.try_fast(body, content_type)
+                self._observe_fast(entry, started, result is not None)
+                if result is not None:
+                    return result
+            return core.invoke_general(body, content_type)  # type: ignore[no-any-return]
+
+        return run
+
+    def _observe_fast(self, entry: ModelEntry, started: float, answered: bool) -> None:
         """Inline policy: run the fast path on the event loop only while it is proven quick.
 
         Thread hand-off costs ~70 us per request, a third of a one-row request's cost. But a
@@ -452,17 +585,18 @@ class ScoringApp:
         """
         if not answered:
             return
+        state = entry.serving
         if time.perf_counter() - started > INLINE_MAX_SECONDS:
-            self._quick_streak = 0
-            self._slow_streak += 1
-            if self._slow_streak >= INLINE_STRIKES or not self._inline:
-                self._inline = False
+            state.quick_streak = 0
+            state.slow_streak += 1
+            if state.slow_streak >= INLINE_STRIKES or not state.inline:
+                state.inline = False
             return
-        self._slow_streak = 0
-        if not self._inline:
-            self._quick_streak += 1
-            if self._quick_streak >= INLINE_WARMUP and self.core.inline_safe:
-                self._inline = True
+        state.slow_streak = 0
+        if not state.inline:
+            state.quick_streak += 1
+            if state.quick_streak >= INLINE_WARMUP and entry.core.inline_safe:
+                state.inline = True
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -480,10 +614,14 @@ class ScoringApp:
         return 200, self._version, JSON, ()
 
     async def _get_openapi(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
+        """The default model's API (no default model: 404)."""
         if self._openapi is None:
             from deployer.serving.openapi import openapi_document
 
-            self._openapi = orjson.dumps(openapi_document(self.core, self))
+            core = self.core
+            if core is None:
+                return 404, _NOT_FOUND, JSON, ()
+            self._openapi = orjson.dumps(openapi_document(core, self))
         return 200, self._openapi, JSON, ()
 
     async def _get_metrics(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
@@ -493,18 +631,30 @@ class ScoringApp:
         return 200, body, ctype.encode(), ()
 
     async def _v2_get(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
-        status, body = self._v2.get(scope["path"])
+        path = scope["path"]
+        if path.startswith("/v2/models/"):
+            name = self._v2.model_name(path)
+            if self.models.get(name) is not None:  # known names only: labels, log lines
+                scope[MODEL_KEY] = name
+        status, body = self._v2.get(path)
         return status, body, JSON, ()
 
     async def _v2_infer(self, scope: Scope, receive: Receive) -> tuple[Any, ...]:
         """``POST /v2/models/{name}/infer``: the same path as ``/invocations`` - inline and
         batched while the fast path is proven quick, else the pool (fast path timed there)."""
         path = scope["path"]
-        pooled = self._v2_pooled(path)
-        if self._inline and _content_length(scope) <= min(INLINE_MAX_BODY, self.max_body_bytes):
+        entry = self._v2.entry(path)
+        if entry.__class__ is not ModelEntry:  # the refusal (unknown / not ready)
+            return entry.status, entry.body, JSON, ()  # type: ignore[union-attr]
+        scope[MODEL_KEY] = entry.name
+        if self.models.multi:
+            entry.last_used = time.monotonic()
+        state = entry.serving or model_state(entry)
+        pooled = self._v2_pooled(entry, path)
+        if state.inline and _content_length(scope) <= min(INLINE_MAX_BODY, self.max_body_bytes):
             message = await receive()
             if message["type"] == "http.request" and not message.get("more_body", False):
-                result = await self._inline_v2(path, message.get("body", b""))
+                result = await self._inline_v2(entry, path, message.get("body", b""))
             else:
                 result = await self._score(scope, _replaying(message, receive), pooled)
         else:
@@ -513,35 +663,38 @@ class ScoringApp:
             return result.status, result.body, result.content_type.encode(), ()
         return result  # type: ignore[no-any-return]
 
-    def _v2_pooled(self, path: str) -> Callable[[bytes, str | None], ScoringResult]:
+    def _v2_pooled(
+        self, entry: ModelEntry, path: str
+    ) -> Callable[[bytes, str | None], ScoringResult]:
         """In the pool: the V2 fast path (timed, for the inline policy), then MLflow's path."""
-        v2 = self._v2
+        v2 = entry.v2
 
         def run(body: bytes, content_type: str | None) -> ScoringResult:
-            if self.core.has_fast_path:
+            if entry.core.has_fast_path:
                 started = time.perf_counter()
                 result = v2.try_fast(path, body)
-                self._observe_fast(started, result is not None)
+                self._observe_fast(entry, started, result is not None)
                 if result is not None:
-                    return result
-            return v2.infer_general(path, body)
+                    return result  # type: ignore[no-any-return]
+            return v2.infer_general(path, body)  # type: ignore[no-any-return]
 
         return run
 
-    async def _inline_v2(self, path: str, body: bytes) -> Any:
+    async def _inline_v2(self, entry: ModelEntry, path: str, body: bytes) -> Any:
         """A small V2 request for a proven-quick model, on the event loop, batched with the
-        other requests (V2 and ``/invocations``) of the same loop turn when allowed."""
-        if self.batching and self.core.batchable:
-            prepared = self._v2.prepare(path, body)
+        other requests (V2 and ``/invocations``) of the same model and loop turn."""
+        v2 = entry.v2
+        if self.batching and entry.core.batchable:
+            prepared = v2.prepare(path, body)
             if isinstance(prepared, ScoringResult):
                 return prepared
             if prepared is not None:
-                return await self._enqueue(prepared)
+                return await self._enqueue(entry, prepared)
         started = time.perf_counter()
-        result = self._v2.try_fast(path, body)
-        self._observe_fast(started, result is not None)
+        result = v2.try_fast(path, body)
+        self._observe_fast(entry, started, result is not None)
         if result is None:
-            result = await self._run(self._v2.infer_general, path, body)
+            result = await self._run(v2.infer_general, path, body)
         return result
 
     def close(self) -> None:
@@ -576,6 +729,18 @@ def _replaying(first: dict[str, Any], receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def _target_model(scope: Scope) -> str | None:
+    """The model a request names in a target-model header (ours wins over SageMaker's)."""
+    found = None
+    for key, value in scope["headers"]:
+        if key in TARGET_HEADERS:
+            name = value.decode("latin-1").strip()
+            if key == TARGET_HEADERS[0]:
+                return name
+            found = name
+    return found
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -10,12 +10,15 @@ is imported (it picks its value class at import time): see :func:`prepare_multip
 
 Exported (all prefixed ``deployer_``):
 
-    requests_total{route,method,status}       counter
-    request_errors_total{route,status}        counter, status >= 400
-    request_duration_seconds{route}           histogram
+    requests_total{route,method,status,model}  counter
+    request_errors_total{route,status,model}   counter, status >= 400
+    request_duration_seconds{route,model}      histogram
     requests_in_flight                        gauge (summed over live workers)
     batch_size                                histogram: requests per batched predict call
-    model_info{name,version,flavor}           gauge, always 1
+    model_info{name,version,flavor}           gauge, always 1, one per loaded model
+
+``model`` is the model a request was for ("" for routes that are not a model's, such as
+``/ping``); gRPC calls count too, with routes named ``grpc:<Rpc>`` and method ``GRPC``.
 """
 
 from __future__ import annotations
@@ -74,7 +77,9 @@ def mark_process_dead(pid: int) -> None:
 class Metrics:
     """Per-process metric objects; ``render()`` reports the whole server."""
 
-    def __init__(self, *, model_name: str, model_version: str | None, flavor: str) -> None:
+    def __init__(
+        self, *, model_name: str = "", model_version: str | None = None, flavor: str = ""
+    ) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self._multiprocess = multiprocess_enabled()
@@ -83,18 +88,21 @@ class Metrics:
         self._registry = registry
         kw: dict[str, Any] = {"registry": registry}
         self._requests = Counter(
-            "deployer_requests", "HTTP requests answered.", ["route", "method", "status"], **kw
+            "deployer_requests",
+            "HTTP requests answered.",
+            ["route", "method", "status", "model"],
+            **kw,
         )
         self._errors = Counter(
             "deployer_request_errors",
             "HTTP requests answered with an error status (>= 400).",
-            ["route", "status"],
+            ["route", "status", "model"],
             **kw,
         )
         self._latency = Histogram(
             "deployer_request_duration_seconds",
             "Time from request start to response sent.",
-            ["route"],
+            ["route", "model"],
             buckets=BUCKETS,
             **kw,
         )
@@ -111,30 +119,36 @@ class Metrics:
             buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64, float("inf")),
             **kw,
         )
-        info = Gauge(
+        self._info = Gauge(
             "deployer_model_info",
             "The model this server serves (value is 1).",
             ["name", "version", "flavor"],
             multiprocess_mode="max",
             **kw,
         )
-        info.labels(model_name, model_version or "", flavor).set(1)
-        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+        if model_name:
+            self.model_loaded(model_name, model_version, flavor)
+        self._children: dict[tuple[str, str, int, str], tuple[Any, Any, Any]] = {}
+
+    def model_loaded(self, name: str, version: str | None, flavor: str) -> None:
+        self._info.labels(name, version or "", flavor).set(1)
 
     def started(self) -> None:
         self._in_flight.inc()
 
-    def finished(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
+    def finished(
+        self, route: str, method: str, status: int, seconds: float, model: str = ""
+    ) -> None:
+        key = (route, method, status, model)
         children = self._children.get(key)
         if children is None:
             if len(self._children) > 512:  # hostile methods must not grow this forever
                 method = "OTHER"
-                key = (route, method, status)
+                key = (route, method, status, model)
             children = (
-                self._requests.labels(route, method, str(status)),
-                self._errors.labels(route, str(status)) if status >= 400 else None,
-                self._latency.labels(route),
+                self._requests.labels(route, method, str(status), model),
+                self._errors.labels(route, str(status), model) if status >= 400 else None,
+                self._latency.labels(route, model),
             )
             self._children[key] = children
         requests, errors, latency = children

@@ -21,6 +21,7 @@ committed): it comes from ``--api-key-file`` or the ``DEPLOYER_API_KEY`` variabl
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any
@@ -162,6 +163,38 @@ class ServeOptions:
         "comma-separated routes that need no key (a trailing * matches a prefix)",
         metavar="ROUTES",
     )
+    models: tuple[str, ...] = option(
+        (),
+        "several models in one server: NAME=PATH pairs (comma-separated in the environment "
+        "variable; deployer serve takes -m NAME=URI, repeated)",
+        cli=False,
+        metavar="NAME=PATH,...",
+    )
+    model_repository: str | None = option(
+        None,
+        "serve every direct subdirectory of DIR that holds an MLmodel, named after the "
+        "subdirectory",
+        metavar="DIR",
+    )
+    default_model: str | None = option(
+        None,
+        "the model /invocations serves without a target-model header (default: the first "
+        "-m, or the alphabetically first in --model-repository)",
+        metavar="NAME",
+    )
+    sagemaker_multi_model: bool = option(
+        False,
+        "SageMaker multi-model endpoint container contract (POST/GET/DELETE /models, "
+        "/models/NAME/invoke); one worker process; also SAGEMAKER_MULTI_MODEL=true",
+        env=("SAGEMAKER_MULTI_MODEL",),
+    )
+    model_memory_limit: str | None = option(
+        None,
+        "multi-model endpoint: memory the loaded models may take, in bytes or with a unit "
+        "(512MiB, 2GiB, 1.5GB); least recently used models are unloaded to fit a new one "
+        "(default: 70 percent of the container's memory)",
+        metavar="BYTES",
+    )
     extra: Mapping[str, Any] = field(
         default_factory=dict, metadata={"cli": False, "internal": True}
     )
@@ -199,6 +232,20 @@ class ServeOptions:
             where=f"--{flag_name('model_config')} / {' / '.join(env_names('model_config'))}",
         )
 
+    @property
+    def multi_model(self) -> bool:
+        """Several models (or the SageMaker multi-model contract) rather than ``model_dir``."""
+        return bool(self.models or self.model_repository or self.sagemaker_multi_model)
+
+    def parsed_model_memory_limit(self) -> int | None:
+        """``model_memory_limit`` in bytes (None: unset, the server picks a share of memory)."""
+        if self.model_memory_limit is None:
+            return None
+        return parse_bytes(
+            self.model_memory_limit,
+            where=f"--{flag_name('model_memory_limit')} / {env_names('model_memory_limit')[0]}",
+        )
+
     def validate(self) -> ServeOptions:
         def bad(name: str, value: Any, expected: str) -> UsageError:
             return UsageError(
@@ -230,6 +277,11 @@ class ServeOptions:
                 raise bad(spec.name, value, " or ".join(repr(c) for c in choices))
         if self.model_config is not None:
             self.parsed_model_config()
+        self.parsed_model_memory_limit()
+        if self.models or self.model_repository or self.default_model or self.model_config:
+            from deployer.serving.model_set import check_model_specs
+
+            check_model_specs(self)
         bad_routes = [r for r in self.auth_exempt_routes if not r.startswith("/")]
         if bad_routes:
             raise bad(
@@ -275,11 +327,13 @@ def to_argv(options: ServeOptions) -> list[str]:
     argv: list[str] = []
     for spec in option_fields(include_model_dir=True):
         value = getattr(options, spec.name)
-        if value is None:
+        if value is None or value == ():
             continue
         flag = flag_name(spec.name)
         if value_type(spec.name) is bool:
             argv.append(f"--{flag}" if value else f"--no-{flag}")
+        elif value_type(spec.name) is tuple:
+            argv += [f"--{flag}", ",".join(value)]
         else:
             argv += [f"--{flag}", str(value)]
     return argv
@@ -298,6 +352,8 @@ def env_names(name: str) -> tuple[str, ...]:
 def value_type(name: str) -> type:
     """The option's scalar type (``int | None`` -> int)."""
     annotation = str(_FIELD_BY_NAME[name].type)
+    if annotation.startswith("tuple"):
+        return tuple
     for kind in (bool, int, float):
         if annotation.startswith(kind.__name__):
             return kind
@@ -316,6 +372,8 @@ def convert(name: str, var: str, raw: str) -> Any:
     kind = value_type(name)
     if kind is str:
         return raw
+    if kind is tuple:
+        return split_list(raw)
     if kind is bool:
         lowered = raw.strip().lower()
         if lowered in _TRUE:
@@ -335,6 +393,47 @@ def convert(name: str, var: str, raw: str) -> Any:
             where=f"environment variable {var}",
             fix=f"set {var} to a {'whole ' if kind is int else ''}number",
         ) from None
+
+
+def split_list(raw: str) -> tuple[str, ...]:
+    """``"a=x, b=y"`` -> ``("a=x", "b=y")`` (a list option's environment text)."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "ki": 1024,
+    "kib": 1024,
+    "mi": 1024**2,
+    "mib": 1024**2,
+    "gi": 1024**3,
+    "gib": 1024**3,
+    "ti": 1024**4,
+    "tib": 1024**4,
+}
+_BYTES = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")
+
+
+def parse_bytes(text: str, *, where: str) -> int:
+    """``"2GiB"`` -> 2147483648; ``"1.5GB"``, ``"512Mi"``, ``"1000"`` (bytes) too."""
+    match = _BYTES.fullmatch(str(text))
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS or float(match.group(1)) * _UNITS[unit] < 1:
+        raise UsageError(
+            f"invalid memory size {text!r}",
+            where=where,
+            fix="give a positive number of bytes, optionally with a unit: 512MiB, 2GiB, 1.5GB",
+        )
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def read_api_key(options: ServeOptions, env: Mapping[str, str] | None = None) -> bytes | None:

@@ -25,6 +25,15 @@ Process model (the reasons):
 * **V2 over gRPC, per worker.** ``--grpc-port`` starts ``inference.GRPCInferenceService`` in
   each worker once it has its model; the workers share the port through SO_REUSEPORT (why:
   :mod:`deployer.serving.grpc.service`). SIGTERM stops it after HTTP, with the same grace.
+* **Several models, one server** (:mod:`deployer.serving.model_set`): every model is loaded
+  where the single model would be - preloaded in the supervisor when every one of them is
+  fork-safe, else per worker for all of them (each worker loads every model). A model that
+  fails to load is served as failed (503 with its error) while the others serve; only when
+  every model fails does the server stop, with every error.
+* **SageMaker multi-model endpoints** (``--sagemaker-multi-model``,
+  :mod:`deployer.serving.sagemaker_mme`) run one worker process (models are loaded and unloaded
+  at run time by requests; one process keeps one truth about what is loaded) with
+  ``--threads`` prediction threads.
 * **httptools + uvloop.** The built-in HTTP server (:mod:`deployer.serving.httpserver`) is
   the default; ``--http uvicorn`` runs the same ASGI app under uvicorn instead, with httptools
   and uvloop forced on (uvicorn without them falls back to pure-Python parsing: an order of
@@ -120,33 +129,40 @@ def prepare_environment(options: ServeOptions) -> str | None:
     return None
 
 
-def load_core(options: ServeOptions) -> Any:
-    from deployer.serving.core import ScoringCore
+def load_models(options: ServeOptions) -> Any:
+    """Every model ``options`` names, as a :class:`~deployer.serving.model_set.ModelSet`
+    (raises when every model fails; in SageMaker multi-model mode, none may be given)."""
+    from deployer.serving.model_set import ModelSet, default_model_name, model_specs
 
-    started = time.monotonic()
-    try:
-        core = ScoringCore.load(
-            options.model_dir,
-            name=options.model_name,
-            version=options.model_version,
-            model_config=options.parsed_model_config(),
-        )
-    except DeployerError:
-        raise
-    except Exception as exc:
-        raise ServingError(
-            f"could not load the model: {type(exc).__name__}: {exc}",
-            where=str(options.model_dir),
-            fix="check that the directory holds an MLflow model (an MLmodel file) and that "
-            "this Python environment has the model's requirements installed",
-        ) from exc
-    _logger.info(
-        "model %r loaded in %.1f s (flavor %s)",
-        core.model_name,
-        time.monotonic() - started,
-        core.flavor,
+    specs = model_specs(options)
+    models = ModelSet.load(
+        specs,
+        default=default_model_name(options, specs),
+        model_config=options.parsed_model_config(),
+        require_one=not options.sagemaker_multi_model,
     )
-    return core
+    if options.multi_model:
+        models.multi = True  # /invocations reads the target-model header
+    return models
+
+
+def decide_load_mode(options: ServeOptions) -> Any:
+    """One load mode for every model: preload when each is fork-safe, else per-worker."""
+    from deployer.serving.loading import PRELOAD, LoadMode, decide_for_model_dir
+    from deployer.serving.model_set import model_specs
+
+    specs = model_specs(options)
+    if not options.multi_model:
+        return decide_for_model_dir(options.model_dir, options.load_mode)
+    decisions = [(s, decide_for_model_dir(s.path, options.load_mode)) for s in specs]
+    for spec, decision in decisions:
+        if decision.mode != PRELOAD:
+            return LoadMode(decision.mode, f"model {spec.name!r}: {decision.reason}")
+    return LoadMode(
+        PRELOAD,
+        "every model's libraries survive fork" if specs else "no model at start",
+        certain=all(d.certain for _, d in decisions),
+    )
 
 
 #: listen() backlog of the shared socket.
@@ -176,27 +192,39 @@ def bind_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
     return sock
 
 
-def build_app(core: Any, options: ServeOptions, *, metrics: bool = True) -> Any:
+def build_app(models: Any, options: ServeOptions, *, metrics: bool = True) -> Any:
+    """The HTTP app over ``models`` (a ModelSet, or one core)."""
     from deployer.serving.accesslog import AccessLog
     from deployer.serving.app import ScoringApp
     from deployer.serving.auth import ApiKeyAuth
     from deployer.serving.metrics import Metrics
+    from deployer.serving.model_set import READY, ModelSet
     from deployer.serving.options import read_api_key
 
+    if not isinstance(models, ModelSet):
+        models = ModelSet.single(models)
     key = read_api_key(options)
+    counters = Metrics() if metrics else None
+    if counters is not None:
+        for entry in models.entries():
+            if entry.state == READY:
+                core = entry.core
+                counters.model_loaded(entry.name, core.model_version, core.flavor)
+    endpoint = None
+    if options.sagemaker_multi_model:
+        from deployer.serving.sagemaker_mme import MultiModelEndpoint
+
+        endpoint = MultiModelEndpoint(models, options, metrics=counters)
     return ScoringApp(
-        core,
+        models,
         max_body_bytes=options.max_body_bytes,
         timeout=options.timeout,
         threads=options.threads,
-        metrics=Metrics(
-            model_name=core.model_name, model_version=core.model_version, flavor=core.flavor
-        )
-        if metrics
-        else None,
+        metrics=counters,
         batching=options.batching,
         access_log=AccessLog(options.log_format) if options.access_log else None,
         auth=ApiKeyAuth(key, options.auth_exempt_routes) if key else None,
+        multi_model=endpoint,
     )
 
 
@@ -231,7 +259,7 @@ def _uvicorn_config(app: Any, options: ServeOptions) -> Any:
     )
 
 
-def run_worker(core: Any, sock: socket.socket, options: ServeOptions) -> None:
+def run_worker(models: Any, sock: socket.socket, options: ServeOptions) -> None:
     """Serve on ``sock`` in this process until SIGTERM/SIGINT, then finish in-flight work."""
     # A signal that arrives before the event loop handles signals must still stop us (and
     # uvicorn re-raises the signal it caught after a graceful shutdown: that must not kill
@@ -240,8 +268,8 @@ def run_worker(core: Any, sock: socket.socket, options: ServeOptions) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
-    app = build_app(core, options)
-    grpc_server = start_grpc(core, options)
+    app = build_app(models, options)
+    grpc_server = start_grpc(app.models, options, app.metrics)
     try:
         if options.http == "uvicorn":
             import uvicorn
@@ -266,19 +294,23 @@ def run_worker(core: Any, sock: socket.socket, options: ServeOptions) -> None:
         app.close()
 
 
-def start_grpc(core: Any, options: ServeOptions) -> Any:
+def start_grpc(models: Any, options: ServeOptions, metrics: Any = None) -> Any:
     """``--grpc-port``: the V2 gRPC service in this worker (every worker binds the port with
-    SO_REUSEPORT: see :mod:`deployer.serving.grpc.service`), or None when not asked for."""
+    SO_REUSEPORT: see :mod:`deployer.serving.grpc.service`), or None when not asked for.
+    ``metrics``: the HTTP app's, so gRPC calls show in the same /metrics."""
     if options.grpc_port is None:
         return None
+    from deployer.serving.accesslog import AccessLog
     from deployer.serving.grpc.service import start
 
     return start(
-        core,
+        models,
         options.host,
         options.grpc_port,
         threads=options.threads,
         max_message_bytes=options.max_body_bytes,
+        metrics=metrics,
+        access_log=AccessLog(options.log_format) if options.access_log else None,
     )
 
 
@@ -328,6 +360,13 @@ def serve(options: ServeOptions) -> None:
 
     options = options.validate()
     configure_logging(options.log_level, options.log_format)
+    if options.sagemaker_multi_model and options.effective_workers > 1:
+        _logger.info(
+            "SageMaker multi-model mode: 1 worker process with %d prediction threads (models "
+            "load and unload at run time; one process keeps one loaded set)",
+            options.threads,
+        )
+        options = replace(options, workers=1)
     key = read_api_key(options)  # a bad key file fails now, before the model loads
     if key:
         _logger.info("API key required (except on %s)", ", ".join(options.auth_exempt_routes))
@@ -347,10 +386,10 @@ def serve(options: ServeOptions) -> None:
 
 def _serve(options: ServeOptions) -> None:
     from deployer.serving.core import freeze_loaded_heap
-    from deployer.serving.loading import PRELOAD, decide_for_model_dir, fork_hazards
+    from deployer.serving.loading import PRELOAD, fork_hazards
 
     workers = options.effective_workers
-    decision = decide_for_model_dir(options.model_dir, options.load_mode)
+    decision = decide_load_mode(options)
     if workers > 1 and decision.mode != PRELOAD:
         _logger.info("load mode %s", decision.describe())
         _preimport_serving_stack()
@@ -358,7 +397,7 @@ def _serve(options: ServeOptions) -> None:
         Supervisor(None, sock, options, workers).run()
         return
     threads_before = threading.active_count()
-    core = load_core(options)
+    models = load_models(options)
     if workers > 1 and not decision.certain:
         found = fork_hazards(threads_started=threading.active_count() - threads_before)
         if found:
@@ -375,10 +414,10 @@ def _serve(options: ServeOptions) -> None:
     _log_listening(sock, workers, options)
     freeze_loaded_heap()  # before forking: shared pages stay shared, no 120 ms GC stalls
     if workers == 1:
-        run_worker(core, sock, options)
+        run_worker(models, sock, options)
         _logger.info("server stopped")
         return
-    Supervisor(core, sock, options, workers).run()
+    Supervisor(models, sock, options, workers).run()
 
 
 def _log_listening(sock: socket.socket, workers: int, options: ServeOptions) -> None:
@@ -410,9 +449,10 @@ def _preimport_serving_stack() -> None:
 class Supervisor:
     """Forks and watches the workers; forwards SIGTERM/SIGINT; replaces crashed workers.
 
-    ``core`` is the preloaded model, shared by every worker; ``None`` means per-worker loading:
-    each child loads its own, then calls ``listen`` on the (bound) socket and reports on a pipe
-    (``ready`` or ``error <message>``). The first ``ready`` is when the server is listening; a
+    ``core`` is the preloaded model set, shared by every worker; ``None`` means per-worker
+    loading: each child loads its own (every model; a load error means every model failed),
+    then calls ``listen`` on the (bound) socket and reports on a pipe (``ready`` or
+    ``error <message>``). The first ``ready`` is when the server is listening; a
     load error before any worker was ready stops the server with that error.
     """
 
@@ -472,7 +512,7 @@ class Supervisor:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         try:
-            core = load_core(self.options)
+            core = load_models(self.options)
         except DeployerError as exc:
             import json
 

@@ -63,30 +63,109 @@ def _error(status: int, message: str) -> ScoringResult:
     return ScoringResult(status, orjson.dumps({"error": message}), _JSON)
 
 
+def parse_model_path(path: str) -> tuple[str, str | None, list[str]] | None:
+    """``/v2/models/{name}[/versions/{v}][/ready|/infer]`` -> (name, version, rest), or None."""
+    parts = path[len("/v2/models/") :].split("/")
+    name, rest, version = parts[0], parts[1:], None
+    if not name:
+        return None
+    if rest[:1] == ["versions"]:
+        if len(rest) < 2 or not rest[1]:
+            return None
+        version, rest = rest[1], rest[2:]
+    if rest not in ([], ["ready"], ["infer"]):
+        return None
+    return name, version, rest
+
+
+def route_kind(path: str) -> str | None:
+    """ "infer", "get" or None (no such V2 route) for a /v2/models/... path."""
+    parsed = parse_model_path(path)
+    if parsed is None:
+        return None
+    return "infer" if parsed[2] == ["infer"] else "get"
+
+
+def server_get(path: str, ready: bool = True) -> tuple[int, bytes] | None:
+    """The server-level V2 GET routes (None: not one of them)."""
+    if path == "/v2":
+        from deployer import __version__
+
+        return 200, orjson.dumps({"name": "deployer", "version": __version__, "extensions": []})
+    if path == "/v2/health/live":
+        return 200, b'{"live":true}'
+    if path == "/v2/health/ready":
+        return (200, b'{"ready":true}') if ready else (503, b'{"ready":false}')
+    return None
+
+
+class V2Router:
+    """The V2 protocol over a :class:`~deployer.serving.model_set.ModelSet`: server routes,
+    then each model's routes by its :class:`V2Adapter`. An unknown model is a 404, a model
+    that failed to load a 503 carrying its load error (its ready route: ``ready: false``)."""
+
+    def __init__(self, models: Any) -> None:
+        self.models = models
+
+    route = staticmethod(route_kind)
+
+    @staticmethod
+    def model_name(path: str) -> str:
+        parsed = parse_model_path(path)
+        return parsed[0] if parsed else ""
+
+    def entry(self, path: str) -> Any:
+        """The ready model a ``/v2/models/...`` path addresses, or the refusal (a
+        :class:`ScoringResult`)."""
+        from deployer.serving.model_set import READY
+
+        parsed = parse_model_path(path)
+        if parsed is None:
+            return _error(404, f"no route {path}")
+        entry = self.models.get(parsed[0])
+        if entry is None:
+            served = ", ".join(f"'{n}'" for n in self.models.names()) or "no model"
+            return _error(404, f"Model '{parsed[0]}' not found; this server serves {served}")
+        if entry.state != READY:
+            return _error(503, entry.error_message())
+        return entry
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        answer = server_get(path, self.models.ready)
+        if answer is not None:
+            return answer
+        entry = self.entry(path)
+        if isinstance(entry, ScoringResult):
+            parsed = parse_model_path(path)
+            if entry.status == 503 and parsed is not None and parsed[2] == ["ready"]:
+                error = orjson.loads(entry.body)["error"]
+                body = {"name": parsed[0], "ready": False, "error": error}
+                return 503, orjson.dumps(body)
+            return entry.status, entry.body
+        return entry.v2.get(path)  # type: ignore[no-any-return]
+
+    def ready(self, name: str) -> bool:
+        from deployer.serving.model_set import READY
+
+        entry = self.models.get(name)
+        return entry is not None and entry.state == READY
+
+    def infer(self, path: str, body: bytes | dict[str, Any]) -> ScoringResult:
+        entry = self.entry(path)
+        if isinstance(entry, ScoringResult):
+            return entry
+        return entry.v2.infer(path, body)  # type: ignore[no-any-return]
+
+
 class V2Adapter:
+    """The V2 routes of one model (its core)."""
+
     def __init__(self, core: Any) -> None:
         self.core = core
 
     # ------------------------------------------------------------------ routing
-    def _parse(self, path: str) -> tuple[str, str | None, list[str]] | None:
-        parts = path[len("/v2/models/") :].split("/")
-        name, rest, version = parts[0], parts[1:], None
-        if not name:
-            return None
-        if rest[:1] == ["versions"]:
-            if len(rest) < 2 or not rest[1]:
-                return None
-            version, rest = rest[1], rest[2:]
-        if rest not in ([], ["ready"], ["infer"]):
-            return None
-        return name, version, rest
-
-    def route(self, path: str) -> str | None:
-        """ "infer", "get" or None (no such V2 route) for a /v2/models/... path."""
-        parsed = self._parse(path)
-        if parsed is None:
-            return None
-        return "infer" if parsed[2] == ["infer"] else "get"
+    _parse = staticmethod(parse_model_path)
+    route = staticmethod(route_kind)
 
     def _check_model(self, name: str, version: str | None) -> str | None:
         if name != self.core.model_name:
@@ -100,14 +179,9 @@ class V2Adapter:
 
     # ------------------------------------------------------------------ GET routes
     def get(self, path: str) -> tuple[int, bytes]:
-        if path == "/v2":
-            from deployer import __version__
-
-            return 200, orjson.dumps({"name": "deployer", "version": __version__, "extensions": []})
-        if path == "/v2/health/live":
-            return 200, b'{"live":true}'
-        if path == "/v2/health/ready":
-            return 200, b'{"ready":true}'
+        answer = server_get(path)
+        if answer is not None:
+            return answer
         parsed = self._parse(path)
         if parsed is None:
             return 404, orjson.dumps({"error": f"no route {path}"})

@@ -27,7 +27,7 @@ KEY = "test-key-" + "Q7w" * 8
 _GENERATED = re.compile(r"[0-9a-f]{12}-[0-9a-f]+")
 _TEXT_LINE = re.compile(
     r"^\S+Z access (?P<method>[A-Z]+) (?P<path>\S+) (?P<status>\d{3}) (?P<bytes>\d+)B "
-    r"(?P<ms>[\d.]+)ms id=(?P<id>\S+)$", re.M)
+    r"(?P<ms>[\d.]+)ms id=(?P<id>\S+)(?: model=(?P<model>\S+))?$", re.M)
 
 
 def _access_lines(server: LiveServer) -> list[dict[str, str]]:

@@ -33,18 +33,21 @@ def test_counts_requests_errors_and_latency_across_workers(sklearn_server: LiveS
         assert sklearn_server.post(b"{bad").status == 400
     sklearn_server.get("/nope")
     after = _samples(sklearn_server)
-    ok = dict(route="/invocations", method="POST", status="200")
+    model = "sklearn_skops"  # the model label: the served model's name (its directory's)
+    ok = dict(route="/invocations", method="POST", status="200", model=model)
     assert _value(after, "deployer_requests_total", **ok) - \
         _value(before, "deployer_requests_total", **ok) == 30
-    bad = dict(route="/invocations", status="400")
+    bad = dict(route="/invocations", status="400", model=model)
     assert _value(after, "deployer_request_errors_total", **bad) - \
         _value(before, "deployer_request_errors_total", **bad) == 5
-    assert _value(after, "deployer_request_errors_total", route="other", status="404") >= 1
-    count = _value(after, "deployer_request_duration_seconds_count", route="/invocations")
+    assert _value(after, "deployer_request_errors_total", route="other", status="404",
+                  model="") >= 1
+    count = _value(after, "deployer_request_duration_seconds_count", route="/invocations",
+                   model=model)
     assert count - _value(before, "deployer_request_duration_seconds_count",
-                          route="/invocations") == 35
+                          route="/invocations", model=model) == 35
     assert _value(after, "deployer_request_duration_seconds_bucket", route="/invocations",
-                  le="+Inf") == count
+                  model=model, le="+Inf") == count
     assert ("deployer_requests_in_flight", ()) in after
     assert any(name == "deployer_model_info" for name, _ in after)
 
@@ -52,6 +55,6 @@ def test_counts_requests_errors_and_latency_across_workers(sklearn_server: LiveS
 def test_single_worker_metrics(params_server: LiveServer) -> None:
     params_server.post({"dataframe_records": [{"text": "a"}]})
     text = params_server.get("/metrics").body.decode()
-    assert re.search(r'deployer_requests_total\{method="POST",route="/invocations",'
-                     r'status="200"\} [1-9]', text), text
+    assert re.search(r'deployer_requests_total\{method="POST",model="params",'
+                     r'route="/invocations",status="200"\} [1-9]', text), text
     assert "deployer_requests_in_flight" in text

@@ -8,6 +8,12 @@ out (what Triton answers and its clients read), and the REST status as a gRPC st
 (400 -> INVALID_ARGUMENT, 404 -> NOT_FOUND, 503 -> UNAVAILABLE, 504 -> DEADLINE_EXCEEDED,
 otherwise INTERNAL).
 
+Models are addressed by ``model_name`` over the server's one
+:class:`~deployer.serving.model_set.ModelSet` (:class:`~deployer.serving.v2.V2Router`): an
+unknown model is NOT_FOUND, one that failed to load UNAVAILABLE (ModelReady: ``ready=false``).
+Every RPC is counted in ``/metrics`` (route ``grpc:<Rpc>``, method ``GRPC``, the REST status it
+stands for, the model) and makes an access-log line, like an HTTP request.
+
 Where it runs (see :func:`deployer.serving.server.run_worker`): in every HTTP worker process,
 started after the worker has its model, all workers binding the one port with SO_REUSEPORT so
 the kernel spreads gRPC connections across them as the inherited socket spreads HTTP ones. A
@@ -18,8 +24,11 @@ has its model nothing listens on the port: clients get UNAVAILABLE, as gRPC says
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -28,7 +37,7 @@ import orjson
 
 from deployer.serving.grpc import grpc_predict_v2_pb2 as pb
 from deployer.serving.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
-from deployer.serving.v2 import V2Adapter
+from deployer.serving.v2 import V2Router
 
 _logger = logging.getLogger("deployer.serving")
 
@@ -183,12 +192,67 @@ def response_from_rest(answer: dict[str, Any]) -> Any:
     return response
 
 
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """The six RPCs, each answered by the REST V2 adapter."""
+_outcome = threading.local()  # the REST status of the RPC running on this thread
 
-    def __init__(self, v2: V2Adapter) -> None:
+
+def _observed(rpc: Callable[..., Any]) -> Callable[..., Any]:
+    """Count the RPC in /metrics and the access log, as the HTTP app does for a request."""
+    route = f"grpc:{rpc.__name__}"
+    raw_path = route.encode()
+
+    @functools.wraps(rpc)
+    def run(self: InferenceServicer, request: Any, context: Any) -> Any:
+        started = time.perf_counter()
+        _outcome.status = 500
+        metrics, access_log = self.metrics, self.access_log
+        if metrics is not None:
+            metrics.started()
+        nbytes = 0
+        try:
+            response = rpc(self, request, context)
+            _outcome.status = 200
+            nbytes = response.ByteSize()
+            return response
+        finally:
+            seconds = time.perf_counter() - started
+            name = getattr(request, "model_name", None) or getattr(request, "name", "")
+            model = name if name and self.v2.models.get(name) is not None else ""
+            if metrics is not None:
+                metrics.finished(route, "GRPC", _outcome.status, seconds, model)
+            if access_log is not None:
+                with self._log_lock:
+                    access_log.record(
+                        "GRPC",
+                        raw_path,
+                        _outcome.status,
+                        nbytes,
+                        seconds,
+                        self.request_ids.pick(_request_id(context)),
+                        model,
+                    )
+
+    return run
+
+
+def _request_id(context: Any) -> bytes | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id":
+            return value.encode("latin-1") if isinstance(value, str) else value
+    return None
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """The six RPCs, each answered by the REST V2 routes of the model set."""
+
+    def __init__(self, v2: V2Router, *, metrics: Any = None, access_log: Any = None) -> None:
+        from deployer.serving.accesslog import RequestIds
+
         self.v2 = v2
         self.stopping = threading.Event()
+        self.metrics = metrics
+        self.access_log = access_log
+        self.request_ids = RequestIds()
+        self._log_lock = threading.Lock()
 
     def _get(self, path: str, context: Any) -> dict[str, Any]:
         status, body = self.v2.get(path)
@@ -196,24 +260,31 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             _abort(context, status, body)
         return orjson.loads(body)
 
+    @_observed
     def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802 - the RPC's name
         return pb.ServerLiveResponse(live=self._get("/v2/health/live", context)["live"])
 
+    @_observed
     def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802
         ready = self._get("/v2/health/ready", context)["ready"] and not self.stopping.is_set()
         return pb.ServerReadyResponse(ready=ready)
 
+    @_observed
     def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
         path = model_path(request.name, request.version, "/ready")
+        if self.v2.models.get(request.name) is not None and not self.v2.ready(request.name):
+            return pb.ModelReadyResponse(ready=False)  # failed to load / still loading
         ready = self._get(path, context)["ready"] and not self.stopping.is_set()
         return pb.ModelReadyResponse(ready=ready)
 
+    @_observed
     def ServerMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
         meta = self._get("/v2", context)
         return pb.ServerMetadataResponse(
             name=meta["name"], version=meta["version"], extensions=meta["extensions"]
         )
 
+    @_observed
     def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
         meta = self._get(model_path(request.name, request.version), context)
         response = pb.ModelMetadataResponse(
@@ -226,12 +297,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 )
         return response
 
+    @_observed
     def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
         try:
             path, payload = request_to_rest(request)
         except BadRequest as exc:
+            _outcome.status = 400
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if self.v2.route(path) != "infer":
+            _outcome.status = 404
             context.abort(grpc.StatusCode.NOT_FOUND, f"no model {request.model_name!r}")
         result = self.v2.infer(path, payload)
         if result.status != 200:
@@ -244,6 +318,7 @@ def _abort(context: Any, status: int, body: bytes) -> None:
         message = orjson.loads(body).get("error", "")
     except (orjson.JSONDecodeError, AttributeError):
         message = body.decode("utf-8", "replace")
+    _outcome.status = status
     context.abort(_STATUS.get(status, grpc.StatusCode.INTERNAL), str(message))
 
 
@@ -260,12 +335,27 @@ class GrpcServer:
         self.server.stop(grace).wait()
 
 
-def start(core: Any, host: str, port: int, *, threads: int, max_message_bytes: int) -> GrpcServer:
-    """Serve ``inference.GRPCInferenceService`` for ``core`` on ``host:port`` (SO_REUSEPORT,
-    so every worker can bind the same port), and log where."""
+def start(
+    models: Any,
+    host: str,
+    port: int,
+    *,
+    threads: int,
+    max_message_bytes: int,
+    metrics: Any = None,
+    access_log: Any = None,
+) -> GrpcServer:
+    """Serve ``inference.GRPCInferenceService`` for ``models`` (a
+    :class:`~deployer.serving.model_set.ModelSet`, or one core) on ``host:port``
+    (SO_REUSEPORT, so every worker can bind the same port), and log where. ``metrics`` and
+    ``access_log``: the HTTP app's (one /metrics, one log)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    servicer = InferenceServicer(V2Adapter(core))
+    from deployer.serving.model_set import ModelSet
+
+    if not isinstance(models, ModelSet):
+        models = ModelSet.single(models)
+    servicer = InferenceServicer(V2Router(models), metrics=metrics, access_log=access_log)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="grpc"),
         options=[
