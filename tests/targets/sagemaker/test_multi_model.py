@@ -2,10 +2,11 @@
 moto's server over HTTP.
 
 moto stores a model's PrimaryContainer as sent but answers InvokeEndpoint with canned results
-whatever the endpoint is; :func:`mme_runtime` extends its InvokeEndpoint the way SageMaker
-treats a multi-model endpoint: TargetModel is recorded, required, and must name an archive that
-exists under the model's ModelDataUrl (else SageMaker's ValidationError), and it is refused on
-a single-model endpoint.
+whatever the endpoint is; ``mme_sim`` extends its InvokeEndpoint the way SageMaker treats a
+multi-model endpoint (TargetModel recorded, required, and naming an archive that exists under
+the model's ModelDataUrl; refused on a single-model endpoint) and, for the docker test, answers
+it as SageMaker's front end does: archive from moto's S3 into a real container of the built
+image, loaded and invoked through the container's MME contract.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import pytest
 from deployer.model.files import model_digest
 from deployer.targets.sagemaker.artifact import archive_bytes
 from deployer.targets.sagemaker.multi_model import CAPABILITY_LABEL, SERVER_SWITCH, TAG_LOCK
-from tests.targets.sagemaker.conftest import ACCOUNT, REGION, deploy_args, run_cli
+from tests.targets.sagemaker.conftest import deploy_args, run_cli
+from tests.targets.sagemaker.mme_sim import DataPlane
+from tests.targets.sagemaker.mme_sim import install as install_runtime
 from tests.targets.sagemaker.production_sim import install
 
 PREFIX = "s3://models/shop/"
@@ -55,43 +58,10 @@ def _model_of(endpoint: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def mme_runtime(sm: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
-    """InvokeEndpoint as SageMaker answers it for multi-model endpoints; yields the recorded
-    invocations (endpoint, TargetModel header)."""
-    from moto.s3.models import s3_backends
-    from moto.sagemaker.models import sagemaker_backends
-    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
-
-    calls: list[dict[str, Any]] = []
-    orig = SageMakerRuntimeResponse.invoke_endpoint
-
-    def error(message: str) -> Any:
-        body = json.dumps({"__type": "ValidationError", "message": message})
-        return 400, {"Content-Type": "application/x-amz-json-1.1", "status": "400"}, body
-
-    def invoke_endpoint(self: Any) -> Any:
-        name = self.path.split("/")[2]
-        target = next((v for k, v in self.headers.items() if k.lower() == "x-amzn-sagemaker-target-model"), None)
-        calls.append({"endpoint": name, "target_model": target})
-        backend = sagemaker_backends[ACCOUNT][REGION]
-        ep = backend.endpoints.get(name)
-        if ep is not None:
-            config = backend.endpoint_configs[ep.endpoint_config_name]
-            container = backend._models[config.production_variants[0]["ModelName"]].primary_container
-            multi = container.get("Mode") == "MultiModel"
-            if multi and not target:
-                return error(f"Endpoint {name} is a multi-model endpoint: TargetModel is required.")
-            if not multi and target:
-                return error(f"Endpoint {name} is not a multi-model endpoint. It does not support TargetModel.")
-            if multi:
-                bucket, _, prefix = container["ModelDataUrl"][len("s3://"):].partition("/")
-                keys = s3_backends[ACCOUNT]["global"].buckets[bucket].keys
-                if prefix + target not in keys:
-                    return error(f"Failed to download model data(bucket: {bucket}, key: {prefix + target}).")
-        return orig(self)
-
-    monkeypatch.setattr(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
-    yield calls
+def mme_runtime(sm: Any, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """InvokeEndpoint as SageMaker answers it for multi-model endpoints (see mme_sim); the
+    recorded invocations (endpoint, TargetModel header)."""
+    return install_runtime(sm, monkeypatch).invocations
 
 
 # ------------------------------------------------------------------ deploy --multi-model
@@ -357,11 +327,25 @@ def test_delete_keeps_the_prefix_archives_and_record(sm, bucket, sklearn_model):
 
 
 # ------------------------------------------------------------------ the image built from -m
+@pytest.fixture
+def data_plane(docker_client: Any, tmp_path: Path) -> Iterator[DataPlane]:
+    import uuid
+
+    plane = DataPlane(docker_client, tmp_path / "opt-ml-models", f"sm-mme-{uuid.uuid4().hex[:8]}")
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
 @pytest.mark.docker
 @pytest.mark.slow
-def test_the_built_image_carries_the_label_and_the_recorded_lock(sm, bucket, registry, sklearn_model, base_image,
-                                                                  docker_client, tmp_path, monkeypatch):
+def test_built_image_serves_its_models_through_sagemakers_multi_model_path(
+        sm, bucket, registry, sklearn_model, no_signature_model, base_image, docker_client, data_plane, iris_data,
+        tmp_path, monkeypatch):
     import base64
+
+    import mlflow.pyfunc
 
     config = tmp_path / "docker-config"
     config.mkdir()
@@ -380,7 +364,8 @@ def test_the_built_image_carries_the_label_and_the_recorded_lock(sm, bucket, reg
 
     res = run_cli(*args)
     assert res.exit_code == 0, res.stderr
-    labels = docker_client.images.get(build["params"]["LocalImage"]).labels
+    image = build["params"]["LocalImage"]
+    labels = docker_client.images.get(image).labels
     assert labels[CAPABILITY_LABEL] == "true"
     # the lock recorded at plan time is the lock the image installed
     model = _model_of("shop")
@@ -388,3 +373,35 @@ def test_the_built_image_carries_the_label_and_the_recorded_lock(sm, bucket, reg
     assert model["PrimaryContainer"]["Image"] == res.json()["details"]["image"]
     again = run_cli(*args)
     assert again.exit_code == 0 and again.json()["action"] == "noop"
+
+    # the data plane: SageMaker's front end, a container of the image, the models from moto's S3
+    assert run_cli(*models("add", "-m", str(sklearn_model), "--as", "iris")).exit_code == 0
+    assert run_cli(*models("add", "-m", str(no_signature_model), "--as", "iris-b")).exit_code == 0
+    runtime = install_runtime(sm, monkeypatch, data_plane)
+    instance = data_plane.serve("shop", image)  # started with the model's Environment (the switch)
+    X, _ = iris_data
+    rows = X.iloc[[0, 60, 120]]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"dataframe_split": {"columns": list(rows.columns),
+                                                       "data": rows.values.tolist()}}))
+    expected = {"predictions": mlflow.pyfunc.load_model(str(sklearn_model)).predict(rows).tolist()}
+    assert expected["predictions"] == [0, 1, 2]
+    predict = ["predict", "--target", "sagemaker", "--name", "shop", "-i", str(request)]
+    for target in ("iris", "iris-b.tar.gz", "iris"):
+        res = run_cli(*predict, "--target-model", target)
+        assert res.exit_code == 0, res.stderr
+        assert json.loads(res.stdout) == expected
+    # each archive was downloaded and loaded once (POST /models), then invoked
+    assert data_plane.downloads == ["iris.tar.gz", "iris-b.tar.gz"]
+    assert data_plane.loads == [("iris.tar.gz", 200), ("iris-b.tar.gz", 200)]
+    status, _, listing = instance.request("GET", "/models")
+    assert status == 200 and len(json.loads(listing)["models"]) == 2
+    assert [c["target_model"] for c in runtime.invocations] == ["iris.tar.gz", "iris-b.tar.gz", "iris.tar.gz"]
+    # the container's refusal comes back as SageMaker's ModelError, with its status
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"dataframe_split": {"columns": ["nope"], "data": [[1.0]]}}))
+    res = run_cli("predict", "--target", "sagemaker", "--name", "shop", "-i", str(bad), "--target-model", "iris")
+    assert res.exit_code == 1 and "ModelError" in res.stderr and "(400)" in res.stderr
+    res = run_cli(*predict, "--target-model", "ghost")
+    assert res.exit_code == 1 and "Failed to download model data" in res.stderr
+    assert data_plane.loads == [("iris.tar.gz", 200), ("iris-b.tar.gz", 200)]
