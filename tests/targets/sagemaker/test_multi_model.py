@@ -11,6 +11,7 @@ image, loaded and invoked through the container's MME contract.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +20,17 @@ from typing import Any
 import boto3
 import pytest
 
+from deployer.errors import EnvironmentSpecError
 from deployer.model.files import model_digest
 from deployer.targets.sagemaker.artifact import archive_bytes
-from deployer.targets.sagemaker.multi_model import CAPABILITY_LABEL, SERVER_SWITCH, TAG_LOCK
+from deployer.targets.sagemaker.multi_model import (
+    CAPABILITY_LABEL,
+    FORMAT,
+    SERVER_SWITCH,
+    TAG_LOCK,
+    EnvironmentRecord,
+    lock_differences,
+)
 from tests.targets.sagemaker.conftest import deploy_args, run_cli
 from tests.targets.sagemaker.mme_sim import DataPlane
 from tests.targets.sagemaker.mme_sim import install as install_runtime
@@ -62,6 +71,41 @@ def mme_runtime(sm: Any, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]
     """InvokeEndpoint as SageMaker answers it for multi-model endpoints (see mme_sim); the
     recorded invocations (endpoint, TargetModel header)."""
     return install_runtime(sm, monkeypatch).invocations
+
+
+# ------------------------------------------------------------------ pure: locks and records
+def _lock(python: str, *pins: str) -> Any:
+    from deployer.environment.lock import Lock, LockedPackage, TargetPlatform
+
+    packages = []
+    for pin in pins:
+        name, version = pin.split("==")
+        packages.append(LockedPackage(name, version, hashlib.sha256(pin.encode()).hexdigest()))
+    return Lock(TargetPlatform.parse("linux/amd64", python), tuple(packages))
+
+
+def test_lock_differences_name_platform_then_requested_then_brought_along():
+    endpoint = _lock("3.11", "scikit-learn==1.5.2", "joblib==1.4.0", "numpy==2.0.0")
+    model = _lock("3.10", "scikit-learn==1.4.0", "numpy==2.0.0", "xgboost==2.1.0")
+    assert lock_differences(endpoint, model, ("scikit-learn", "xgboost")) == [
+        "python 3.10 (endpoint: 3.11)",
+        "scikit-learn 1.4.0 (endpoint: 1.5.2)",
+        "xgboost 2.1.0 (not in the endpoint)",
+        "joblib 1.4.0 only in the endpoint",
+    ]
+    assert lock_differences(endpoint, endpoint) == []
+
+
+def test_environment_record_round_trips_and_refuses_what_it_cannot_read():
+    lock = _lock("3.11", "scikit-learn==1.5.2")
+    record = EnvironmentRecord(lock.canonical_text(), lock.digest, {"pip": ["numpy<3"]}, ("scikit-learn",))
+    again = EnvironmentRecord.from_json(record.to_json(), "s3://b/k")
+    assert again == record and again.lock("s3://b/k").digest == lock.digest
+    assert record.key("shop/") == again.key("shop/") and record.key("shop/").startswith("shop/.deployer/")
+    for text in ("not json", json.dumps({"format": "other"}), json.dumps({"format": FORMAT})):
+        with pytest.raises(EnvironmentSpecError) as err:
+            EnvironmentRecord.from_json(text, "s3://b/k")
+        assert err.value.where == "s3://b/k" and "redeploy" in (err.value.fix or "")
 
 
 # ------------------------------------------------------------------ deploy --multi-model
@@ -338,41 +382,48 @@ def data_plane(docker_client: Any, tmp_path: Path) -> Iterator[DataPlane]:
         plane.stop()
 
 
-@pytest.mark.docker
-@pytest.mark.slow
-def test_built_image_serves_its_models_through_sagemakers_multi_model_path(
-        sm, bucket, registry, sklearn_model, no_signature_model, base_image, docker_client, data_plane, iris_data,
-        tmp_path, monkeypatch):
+def _deploy_built(name: str, model: Path, registry: Any, base_image: str, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch, docker_client: Any) -> tuple[dict[str, Any], str]:
+    """deploy --multi-model building the image from ``model`` (pushed to the test registry);
+    checks the label and the recorded lock; returns the result and the local image."""
     import base64
 
-    import mlflow.pyfunc
-
     config = tmp_path / "docker-config"
-    config.mkdir()
+    config.mkdir(exist_ok=True)
     auth = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
     (config / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
-    args = ["deploy", "--target", "sagemaker", "--name", "shop", "-m", str(sklearn_model), "--multi-model",
+    args = ["deploy", "--target", "sagemaker", "--name", name, "-m", str(model), "--multi-model",
             "--model-prefix", PREFIX, "--base-image", base_image, "--registry-override", registry.host,
-            "--repository", "sm-mme/shop", "--execution-role-arn", "arn:aws:iam::123456789012:role/x",
+            "--repository", f"sm-mme/{name}", "--execution-role-arn", "arn:aws:iam::123456789012:role/x",
             "--output", "json"]
     dry = run_cli(*args, "--dry-run")
     assert dry.exit_code == 0, dry.stderr
     build = dry.json()["plan"]["calls"][0]
     assert (build["service"], build["operation"]) == ("deployer", "build_image")
     assert build["params"]["Build"]["labels"] == [[CAPABILITY_LABEL, "true"]]
-
     res = run_cli(*args)
     assert res.exit_code == 0, res.stderr
     image = build["params"]["LocalImage"]
     labels = docker_client.images.get(image).labels
     assert labels[CAPABILITY_LABEL] == "true"
     # the lock recorded at plan time is the lock the image installed
-    model = _model_of("shop")
-    assert labels["io.deployer.lock.digest"] == model["Tags"][TAG_LOCK] == res.json()["details"]["lock_digest"]
-    assert model["PrimaryContainer"]["Image"] == res.json()["details"]["image"]
+    model_desc = _model_of(name)
+    assert labels["io.deployer.lock.digest"] == model_desc["Tags"][TAG_LOCK] == res.json()["details"]["lock_digest"]
+    assert model_desc["PrimaryContainer"]["Image"] == res.json()["details"]["image"]
     again = run_cli(*args)
     assert again.exit_code == 0 and again.json()["action"] == "noop"
+    return res.json(), image
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_built_image_serves_its_models_through_sagemakers_multi_model_path(
+        sm, bucket, registry, sklearn_model, no_signature_model, base_image, docker_client, data_plane, iris_data,
+        tmp_path, monkeypatch):
+    import mlflow.pyfunc
+
+    _, image = _deploy_built("shop", sklearn_model, registry, base_image, tmp_path, monkeypatch, docker_client)
 
     # the data plane: SageMaker's front end, a container of the image, the models from moto's S3
     assert run_cli(*models("add", "-m", str(sklearn_model), "--as", "iris")).exit_code == 0
@@ -405,3 +456,36 @@ def test_built_image_serves_its_models_through_sagemakers_multi_model_path(
     res = run_cli(*predict, "--target-model", "ghost")
     assert res.exit_code == 1 and "Failed to download model data" in res.stderr
     assert data_plane.loads == [("iris.tar.gz", 200), ("iris-b.tar.gz", 200)]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_pyfunc_multi_model_endpoint_serves_a_tensor_and_a_params_model(
+        sm, bucket, registry, params_model, tensor_model, base_image, docker_client, data_plane, tmp_path,
+        monkeypatch):
+    import mlflow.pyfunc
+    import numpy as np
+
+    _, image = _deploy_built("pyf", params_model, registry, base_image, tmp_path, monkeypatch, docker_client)
+    for model, as_name in ((tensor_model, "tensor"), (params_model, "params")):
+        res = run_cli("models", "add", "--target", "sagemaker", "--name", "pyf", "-m", str(model), "--as", as_name)
+        assert res.exit_code == 0, res.stderr
+    install_runtime(sm, monkeypatch, data_plane)
+    data_plane.serve("pyf", image)
+    tensor = [[1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 0.5, 0.5]]
+    cases = {
+        "tensor": ({"instances": tensor},
+                   {"predictions": mlflow.pyfunc.load_model(str(tensor_model))
+                    .predict(np.asarray(tensor, dtype=np.float32)).tolist()}),
+        "params": ({"dataframe_records": [{"text": "ab"}], "params": {"times": 3, "upper": True}},
+                   {"predictions": [{"output": "ABABAB", "length": 6}]}),
+    }
+    assert cases["tensor"][1] == {"predictions": [10.0, 2.0]}
+    for target, (body, expected) in cases.items():
+        request = tmp_path / f"{target}.json"
+        request.write_text(json.dumps(body))
+        res = run_cli("predict", "--target", "sagemaker", "--name", "pyf", "-i", str(request),
+                      "--target-model", target)
+        assert res.exit_code == 0, res.stderr
+        assert json.loads(res.stdout) == expected, target
+    assert data_plane.loads == [("tensor.tar.gz", 200), ("params.tar.gz", 200)]
