@@ -23,6 +23,7 @@ Exported (all prefixed ``deployer_``):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from typing import Any
@@ -132,6 +133,12 @@ class Metrics:
 
     def model_loaded(self, name: str, version: str | None, flavor: str) -> None:
         self._info.labels(name, version or "", flavor).set(1)
+
+    def model_unloaded(self, name: str, version: str | None, flavor: str) -> None:
+        """Forget an unloaded model's info series (one process: the multi-model endpoint)."""
+        if not self._multiprocess:
+            with contextlib.suppress(KeyError):
+                self._info.remove(name, version or "", flavor)
 
     def started(self) -> None:
         self._in_flight.inc()

@@ -300,6 +300,8 @@ class MultiModelEndpoint:
         if entry is None:
             return False
         _logger.info("model %r unloaded", name)
+        if self.metrics is not None and entry.core is not None:
+            self.metrics.model_unloaded(name, None, entry.core.flavor)
         gc.collect()  # the model's objects may be in reference cycles
         return True
 

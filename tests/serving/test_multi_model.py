@@ -23,6 +23,7 @@ from tests.serving.conftest import (
     ServerPool,
     start_deployer,
 )
+from tests.serving.test_grpc import rest_answer, run_client, triton_python  # noqa: F401
 
 SKLEARN_BODY = {"dataframe_split": {"columns": IRIS_COLUMNS, "data": IRIS_ROWS}}
 PARAMS_BODY = {"dataframe_records": [{"text": "ab"}, {"text": "c", "note": "n"}],
@@ -55,7 +56,7 @@ def three_models(sklearn_model: Path, params_model: Path, tensor_model: Path) ->
 @pytest.fixture(scope="session")
 def multi_server(server_pool: ServerPool, three_models: dict[str, Path]) -> LiveServer:
     argv = cli_argv(*[a for name, path in three_models.items() for a in ("-m", f"{name}={path}")],
-                    "--workers", "2", "--default-model", "params")
+                    "--workers", "2", "--default-model", "params", "--grpc-port", "0")
     server = start_deployer(Path("multi"), server_pool.log_dir, argv=argv)
     server_pool.servers[("multi-model",)] = server
     return server
@@ -226,3 +227,26 @@ def test_dry_run_shows_the_models(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["models"] == [f"a={tmp_path}", f"b={tmp_path}"]
+
+
+@pytest.mark.slow
+def test_grpc_routes_by_model_name_and_is_observed(multi_server: LiveServer,
+                                                   triton_python: Path) -> None:  # noqa: F811
+    """tritonclient against the three-model server: each model by name, as REST V2 answers;
+    the calls show in /metrics and the access log."""
+    raw = [{"model": name, "id": f"r-{name}", "inputs": V2_BODIES[name]["inputs"]}
+           for name in ("sklearn_skops", "tensor")]
+    raw.append({"model": "nope", "inputs": V2_BODIES["tensor"]["inputs"]})
+    answers = run_client(triton_python, multi_server, "tensor", raw, [])
+    assert answers["model_ready"] is True and answers["ready"] is True
+    assert answers["model_metadata"]["name"] == "tensor"
+    assert answers["unknown_model_ready"] == "StatusCode.NOT_FOUND"
+    assert answers["infer"] == [rest_answer(multi_server, r) for r in raw]
+    assert [a["code"] for a in answers["infer"]] == ["OK", "OK", "StatusCode.NOT_FOUND"]
+    text = multi_server.get("/metrics").body.decode()
+    for name in ("sklearn_skops", "tensor"):
+        assert f'deployer_requests_total{{method="GRPC",model="{name}",' \
+               f'route="grpc:ModelInfer",status="200"}}' in text, text
+    assert 'route="grpc:ModelInfer",status="404"' in text
+    log = multi_server.log()
+    assert " access GRPC grpc:ModelInfer 200 " in log and "model=tensor" in log

@@ -122,6 +122,9 @@ def test_load_get_invoke_unload(mme: LiveServer, model_store: dict[str, Path],
 
     text = mme.get("/metrics").body.decode()
     assert 'model="a",route="/models/{name}/invoke",status="200"' in text
+    assert 'deployer_model_info{flavor="mlflow.sklearn",name="a",version=""} 1.0' in text
+    info = [line for line in text.splitlines() if line.startswith("deployer_model_info{")]
+    assert len(info) == 2 and not any('name="params"' in line for line in info)  # forgotten
 
 
 def test_list_is_paginated(mme: LiveServer, model_store: dict[str, Path]) -> None:
