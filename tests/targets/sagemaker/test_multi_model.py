@@ -413,6 +413,10 @@ def _deploy_built(name: str, model: Path, registry: Any, base_image: str, tmp_pa
     assert model_desc["PrimaryContainer"]["Image"] == res.json()["details"]["image"]
     again = run_cli(*args)
     assert again.exit_code == 0 and again.json()["action"] == "noop"
+    # the push left a local tag named after this session's registry: only that alias goes
+    pushed = f"{registry.host}/sm-mme/{name}:{image.rsplit(':', 1)[1]}"
+    assert pushed in docker_client.images.get(image).tags
+    docker_client.images.remove(pushed)
     return res.json(), image
 
 
