@@ -161,6 +161,8 @@ def command(model_uris: tuple[str, ...], env_manager: str, dry_run: bool, **valu
         return
     if not single:
         values["models"] = tuple(f"{p.name}={resolve_model_uri(p.path)}" for p in pairs)
+        if values.get("load_mode", "auto") == "auto" and values["models"]:
+            _decide_load_mode(values)
         options = ServeOptions(model_dir="", **values).validate()
         from deployer.serving.server import serve
 
@@ -199,3 +201,23 @@ def command(model_uris: tuple[str, ...], env_manager: str, dry_run: bool, **valu
     logging.getLogger("deployer.serving").setLevel(options.log_level.upper())
     serve(options)
     console.result({"model": str(model_dir), "stopped": True}, text="server stopped")
+
+
+def _decide_load_mode(values: dict[str, Any]) -> None:
+    """Several models: per-worker when any one certainly needs it (its files scanned, as for one
+    model), preload when every one certainly survives fork; else the server decides."""
+    import logging
+
+    from deployer.model.references import referenced_modules
+    from deployer.serving.loading import PER_WORKER, PRELOAD, decide_for_model_dir
+
+    decisions = []
+    for item in values["models"]:
+        name, _, path = item.partition("=")
+        decision = decide_for_model_dir(path, referenced_modules=referenced_modules(path))
+        logging.getLogger("deployer").info("model %r: load mode %s", name, decision.describe())
+        decisions.append(decision)
+    if any(d.certain and d.mode == PER_WORKER for d in decisions):
+        values["load_mode"] = PER_WORKER
+    elif all(d.certain and d.mode == PRELOAD for d in decisions):
+        values["load_mode"] = PRELOAD

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         kind = _opts.value_type(name)
         default = spec.default
         env = " / ".join(_opts.env_names(name))
-        shown = f" (default: {default})" if default is not None else ""
+        shown = f" (default: {default})" if default not in (None, ()) else ""
         help_text = f"{spec.metadata['help']}{shown}; env {env}"
         if kind is bool:
             serve.add_argument(

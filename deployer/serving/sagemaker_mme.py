@@ -261,7 +261,8 @@ class MultiModelEndpoint:
         """Load ``url`` as ``name`` (in a thread; one load at a time), evicting least recently
         used models to fit it."""
         with self._load_lock:
-            if self.models.get(name) is not None:
+            existing = self.models.get(name)
+            if existing is not None and existing.state == READY:
                 return LoadOutcome(
                     409, _message("MODEL_ALREADY_LOADED", f"model {name!r} is already loaded")
                 )

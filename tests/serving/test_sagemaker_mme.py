@@ -191,3 +191,31 @@ def test_mme_options_are_typed_errors() -> None:
          "--model-memory-limit", "lots"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--model-memory-limit" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_models_given_at_start_are_listed_and_counted(server_pool: ServerPool,
+                                                      model_store: dict[str, Path]) -> None:
+    """``--models`` with the contract on: loaded before the port opens, listed, invoked, and
+    counted against the limit (loading two more padded models evicts the least recent)."""
+    argv = [sys.executable, "-m", "deployer.serving", "serve", "--host", HOST, "--port", "0",
+            "--sagemaker-multi-model", "--model-memory-limit", LIMIT,
+            "--models", f"a={model_store['a']}"]
+    server = start_deployer(Path("mme-start"), server_pool.log_dir, argv=argv)
+    try:
+        assert _names(server) == ["a"]
+        assert _json(server, "POST", "/models/a/invoke", SKLEARN_BODY).status == 200
+        # no header: the -m model is the default of /invocations
+        assert _json(server, "POST", "/invocations", SKLEARN_BODY).status == 200
+        assert _load(server, "b", model_store["b"]).status == 200
+        assert _load(server, "c", model_store["c"]).status == 200
+        assert sorted(_names(server)) == ["b", "c"]
+    finally:
+        server.stop()
+
+
+def test_a_model_that_fails_to_load_is_500_and_not_listed(
+        mme: LiveServer, load_context_fails_model: Path) -> None:
+    resp = _load(mme, "broken", load_context_fails_model)
+    assert resp.status == 500
+    assert "load_context failure on purpose" in resp.json()["message"]
+    assert "broken" not in _names(mme) and mme.get("/ping").status == 200
