@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "prune": "deployer.cli.prune_cmd",
     "prepare-env": "deployer.cli.prepare_env_cmd",
     "requirements": "deployer.cli.requirements_cmd",
+    "models": "deployer.cli.models_cmd",
 }
 
 

@@ -123,6 +123,7 @@ def command(
       deployer predict -m models:/churn/3 -i data.parquet -o out.csv --env-manager virtualenv
       cat rows.jsonl | deployer predict -m ./model -i - --content-type json --format csv
       deployer predict --target sagemaker --name iris -i request.json
+      deployer predict --target sagemaker --name shop --target-model churn-eu -i request.json
       deployer predict --target local --name iris -i serving_input_example.json
     """
     # --target local with --name: the running container of `run-local`/`deploy --target local`;
@@ -272,6 +273,12 @@ def _predict_remote(
         body[:64]
     )
     if stream:
+        if options.get("target_model"):
+            raise UsageError(
+                "--stream (InvokeEndpointWithResponseStream) takes no target model",
+                where="--target-model",
+                fix="drop --stream to invoke one model of a multi-model endpoint",
+            )
         _write_stream(target, name, body, _CONTENT_TYPES[kind], connection, output_path)
         return
     response = predict_endpoint(target, name, body, _CONTENT_TYPES[kind], connection, options)

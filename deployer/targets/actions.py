@@ -166,6 +166,24 @@ def predict_endpoint_stream(
     return predict_stream(name, body, content_type)  # type: ignore[no-any-return]
 
 
+def models_target(target: str, connection: Mapping[str, Any]) -> Any:
+    """The target plugin for ``deployer models`` (multi-model endpoints): one that offers
+    ``plan_models_add`` / ``plan_models_remove`` / ``list_models`` / ``apply_models``."""
+    from deployer.errors import UsageError
+
+    plugin = connect(target, connection)
+    if not all(
+        hasattr(plugin, m)
+        for m in ("plan_models_add", "plan_models_remove", "list_models", "apply_models")
+    ):
+        raise UsageError(
+            f"target {target!r} has no multi-model endpoints",
+            where="--target",
+            fix="use --target sagemaker (deploy --multi-model --model-prefix s3://...)",
+        )
+    return plugin
+
+
 # ------------------------------------------------------------------------------ run-local
 @dataclass(frozen=True)
 class LocalRun:

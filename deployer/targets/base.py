@@ -63,7 +63,10 @@ Writing a target (the contract the CLI relies on)
   :class:`BatchTarget` (``deployer batch``). A batch target may also offer
   ``batch_status(job) -> EndpointStatus``, ``list_batch() -> Sequence[EndpointStatus]`` and
   ``plan_clean_batch(job | None) -> DeployPlan`` (``batch --status / --list / --clean``);
-  the CLI refuses those flags for a target without them.
+  the CLI refuses those flags for a target without them. A target with multi-model endpoints
+  offers ``plan_models_add(name, model_uri, as_name)``, ``plan_models_remove(name, model)``,
+  ``list_models(name) -> EndpointStatus`` and ``apply_models(plan) -> DeployResult``
+  (``deployer models add / remove / list``; its ``models`` options are the connection ones).
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 #: Commands whose options a target may declare.
-TARGET_COMMANDS = ("deploy", "status", "list", "delete", "predict", "batch")
+TARGET_COMMANDS = ("deploy", "status", "list", "delete", "predict", "batch", "models")
 
 #: Option types an :class:`OptionSpec` may use.
 OPTION_TYPES = ("str", "int", "float", "bool", "path", "choice", "mapping")

@@ -159,7 +159,9 @@ class SageMakerOperations(BaseOperations):
             archive = write_model_archive(Path(params["ModelDir"]), Path(tmp) / "model.tar.gz")
             size = archive.stat().st_size
             log.info("uploading model.tar.gz (%.1f MB) to s3://%s/%s", size / 1e6, bucket, key)
-            extra = {"Metadata": {"deployer-model-digest": str(params.get("ModelDigest") or "")}}
+            metadata = {str(k): str(v) for k, v in (params.get("Metadata") or {}).items()}
+            metadata["deployer-model-digest"] = str(params.get("ModelDigest") or "")
+            extra = {"Metadata": metadata}
             try:
                 with aws_errors("s3:upload", where=f"s3://{bucket}/{key}"):
                     self.aws.client("s3").upload_file(str(archive), bucket, key, ExtraArgs=extra)

@@ -16,6 +16,7 @@ from typing import Any
 from deployer.errors import TargetError, UsageError
 from deployer.model.provenance import Provenance
 from deployer.targets.base import DeployPlan, PlannedCall
+from deployer.targets.sagemaker.multi_model import SERVER_SWITCH, MultiModelSetup
 from deployer.targets.sagemaker.names import resource_name
 from deployer.targets.sagemaker.spec import Autoscale, DeploySpec, s3_parts, tag_value_ok
 from deployer.targets.sagemaker.state import (
@@ -90,6 +91,8 @@ class DeployContext:
     version: str
     wait: bool = True
     timeout: float | None = None
+    multi_model: MultiModelSetup | None = None
+    """``--multi-model``: the prefix and the environment record (no model.tar.gz upload)."""
 
 
 def endpoint_url(region: str, name: str) -> str:
@@ -204,6 +207,12 @@ def model_calls(
     }
     if model_data_url:
         container["ModelDataUrl"] = model_data_url
+    if ctx.multi_model is not None:
+        calls += environment_record_calls(ctx.multi_model)
+        container["Mode"] = "MultiModel"
+        container["ModelDataUrl"] = ctx.multi_model.prefix
+        container["Environment"][SERVER_SWITCH] = "true"
+        model_tags.update(ctx.multi_model.tags())
     if not ctx.image.ecr:
         if not spec.vpc_config:
             raise UsageError(
@@ -238,6 +247,27 @@ def model_calls(
         )
     )
     return calls, model_data_url
+
+
+def environment_record_calls(mme: MultiModelSetup) -> list[PlannedCall]:
+    """Store the endpoint's environment record under the prefix, unless it is there already
+    (content-addressed: the same environment is the same object)."""
+    if mme.record_exists:
+        return []
+    return [
+        PlannedCall(
+            "s3",
+            "put_object",
+            {
+                "Bucket": mme.bucket,
+                "Key": mme.record_key,
+                "Body": mme.record.to_json(),
+                "ContentType": "application/json",
+            },
+            description="record the endpoint's environment (its lock) for `deployer models add`",
+            undo=PlannedCall("s3", "delete_object", {"Bucket": mme.bucket, "Key": mme.record_key}),
+        )
+    ]
 
 
 def _variant(spec: DeploySpec, model_name: str, variant_name: str | None = None) -> dict[str, Any]:
@@ -731,6 +761,8 @@ def plan_deploy(ctx: DeployContext) -> DeployPlan:
         "endpoint_url": url,
         "current_config": ctx.state.config_name if ctx.state else None,
     }
+    if ctx.multi_model is not None:
+        facts.update(ctx.multi_model.facts())
     if action == "noop":
         tune = _tune(ctx)
         if tune:
@@ -877,6 +909,8 @@ def plan_deploy(ctx: DeployContext) -> DeployPlan:
         model_data_url=model_data_url,
         variants=[v["VariantName"] for v in variants],
     )
+    if ctx.multi_model is not None:
+        facts["model_data_url"] = ctx.multi_model.prefix
     if ctx.spec.autoscale:
         facts["autoscale"] = {
             "variant": variant_name,
@@ -891,6 +925,8 @@ def plan_deploy(ctx: DeployContext) -> DeployPlan:
         f"{verb} endpoint {ctx.app}: model {model_name}, config {config_name}, "
         f"image {ctx.image.uri}"
     )
+    if ctx.multi_model is not None:
+        summary += f" (multi-model: every model under {ctx.multi_model.prefix})"
     if ctx.state is None and ctx.spec.mode != "create":
         summary += f" (endpoint does not exist yet, so --mode {ctx.spec.mode} creates it)"
     return DeployPlan(TARGET, ctx.app, action, tuple(calls), summary=summary, facts=facts)

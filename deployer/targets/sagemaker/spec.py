@@ -29,6 +29,7 @@ _INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/\S+$")
 _ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 _SNS_ARN = re.compile(r"^arn:aws[a-z\-]*:sns:[a-z0-9\-]+:\d{12}:[A-Za-z0-9_\-]{1,256}(\.fifo)?$")
+_PREFIX_KEY = re.compile(r"^[A-Za-z0-9._\-/]{0,200}$")
 _DURATION = re.compile(r"^(\d+)([smh]?)$")
 _VPC_ID = {
     "--subnet": re.compile(r"^subnet-[0-9a-z]+$"),
@@ -110,6 +111,9 @@ class DeploySpec:
     rollout: Rollout | None = None
     alarms: tuple[str, ...] = ()
     auto_rollback: bool = False
+    # a multi-model endpoint (--multi-model): every model under model_prefix, loaded on demand
+    multi_model: bool = False
+    model_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -732,6 +736,7 @@ def parse_deploy(options: Mapping[str, Any]) -> DeploySpec:
             where="--autoscale",
             fix="drop --autoscale, or pass it with the deploy of the variant",
         )
+    multi_model, prefix = _multi_model(options, mode, shared, serverless)
     return DeploySpec(
         mode=mode,
         **shared,
@@ -749,7 +754,81 @@ def parse_deploy(options: Mapping[str, Any]) -> DeploySpec:
         rollout=rollout,
         alarms=alarms,
         auto_rollback=auto_rollback,
+        multi_model=multi_model,
+        model_prefix=prefix,
     )
+
+
+def model_prefix(uri: str, option: str = "--model-prefix") -> str:
+    """``s3://bucket/prefix/``: the S3 prefix of a multi-model endpoint, always ending in ``/``
+    (SageMaker appends the invoked TargetModel to it)."""
+    bucket, key = s3_parts(str(uri).strip(), option)
+    key = key.strip("/")
+    # recorded in a tag (SageMaker's tag characters, 256 at most): plain path characters only
+    if not _PREFIX_KEY.match(key) or ".." in key.split("/") or "//" in key:
+        raise UsageError(
+            f"{uri!r} is not a plain S3 prefix (letters, digits, '.', '_', '-' and '/', at most "
+            "200 characters)",
+            where=option,
+            fix="use e.g. s3://bucket/models/",
+        )
+    return f"s3://{bucket}/{key}/" if key else f"s3://{bucket}/"
+
+
+def _multi_model(
+    options: Mapping[str, Any], mode: str, shared: Mapping[str, Any], serverless: Any
+) -> tuple[bool, str | None]:
+    """--multi-model and --model-prefix: both or neither; and what a multi-model endpoint
+    cannot be (each refusal names the option and what to do instead)."""
+    multi = bool(options.get("multi_model"))
+    prefix = options.get("model_prefix") or None
+    if not multi:
+        if prefix:
+            raise UsageError(
+                "--model-prefix is where a multi-model endpoint finds its models",
+                where="--model-prefix",
+                fix="add --multi-model, or drop --model-prefix",
+            )
+        return False, None
+    if not prefix:
+        raise UsageError(
+            "a multi-model endpoint needs the S3 prefix its models are stored under",
+            where="--multi-model",
+            fix="add --model-prefix s3://bucket/models/ (`deployer models add` uploads there)",
+        )
+    refusals = (
+        (
+            serverless is not None,
+            "--serverless",
+            "SageMaker serverless endpoints do not host multi-model endpoints",
+            "drop --serverless (deploy to instances: --instance-type)",
+        ),
+        (
+            bool(shared.get("model_in_image")),
+            "--model-in-image",
+            "a multi-model endpoint loads its models from --model-prefix, not from the image",
+            "drop --model-in-image",
+        ),
+        (
+            bool(shared.get("bucket")),
+            "--bucket",
+            "a multi-model endpoint uploads nothing at deploy time; its models live under "
+            "--model-prefix",
+            "drop --bucket (add models with `deployer models add`)",
+        ),
+        (
+            mode in ("add", "shift"),
+            f"--mode {mode}",
+            "a multi-model endpoint has one variant serving every model under its prefix",
+            "use --mode create or --mode replace (add models with `deployer models add`)",
+        ),
+    )
+    for refused, option, why, fix in refusals:
+        if refused:
+            raise UsageError(
+                f"{option} does not apply to --multi-model: {why}", where=option, fix=fix
+            )
+    return True, model_prefix(str(prefix))
 
 
 _JSONPATH = re.compile(r"^\$[^\s]{0,62}$")
@@ -829,7 +908,14 @@ def parse_batch(input_uri: str, output_uri: str, options: Mapping[str, Any]) -> 
     )
 
 
-def config_hash(spec: DeploySpec, *, image: str, model_digest: str | None, role: str) -> str:
+def config_hash(
+    spec: DeploySpec,
+    *,
+    image: str,
+    model_digest: str | None,
+    role: str,
+    lock_digest: str | None = None,
+) -> str:
     """What an endpoint serves, as one hex digest: same hash => same deployment (idempotence).
 
     Only what changes serving counts: not the mode, the bucket (where the same bytes are
@@ -854,6 +940,11 @@ def config_hash(spec: DeploySpec, *, image: str, model_digest: str | None, role:
         "auto_rollback",
     ):
         serving.pop(key)
+    if not spec.multi_model:  # hashes of single-model endpoints stay what they were
+        serving.pop("multi_model")
+        serving.pop("model_prefix")
     serving.update(image=image, model_digest=model_digest, role=role)
+    if lock_digest is not None:
+        serving["lock_digest"] = lock_digest
     blob = json.dumps(serving, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()

@@ -50,7 +50,7 @@ log = logging.getLogger("deployer")
 #: How long deploy waits for InService when --timeout is not given (real endpoints take 5-15 min).
 DEFAULT_TIMEOUT = 3600.0
 
-_ALL = ("deploy", "status", "list", "delete", "predict", "batch")
+_ALL = ("deploy", "status", "list", "delete", "predict", "batch", "models")
 
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
@@ -230,6 +230,24 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Seconds SageMaker may take to download and unpack model.tar.gz (60-3600; large models).",
         type="int",
         metavar="SECONDS",
+    ),
+    OptionSpec(
+        "multi_model",
+        "A multi-model endpoint: one image (built from -m, whose environment every model "
+        "shares) serving every model.tar.gz under --model-prefix (deployer models add).",
+        type="bool",
+        default=False,
+    ),
+    OptionSpec(
+        "model_prefix",
+        "--multi-model: the S3 prefix the endpoint loads its models from.",
+        metavar="S3URI",
+    ),
+    OptionSpec(
+        "target_model",
+        "Multi-model endpoints: the model to invoke (NAME or NAME.tar.gz under the prefix).",
+        metavar="NAME",
+        commands=("predict",),
     ),
     OptionSpec(
         "async_input",
@@ -421,10 +439,21 @@ class SageMakerTarget:
             )
         self._check_alarms(spec.alarms)
         model = self._model_ref(request.model_uri)
-        image = self._image_plan(request.image_uri, spec, model, app, request.build)
+        build, mme = request.build, None
+        if spec.multi_model:
+            from deployer.targets.sagemaker.multi_model import plan_setup
+
+            build, mme = plan_setup(self.aws, spec, model, request)
+        image = self._image_plan(request.image_uri, spec, model, app, build)
         role = spec.execution_role_arn or self.aws.resolve_execution_role()
-        bucket, create_bucket = self._bucket(spec, model, image)
-        digest = config_hash(spec, image=image.uri, model_digest=model.digest, role=role)
+        bucket, create_bucket = (None, False) if mme else self._bucket(spec, model, image)
+        digest = config_hash(
+            spec,
+            image=image.uri,
+            model_digest=None if mme else model.digest,
+            role=role,
+            lock_digest=mme.record.lock_digest if mme else None,
+        )
         state = read_endpoint(self.aws, app)
         ctx = DeployContext(
             app=app,
@@ -441,6 +470,7 @@ class SageMakerTarget:
             version=__version__,
             wait=request.wait,
             timeout=timeout,
+            multi_model=mme,
         )
         return plan_deploy(ctx)
 
@@ -642,18 +672,31 @@ class SageMakerTarget:
         content_type: str,
         async_input: str | None = None,
         async_timeout: float | None = None,
+        target_model: str | None = None,
     ) -> bytes:
         """One request through sagemaker-runtime ``invoke_endpoint``; the response body.
 
         An asynchronous endpoint (its config has AsyncInferenceConfig) rejects InvokeEndpoint:
         the body goes to S3, InvokeEndpointAsync queues it, and the result is read from the
         output (or failure) location SageMaker names, within ``async_timeout`` seconds.
+        ``target_model``: the model of a multi-model endpoint (its archive under the prefix).
         """
         app = validate_name(name)
         from deployer.targets.sagemaker.invoke_async import async_config, predict_async
 
+        extra: dict[str, Any] = {}
+        if target_model:
+            from deployer.targets.sagemaker.models import target_model_key
+
+            extra["TargetModel"] = target_model_key(target_model)
         config = async_config(self.aws, app)
         if config is not None:
+            if target_model:
+                raise UsageError(
+                    f"endpoint {app} is asynchronous, and InvokeEndpointAsync takes no TargetModel",
+                    where="--target-model",
+                    fix="drop --target-model",
+                )
             return predict_async(
                 self.aws,
                 app,
@@ -672,6 +715,7 @@ class SageMakerTarget:
             Body=body,
             ContentType=content_type,
             Accept="application/json",
+            **extra,
         )
         return bytes(response["Body"].read())
 
@@ -701,6 +745,30 @@ class SageMakerTarget:
                 part = event.get("PayloadPart")
                 if part and part.get("Bytes"):
                     yield bytes(part["Bytes"])
+
+    # ------------------------------------------------------------------ multi-model endpoints
+    def plan_models_add(self, name: str, model_uri: str, as_name: str | None = None) -> DeployPlan:
+        """``deployer models add``: upload ``model_uri``'s model.tar.gz under the endpoint's
+        prefix, after checking its environment against the endpoint's."""
+        from deployer.targets.sagemaker.models import plan_add
+
+        return plan_add(self.aws, self._require(name), model_uri, as_name)
+
+    def plan_models_remove(self, name: str, model_name: str) -> DeployPlan:
+        from deployer.targets.sagemaker.models import plan_remove
+
+        return plan_remove(self.aws, self._require(name), model_name)
+
+    def list_models(self, name: str) -> EndpointStatus:
+        from deployer.targets.sagemaker.models import list_archives
+
+        return list_archives(self.aws, self._require(name))
+
+    def apply_models(self, plan: DeployPlan) -> DeployResult:
+        if plan.action == "noop":
+            return DeployResult(self.name, plan.name, "noop", "unchanged", details=dict(plan.facts))
+        result = self.operations().run(plan)
+        return DeployResult(self.name, plan.name, plan.action, "done", details=result.details)
 
     # ------------------------------------------------------------------ batch
     def plan_batch(self, request: BatchRequest) -> DeployPlan:
