@@ -52,6 +52,7 @@ from serving import (  # noqa: E402 - the sibling benchmark's process helpers
     HOST,
     Server,
     free_port,
+    read_response,
     request,
     tree_memory_mb,
 )
@@ -140,19 +141,6 @@ class Target:
     header: str = ""
 
 
-async def _ask(reader: Any, writer: Any, head: bytes, body: bytes) -> tuple[bytes, bytes]:
-    writer.write(head + body)
-    status = await reader.readline()
-    length = 0
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b""):
-            break
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    return status, await reader.readexactly(length)
-
-
 def _head(target: Target, body: bytes) -> bytes:
     return (f"POST /invocations HTTP/1.1\r\nHost: {HOST}:{target.port}\r\n"
             f"Content-Type: application/json\r\n{target.header}"
@@ -177,7 +165,8 @@ async def _loadgen(targets: list[Target], connections: int, duration: float) -> 
                     streams[target.port] = await asyncio.open_connection(HOST, target.port)
                 reader, writer = streams[target.port]
                 t0 = time.perf_counter()
-                status, _ = await _ask(reader, writer, heads[i % len(targets)], body)
+                writer.write(heads[i % len(targets)] + body)
+                status, _ = await read_response(reader)
                 latencies.append((time.perf_counter() - t0) * 1e3)
                 if not status.split()[1].startswith(b"2"):
                     errors += 1

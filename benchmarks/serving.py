@@ -265,6 +265,19 @@ def run_wrk(port: int, body_file: Path, workdir: Path, *, connections: int, dura
             "socket_errors": errors.group(1).strip() if errors else None}
 
 
+async def read_response(reader: Any) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 response from an asyncio stream: (status line, body)."""
+    status = await reader.readline()
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return status, await reader.readexactly(length)
+
+
 # The fallback client runs in its own process (``python benchmarks/serving.py --_loadgen``),
 # so its CPU use is not charged to the benchmark driver and it behaves like wrk would.
 async def _loadgen(port: int, body: bytes, connections: int, duration: float,
@@ -284,15 +297,7 @@ async def _loadgen(port: int, body: bytes, connections: int, duration: float,
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
                 writer.write(head + body)
-                status_line = await reader.readline()
-                length = 0
-                while True:
-                    line = await reader.readline()
-                    if line in (b"\r\n", b""):
-                        break
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                await reader.readexactly(length)
+                status_line, _ = await read_response(reader)
                 latencies.append((time.perf_counter() - t0) * 1e3)
                 if not status_line.split()[1].startswith(b"2"):
                     non_2xx += 1

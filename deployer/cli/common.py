@@ -160,6 +160,13 @@ def model_set_options(f: Callable[..., Any]) -> Callable[..., Any]:
         help="Build one image with every model in DIR (each subdirectory holding an MLmodel, "
         "named after it); with -m NAME=URI too.",
     )(f)
+    return models_option("for one image serving several models (they must share one environment)")(
+        f
+    )
+
+
+def models_option(several: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-m URI`` or ``-m NAME=URI`` repeated (``model_uris``); ``several`` ends the help."""
     return click.option(
         "-m",
         "--model",
@@ -167,9 +174,8 @@ def model_set_options(f: Callable[..., Any]) -> Callable[..., Any]:
         multiple=True,
         metavar="URI|NAME=URI",
         help="Model: a local path, file://, s3://, runs:/<run_id>/path, "
-        "models:/<name>/<version|@alias>. Repeat as NAME=URI for one image serving several "
-        "models (they must share one environment).",
-    )(f)
+        f"models:/<name>/<version|@alias>. Repeat as NAME=URI {several}.",
+    )
 
 
 class ReportedError(click.ClickException):

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from deployer.cli.common import command as deployer_command
-from deployer.cli.common import get_console
+from deployer.cli.common import get_console, models_option
 from deployer.cli.model_env import env_manager_option
 from deployer.serving import options as serve_options
 
@@ -61,16 +61,7 @@ def click_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @deployer_command("serve")
-@click.option(
-    "-m",
-    "--model",
-    "model_uris",
-    multiple=True,
-    metavar="URI|NAME=URI",
-    help="Model: a local path, file://, s3://, runs:/<run_id>/path, "
-    "models:/<name>/<version|@alias>. Repeat as NAME=URI to serve several models "
-    "(DEPLOYER_SERVE_MODELS=NAME=PATH,...).",
-)
+@models_option("to serve several models (DEPLOYER_SERVE_MODELS=NAME=PATH,...)")
 @env_manager_option
 @click_options
 @click.option(

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from deployer.cli.common import command, get_console
 
 
+def deployments_file_option(help_text: str) -> Any:
+    """``-f FILE``: the deployments file of ``sync`` and ``watch``."""
+    return click.option(
+        "-f",
+        "--file",
+        "file",
+        required=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        metavar="FILE",
+        help=help_text,
+    )
+
+
 @command("sync")
-@click.option(
-    "-f",
-    "--file",
-    "file",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    metavar="FILE",
-    help="The deployments file (TOML, [[endpoints]] tables).",
-)
+@deployments_file_option("The deployments file (TOML, [[endpoints]] tables).")
 @click.option("--dry-run", is_flag=True, help="Show what would be deployed; change nothing.")
 @click.option("--only", metavar="NAME", help="Sync only the entry with this name.")
 def command(file: Path, dry_run: bool, only: str | None) -> None:

@@ -12,18 +12,11 @@ from typing import Any
 import click
 
 from deployer.cli.common import command
+from deployer.cli.sync_cmd import deployments_file_option
 
 
 @command("watch")
-@click.option(
-    "-f",
-    "--file",
-    "file",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    metavar="FILE",
-    help="The deployments file (TOML, [[endpoints]] tables; see `deployer sync`).",
-)
+@deployments_file_option("The deployments file (TOML, [[endpoints]] tables; see `deployer sync`).")
 @click.option(
     "--interval",
     type=click.FloatRange(min=1),
