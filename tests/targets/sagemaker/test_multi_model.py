@@ -493,3 +493,81 @@ def test_a_pyfunc_multi_model_endpoint_serves_a_tensor_and_a_params_model(
         assert res.exit_code == 0, res.stderr
         assert json.loads(res.stdout) == expected, target
     assert data_plane.loads == [("tensor.tar.gz", 200), ("params.tar.gz", 200)]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_the_built_image_keeps_sagemakers_container_contract_under_a_memory_limit(
+        sm, bucket, registry, sklearn_model, base_image, docker_client, iris_data, tmp_path, monkeypatch):
+    """The image SageMaker would run, driven through AWS's documented container calls directly:
+    load (200, 409), list, get (404), invoke, unload (200, 404), least recently used eviction
+    under DEPLOYER_SERVE_MODEL_MEMORY_LIMIT and 507 for a model that cannot fit even alone."""
+    import shutil
+    import uuid
+
+    import mlflow.pyfunc
+
+    from tests.targets.sagemaker.mme_sim import Instance
+
+    _, image = _deploy_built("limits", sklearn_model, registry, base_image, tmp_path, monkeypatch, docker_client)
+    root = tmp_path / "opt-ml-models"
+    for name, pad in (("a", 1), ("b", 1), ("c", 1), ("huge", 3)):  # MiB over the model's own size
+        shutil.copytree(sklearn_model, root / name / "model")
+        (root / name / "model" / "padding.bin").write_bytes(b"\0" * pad * 1024 * 1024)
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    container = docker_client.containers.run(
+        image, ["serve"], detach=True, name=f"sm-mme-limits-{uuid.uuid4().hex[:8]}",
+        environment={SERVER_SWITCH: "true", "DEPLOYER_SERVE_MODEL_MEMORY_LIMIT": "2.5MiB"},
+        volumes={str(root): {"bind": "/opt/ml/models", "mode": "ro"}},
+        ports={"8080/tcp": ("127.0.0.1", None)})
+    try:
+        import time
+
+        container.reload()
+        box = Instance(container, int(container.ports["8080/tcp"][0]["HostPort"]), root)
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                if box.request("GET", "/ping")[0] == 200:
+                    break
+            except OSError:
+                pass
+            container.reload()
+            assert container.status == "running", container.logs().decode()[-3000:]
+            assert time.monotonic() < deadline, "the container did not answer /ping in time"
+            time.sleep(0.5)
+
+        def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+            status, _, data = box.request(method, path, None if body is None else json.dumps(body).encode(),
+                                          {"Content-Type": "application/json"})
+            return status, json.loads(data) if data.strip() else None
+
+        def load(name: str) -> int:
+            return call("POST", "/models", {"model_name": name, "url": f"/opt/ml/models/{name}/model"})[0]
+
+        X, _ = iris_data
+        rows = X.iloc[[0, 60, 120]]
+        body = {"dataframe_split": {"columns": list(rows.columns), "data": rows.values.tolist()}}
+        expected = {"predictions": mlflow.pyfunc.load_model(str(sklearn_model)).predict(rows).tolist()}
+
+        assert call("GET", "/models") == (200, {"models": []})
+        assert load("a") == 200
+        assert load("a") == 409
+        assert call("GET", "/models/a") == (200, {"modelName": "a", "modelUrl": "/opt/ml/models/a/model"})
+        assert call("GET", "/models/b")[0] == 404
+        assert call("POST", "/models/a/invoke", body) == (200, expected)
+        assert load("b") == 200
+        assert call("POST", "/models/a/invoke", body)[0] == 200  # b is now the least recently used
+        assert load("c") == 200  # three 1 MiB-padded models exceed 2.5 MiB: b goes
+        assert sorted(m["modelName"] for m in call("GET", "/models")[1]["models"]) == ["a", "c"]
+        assert call("POST", "/models/b/invoke", body)[0] == 404
+        status, answer = call("POST", "/models", {"model_name": "huge", "url": "/opt/ml/models/huge/model"})
+        assert status == 507 and "huge" in answer["message"]
+        assert call("DELETE", "/models/c")[0] == 200
+        assert call("DELETE", "/models/c")[0] == 404
+        assert call("GET", "/models") == (200, {"models": [{"modelName": "a", "modelUrl": "/opt/ml/models/a/model"}]})
+        assert call("POST", "/models/a/invoke", body) == (200, expected)
+        assert "unloading model 'b' (least recently used)" in container.logs().decode()
+    finally:
+        container.remove(force=True)
