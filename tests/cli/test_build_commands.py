@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from deployer.cli import cli
 from deployer.environment.lock import read_lock
 from tests.building.conftest import build_cache  # noqa: F401 - session wheel cache fixture
+from tests.fixtures.processes import ctrl_c_enabled
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -118,7 +119,8 @@ def test_run_local_serves_until_ctrl_c(tensor_model: Path, docker_client, base_i
     proc = subprocess.Popen(
         [sys.executable, "-c", "from deployer.cli import main; main()", "run-local", "-m", str(tensor_model),
          "-p", "0", "--name", name, "--base-image", base_image, "--target", "sagemaker"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        preexec_fn=ctrl_c_enabled)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
@@ -226,7 +228,8 @@ def test_run_local_of_a_model_repository_with_grpc(sklearn_model: Path, params_m
     proc = subprocess.Popen(
         [sys.executable, "-c", "from deployer.cli import main; main()", "run-local", "--model-repository", str(repo),
          "-p", "0", "--name", name, "--base-image", base_image, "--grpc-port", "8081"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        preexec_fn=ctrl_c_enabled)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()

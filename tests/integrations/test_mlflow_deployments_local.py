@@ -18,6 +18,7 @@ import pytest
 from mlflow.deployments import get_deploy_client
 from mlflow.exceptions import MlflowException
 
+from tests.fixtures.processes import ctrl_c_enabled
 from tests.integrations.test_mlflow_deployments import MLFLOW
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.usefixtures("build_cache")]
@@ -68,7 +69,8 @@ def test_mlflow_cli_run_local_serves_until_ctrl_c(containers, docker_client, ten
     proc = subprocess.Popen(
         [MLFLOW, "deployments", "run-local", "-t", "deployer-sagemaker", "--name", name, "-m", str(tensor_model),
          "-C", "port=0", "-C", f"base_image={base_image}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        preexec_fn=ctrl_c_enabled)
     try:
         assert proc.stderr is not None
         lines = []
