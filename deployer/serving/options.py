@@ -195,6 +195,12 @@ class ServeOptions:
         "(default: 70 percent of the container's memory)",
         metavar="BYTES",
     )
+    model_root: str = option(
+        "/opt/ml/models",
+        "multi-model endpoint: the directory load requests may name models in (where "
+        "SageMaker extracts them); a url resolving outside it is refused",
+        metavar="DIR",
+    )
     extra: Mapping[str, Any] = field(
         default_factory=dict, metadata={"cli": False, "internal": True}
     )

@@ -18,7 +18,9 @@ and the rest of the server (``/ping``, ``/invocations`` with ``X-Amzn-SageMaker-
 ``/v2/models/{name}/...``, ``/metrics``) sees the loaded models as it sees ``-m`` models.
 
 ``url`` is a local directory holding an MLmodel (SageMaker has already downloaded and extracted
-the model's ``model.tar.gz`` there); it must be absolute and may not contain ``..``.
+the model's ``model.tar.gz`` there); it must be absolute, may not contain ``..`` and must
+resolve (symlinks followed) inside ``--model-root`` (default ``/opt/ml/models``, where SageMaker
+extracts them): a load request never makes the server read a model from elsewhere.
 
 Memory: the models may take ``--model-memory-limit`` bytes together (default: 70 percent of
 the container's memory, from the cgroup limit or MemTotal). A model's cost is its size on
@@ -128,6 +130,8 @@ class MultiModelEndpoint:
         self.models = models
         models.multi = True
         self.limit = options.parsed_model_memory_limit() or default_memory_limit()
+        #: load requests name models under this directory only (symlinks resolved)
+        self.root = Path(options.model_root).resolve()
         self.metrics = metrics
         self._load_lock = threading.Lock()
         for entry in models.entries():  # the -m models loaded at start count too
@@ -251,6 +255,13 @@ class MultiModelEndpoint:
         pure = PurePosixPath(url)
         if not pure.is_absolute() or ".." in pure.parts or "\x00" in url:
             return _error(400, "BAD_REQUEST", "url must be an absolute path without '..'")
+        real = Path(url).resolve()
+        if real != self.root and self.root not in real.parents:
+            return _error(
+                400,
+                "BAD_REQUEST",
+                f"url must be inside {self.root} (--model-root), where the models are extracted",
+            )
         if not (Path(url) / "MLmodel").is_file():
             return _error(
                 404, "RESOURCE_DOES_NOT_EXIST", f"no MLflow model (MLmodel file) at url {url}"

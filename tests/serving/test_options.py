@@ -101,6 +101,7 @@ WALK: dict[str, tuple[object, object, object]] = {
     "default_model": ("a", "b", "c"),
     "sagemaker_multi_model": (True, False, True),
     "model_memory_limit": ("1GiB", "2000000", "1.5GB"),
+    "model_root": ("/m1", "/m2", "/m3"),
 }
 
 
@@ -264,7 +265,7 @@ def test_api_key_sources_and_errors(tmp_path, monkeypatch: pytest.MonkeyPatch) -
      "access_log": False, "batching": False, "http": "uvicorn", "api_key_file": "/run/key",
      "auth_exempt": "/ping", "model_config": '{"x": "a b", "n": [1, 2]}', "grpc_port": 0,
      "model_repository": "/models", "default_model": "iris", "sagemaker_multi_model": True,
-     "model_memory_limit": "2GiB"},
+     "model_memory_limit": "2GiB", "model_root": "/mnt/models"},
     {"models": ("iris=/models/iris", "churn=/models/churn"), "default_model": "churn"},
 ])
 def test_to_argv_gives_the_image_entrypoint_the_same_options(

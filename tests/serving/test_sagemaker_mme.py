@@ -57,7 +57,8 @@ def model_store(tmp_path_factory: pytest.TempPathFactory, sklearn_model: Path,
 def mme(server_pool: ServerPool, model_store: dict[str, Path]) -> LiveServer:
     # --workers 2 is asked for; the multi-model mode runs one worker (documented)
     argv = [sys.executable, "-m", "deployer.serving", "serve", "--host", HOST, "--port", "0",
-            "--workers", "2", "--model-memory-limit", LIMIT]
+            "--workers", "2", "--model-memory-limit", LIMIT,
+            "--model-root", str(model_store["a"].parent.parent)]
     server = start_deployer(Path("mme"), server_pool.log_dir, argv=argv,
                             env={"SAGEMAKER_MULTI_MODEL": "true"})
     server_pool.servers[("mme", str(model_store["a"]))] = server
@@ -150,16 +151,36 @@ def test_list_is_paginated(mme: LiveServer, model_store: dict[str, Path]) -> Non
     ({"model_name": "bad name", "url": "/tmp"}, 400),
     ({"model_name": "x", "url": "relative/model"}, 400),
     ({"model_name": "x", "url": "/opt/ml/models/../../etc"}, 400),
-    ({"model_name": "x", "url": "/nonexistent/model"}, 404),
+    ({"model_name": "x", "url": "/nonexistent/model"}, 400),  # outside --model-root
+    ({"model_name": "x", "url": "{root}/nonexistent/model"}, 404),
 ])
-def test_bad_load_requests(mme: LiveServer, body: Any, status: int) -> None:
+def test_bad_load_requests(mme: LiveServer, model_store: dict[str, Path], body: Any,
+                           status: int) -> None:
+    if isinstance(body, dict) and "url" in body:
+        body = {**body, "url": body["url"].replace("{root}", str(model_store["a"].parent.parent))}
     resp = _json(mme, "POST", "/models", body)
     assert resp.status == status, resp.body
     assert resp.json()["message"]
 
 
-def test_url_that_is_not_a_model_is_404(mme: LiveServer, tmp_path: Path) -> None:
-    assert _load(mme, "x", tmp_path).status == 404  # a directory without an MLmodel
+def test_url_that_is_not_a_model_is_404(mme: LiveServer, model_store: dict[str, Path]) -> None:
+    empty = model_store["a"].parent.parent / "empty" / "model"
+    empty.mkdir(parents=True, exist_ok=True)
+    assert _load(mme, "x", empty).status == 404  # a directory without an MLmodel
+
+
+def test_a_url_outside_the_model_root_is_refused(mme: LiveServer, model_store: dict[str, Path],
+                                                 sklearn_model: Path) -> None:
+    """A load request never makes the server read a model from outside --model-root: not a
+    real model elsewhere, not through a symlink inside the root that points out of it."""
+    root = model_store["a"].parent.parent
+    link = root / "escape"
+    if not link.exists():
+        link.symlink_to(sklearn_model.parent)
+    for url in (sklearn_model, link / sklearn_model.name):
+        resp = _load(mme, "outside", url)
+        assert resp.status == 400 and "--model-root" in resp.json()["message"], resp.body
+    assert "outside" not in _names(mme)
 
 
 def test_lru_eviction_under_the_memory_limit(mme: LiveServer,
@@ -199,7 +220,7 @@ def test_models_given_at_start_are_listed_and_counted(server_pool: ServerPool,
     counted against the limit (loading two more padded models evicts the least recent)."""
     argv = [sys.executable, "-m", "deployer.serving", "serve", "--host", HOST, "--port", "0",
             "--sagemaker-multi-model", "--model-memory-limit", LIMIT,
-            "--models", f"a={model_store['a']}"]
+            "--models", f"a={model_store['a']}", "--model-root", str(model_store["a"].parent.parent)]
     server = start_deployer(Path("mme-start"), server_pool.log_dir, argv=argv)
     try:
         assert _names(server) == ["a"]
@@ -214,8 +235,11 @@ def test_models_given_at_start_are_listed_and_counted(server_pool: ServerPool,
 
 
 def test_a_model_that_fails_to_load_is_500_and_not_listed(
-        mme: LiveServer, load_context_fails_model: Path) -> None:
-    resp = _load(mme, "broken", load_context_fails_model)
+        mme: LiveServer, model_store: dict[str, Path], load_context_fails_model: Path) -> None:
+    broken = model_store["a"].parent.parent / "broken" / "model"
+    if not broken.exists():
+        shutil.copytree(load_context_fails_model, broken)
+    resp = _load(mme, "broken", broken)
     assert resp.status == 500
     assert "load_context failure on purpose" in resp.json()["message"]
     assert "broken" not in _names(mme) and mme.get("/ping").status == 200
