@@ -941,22 +941,20 @@ def _image_env(
     for key, value in options.env:
         k, v = check_env_var(key, value)
         env[k] = v
-    if options.model_config is not None:
-        if MODEL_CONFIG_ENV in dict(options.env):
+    given = dict(options.env)
+    for flag, what, var, value in (
+        ("--model-config", "the model config", MODEL_CONFIG_ENV, options.model_config),
+        ("--grpc-port", "the gRPC port", GRPC_PORT_ENV, options.grpc_port),
+    ):
+        if value is None:
+            continue
+        if var in given:  # an option baked as a variable: given once, by its flag
             raise UsageError(
-                f"the model config is given twice: --model-config and --env {MODEL_CONFIG_ENV}",
-                where="--model-config",
-                fix=f"drop --env {MODEL_CONFIG_ENV}=...",
+                f"{what} is given twice: {flag} and --env {var}",
+                where=flag,
+                fix=f"drop --env {var}=...",
             )
-        env[MODEL_CONFIG_ENV] = options.model_config
-    if options.grpc_port is not None:
-        if GRPC_PORT_ENV in dict(options.env):
-            raise UsageError(
-                f"the gRPC port is given twice: --grpc-port and --env {GRPC_PORT_ENV}",
-                where="--grpc-port",
-                fix=f"drop --env {GRPC_PORT_ENV}=...",
-            )
-        env[GRPC_PORT_ENV] = str(options.grpc_port)
+        env[var] = str(value)
     return env, load_mode
 
 
