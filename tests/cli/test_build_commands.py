@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -111,34 +113,46 @@ def test_generated_context_builds_with_plain_docker(tensor_model: Path, tmp_path
         container.remove(force=True)
 
 
-@pytest.mark.docker
-@pytest.mark.slow
-@pytest.mark.usefixtures("build_cache")
-def test_run_local_serves_until_ctrl_c(tensor_model: Path, docker_client, base_image: str) -> None:  # type: ignore[no-untyped-def]
-    name = "t-run-local"
+@contextlib.contextmanager
+def _run_local_until_ctrl_c(first_line: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``deployer run-local ARGS`` in a child process: yields it and the URL its first line
+    (matching ``first_line``, whose group 1 is the URL) announces, once the sample request is
+    printed; then presses Ctrl-C and waits for the child to stop and remove its container."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from deployer.cli import main; main()", "run-local", "-m", str(tensor_model),
-         "-p", "0", "--name", name, "--base-image", base_image, "--target", "sagemaker"],
+        [sys.executable, "-c", "from deployer.cli import main; main()", "run-local", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
         preexec_fn=ctrl_c_enabled)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
-        match = re.search(r"at (http://127\.0\.0\.1:\d+)", first)
+        match = re.search(first_line, first)
         assert match, first + (proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
-        url = match.group(1)
         assert "curl -X POST" in proc.stdout.readline()
-        req = urllib.request.Request(f"{url}/invocations", data=b'{"inputs": [[1, 1, 1, 1]]}',
-                                     headers={"Content-Type": "application/json"})
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(req, timeout=30) as resp:
-            assert json.loads(resp.read()) == {"predictions": [4.0]}
-        assert docker_client.containers.list(filters={"label": f"io.deployer.endpoint={name}"})
+        yield proc, match.group(1)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _invocations(url: str, headers: dict[str, str]) -> object:
+    req = urllib.request.Request(f"{url}/invocations", data=b'{"inputs": [[1, 1, 1, 1]]}',
+                                 headers={"Content-Type": "application/json", **headers})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.usefixtures("build_cache")
+def test_run_local_serves_until_ctrl_c(tensor_model: Path, docker_client, base_image: str) -> None:  # type: ignore[no-untyped-def]
+    name = "t-run-local"
+    with _run_local_until_ctrl_c(r"at (http://127\.0\.0\.1:\d+)", "-m", str(tensor_model), "-p", "0",
+                                 "--name", name, "--base-image", base_image, "--target", "sagemaker") as (_, url):
+        assert _invocations(url, {}) == {"predictions": [4.0]}
+        assert docker_client.containers.list(filters={"label": f"io.deployer.endpoint={name}"})
     assert not docker_client.containers.list(all=True, filters={"label": f"io.deployer.endpoint={name}"})
 
 
@@ -225,30 +239,11 @@ def test_run_local_of_a_model_repository_with_grpc(sklearn_model: Path, params_m
     for name, model in (("iris", sklearn_model), ("params", params_model), ("tensor", tensor_model)):
         shutil.copytree(model, repo / name)
     name = "mm-images-run-local"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from deployer.cli import main; main()", "run-local", "--model-repository", str(repo),
-         "-p", "0", "--name", name, "--base-image", base_image, "--grpc-port", "8081"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
-        preexec_fn=ctrl_c_enabled)
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        match = re.search(r"serving iris=.*params=.*tensor=.* at (http://127\.0\.0\.1:\d+)", first)
-        assert match, first + (proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
-        url = match.group(1)
-        assert "curl -X POST" in proc.stdout.readline()
+    with _run_local_until_ctrl_c(r"serving iris=.*params=.*tensor=.* at (http://127\.0\.0\.1:\d+)",
+                                 "--model-repository", str(repo), "-p", "0", "--name", name,
+                                 "--base-image", base_image, "--grpc-port", "8081") as (proc, url):
         assert re.match(r"gRPC \(V2\): 127\.0\.0\.1:\d+$", proc.stdout.readline().strip())
-        req = urllib.request.Request(f"{url}/invocations", data=b'{"inputs": [[1, 1, 1, 1]]}',
-                                     headers={"Content-Type": "application/json",
-                                              "X-Deployer-Target-Model": "tensor"})
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(req, timeout=30) as resp:
-            assert json.loads(resp.read()) == {"predictions": [4.0]}
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        assert _invocations(url, {"X-Deployer-Target-Model": "tensor"}) == {"predictions": [4.0]}
     assert not docker_client.containers.list(all=True, filters={"label": f"io.deployer.endpoint={name}"})
     for image in docker_client.images.list(name="iris-params-tensor"):
         docker_client.images.remove(image.id, force=True)
